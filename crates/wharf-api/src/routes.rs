@@ -1,0 +1,719 @@
+//! Routing: strips and checks the API version, dispatches to the handler for the path, and
+//! renders results and errors as Docker does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models as m;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SERVER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use wharf_image::{DeleteItem, ImageView, ListFilter};
+use wharf_reference::ErrorKind;
+
+use crate::body::{self, Body};
+use crate::error::{status_of, ApiError};
+use crate::query::{decode_path, Query};
+use crate::server::Daemon;
+use crate::{API_VERSION, MIN_API_VERSION};
+
+type Res = Result<Response<Body>, ApiError>;
+
+/// Parse `1.NN` into a comparable pair.
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Split `/v1.44/images/json` into `(Some("1.44"), "/images/json")`. Only `^/v\d+\.\d+/`
+/// is a version prefix: `/version` is a route.
+pub fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let v = &rest[..end];
+        if let Some((a, b)) = v.split_once('.') {
+            if !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+            {
+                let tail = &rest[end..];
+                return (Some(v), if tail.is_empty() { "/" } else { tail });
+            }
+        }
+    }
+    (None, path)
+}
+
+fn with_headers(mut r: Response<Body>) -> Response<Body> {
+    let h = r.headers_mut();
+    h.insert(SERVER, HeaderValue::from_static(concat!("Docker/28.2.2 (linux)")));
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    r
+}
+
+fn error_response(e: ApiError) -> Response<Body> {
+    let body = serde_json::to_vec(&json!({ "message": e.message })).expect("serialise");
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = status_of(e.kind);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Res {
+    let body = serde_json::to_vec(v).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+fn ok_json<T: Serialize>(v: &T) -> Res {
+    json_response(StatusCode::OK, v)
+}
+
+/// Handle one request.
+pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
+    let (version, path) = split_version(req.uri().path());
+    if let Some(v) = version {
+        let max = parse_version(API_VERSION).expect("const");
+        let min = parse_version(MIN_API_VERSION).expect("const");
+        match parse_version(v) {
+            Some(pv) if pv > max => {
+                return with_headers(error_response(ApiError::invalid(format!(
+                    "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+                ))))
+            }
+            Some(pv) if pv < min => {
+                return with_headers(error_response(ApiError::invalid(format!(
+                    "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+                ))))
+            }
+            _ => {}
+        }
+    }
+    let path = path.to_string();
+    let method = req.method().clone();
+    tracing::debug!(%method, %path, "request");
+    let r = match dispatch(d, req, &method, &path).await {
+        Ok(r) => r,
+        Err(e) => error_response(e),
+    };
+    with_headers(r)
+}
+
+async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str) -> Res {
+    let q = Query::parse(req.uri().query());
+    let p = path.trim_end_matches('/');
+    match (method, p) {
+        (&Method::GET | &Method::HEAD, "/_ping") => ping(method),
+        (&Method::GET, "/version") => version(&d),
+        (&Method::GET, "/info") => info(&d).await,
+        (&Method::GET, "/images/json") => images_list(&d, &q).await,
+        (&Method::POST, "/images/create") => images_create(d, req, &q).await,
+        (&Method::POST, "/images/load") => images_load(d, req, &q).await,
+        (&Method::GET, "/images/get") => images_save(d, q.all("names")).await,
+        (&Method::POST, "/images/prune") => images_prune(d, &q).await,
+        (&Method::GET, "/system/df") => system_df(d).await,
+        (&Method::GET, "/containers/json") => ok_json(&Vec::<m::ContainerSummary>::new()),
+        _ => {
+            if let Some(rest) = p.strip_prefix("/images/") {
+                return image_route(d, method, rest, &q).await;
+            }
+            Err(ApiError::not_found("page not found"))
+        }
+    }
+}
+
+async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> Res {
+    // Names hold '/' and ':': match the operation from the end, greedily.
+    let split = |suffix: &str| rest.strip_suffix(suffix).map(decode_path);
+    match method {
+        &Method::GET => {
+            if let Some(name) = split("/json") {
+                return image_inspect(&d, &name).await;
+            }
+            if let Some(name) = split("/history") {
+                return image_history(&d, &name).await;
+            }
+            if let Some(name) = split("/get") {
+                return images_save(d, vec![name]).await;
+            }
+        }
+        &Method::POST => {
+            if let Some(name) = split("/tag") {
+                return image_tag(&d, &name, q).await;
+            }
+            if split("/push").is_some() {
+                return Err(ApiError::new(ErrorKind::Unavailable, "push is not implemented yet"));
+            }
+        }
+        &Method::DELETE => {
+            let name = decode_path(rest);
+            return image_delete(&d, &name, q).await;
+        }
+        _ => {}
+    }
+    Err(ApiError::not_found("page not found"))
+}
+
+fn ping(method: &Method) -> Res {
+    let mut r = Response::new(if method == Method::HEAD {
+        body::empty()
+    } else {
+        body::full("OK")
+    });
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    Ok(r)
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+fn version(d: &Daemon) -> Res {
+    let _ = d;
+    let v = m::SystemVersion {
+        platform: Some(m::SystemVersionPlatform { name: "wharf".into() }),
+        components: Some(vec![m::SystemVersionComponents {
+            name: "Engine".into(),
+            version: wharf_image::ENGINE_VERSION.into(),
+            details: None,
+        }]),
+        version: Some(wharf_image::ENGINE_VERSION.into()),
+        api_version: Some(API_VERSION.into()),
+        min_api_version: Some(MIN_API_VERSION.into()),
+        git_commit: Some(env!("CARGO_PKG_VERSION").into()),
+        go_version: Some(format!("wharf {}", env!("CARGO_PKG_VERSION"))),
+        os: Some("linux".into()),
+        arch: Some(arch().into()),
+        kernel_version: Some(kernel_version()),
+        experimental: Some(false),
+        build_time: None,
+    };
+    // Components[].Details carries the API range, as dockerd sets it.
+    let mut j = serde_json::to_value(&v).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    j["Components"][0]["Details"] = json!({
+        "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(),
+        "KernelVersion": kernel_version(), "GitCommit": env!("CARGO_PKG_VERSION"),
+        "GoVersion": format!("wharf {}", env!("CARGO_PKG_VERSION")), "Experimental": "false",
+        "BuildTime": "",
+    });
+    ok_json(&j)
+}
+
+fn read_os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn mem_total() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            })
+        })
+        .map(|k| k * 1024)
+        .unwrap_or(0)
+}
+
+fn cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
+}
+
+async fn info(d: &Arc<Daemon>) -> Res {
+    let d2 = d.clone();
+    let n_images = blocking(move || {
+        Ok(d2
+            .images
+            .list(&ListFilter {
+                all: true,
+                ..Default::default()
+            })?
+            .len())
+    })
+    .await?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let info = m::SystemInfo {
+        id: Some(d.info.id.clone()),
+        containers: Some(0),
+        containers_running: Some(0),
+        containers_paused: Some(0),
+        containers_stopped: Some(0),
+        images: Some(n_images as i64),
+        driver: Some(d.images.driver().name().into()),
+        driver_status: Some(vec![
+            vec!["Backing Filesystem".into(), "extfs".into()],
+            vec!["Supports d_type".into(), "true".into()],
+        ]),
+        docker_root_dir: Some(d.info.data_root.display().to_string()),
+        memory_limit: Some(true),
+        swap_limit: Some(true),
+        cpu_cfs_period: Some(true),
+        cpu_cfs_quota: Some(true),
+        cpu_shares: Some(true),
+        cpu_set: Some(true),
+        pids_limit: Some(true),
+        ipv4_forwarding: Some(true),
+        debug: Some(false),
+        nfd: Some(
+            std::fs::read_dir("/proc/self/fd")
+                .map(|r| r.count() as i64)
+                .unwrap_or(0),
+        ),
+        n_goroutines: Some(0),
+        system_time: Some(wharf_image::config::now_rfc3339()),
+        logging_driver: Some("json-file".into()),
+        cgroup_driver: Some(m::SystemInfoCgroupDriverEnum::CGROUPFS),
+        cgroup_version: Some(if cgroup_version() == "2" {
+            m::SystemInfoCgroupVersionEnum::_2
+        } else {
+            m::SystemInfoCgroupVersionEnum::_1
+        }),
+        n_events_listener: Some(0),
+        kernel_version: Some(kernel_version()),
+        operating_system: Some(read_os_name()),
+        os_version: Some(String::new()),
+        os_type: Some("linux".into()),
+        architecture: Some(std::env::consts::ARCH.into()),
+        ncpu: Some(
+            std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1),
+        ),
+        mem_total: Some(mem_total()),
+        index_server_address: Some("https://index.docker.io/v1/".into()),
+        name: Some(hostname),
+        labels: Some(vec![]),
+        experimental_build: Some(false),
+        server_version: Some(wharf_image::ENGINE_VERSION.into()),
+        default_runtime: Some("runc".into()),
+        live_restore_enabled: Some(false),
+        isolation: None,
+        init_binary: Some("docker-init".into()),
+        security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
+        warnings: Some(vec![]),
+        ..Default::default()
+    };
+    let mut j = serde_json::to_value(&info).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    // Fields the CLI's info template reads but the model leaves empty.
+    j["Plugins"] = json!({"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file"]});
+    j["Swarm"] = json!({"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null});
+    j["Runtimes"] = json!({"runc": {"path": "wharf-shim"}});
+    j["RegistryConfig"] = json!({"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []});
+    j["ExecRoot"] = json!(d.info.exec_root.display().to_string());
+    ok_json(&j)
+}
+
+fn labels_map(v: &ImageView) -> HashMap<String, String> {
+    v.config
+        .labels()
+        .into_iter()
+        .map(|(k, val)| (k, val.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn summary(v: &ImageView, shared: i64, containers: i64) -> m::ImageSummary {
+    m::ImageSummary {
+        id: v.id.to_string(),
+        parent_id: v.record.parent.map(|p| p.to_string()).unwrap_or_default(),
+        repo_tags: v.repo_tags.clone(),
+        repo_digests: v.repo_digests.clone(),
+        created: v.config.created_unix(),
+        size: v.size as i64,
+        shared_size: shared,
+        virtual_size: None,
+        labels: labels_map(v),
+        containers,
+        manifests: None,
+    }
+}
+
+async fn images_list(d: &Arc<Daemon>, q: &Query) -> Res {
+    let filters = q.filters()?;
+    for k in filters.keys() {
+        if !matches!(
+            k.as_str(),
+            "dangling" | "label" | "reference" | "before" | "since" | "until"
+        ) {
+            return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let one = |k: &str| filters.get(k).and_then(|v| v.first().cloned());
+    let dangling = match one("dangling").as_deref() {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(other) => return Err(ApiError::invalid(format!("invalid filter 'dangling={other}'"))),
+    };
+    let f = ListFilter {
+        all: q.bool("all"),
+        dangling,
+        labels: filters.get("label").cloned().unwrap_or_default(),
+        references: filters.get("reference").cloned().unwrap_or_default(),
+        before: one("before"),
+        since: one("since"),
+    };
+    let with_digests = q.bool("digests");
+    let d2 = d.clone();
+    let views = blocking(move || Ok(d2.images.list(&f)?)).await?;
+    let mut out: Vec<m::ImageSummary> = views.iter().map(|v| summary(v, -1, -1)).collect();
+    if !with_digests {
+        // Docker always sends RepoDigests; `digests` only changes what the CLI shows.
+        let _ = &mut out;
+    }
+    ok_json(&out)
+}
+
+fn inspect_json(d: &Daemon, v: &ImageView) -> Result<serde_json::Value, ApiError> {
+    let cfg: Option<m::ImageConfig> = v.config.config.clone().and_then(|c| serde_json::from_value(c).ok());
+    let graph = {
+        let ls = d.images.layer_store();
+        let mut data = HashMap::new();
+        if let Some(top) = v.layers.last() {
+            let diffs: Vec<String> = v
+                .layers
+                .iter()
+                .rev()
+                .skip(1)
+                .map(|l| ls.diff_dir(l).display().to_string())
+                .collect();
+            if !diffs.is_empty() {
+                data.insert("LowerDir".into(), diffs.join(":"));
+            }
+            let top_dir = ls.diff_dir(top);
+            data.insert("UpperDir".into(), top_dir.display().to_string());
+            if let Some(parent) = top_dir.parent() {
+                data.insert("MergedDir".into(), parent.join("merged").display().to_string());
+                data.insert("WorkDir".into(), parent.join("work").display().to_string());
+            }
+        }
+        m::DriverData {
+            name: d.images.driver().name().into(),
+            data,
+        }
+    };
+    let ii = m::ImageInspect {
+        id: Some(v.id.to_string()),
+        repo_tags: Some(v.repo_tags.clone()),
+        repo_digests: Some(v.repo_digests.clone()),
+        parent: Some(v.record.parent.map(|p| p.to_string()).unwrap_or_default()),
+        comment: Some(v.config.comment.clone().unwrap_or_default()),
+        created: v.config.created.clone(),
+        docker_version: Some(v.config.docker_version.clone().unwrap_or_default()),
+        author: Some(v.config.author.clone().unwrap_or_default()),
+        config: cfg,
+        architecture: Some(v.config.architecture.clone()),
+        variant: v.config.variant.clone(),
+        os: Some(v.config.os.clone()),
+        os_version: None,
+        size: Some(v.size as i64),
+        virtual_size: None,
+        graph_driver: Some(graph),
+        root_fs: Some(m::ImageInspectRootFs {
+            typ: "layers".into(),
+            layers: Some(v.config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect()),
+        }),
+        metadata: Some(m::ImageInspectMetadata {
+            last_tag_time: v.record.last_tag_time.map(|n| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(n)
+                    .ok()
+                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                    .unwrap_or_default()
+            }),
+        }),
+    };
+    let mut j = serde_json::to_value(&ii).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    if j["Metadata"]["LastTagTime"].is_null() {
+        j["Metadata"]["LastTagTime"] = json!("0001-01-01T00:00:00Z");
+    }
+    Ok(j)
+}
+
+async fn image_inspect(d: &Arc<Daemon>, name: &str) -> Res {
+    let d2 = d.clone();
+    let n = name.to_string();
+    let v = blocking(move || Ok(d2.images.inspect(&n)?)).await?;
+    ok_json(&inspect_json(d, &v)?)
+}
+
+async fn image_history(d: &Arc<Daemon>, name: &str) -> Res {
+    let d2 = d.clone();
+    let n = name.to_string();
+    let rows = blocking(move || Ok(d2.images.history(&n)?)).await?;
+    let out: Vec<m::HistoryResponseItem> = rows
+        .into_iter()
+        .map(|r| m::HistoryResponseItem {
+            id: r.id,
+            created: r.created,
+            created_by: r.created_by,
+            tags: r.tags,
+            size: r.size as i64,
+            comment: r.comment,
+        })
+        .collect();
+    ok_json(&out)
+}
+
+async fn image_tag(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let repo = q.get("repo").unwrap_or("").to_string();
+    if repo.is_empty() {
+        return Err(ApiError::invalid("repository name must have at least one component"));
+    }
+    let target = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo,
+    };
+    let d2 = d.clone();
+    let n = name.to_string();
+    blocking(move || Ok(d2.images.tag(&n, &target)?)).await?;
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+fn delete_items(items: Vec<DeleteItem>) -> Vec<m::ImageDeleteResponseItem> {
+    items
+        .into_iter()
+        .map(|i| match i {
+            DeleteItem::Untagged(n) => m::ImageDeleteResponseItem {
+                untagged: Some(n),
+                deleted: None,
+            },
+            DeleteItem::Deleted(d) => m::ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(d.to_string()),
+            },
+        })
+        .collect()
+}
+
+async fn image_delete(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let force = q.bool("force");
+    let prune = q.get("noprune").map(|_| !q.bool("noprune")).unwrap_or(true);
+    let d2 = d.clone();
+    let n = name.to_string();
+    let items = blocking(move || Ok(d2.images.remove(&n, force, prune)?)).await?;
+    ok_json(&delete_items(items))
+}
+
+async fn images_prune(d: Arc<Daemon>, q: &Query) -> Res {
+    let filters = q.filters()?;
+    let all = filters
+        .get("dangling")
+        .and_then(|v| v.first())
+        .map(|v| matches!(v.as_str(), "false" | "0"))
+        .unwrap_or(false);
+    let labels = filters.get("label").cloned().unwrap_or_default();
+    let (items, reclaimed) = blocking(move || Ok(d.images.prune(all, &labels)?)).await?;
+    ok_json(&m::ImagePruneResponse {
+        images_deleted: Some(delete_items(items)),
+        space_reclaimed: Some(reclaimed as i64),
+    })
+}
+
+async fn system_df(d: Arc<Daemon>) -> Res {
+    let rows = blocking(move || Ok(d.images.disk_usage()?)).await?;
+    let mut layers_size = 0i64;
+    let mut seen = std::collections::HashSet::new();
+    let mut images = Vec::new();
+    for (v, shared, users) in &rows {
+        for l in &v.layers {
+            if seen.insert(l.chain_id) {
+                layers_size += l.size as i64;
+            }
+        }
+        images.push(summary(v, *shared as i64, *users as i64));
+    }
+    ok_json(&m::SystemDataUsageResponse {
+        layers_size: Some(layers_size),
+        images: Some(images),
+        containers: Some(vec![]),
+        volumes: Some(vec![]),
+        build_cache: Some(vec![]),
+    })
+}
+
+/// A chunked JSON-lines progress response fed from blocking code.
+fn progress_stream<F>(f: F) -> Res
+where
+    F: FnOnce(&mut dyn FnMut(serde_json::Value)) -> Result<(), ApiError> + Send + 'static,
+{
+    let (mut w, body) = body::channel();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut emit = |v: serde_json::Value| {
+            let mut line = serde_json::to_vec(&v).expect("serialise");
+            line.push(b'\n');
+            let _ = w.write_all(&line);
+            let _ = w.flush();
+        };
+        if let Err(e) = f(&mut emit) {
+            emit(json!({"errorDetail": {"message": e.message}, "error": e.message}));
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+    if let Some(img) = q.get("fromImage").filter(|s| !s.is_empty()) {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            format!("pulling {img} is not implemented yet: load the image with `docker load` instead"),
+        ));
+    }
+    let Some(src) = q.get("fromSrc") else {
+        return Err(ApiError::invalid("fromImage or fromSrc is required"));
+    };
+    if src != "-" {
+        return Err(ApiError::invalid(format!(
+            "importing from a URL ({src}) is not supported: pass the tarball on stdin"
+        )));
+    }
+    let repo = q.get("repo").unwrap_or("").to_string();
+    let tag = q.get("tag").unwrap_or("").to_string();
+    let reference = if repo.is_empty() {
+        None
+    } else if tag.is_empty() {
+        Some(repo)
+    } else {
+        Some(format!("{repo}:{tag}"))
+    };
+    // Validate the name before reading a byte of the body.
+    if let Some(r) = &reference {
+        wharf_reference::Reference::parse_tagged_default(r)?;
+    }
+    let changes = q.all("changes");
+    let message = q.get("message").map(str::to_string);
+    let reader = body::reader(req.into_body());
+    progress_stream(move |emit| {
+        let id = d
+            .images
+            .import(reader, reference.as_deref(), &changes, message.as_deref())?;
+        emit(json!({"status": id.to_string()}));
+        Ok(())
+    })
+}
+
+async fn images_load(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+    let quiet = q.bool("quiet");
+    let reader = body::reader(req.into_body());
+    let _ = quiet;
+    progress_stream(move |emit| {
+        let lines = d.images.load(reader)?;
+        for l in lines {
+            emit(json!({"stream": format!("{l}\n")}));
+        }
+        Ok(())
+    })
+}
+
+async fn images_save(d: Arc<Daemon>, names: Vec<String>) -> Res {
+    let names: Vec<String> = names
+        .iter()
+        .flat_map(|n| n.split(','))
+        .map(str::to_string)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::invalid("no image names given"));
+    }
+    // Resolve first so a missing image is a clean 404 rather than a truncated tar.
+    {
+        let d2 = d.clone();
+        let n2 = names.clone();
+        blocking(move || {
+            for n in &n2 {
+                if d2.images.resolve(n).is_ok() {
+                    continue;
+                }
+                // A bare repository name saves all its tags; fail only when nothing matches.
+                let prefix = match wharf_reference::Reference::parse_normalized(n) {
+                    Ok(r) if r.tag().is_none() && r.digest().is_none() => format!("{}:", r.familiar_name()),
+                    _ => return Err(ApiError::not_found(format!("No such image: {n}"))),
+                };
+                let all = d2.images.list(&ListFilter {
+                    all: true,
+                    ..Default::default()
+                })?;
+                if !all.iter().any(|v| v.repo_tags.iter().any(|t| t.starts_with(&prefix))) {
+                    return Err(ApiError::not_found(format!("No such image: {n}")));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    let (mut w, body) = body::channel();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = d.images.save(&names, &mut w) {
+            tracing::warn!("save: {e}");
+            w.fail(std::io::Error::other(e.to_string()));
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix() {
+        assert_eq!(split_version("/v1.44/images/json"), (Some("1.44"), "/images/json"));
+        assert_eq!(split_version("/version"), (None, "/version"));
+        assert_eq!(split_version("/v1.50/version"), (Some("1.50"), "/version"));
+        assert_eq!(split_version("/volumes"), (None, "/volumes"));
+        assert_eq!(split_version("/vx.1/a"), (None, "/vx.1/a"));
+    }
+}

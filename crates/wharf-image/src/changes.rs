@@ -1,0 +1,196 @@
+//! `--change` instructions for `import` and `commit`: the Dockerfile instructions that only
+//! touch the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL,
+//! ONBUILD), applied to a `config` object.
+
+use serde_json::{json, Map, Value};
+
+/// Parse a JSON array of strings (exec form), or `None` when `s` is not one.
+fn exec_form(s: &str) -> Option<Vec<String>> {
+    let t = s.trim();
+    if !t.starts_with('[') {
+        return None;
+    }
+    serde_json::from_str::<Vec<String>>(t).ok()
+}
+
+/// Split `k=v k2="v 2"` or the legacy `k v` form into pairs.
+fn key_values(args: &str, legacy_space: bool) -> Result<Vec<(String, String)>, String> {
+    let args = args.trim();
+    if legacy_space && !args.split_whitespace().next().unwrap_or("").contains('=') {
+        let (k, v) = args.split_once(char::is_whitespace).ok_or("missing value")?;
+        return Ok(vec![(k.to_string(), v.trim().to_string())]);
+    }
+    let mut out = Vec::new();
+    for word in shell_words(args)? {
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("invalid key=value pair {word:?}"))?;
+        if k.is_empty() {
+            return Err("key may not be empty".into());
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Whitespace-separated words with double and single quotes and backslash escapes.
+fn shell_words(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        None => return Err("unterminated quote".into()),
+                        Some(q) if q == c => break,
+                        Some('\\') if c == '"' => cur.extend(chars.next()),
+                        Some(x) => cur.push(x),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                cur.extend(chars.next());
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Apply one change line to `cfg` (the config's `config` object).
+pub fn apply_change(cfg: &mut Map<String, Value>, line: &str) -> Result<(), String> {
+    let line = line.trim();
+    let (instr, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let args = args.trim();
+    let cmd_like = |args: &str| -> Value {
+        match exec_form(args) {
+            Some(v) => json!(v),
+            None => json!(["/bin/sh", "-c", args]),
+        }
+    };
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => {
+            cfg.insert("Cmd".into(), cmd_like(args));
+        }
+        "ENTRYPOINT" => {
+            cfg.insert("Entrypoint".into(), cmd_like(args));
+        }
+        "ENV" => {
+            let mut env: Vec<String> = cfg
+                .get("Env")
+                .and_then(|e| serde_json::from_value(e.clone()).ok())
+                .unwrap_or_default();
+            for (k, v) in key_values(args, true)? {
+                env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+            cfg.insert("Env".into(), json!(env));
+        }
+        "LABEL" => {
+            let labels = cfg.entry("Labels").or_insert_with(|| json!({}));
+            if labels.is_null() {
+                *labels = json!({});
+            }
+            for (k, v) in key_values(args, true)? {
+                labels[k] = json!(v);
+            }
+        }
+        "EXPOSE" => {
+            let ports = cfg.entry("ExposedPorts").or_insert_with(|| json!({}));
+            if ports.is_null() {
+                *ports = json!({});
+            }
+            for p in args.split_whitespace() {
+                let p = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
+                let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+                    return Err(format!("invalid port {p:?}"));
+                }
+                ports[p.as_str()] = json!({});
+            }
+        }
+        "VOLUME" => {
+            let vols = cfg.entry("Volumes").or_insert_with(|| json!({}));
+            if vols.is_null() {
+                *vols = json!({});
+            }
+            let list = exec_form(args).unwrap_or_else(|| args.split_whitespace().map(str::to_string).collect());
+            for v in list {
+                vols[v.as_str()] = json!({});
+            }
+        }
+        "USER" => {
+            cfg.insert("User".into(), json!(args));
+        }
+        "WORKDIR" => {
+            cfg.insert("WorkingDir".into(), json!(args));
+        }
+        "STOPSIGNAL" => {
+            cfg.insert("StopSignal".into(), json!(args));
+        }
+        "ONBUILD" => {
+            let ob = cfg.entry("OnBuild").or_insert_with(|| json!([]));
+            if !ob.is_array() {
+                *ob = json!([]);
+            }
+            ob.as_array_mut().expect("array").push(json!(args));
+        }
+        "" => return Err("empty change".into()),
+        other => return Err(format!("{other} is not a valid change command")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(lines: &[&str], expect: Value) {
+        let mut m = Map::new();
+        for l in lines {
+            apply_change(&mut m, l).unwrap();
+        }
+        assert_eq!(Value::Object(m), expect, "{lines:?}");
+    }
+
+    #[test]
+    fn cases() {
+        check(&["CMD [\"/bin/sh\"]"], json!({"Cmd": ["/bin/sh"]}));
+        check(&["CMD echo hi"], json!({"Cmd": ["/bin/sh", "-c", "echo hi"]}));
+        check(&["ENV A=1 B=\"x y\"", "ENV A 2"], json!({"Env": ["B=x y", "A=2"]}));
+        check(
+            &["EXPOSE 80 53/udp"],
+            json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}}}),
+        );
+        check(
+            &["LABEL a=b", "USER 1000:1000", "WORKDIR /srv"],
+            json!({"Labels": {"a": "b"}, "User": "1000:1000", "WorkingDir": "/srv"}),
+        );
+        check(&["VOLUME [\"/data\"]"], json!({"Volumes": {"/data": {}}}));
+        let mut m = Map::new();
+        assert!(apply_change(&mut m, "RUN rm -rf /").is_err());
+        assert!(apply_change(&mut m, "EXPOSE 99999").is_err());
+        assert!(apply_change(&mut m, "ENV A=\"unterminated").is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! Applying a layer tar onto a directory: the one place where untrusted archive bytes become
+//! files. Every entry is created through [`SafeRoot`], so nothing an archive names, links or
+//! whiteouts can touch anything outside the target directory.
+//!
+//! Whiteouts are written in the form the target needs: for overlay2, a `.wh.name` entry becomes
+//! a 0/0 character device and `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr (what the
+//! kernel's overlayfs reads); for vfs, they delete what the lower layers put there.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+use tar::EntryType;
+
+use crate::saferoot::{self, clean_relative, lstat_at, SafeRoot};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
+const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
+
+/// How whiteouts are materialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Store them as overlayfs expects (char device 0/0, opaque xattr).
+    Overlay,
+    /// Apply them: delete the named files from the tree below.
+    Delete,
+}
+
+/// Why a layer could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The archive itself is malformed or truncated.
+    #[error("invalid tar stream: {0}")]
+    Tar(#[source] io::Error),
+    /// An entry's name or link leaves the root.
+    #[error("invalid tar entry {name:?}: {reason}")]
+    Breakout {
+        /// The offending entry name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An entry type Docker does not accept in layers.
+    #[error("unhandled tar header type {kind:?} for {name:?}")]
+    UnsupportedType {
+        /// The type byte.
+        kind: u8,
+        /// The entry name.
+        name: String,
+    },
+    /// A filesystem operation failed.
+    #[error("applying {name:?}: {source}")]
+    Io {
+        /// The entry being applied.
+        name: String,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What applying a layer produced.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyStats {
+    /// Sum of regular file sizes written (Docker's layer `Size`).
+    pub size: u64,
+    /// Entries processed.
+    pub entries: u64,
+}
+
+fn io_err(name: &Path) -> impl FnOnce(io::Error) -> ApplyError + '_ {
+    move |source| ApplyError::Io {
+        name: name.display().to_string(),
+        source,
+    }
+}
+
+fn errno(name: &Path) -> impl FnOnce(rustix::io::Errno) -> ApplyError + '_ {
+    move |e| ApplyError::Io {
+        name: name.display().to_string(),
+        source: e.into(),
+    }
+}
+
+/// Apply the (uncompressed) tar `reader` onto `target`.
+pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result<ApplyStats, ApplyError> {
+    let root = SafeRoot::open(target).map_err(io_err(target))?;
+    let mut ar = tar::Archive::new(reader);
+    let mut stats = ApplyStats::default();
+    // Directory times are set last: creating entries inside a directory changes its mtime.
+    let mut dir_times: Vec<(Vec<OsString>, Timespec)> = Vec::new();
+    // Paths this layer created, so that an opaque whiteout (vfs) spares them.
+    let mut unpacked: HashSet<PathBuf> = HashSet::new();
+
+    for entry in ar.entries().map_err(ApplyError::Tar)? {
+        let mut entry = entry.map_err(ApplyError::Tar)?;
+        stats.entries += 1;
+        let raw_path = entry.path().map_err(ApplyError::Tar)?.into_owned();
+        let comps = clean_relative(&raw_path).map_err(|reason| ApplyError::Breakout {
+            name: raw_path.display().to_string(),
+            reason,
+        })?;
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        let Some((last, parent)) = comps.split_last() else {
+            // The root itself ("./"): Docker applies nothing but its metadata; keep ours.
+            continue;
+        };
+        let last: &OsStr = last;
+        let name_bytes = last.as_bytes();
+
+        // Whiteouts.
+        if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            let pdir = root.mkdir_all(parent).map_err(io_err(&raw_path))?;
+            if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
+                match mode {
+                    WhiteoutMode::Overlay => {
+                        let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(&raw_path))?;
+                        rfs::fsetxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
+                            .map_err(errno(&raw_path))?;
+                    }
+                    WhiteoutMode::Delete => {
+                        let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(&raw_path))?;
+                        let base: PathBuf = parent.iter().collect();
+                        saferoot::clear_dir(d.as_fd(), &|n| unpacked.contains(&base.join(n)))
+                            .map_err(io_err(&raw_path))?;
+                    }
+                }
+                continue;
+            }
+            if name_bytes.starts_with(WHITEOUT_META_PREFIX.as_bytes()) {
+                // Other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): Docker skips these.
+                continue;
+            }
+            let victim = OsStr::from_bytes(&name_bytes[WHITEOUT_PREFIX.len()..]);
+            if victim.is_empty() || victim == ".." || victim == "." {
+                return Err(ApplyError::Breakout {
+                    name: raw_path.display().to_string(),
+                    reason: "whiteout of the root or a parent",
+                });
+            }
+            saferoot::remove_all_at(pdir.as_fd(), victim).map_err(io_err(&raw_path))?;
+            if mode == WhiteoutMode::Overlay {
+                rfs::mknodat(&pdir, victim, rfs::FileType::CharacterDevice, Mode::empty(), 0)
+                    .map_err(errno(&raw_path))?;
+            }
+            continue;
+        }
+
+        let pdir = root.mkdir_all(parent).map_err(io_err(&raw_path))?;
+        let existing = lstat_at(&pdir, last).map_err(io_err(&raw_path))?;
+        if let Some(st) = &existing {
+            let keep = kind == EntryType::Directory && saferoot::is_dir(st);
+            if !keep {
+                saferoot::remove_all_at(pdir.as_fd(), last).map_err(io_err(&raw_path))?;
+            }
+        }
+        let perm = Mode::from_raw_mode(header.mode().map_err(ApplyError::Tar)? & 0o7777);
+        let mut file_fd: Option<OwnedFd> = None;
+        match kind {
+            EntryType::Regular | EntryType::Continuous => {
+                let fd = rfs::openat(
+                    &pdir,
+                    last,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(errno(&raw_path))?;
+                let mut f = std::fs::File::from(fd);
+                let n = io::copy(&mut entry, &mut f).map_err(ApplyError::Tar)?;
+                if n != header.entry_size().map_err(ApplyError::Tar)? && entry.size() != n {
+                    return Err(ApplyError::Tar(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "entry shorter than its header says",
+                    )));
+                }
+                stats.size += n;
+                file_fd = Some(OwnedFd::from(f));
+            }
+            EntryType::Directory => {
+                if existing.as_ref().map(saferoot::is_dir) != Some(true) {
+                    rfs::mkdirat(&pdir, last, Mode::from_raw_mode(0o700)).map_err(errno(&raw_path))?;
+                }
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(ApplyError::Tar)?
+                    .ok_or_else(|| ApplyError::Breakout {
+                        name: raw_path.display().to_string(),
+                        reason: "symlink without a target",
+                    })?
+                    .into_owned();
+                // The target is stored verbatim: it is only ever resolved inside the root.
+                rfs::symlinkat(target.as_path(), &pdir, last).map_err(errno(&raw_path))?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(ApplyError::Tar)?
+                    .ok_or_else(|| ApplyError::Breakout {
+                        name: raw_path.display().to_string(),
+                        reason: "hardlink without a target",
+                    })?
+                    .into_owned();
+                let tcomps = clean_relative(&target).map_err(|reason| ApplyError::Breakout {
+                    name: raw_path.display().to_string(),
+                    reason,
+                })?;
+                let Some((tlast, tparent)) = tcomps.split_last() else {
+                    return Err(ApplyError::Breakout {
+                        name: raw_path.display().to_string(),
+                        reason: "hardlink to the root",
+                    });
+                };
+                let tdir = root.open_dir(tparent, OFlags::PATH).map_err(io_err(&raw_path))?;
+                // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+                rfs::linkat(&tdir, *tlast, &pdir, last, AtFlags::empty()).map_err(errno(&raw_path))?;
+                unpacked.insert(comps.iter().collect());
+                continue; // a hardlink shares its target's metadata
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ft = match kind {
+                    EntryType::Char => rfs::FileType::CharacterDevice,
+                    EntryType::Block => rfs::FileType::BlockDevice,
+                    _ => rfs::FileType::Fifo,
+                };
+                let dev = rfs::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                );
+                rfs::mknodat(&pdir, last, ft, perm, dev).map_err(errno(&raw_path))?;
+            }
+            other => {
+                return Err(ApplyError::UnsupportedType {
+                    kind: other.as_byte(),
+                    name: raw_path.display().to_string(),
+                })
+            }
+        }
+        unpacked.insert(comps.iter().collect());
+
+        // Ownership, then mode (chown clears setuid bits), then times; never through a symlink.
+        let uid = header.uid().map_err(ApplyError::Tar)?;
+        let gid = header.gid().map_err(ApplyError::Tar)?;
+        if uid > u32::MAX as u64 || gid > u32::MAX as u64 {
+            return Err(ApplyError::Breakout {
+                name: raw_path.display().to_string(),
+                reason: "uid or gid out of range",
+            });
+        }
+        rfs::chownat(
+            &pdir,
+            last,
+            Some(rfs::Uid::from_raw(uid as u32)),
+            Some(rfs::Gid::from_raw(gid as u32)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno(&raw_path))?;
+        if kind != EntryType::Symlink {
+            match &file_fd {
+                Some(fd) => rfs::fchmod(fd, perm).map_err(errno(&raw_path))?,
+                None => rfs::chmodat(&pdir, last, perm, AtFlags::empty()).map_err(errno(&raw_path))?,
+            }
+        }
+        let mtime = Timespec {
+            tv_sec: header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64,
+            tv_nsec: 0,
+        };
+        if kind == EntryType::Directory {
+            dir_times.push((comps.iter().map(|c| c.to_os_string()).collect(), mtime));
+        } else {
+            let ts = Timestamps {
+                last_access: mtime,
+                last_modification: mtime,
+            };
+            rfs::utimensat(&pdir, last, &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(errno(&raw_path))?;
+        }
+    }
+    for (comps, t) in dir_times.iter().rev() {
+        let refs: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+        if let Some((last, parent)) = refs.split_last() {
+            if let Ok(pdir) = root.open_dir(parent, OFlags::PATH) {
+                let ts = Timestamps {
+                    last_access: *t,
+                    last_modification: *t,
+                };
+                let _ = rfs::utimensat(&pdir, *last, &ts, AtFlags::SYMLINK_NOFOLLOW);
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Wrap `r` in the decompressor its first bytes call for: gzip, zstd, or none.
+pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut br = io::BufReader::with_capacity(1 << 20, r);
+    let head = {
+        use std::io::BufRead;
+        br.fill_buf()?.get(..4).map(|h| h.to_vec()).unwrap_or_default()
+    };
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(br))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(br)?)
+    } else {
+        Box::new(br)
+    })
+}

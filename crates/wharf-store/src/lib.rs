@@ -1,0 +1,17 @@
+//! Storage for images: the content store (blobs by digest), the layer store (overlay2 and vfs
+//! drivers, safe tar application) and the metadata database (layers, images, names).
+//!
+//! **Invariant:** nothing here knows about HTTP, the Docker API or image configs; it stores
+//! bytes, directories and records. **Invariant:** every path taken from an archive is resolved
+//! inside its target root by [`saferoot`], never by string joining.
+
+pub mod apply;
+pub mod content;
+pub mod layer;
+pub mod meta;
+pub mod saferoot;
+
+pub use apply::{apply_tar, decompress, ApplyError, WhiteoutMode};
+pub use content::{ContentError, ContentStore};
+pub use layer::{Driver, LayerError, LayerStore};
+pub use meta::{Batch, ImageRecord, LayerRecord, Meta, MetaError};

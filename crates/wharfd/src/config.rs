@@ -1,0 +1,132 @@
+//! Daemon settings from flags and the config file, with dockerd's names: a setting may come
+//! from either, and naming one in both is an error (as dockerd says it).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags, named as dockerd names them.
+#[derive(Parser, Debug)]
+#[command(name = "wharfd", version, about = "The wharf container engine daemon")]
+pub struct Flags {
+    /// Daemon socket(s) to listen on: unix://PATH, tcp://HOST:PORT, fd://.
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Root directory of persistent state.
+    #[arg(long = "data-root")]
+    pub data_root: Option<PathBuf>,
+    /// Root directory for execution state files.
+    #[arg(long = "exec-root")]
+    pub exec_root: Option<PathBuf>,
+    /// Path to use for the daemon PID file.
+    #[arg(short = 'p', long)]
+    pub pidfile: Option<PathBuf>,
+    /// Daemon configuration file.
+    #[arg(long = "config-file", default_value = "/etc/wharf/daemon.json")]
+    pub config_file: PathBuf,
+    /// Storage driver to use: overlay2 or vfs.
+    #[arg(short = 's', long = "storage-driver")]
+    pub storage_driver: Option<String>,
+    /// Logging level: debug, info, warn, error, fatal.
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Enable debug mode (same as --log-level=debug).
+    #[arg(short = 'D', long)]
+    pub debug: bool,
+    /// Use TLS; plain TCP listening requires an explicit --tls=false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
+}
+
+/// `daemon.json` keys wharf reads (Docker's spelling).
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case")]
+struct FileConfig {
+    hosts: Option<Vec<String>>,
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
+    storage_driver: Option<String>,
+    log_level: Option<String>,
+    debug: Option<bool>,
+    tls: Option<bool>,
+    #[serde(flatten)]
+    _other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+pub struct Settings {
+    pub hosts: Vec<String>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub pidfile: Option<PathBuf>,
+    pub storage_driver: Option<String>,
+    pub log_level: String,
+    pub tls: Option<bool>,
+}
+
+impl Settings {
+    /// Merge flags over the config file.
+    pub fn resolve(f: Flags) -> Result<Settings> {
+        let file: FileConfig = match std::fs::read(&f.config_file) {
+            Ok(b) => serde_json::from_slice(&b)
+                .with_context(|| format!("invalid config file {}", f.config_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", f.config_file.display())),
+        };
+        let mut both = Vec::new();
+        macro_rules! pick {
+            ($flag:expr, $file:expr, $name:literal) => {{
+                match ($flag, $file) {
+                    (Some(a), Some(b)) => {
+                        both.push(format!("{}: (from flag: {:?}, from file: {:?})", $name, a, b));
+                        Some(a)
+                    }
+                    (a, b) => a.or(b),
+                }
+            }};
+        }
+        let hosts = pick!((!f.hosts.is_empty()).then_some(f.hosts), file.hosts, "hosts");
+        let data_root = pick!(f.data_root, file.data_root, "data-root");
+        let exec_root = pick!(f.exec_root, file.exec_root, "exec-root");
+        let pidfile = pick!(f.pidfile, file.pidfile, "pidfile");
+        let storage_driver = pick!(f.storage_driver, file.storage_driver, "storage-driver");
+        let log_level = pick!(f.log_level, file.log_level, "log-level");
+        let tls = pick!(f.tls, file.tls, "tls");
+        if !both.is_empty() {
+            bail!(
+                "unable to configure the daemon with file {}: the following directives are specified both as a flag and in the configuration file: {}",
+                f.config_file.display(),
+                both.join(", ")
+            );
+        }
+        let debug = f.debug || file.debug.unwrap_or(false);
+        let log_level = if debug {
+            "debug".to_string()
+        } else {
+            log_level.unwrap_or_else(|| "info".into())
+        };
+        if !matches!(log_level.as_str(), "debug" | "info" | "warn" | "error" | "fatal") {
+            bail!("unable to parse logging level: {log_level}");
+        }
+        Ok(Settings {
+            hosts: hosts.unwrap_or_else(|| vec!["unix:///run/wharf/wharf.sock".into()]),
+            data_root: data_root.unwrap_or_else(|| "/var/lib/wharf".into()),
+            pidfile: pidfile.or_else(|| {
+                Some(
+                    exec_root
+                        .clone()
+                        .unwrap_or_else(|| "/run/wharf".into())
+                        .join("wharfd.pid"),
+                )
+            }),
+            exec_root: exec_root.unwrap_or_else(|| "/run/wharf".into()),
+            storage_driver,
+            log_level,
+            tls,
+        })
+    }
+}
