@@ -49,7 +49,7 @@ pub fn split_version(path: &str) -> (Option<&str>, &str) {
 
 fn with_headers(mut r: Response<Body>) -> Response<Body> {
     let h = r.headers_mut();
-    h.insert(SERVER, HeaderValue::from_static(concat!("Docker/28.2.2 (linux)")));
+    h.insert(SERVER, HeaderValue::from_static("Docker/28.2.2 (linux)"));
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
@@ -134,8 +134,8 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
 async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> Res {
     // Names hold '/' and ':': match the operation from the end, greedily.
     let split = |suffix: &str| rest.strip_suffix(suffix).map(decode_path);
-    match method {
-        &Method::GET => {
+    match *method {
+        Method::GET => {
             if let Some(name) = split("/json") {
                 return image_inspect(&d, &name).await;
             }
@@ -146,7 +146,7 @@ async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> 
                 return images_save(d, vec![name]).await;
             }
         }
-        &Method::POST => {
+        Method::POST => {
             if let Some(name) = split("/tag") {
                 return image_tag(&d, &name, q).await;
             }
@@ -154,7 +154,7 @@ async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> 
                 return Err(ApiError::new(ErrorKind::Unavailable, "push is not implemented yet"));
             }
         }
-        &Method::DELETE => {
+        Method::DELETE => {
             let name = decode_path(rest);
             return image_delete(&d, &name, q).await;
         }
@@ -602,6 +602,15 @@ where
     Ok(r)
 }
 
+/// After a failed upload, read (and drop) the rest of the body, so the client finishes sending
+/// and reads the error instead of failing with a broken pipe.
+fn drain_on_error<T>(r: Result<T, wharf_image::ImageError>, reader: &mut body::BodyReader) -> Result<T, ApiError> {
+    if r.is_err() {
+        let _ = std::io::copy(reader, &mut std::io::sink());
+    }
+    Ok(r?)
+}
+
 async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
     if let Some(img) = q.get("fromImage").filter(|s| !s.is_empty()) {
         return Err(ApiError::new(
@@ -632,11 +641,12 @@ async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res
     }
     let changes = q.all("changes");
     let message = q.get("message").map(str::to_string);
-    let reader = body::reader(req.into_body());
+    let mut reader = body::reader(req.into_body());
     progress_stream(move |emit| {
-        let id = d
+        let r = d
             .images
-            .import(reader, reference.as_deref(), &changes, message.as_deref())?;
+            .import(&mut reader, reference.as_deref(), &changes, message.as_deref());
+        let id = drain_on_error(r, &mut reader)?;
         emit(json!({"status": id.to_string()}));
         Ok(())
     })
@@ -644,10 +654,11 @@ async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res
 
 async fn images_load(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
     let quiet = q.bool("quiet");
-    let reader = body::reader(req.into_body());
+    let mut reader = body::reader(req.into_body());
     let _ = quiet;
     progress_stream(move |emit| {
-        let lines = d.images.load(reader)?;
+        let r = d.images.load(&mut reader);
+        let lines = drain_on_error(r, &mut reader)?;
         for l in lines {
             emit(json!({"stream": format!("{l}\n")}));
         }

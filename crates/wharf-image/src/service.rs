@@ -392,6 +392,16 @@ impl ImageService {
                 true
             })
             .cloned()
+            .map(|mut v| {
+                // As dockerd does: a reference filter also narrows the names shown.
+                if !f.references.is_empty() {
+                    v.repo_tags
+                        .retain(|t| f.references.iter().any(|p| reference_match(p, t)));
+                    v.repo_digests
+                        .retain(|t| f.references.iter().any(|p| reference_match(p, t)));
+                }
+                v
+            })
             .collect();
         out.sort_by(|a, b| {
             b.config
@@ -526,23 +536,23 @@ impl ImageService {
         let remaining = my_refs.len() - to_untag.len();
         if remaining == 0 {
             let users = self.users_of(&id);
-            if !users.is_empty() && !(force && by_ref.is_some()) {
-                if by_ref.is_none() || !force {
-                    let msg = if by_ref.is_some() {
-                        format!(
-                            "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
-                            users[0],
-                            id.short()
-                        )
-                    } else {
-                        format!(
-                            "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
-                            id.short(),
-                            users[0]
-                        )
-                    };
-                    return Err(ImageError::Conflict(msg));
-                }
+            // A forced untag by name may leave a container's image nameless; nothing else may.
+            let forced_untag = force && by_ref.is_some();
+            if !users.is_empty() && !forced_untag {
+                let msg = if by_ref.is_some() {
+                    format!(
+                        "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
+                        users[0],
+                        id.short()
+                    )
+                } else {
+                    format!(
+                        "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                        id.short(),
+                        users[0]
+                    )
+                };
+                return Err(ImageError::Conflict(msg));
             }
             let children: Vec<&Digest> = images
                 .values()

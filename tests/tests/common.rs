@@ -1,0 +1,322 @@
+//! Harness for end-to-end tests: a real `wharfd` on its own data root, exec root and socket,
+//! driven by the real docker CLI (`/usr/local/bin/docker`) or raw HTTP; everything under one
+//! temp directory that is removed when the test ends.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn target_dir() -> PathBuf {
+    // .../target/debug/deps/<test-exe>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --bins` first", p.display());
+    p
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The stand-in image tars from scripts/make-images.sh, built once per machine.
+pub fn images_dir() -> PathBuf {
+    let dir = target_dir().join("test-images");
+    if dir.join("busybox-rootfs.tar").exists() && dir.join("hello-rootfs.tar").exists() {
+        return dir;
+    }
+    let tmp = target_dir().join(format!("test-images.tmp{}", std::process::id()));
+    let st = Command::new("bash")
+        .arg(repo_root().join("scripts/make-images.sh"))
+        .arg(&tmp)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "make-images.sh failed");
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp); // another test won the race
+    }
+    dir
+}
+
+pub struct Wharfd {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub sock: PathBuf,
+    pub extra: Vec<String>,
+}
+
+impl Wharfd {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new().prefix("wharf-e2e-").tempdir().unwrap();
+        let sock = dir.path().join("wharf.sock");
+        let mut w = Wharfd {
+            dir,
+            child: None,
+            sock,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        w.spawn();
+        w
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--data-root".into(),
+            self.data_root().display().to_string(),
+            "--exec-root".into(),
+            self.dir.path().join("exec").display().to_string(),
+            "-H".into(),
+            format!("unix://{}", self.sock.display()),
+            "--config-file".into(),
+            self.dir.path().join("none.json").display().to_string(),
+        ];
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join(format!("wharfd-{}.log", now_ms()))).unwrap();
+        let child = Command::new(bin("wharfd"))
+            .args(self.args())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for_socket(&self.sock, self.child.as_mut().unwrap());
+    }
+
+    /// SIGTERM and wait; asserts a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let st = wait_timeout(&mut c, Duration::from_secs(15));
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "wharfd did not exit cleanly on SIGTERM: {st:?}"
+            );
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_stdin(args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the docker CLI must be installed at /usr/local/bin/docker");
+        if let Some(data) = stdin {
+            let mut s = c.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = s.write_all(&data);
+            });
+        }
+        c.wait_with_output().unwrap()
+    }
+
+    /// Runs docker and returns stdout; panics with stderr on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs docker expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            !o.status.success(),
+            "docker {args:?} should have failed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".log") {
+                    s.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        s
+    }
+
+    /// A raw HTTP/1.1 request; returns (status line, headers, body).
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) {
+        http_unix(&self.sock, method, path, body)
+    }
+
+    /// Import the busybox stand-in under `name`.
+    pub fn import_busybox(&self, name: &str) -> String {
+        let tar = images_dir().join("busybox-rootfs.tar");
+        self.ok(&["import", "-c", "CMD [\"/bin/sh\"]", tar.to_str().unwrap(), name])
+            .trim()
+            .to_string()
+    }
+
+    pub fn image_id(&self, name: &str) -> String {
+        self.ok(&["image", "inspect", "--format", "{{.Id}}", name])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Wharfd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        unmount_below(self.dir.path());
+    }
+}
+
+pub fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Lazily unmount anything still mounted below `dir` (deepest first).
+pub fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg("-l").arg(p).status();
+    }
+}
+
+pub fn wait_timeout(c: &mut Child, d: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+pub fn wait_for_socket(sock: &Path, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if UnixStream::connect(sock).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("daemon exited before listening: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("daemon did not listen on {} in time", sock.display());
+}
+
+pub fn http_unix(sock: &Path, method: &str, path: &str, body: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+    out
+}
+
+pub fn header<'a>(h: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    h.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str())
+}
+
+/// Every file name below `dir`, relative, sorted (for "nothing left behind" checks).
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    walk(base, &p, out);
+                }
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,523 @@
+//! End-to-end: the real docker CLI and raw HTTP against a real wharfd, for the API edge and
+//! every local image operation, hostile archives, crash safety and the data-root lock.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn api_edge_headers_versions_and_errors() {
+    let d = Wharfd::start();
+    let (st, h, body) = d.http("HEAD", "/_ping", b"");
+    assert!(st.contains("200"), "{st}");
+    assert!(body.is_empty());
+    assert_eq!(header(&h, "api-version"), Some("1.50"));
+    assert_eq!(header(&h, "ostype"), Some("linux"));
+    assert_eq!(header(&h, "server"), Some("Docker/28.2.2 (linux)"));
+    assert_eq!(header(&h, "cache-control"), Some("no-cache, no-store, must-revalidate"));
+    assert_eq!(header(&h, "pragma"), Some("no-cache"));
+    let (_, _, body) = d.http("GET", "/_ping", b"");
+    assert_eq!(body, b"OK");
+
+    let (st, h, body) = d.http("GET", "/version", b"");
+    assert!(st.contains("200"));
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["ApiVersion"], "1.50");
+    assert_eq!(v["MinAPIVersion"], "1.24");
+    assert_eq!(v["Components"][0]["Name"], "Engine");
+    assert!(v["Platform"]["Name"].is_string());
+
+    let (st, _, _) = d.http("GET", "/v1.24/version", b"");
+    assert!(st.contains("200"), "{st}");
+    let (st, h, body) = d.http("GET", "/v1.99/version", b"");
+    assert!(st.contains("400"), "{st}");
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    let e: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        e["message"],
+        "client version 1.99 is too new. Maximum supported API version is 1.50"
+    );
+    let (st, _, body) = d.http("GET", "/v1.12/version", b"");
+    assert!(st.contains("400"));
+    assert!(String::from_utf8_lossy(&body).contains("too old"));
+    let (st, h, body) = d.http("GET", "/v1.50/no/such/route", b"");
+    assert!(st.contains("404"));
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["message"],
+        "page not found"
+    );
+    let (st, _, body) = d.http("GET", "/images/nosuch/json", b"");
+    assert!(st.contains("404"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["message"],
+        "No such image: nosuch"
+    );
+    let (st, _, _) = d.http("GET", "/images/json?filters=%7Bbad", b"");
+    assert!(st.contains("400"), "{st}");
+}
+
+#[test]
+fn docker_cli_version_and_info() {
+    let d = Wharfd::start();
+    assert_eq!(d.ok(&["version", "--format", "{{.Server.APIVersion}}"]).trim(), "1.50");
+    assert_eq!(
+        d.ok(&["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]).trim(),
+        "linux/amd64"
+    );
+    let info = d.ok(&["info"]);
+    assert!(info.contains("Storage Driver: overlay2"), "{info}");
+    assert!(
+        info.contains(&format!("Docker Root Dir: {}", d.data_root().display())),
+        "{info}"
+    );
+    assert_eq!(d.ok(&["info", "--format", "{{.Images}}"]).trim(), "0");
+}
+
+#[test]
+fn import_tag_history_inspect_rmi() {
+    let d = Wharfd::start();
+    let images = images_dir();
+    // From a file, with changes and a message.
+    let id = d
+        .ok(&[
+            "import",
+            "-m",
+            "stand-in busybox",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            "-c",
+            "ENV A=1",
+            "-c",
+            "LABEL team=wharf",
+            "-c",
+            "WORKDIR /srv",
+            "-c",
+            "EXPOSE 80",
+            images.join("busybox-rootfs.tar").to_str().unwrap(),
+            "busybox:latest",
+        ])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    let cfg: Value = serde_json::from_str(&d.ok(&["image", "inspect", "busybox"])).unwrap();
+    let c = &cfg[0];
+    assert_eq!(c["Id"], id);
+    assert_eq!(c["Config"]["Cmd"][0], "/bin/sh");
+    assert_eq!(c["Config"]["Env"][0], "A=1");
+    assert_eq!(c["Config"]["Labels"]["team"], "wharf");
+    assert_eq!(c["Config"]["WorkingDir"], "/srv");
+    assert!(c["Config"]["ExposedPorts"]["80/tcp"].is_object());
+    assert_eq!(c["Comment"], "stand-in busybox");
+    assert_eq!(c["RepoTags"][0], "busybox:latest");
+    assert_eq!(c["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    // The image ID is the digest of the config, and the diff ID the digest of the tar.
+    let (_, _, raw) = d.http("GET", "/images/get?names=busybox", b"");
+    let mut ar = tar::Archive::new(&raw[..]);
+    let mut seen_config = false;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().display().to_string();
+        if p == format!("blobs/sha256/{}", &id[7..]) {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut b).unwrap();
+            assert_eq!(
+                format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b))),
+                id
+            );
+            seen_config = true;
+        }
+    }
+    assert!(seen_config);
+    let tar_bytes = std::fs::read(images.join("busybox-rootfs.tar")).unwrap();
+    let diff = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar_bytes))
+    );
+    assert_eq!(c["RootFS"]["Layers"][0], diff);
+
+    // From stdin, gzip-compressed, untagged.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(images.join("hello-rootfs.tar")).unwrap())
+        .unwrap();
+    let gz = gz.finish().unwrap();
+    let o = d.docker_stdin(&["import", "-"], Some(&gz));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hello_id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert_eq!(
+        d.ok(&["images", "-q", "--filter", "dangling=true"]).trim(),
+        &hello_id[7..19]
+    );
+
+    // tag, images with filters and formats.
+    d.ok(&["tag", "busybox", "busybox:1.35"]);
+    d.ok(&["tag", &hello_id[7..19], "localhost:5000/team/hello:v1"]);
+    let list = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut names: Vec<&str> = list.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["busybox:1.35", "busybox:latest", "localhost:5000/team/hello:v1"]
+    );
+    assert_eq!(
+        d.ok(&["images", "-q", "--filter", "reference=busybox"]).lines().count(),
+        2
+    );
+    assert_eq!(
+        d.ok(&["images", "-q", "--filter", "label=team=wharf"]).lines().count(),
+        2
+    );
+    assert_eq!(d.ok(&["images", "-q", "--filter", "dangling=true"]).trim(), "");
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc", "busybox:1.35"]).trim(), id);
+    let table = d.ok(&["images"]);
+    assert!(table.starts_with("REPOSITORY"), "{table}");
+    assert!(d.fails(&["tag", "nosuch", "x"]).contains("No such image: nosuch"));
+    assert!(d
+        .fails(&["tag", "busybox", "Bad:Name"])
+        .contains("invalid reference format"));
+
+    // history
+    let h = d.ok(&["history", "--no-trunc", "--format", "{{.ID}} {{.Comment}}", "busybox"]);
+    assert_eq!(h.trim(), format!("{id} stand-in busybox"));
+
+    // rmi: untag while other tags remain, then delete with the last one.
+    let out = d.ok(&["rmi", "busybox:1.35"]);
+    assert_eq!(out.trim(), "Untagged: busybox:1.35");
+    assert!(d.ok(&["image", "inspect", "busybox"]).contains(&id));
+    // Deleting by ID an image named in two repositories needs -f.
+    d.ok(&["tag", "busybox", "other/name:x"]);
+    let err = d.fails(&["rmi", &id[7..19]]);
+    assert!(err.contains("image is referenced in multiple repositories"), "{err}");
+    let out = d.ok(&["rmi", "-f", &id[7..19]]);
+    assert!(
+        out.contains("Untagged: busybox:latest") && out.contains("Untagged: other/name:x"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    assert!(d.fails(&["image", "inspect", &id]).contains("No such image"));
+    // The layer left with the image (no other image shares it).
+    let left = tree(&d.data_root().join("overlay2"));
+    assert_eq!(
+        left.iter().filter(|p| !p.starts_with('l') && !p.contains('/')).count(),
+        1,
+        "{left:?}"
+    );
+    assert!(d.fails(&["rmi", "nosuch"]).contains("No such image: nosuch"));
+
+    // prune removes the untagged hello once its tag goes.
+    d.ok(&["rmi", "localhost:5000/team/hello:v1"]);
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+    let df = d.ok(&["system", "df"]);
+    assert!(df.contains("Images"), "{df}");
+}
+
+#[test]
+fn prune_and_df() {
+    let d = Wharfd::start();
+    let a = d.import_busybox("keep:me");
+    let tar = images_dir().join("hello-rootfs.tar");
+    let b = d.ok(&["import", tar.to_str().unwrap()]).trim().to_string();
+    let df = d.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Images 2"), "{df}");
+    let out = d.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {b}")), "{out}");
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc"]).trim(), a);
+    d.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+}
+
+#[test]
+fn save_load_roundtrip_keeps_ids_overlay2_and_vfs() {
+    for extra in [&[][..], &["--storage-driver", "vfs"][..]] {
+        let d = Wharfd::start_with(extra);
+        let a = d.import_busybox("busybox:latest");
+        d.ok(&["tag", "busybox", "busybox:two"]);
+        let hello = images_dir().join("hello-rootfs.tar");
+        let b = d.ok(&["import", hello.to_str().unwrap(), "hello"]).trim().to_string();
+        let out = d.dir.path().join("both.tar");
+        d.ok(&["save", "-o", out.to_str().unwrap(), "busybox", "hello"]);
+        d.ok(&["rmi", "busybox:latest", "busybox:two", "hello"]);
+        assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+        let loaded = d.ok(&["load", "-i", out.to_str().unwrap()]);
+        assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
+        assert!(loaded.contains("Loaded image: busybox:two"), "{loaded}");
+        assert!(loaded.contains("Loaded image: hello:latest"), "{loaded}");
+        assert_eq!(d.image_id("busybox:two"), a);
+        assert_eq!(d.image_id("hello"), b);
+        // Loading again is idempotent.
+        d.ok(&["load", "-i", out.to_str().unwrap()]);
+        assert_eq!(d.ok(&["images", "-q"]).lines().count(), 3);
+        // save to stdout works too.
+        let o = d.docker(&["save", "hello"]);
+        assert!(o.status.success());
+        assert!(o.stdout.len() > 10_000);
+        // The stored layer really holds the files.
+        let v: Value = serde_json::from_str(&d.ok(&["image", "inspect", "busybox"])).unwrap();
+        let upper = v[0]["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap().to_string();
+        assert!(std::path::Path::new(&upper).join("bin/busybox").exists(), "{upper}");
+        let info = d.ok(&["info", "--format", "{{.Driver}}"]);
+        assert_eq!(info.trim(), if extra.is_empty() { "overlay2" } else { "vfs" });
+    }
+}
+
+/// Builds a docker-archive by hand so that tests can make it hostile.
+fn archive(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        let raw = h.as_old_mut();
+        raw.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b))
+}
+
+fn layer_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (n, d) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        let raw = h.as_old_mut();
+        raw.name[..n.len()].copy_from_slice(n.as_bytes());
+        h.set_cksum();
+        b.append(&h, *d).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn config_for(diffs: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diffs.iter().map(|d| format!("sha256:{d}")).collect::<Vec<_>>()},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn hostile_archives_get_clear_errors_and_change_nothing() {
+    let d = Wharfd::start();
+    let good_layer = layer_tar(&[("f", b"data")]);
+    let evil_layer = layer_tar(&[("../../../../../tmp/wharf-pwned", b"x")]);
+    let gl = sha(&good_layer);
+    let el = sha(&evil_layer);
+    let cfg_good = config_for(std::slice::from_ref(&gl));
+    let cfg_evil = config_for(std::slice::from_ref(&el));
+    let man = |cfg: &[u8], layers: &[&str]| {
+        serde_json::to_vec(&serde_json::json!([{
+            "Config": format!("blobs/sha256/{}", sha(cfg)), "RepoTags": ["evil:latest"],
+            "Layers": layers.iter().map(|l| format!("blobs/sha256/{l}")).collect::<Vec<_>>(),
+        }]))
+        .unwrap()
+    };
+    let blob = |b: &[u8]| format!("blobs/sha256/{}", sha(b));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("layer escaping the root", archive(&[
+            (&blob(&evil_layer), evil_layer.clone()),
+            (&blob(&cfg_evil), cfg_evil.clone()),
+            ("manifest.json", man(&cfg_evil, &[&el])),
+        ]), "escapes the root"),
+        ("diff ID mismatch", archive(&[
+            (&blob(&good_layer), good_layer.clone()),
+            (&blob(&cfg_evil), cfg_evil.clone()),
+            ("manifest.json", man(&cfg_evil, &[&gl])),
+        ]), "mismatch"),
+        ("manifest names a path outside", archive(&[
+            (&blob(&cfg_good), cfg_good.clone()),
+            ("manifest.json", serde_json::to_vec(&serde_json::json!([{
+                "Config": "../../../../etc/passwd", "RepoTags": ["evil:latest"], "Layers": []}])).unwrap()),
+        ]), "no file"),
+        ("malformed config digest in OCI index", archive(&[
+            ("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}".to_vec()),
+            ("index.json", br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../x","size":1}]}"#.to_vec()),
+        ]), "invalid"),
+        ("unknown digest algorithm", archive(&[
+            ("index.json", br#"{"schemaVersion":2,"manifests":[{"digest":"md5:d41d8cd98f00b204e9800998ecf8427e","size":1}]}"#.to_vec()),
+        ]), "unsupported digest algorithm"),
+        ("layer count disagrees with config", archive(&[
+            (&blob(&good_layer), good_layer.clone()),
+            (&blob(&cfg_good), cfg_good.clone()),
+            ("manifest.json", man(&cfg_good, &[&gl, &gl])),
+        ]), "diff IDs"),
+        ("oversized config", archive(&[
+            ("manifest.json", man(b"x", &[])),
+            (&blob(b"x"), vec![b' '; 9 << 20]),
+        ]), "not a layer"),
+        ("config with a huge uid is still just JSON; bad rootfs type", archive(&[
+            (&blob(br#"{"rootfs":{"type":"bogus","diff_ids":[]},"config":{"User":"4294967296"}}"#), br#"{"rootfs":{"type":"bogus","diff_ids":[]},"config":{"User":"4294967296"}}"#.to_vec()),
+            ("manifest.json", man(br#"{"rootfs":{"type":"bogus","diff_ids":[]},"config":{"User":"4294967296"}}"#, &[])),
+        ]), "rootfs type"),
+        ("truncated archive", {
+            let mut a = archive(&[(&blob(&good_layer), good_layer.clone())]);
+            a.truncate(700);
+            a
+        }, "invalid"),
+        ("not a tar at all", b"this is not a tar archive, not even close".repeat(40), "invalid"),
+        ("empty archive", archive(&[]), "neither manifest.json"),
+    ];
+    let _ = std::fs::remove_file("/tmp/wharf-pwned");
+    for (name, data, want) in cases {
+        let o = d.docker_stdin(&["load"], Some(&data));
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{name}: load succeeded");
+        assert!(err.contains(want), "{name}: error {err:?} does not say {want:?}");
+        assert_eq!(d.ok(&["images", "-qa"]).trim(), "", "{name}: an image became visible");
+        let left: Vec<String> = tree(&d.data_root().join("overlay2"))
+            .into_iter()
+            .filter(|p| p != "l")
+            .collect();
+        assert!(left.is_empty(), "{name}: layer directories left behind: {left:?}");
+        let blobs = tree(&d.data_root().join("content/blobs/sha256"));
+        assert!(blobs.is_empty(), "{name}: blobs left behind: {blobs:?}");
+    }
+    assert!(!std::path::Path::new("/tmp/wharf-pwned").exists());
+    // Hostile names at the API.
+    for bad in ["../x", "a/../b", "UPPER", ""] {
+        let (st, _, _) = d.http("POST", &format!("/images/busybox/tag?repo={bad}"), b"");
+        assert!(st.contains("400") || st.contains("404"), "tag repo={bad:?}: {st}");
+    }
+    let long = "a".repeat(10_000);
+    let (st, _, _) = d.http("POST", &format!("/images/create?fromSrc=-&repo={long}"), b"");
+    assert!(st.contains("400"), "{st}");
+}
+
+#[test]
+fn kill9_during_load_leaves_no_half_visible_image() {
+    let mut d = Wharfd::start();
+    // A layer big enough that the load is still running when the daemon dies.
+    let mut big = Vec::with_capacity(300 << 20);
+    {
+        let mut b = tar::Builder::new(&mut big);
+        for i in 0..30 {
+            let data = vec![i as u8; 10 << 20];
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            h.set_path(format!("f{i}")).unwrap();
+            h.set_cksum();
+            b.append(&h, &data[..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let cfg = config_for(&[sha(&big)]);
+    let man = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", sha(&cfg)), "RepoTags": ["big:latest"],
+        "Layers": [format!("blobs/sha256/{}", sha(&big))]}]))
+    .unwrap();
+    let arch = archive(&[
+        (&format!("blobs/sha256/{}", sha(&cfg)), cfg.clone()),
+        (&format!("blobs/sha256/{}", sha(&big)), big),
+        ("manifest.json", man),
+    ]);
+    let path = d.dir.path().join("big.tar");
+    std::fs::write(&path, &arch).unwrap();
+    drop(arch);
+    let sock = d.sock.clone();
+    let p2 = path.clone();
+    let loader = std::thread::spawn(move || {
+        Command::new("docker")
+            .args(["load", "-i", p2.to_str().unwrap()])
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .output()
+            .unwrap()
+    });
+    // Kill once the layer is partly extracted.
+    let start = std::time::Instant::now();
+    loop {
+        let n = tree(&d.data_root().join("overlay2"))
+            .iter()
+            .filter(|p| p.contains("/diff/f"))
+            .count();
+        if n >= 3 || start.elapsed() > std::time::Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    d.kill9();
+    let o = loader.join().unwrap();
+    assert!(!o.status.success(), "load should have been cut off");
+    d.spawn();
+    assert_eq!(d.ok(&["images", "-qa"]).trim(), "");
+    let left: Vec<String> = tree(&d.data_root().join("overlay2"))
+        .into_iter()
+        .filter(|p| p != "l")
+        .collect();
+    assert!(left.is_empty(), "leftovers after restart: {left:?}");
+    assert!(tree(&d.data_root().join("content/ingest")).is_empty());
+    // And the same load now completes.
+    assert!(d
+        .ok(&["load", "-i", path.to_str().unwrap()])
+        .contains("Loaded image: big:latest"));
+}
+
+#[test]
+fn data_root_lock_refuses_a_second_daemon_and_shutdown_is_clean() {
+    let mut d = Wharfd::start();
+    let o = Command::new(bin("wharfd"))
+        .args([
+            "--data-root",
+            d.data_root().to_str().unwrap(),
+            "--exec-root",
+            d.dir.path().join("exec2").to_str().unwrap(),
+            "-H",
+            &format!("unix://{}", d.dir.path().join("second.sock").display()),
+            "--config-file",
+            "/nonexistent.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already using data root"), "{err}");
+    // Plain TCP is refused unless forced.
+    let o = Command::new(bin("wharfd"))
+        .args([
+            "--data-root",
+            d.dir.path().join("d3").to_str().unwrap(),
+            "-H",
+            "tcp://127.0.0.1:0",
+            "--config-file",
+            "/nonexistent.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("without TLS"));
+    // A flag and the config file naming the same setting is an error, as in dockerd.
+    let cfg = d.dir.path().join("daemon.json");
+    std::fs::write(&cfg, br#"{"data-root": "/tmp/x"}"#).unwrap();
+    let o = Command::new(bin("wharfd"))
+        .args(["--data-root", "/tmp/y", "--config-file", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("specified both as a flag and in the configuration file"));
+    d.stop();
+    assert!(!d.sock.exists(), "socket removed on shutdown");
+    assert!(
+        !d.dir.path().join("exec/wharfd.pid").exists(),
+        "pidfile removed on shutdown"
+    );
+}
