@@ -289,21 +289,8 @@ fn sha(b: &[u8]) -> String {
 }
 
 fn layer_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (n, d) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(d.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_entry_type(tar::EntryType::Regular);
-        let raw = h.as_old_mut();
-        raw.name[..n.len()].copy_from_slice(n.as_bytes());
-        h.set_cksum();
-        b.append(&h, *d).unwrap();
-    }
-    b.into_inner().unwrap()
+    let owned: Vec<(&str, Vec<u8>)> = entries.iter().map(|(n, d)| (*n, d.to_vec())).collect();
+    archive(&owned)
 }
 
 fn config_for(diffs: &[String]) -> Vec<u8> {
