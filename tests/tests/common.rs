@@ -45,6 +45,14 @@ pub fn images_dir() -> PathBuf {
     dir
 }
 
+/// A cgroup parent of this daemon's own, so tests never touch another engine's cgroups.
+fn cgroup_parent(dir: &Path) -> String {
+    format!(
+        "wharf-e2e-{}",
+        dir.file_name().unwrap().to_string_lossy().trim_start_matches("wh-")
+    )
+}
+
 pub struct Wharfd {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
@@ -58,7 +66,8 @@ impl Wharfd {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::Builder::new().prefix("wharf-e2e-").tempdir().unwrap();
+        // Short: unix socket paths below it must stay under 108 bytes.
+        let dir = tempfile::Builder::new().prefix("wh-").tempdir_in("/tmp").unwrap();
         let sock = dir.path().join("wharf.sock");
         let mut w = Wharfd {
             dir,
@@ -84,6 +93,8 @@ impl Wharfd {
             format!("unix://{}", self.sock.display()),
             "--config-file".into(),
             self.dir.path().join("none.json").display().to_string(),
+            "--cgroup-parent".into(),
+            cgroup_parent(self.dir.path()),
         ];
         a.extend(self.extra.iter().cloned());
         a
@@ -193,6 +204,11 @@ impl Wharfd {
             .to_string()
     }
 
+    /// The cgroup parent this daemon puts containers under.
+    pub fn cgroup_parent(&self) -> String {
+        cgroup_parent(self.dir.path())
+    }
+
     pub fn image_id(&self, name: &str) -> String {
         self.ok(&["image", "inspect", "--format", "{{.Id}}", name])
             .trim()
@@ -209,7 +225,58 @@ impl Drop for Wharfd {
                 let _ = c.wait();
             }
         }
+        // Containers left running (live restore keeps them) and their shims go too.
+        kill_cgroups(&cgroup_parent(self.dir.path()));
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(format!("wharf-shim {}", self.dir.path().display()))
+            .status();
+        std::thread::sleep(Duration::from_millis(100));
         unmount_below(self.dir.path());
+        remove_cgroups(&cgroup_parent(self.dir.path()));
+    }
+}
+
+/// Every cgroup directory named `parent` (and below) in every mounted hierarchy.
+fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for r in roots {
+        let p = r.join(parent);
+        if p.is_dir() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn kill_cgroups(parent: &str) {
+    for p in cgroup_dirs(parent) {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let procs = std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines() {
+                    let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+}
+
+pub fn remove_cgroups(parent: &str) {
+    for p in cgroup_dirs(parent) {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&p);
     }
 }
 

@@ -136,3 +136,9 @@ pub fn channel() -> (ChannelWriter, Body) {
 fn tokio_stream(mut rx: mpsc::Receiver<io::Result<Bytes>>) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// A streaming body fed by a channel of chunks.
+pub fn from_receiver(rx: mpsc::Receiver<io::Result<Bytes>>) -> Body {
+    let stream = tokio_stream(rx).map(|r| r.map(Frame::data));
+    BodyExt::boxed(StreamBody::new(stream))
+}

@@ -7,6 +7,7 @@
 //! extraction, database writes) runs on the blocking pool, never on the async workers.
 
 pub mod body;
+pub mod containers;
 pub mod error;
 pub mod query;
 pub mod routes;

@@ -121,8 +121,10 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
         (&Method::GET, "/images/get") => images_save(d, q.all("names")).await,
         (&Method::POST, "/images/prune") => images_prune(d, &q).await,
         (&Method::GET, "/system/df") => system_df(d).await,
-        (&Method::GET, "/containers/json") => ok_json(&Vec::<m::ContainerSummary>::new()),
         _ => {
+            if p.starts_with("/containers/") || p.starts_with("/exec/") {
+                return crate::containers::route(d, req, method, p, &q).await;
+            }
             if let Some(rest) = p.strip_prefix("/images/") {
                 return image_route(d, method, rest, &q).await;
             }

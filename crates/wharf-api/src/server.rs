@@ -33,7 +33,9 @@ pub struct DaemonInfo {
 #[derive(Debug)]
 pub struct Daemon {
     /// The image service.
-    pub images: ImageService,
+    pub images: Arc<ImageService>,
+    /// The container service.
+    pub containers: Arc<wharf_container::ContainerService>,
     /// Static facts.
     pub info: DaemonInfo,
 }

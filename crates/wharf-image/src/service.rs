@@ -252,6 +252,14 @@ impl ImageService {
         Ok(out)
     }
 
+    /// What a container needs from an image: its parsed config and its layers, bottom first.
+    pub fn rootfs_of(&self, id: &Digest) -> Result<(ImageConfig, Vec<LayerRecord>)> {
+        let images = self.meta.images()?;
+        let rec = images.get(id).ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+        let layers = self.chain(&self.meta.layers()?, rec.top_layer)?;
+        Ok((self.config_of(id)?, layers))
+    }
+
     /// Resolve a name, full ID, `sha256:` ID or unique ID prefix, as Docker does.
     pub fn resolve(&self, name: &str) -> Result<Digest> {
         let images = self.meta.images()?;

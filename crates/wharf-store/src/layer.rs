@@ -295,6 +295,21 @@ impl LayerStore {
         Ok(removed)
     }
 
+    /// The overlay lower directories of `layers` (given bottom first), top first, each
+    /// shortened through its `l/` link as overlay2 does.
+    pub fn lower_dirs(&self, layers: &[LayerRecord]) -> Vec<PathBuf> {
+        layers
+            .iter()
+            .rev()
+            .map(|l| self.root.join("l").join(Self::link_name(&l.cache_id)))
+            .collect()
+    }
+
+    /// Copy a layer's whole tree to `dest` (a vfs container's root).
+    pub fn copy_layer(&self, top: &LayerRecord, dest: &Path) -> Result<(), LayerError> {
+        copy_tree(&self.diff_dir(top), dest)
+    }
+
     /// Mount the stack `layers` (bottom first) read-only at `target`. With `upper`, mount it
     /// writable with `upper/diff` and `upper/work` on top (a container's root).
     pub fn mount(&self, layers: &[LayerRecord], target: &Path, upper: Option<&Path>) -> Result<(), LayerError> {
@@ -374,4 +389,31 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
         ))));
     }
     Ok(())
+}
+
+/// Mount a writable overlay of `lowers` (top first) with `upper` and `work` at `target`.
+pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), LayerError> {
+    let merr = |source: io::Error| LayerError::Mount {
+        target: target.to_path_buf(),
+        source,
+    };
+    let low: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        low.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if data.len() >= 4096 {
+        return Err(LayerError::TooManyLayers(lowers.len()));
+    }
+    let data = std::ffi::CString::new(data).map_err(|e| merr(io::Error::other(e)))?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| merr(e.into()))
 }

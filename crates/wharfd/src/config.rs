@@ -38,6 +38,9 @@ pub struct Flags {
     /// Use TLS; plain TCP listening requires an explicit --tls=false.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub tls: Option<bool>,
+    /// Parent cgroup for containers that name none (default `wharf`).
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// `daemon.json` keys wharf reads (Docker's spelling).
@@ -52,6 +55,7 @@ struct FileConfig {
     log_level: Option<String>,
     debug: Option<bool>,
     tls: Option<bool>,
+    cgroup_parent: Option<String>,
     #[serde(flatten)]
     _other: serde_json::Map<String, serde_json::Value>,
 }
@@ -66,6 +70,7 @@ pub struct Settings {
     pub storage_driver: Option<String>,
     pub log_level: String,
     pub tls: Option<bool>,
+    pub cgroup_parent: String,
 }
 
 impl Settings {
@@ -96,6 +101,7 @@ impl Settings {
         let storage_driver = pick!(f.storage_driver, file.storage_driver, "storage-driver");
         let log_level = pick!(f.log_level, file.log_level, "log-level");
         let tls = pick!(f.tls, file.tls, "tls");
+        let cgroup_parent = pick!(f.cgroup_parent, file.cgroup_parent, "cgroup-parent");
         if !both.is_empty() {
             bail!(
                 "unable to configure the daemon with file {}: the following directives are specified both as a flag and in the configuration file: {}",
@@ -127,6 +133,7 @@ impl Settings {
             storage_driver,
             log_level,
             tls,
+            cgroup_parent: cgroup_parent.unwrap_or_else(|| "wharf".into()),
         })
     }
 }

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tokio::net::{TcpListener, UnixListener};
 use wharf_api::{Daemon, DaemonInfo, Listener};
+use wharf_container::{ContainerService, ServiceConfig};
 use wharf_image::ImageService;
 use wharf_store::layer::overlay_supported;
 use wharf_store::Driver;
@@ -161,6 +162,19 @@ fn systemd_listeners() -> Result<Vec<(Listener, Option<PathBuf>)>> {
     Ok(out)
 }
 
+/// `wharf-shim` sits beside `wharfd` (or where `WHARF_SHIM` says).
+fn shim_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("WHARF_SHIM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating wharfd")?;
+    let p = exe.with_file_name("wharf-shim");
+    if !p.exists() {
+        bail!("wharf-shim not found at {} (set WHARF_SHIM)", p.display());
+    }
+    Ok(p)
+}
+
 async fn run(s: Settings) -> Result<()> {
     make_dir(&s.data_root, 0o711)?;
     make_dir(&s.exec_root, 0o700)?;
@@ -189,8 +203,20 @@ async fn run(s: Settings) -> Result<()> {
         move || ImageService::open(&root, driver)
     })
     .await??;
+    let images = Arc::new(images);
+    let containers = ContainerService::open(
+        ServiceConfig {
+            data_root: s.data_root.clone(),
+            exec_root: s.exec_root.clone(),
+            shim: shim_path()?,
+            cgroup_parent: s.cgroup_parent.clone(),
+        },
+        images.clone(),
+    )?;
+    containers.restore().await;
     let daemon = Arc::new(Daemon {
         images,
+        containers,
         info: DaemonInfo {
             data_root: s.data_root.clone(),
             exec_root: s.exec_root.clone(),

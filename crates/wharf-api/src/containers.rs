@@ -1,0 +1,802 @@
+//! Container and exec routes: create, list, inspect, the lifecycle verbs, logs, top, wait,
+//! and the hijacked attach and exec streams (`101 UPGRADED`, raw or multiplexed).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_container::logs::{parse_time, LogOptions};
+use wharf_container::record::ZERO_TIME;
+use wharf_container::{ContainerError, CreateBody, Record, WaitCondition};
+use wharf_reference::ErrorKind;
+use wharf_shim_proto::{parse_frame, STREAM_EXIT};
+
+use crate::body::{self, Body};
+use crate::error::ApiError;
+use crate::query::Query;
+use crate::server::Daemon;
+
+type Res = Result<Response<Body>, ApiError>;
+
+impl From<ContainerError> for ApiError {
+    fn from(e: ContainerError) -> Self {
+        ApiError::new(e.kind(), e.to_string())
+    }
+}
+
+fn json_res(status: StatusCode, v: &Value) -> Res {
+    let mut r = Response::new(body::full(serde_json::to_vec(v).expect("json")));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+fn no_content() -> Res {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+fn not_modified() -> Res {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    Ok(r)
+}
+
+/// `(204 or 304)` for verbs where "already so" is not an error.
+fn done(r: Result<(), ContainerError>) -> Res {
+    match r {
+        Ok(()) => no_content(),
+        Err(ContainerError::NotModified) => not_modified(),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Route `/containers/...` and `/exec/...`.
+pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {
+    if let Some(rest) = path.strip_prefix("/exec/") {
+        let (id, verb) = rest.split_once('/').unwrap_or((rest, ""));
+        return match (method, verb) {
+            (&Method::POST, "start") => exec_start(d, req, id).await,
+            (&Method::POST, "resize") => {
+                let (h, w) = size(q)?;
+                d.containers.exec_resize(id, h, w).await?;
+                json_res(StatusCode::OK, &json!({}))
+            }
+            (&Method::GET, "json") => exec_inspect(&d, id),
+            _ => Err(ApiError::not_found("page not found")),
+        };
+    }
+    let rest = path.strip_prefix("/containers/").unwrap_or("");
+    match (method, rest) {
+        (&Method::POST, "create") => return create(d, req, q).await,
+        (&Method::GET, "json") => return list(&d, q),
+        _ => {}
+    }
+    let (name, verb) = rest.split_once('/').unwrap_or((rest, ""));
+    let c = &d.containers;
+    match (method, verb) {
+        (&Method::GET, "json") => inspect(&d, name),
+        (&Method::POST, "start") => done(c.start(name).await),
+        (&Method::POST, "stop") => done(c.stop(name, timeout(q)?, q.get("signal")).await),
+        (&Method::POST, "restart") => done(c.restart(name, timeout(q)?, q.get("signal")).await),
+        (&Method::POST, "kill") => done(c.kill(name, q.get("signal").unwrap_or("KILL")).await),
+        (&Method::POST, "pause") => done(c.pause(name, true).await),
+        (&Method::POST, "unpause") => done(c.pause(name, false).await),
+        (&Method::POST, "rename") => done(c.rename(name, q.get("name").unwrap_or("")).await),
+        (&Method::POST, "resize") => {
+            let (h, w) = size(q)?;
+            c.resize(name, h, w).await?;
+            json_res(StatusCode::OK, &json!({}))
+        }
+        (&Method::POST, "wait") => wait(&d, name, q),
+        (&Method::POST, "attach") => attach(d, req, name, q).await,
+        (&Method::POST, "exec") => exec_create(&d, req, name).await,
+        (&Method::GET, "logs") => logs(&d, name, q),
+        (&Method::GET, "top") => top(&d, name, q).await,
+        (&Method::DELETE, "") => {
+            if q.bool("link") {
+                return Err(ApiError::invalid("links are not supported"));
+            }
+            match c.remove(name, q.bool("force")).await {
+                Ok(()) => no_content(),
+                Err(e) => Err(e.into()),
+            }
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+fn timeout(q: &Query) -> Result<Option<i64>, ApiError> {
+    q.get("t")
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| ApiError::invalid(format!("invalid value for t: {s}")))
+        })
+        .transpose()
+}
+
+fn size(q: &Query) -> Result<(u16, u16), ApiError> {
+    let p = |k: &str| -> Result<u16, ApiError> {
+        q.get(k)
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| ApiError::invalid(format!("invalid {k}")))
+    };
+    Ok((p("h")?, p("w")?))
+}
+
+async fn create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+    let bytes = body::collect(req.into_body(), 4 << 20).await?;
+    let body: CreateBody =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let name = q.get("name").map(String::from);
+    let d2 = d.clone();
+    let (id, warnings) = tokio::task::spawn_blocking(move || d2.containers.create(name.as_deref(), body))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))??;
+    json_res(StatusCode::CREATED, &json!({"Id": id, "Warnings": warnings}))
+}
+
+/// Go's `units.HumanDuration`, which `docker ps` shows.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 1 {
+        return "Less than a second".into();
+    }
+    if s == 1 {
+        return "1 second".into();
+    }
+    if s < 60 {
+        return format!("{s} seconds");
+    }
+    let minutes = s / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (s as f64 / 3600.0 + 0.5) as i64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", hours / 24 / 365)
+}
+
+fn unix(t: &str) -> i64 {
+    parse_time(t).map(|n| (n / 1_000_000_000) as i64).unwrap_or(0)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn status_text(r: &Record) -> String {
+    let now = now_unix();
+    match r.state.status.as_str() {
+        "running" => format!("Up {}", human_duration(now - unix(&r.state.started_at))),
+        "paused" => format!("Up {} (Paused)", human_duration(now - unix(&r.state.started_at))),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(now - unix(&r.state.finished_at))
+        ),
+        "exited" if r.state.finished_at != ZERO_TIME => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_duration(now - unix(&r.state.finished_at))
+        ),
+        "removing" => "Removal In Progress".into(),
+        "dead" => "Dead".into(),
+        _ => "Created".into(),
+    }
+}
+
+fn command_text(r: &Record) -> String {
+    let mut parts = vec![r.path.clone()];
+    parts.extend(r.args.iter().cloned());
+    parts.join(" ")
+}
+
+fn summary(r: &Record) -> Value {
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.config.image.clone().unwrap_or_default(),
+        "ImageID": r.image,
+        "Command": command_text(r),
+        "Created": unix(&r.created),
+        "Ports": [],
+        "Labels": r.config.labels.clone().unwrap_or_default(),
+        "State": r.state.status,
+        "Status": status_text(r),
+        "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_default()},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+fn label_match(r: &Record, f: &str) -> bool {
+    let labels = r.config.labels.clone().unwrap_or_default();
+    match f.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(f),
+    }
+}
+
+fn list(d: &Arc<Daemon>, q: &Query) -> Res {
+    let filters: BTreeMap<String, Vec<String>> = q.filters()?;
+    let all = q.bool("all");
+    let mut recs = d.containers.records();
+    recs.sort_by(|a, b| b.created.cmp(&a.created));
+    let created_of = |name: &str| -> Result<String, ApiError> { Ok(d.containers.get(name)?.created) };
+    let before = filters
+        .get("before")
+        .and_then(|v| v.first())
+        .map(|n| created_of(n))
+        .transpose()?;
+    let since = filters
+        .get("since")
+        .and_then(|v| v.first())
+        .map(|n| created_of(n))
+        .transpose()?;
+    for k in filters.keys() {
+        if !["status", "name", "id", "label", "ancestor", "exited", "before", "since"].contains(&k.as_str()) {
+            return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let ancestors: Vec<String> = filters
+        .get("ancestor")
+        .into_iter()
+        .flatten()
+        .filter_map(|a| d.images.resolve(a).ok().map(|i| i.to_string()))
+        .collect();
+    let limit: i64 = q.get("limit").and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let mut out = Vec::new();
+    for r in recs {
+        let has = |k: &str| filters.get(k).is_some_and(|v| !v.is_empty());
+        let any =
+            |k: &str, f: &dyn Fn(&str) -> bool| filters.get(k).is_none_or(|v| v.is_empty() || v.iter().any(|x| f(x)));
+        let status_filter = has("status");
+        if !all
+            && !status_filter
+            && limit <= 0
+            && !has("exited")
+            && !r.state.is_running()
+            && r.state.status != "restarting"
+        {
+            continue;
+        }
+        if !any("status", &|s| s == r.state.status) {
+            continue;
+        }
+        if !any("name", &|n| r.name.contains(n.trim_start_matches('/'))) {
+            continue;
+        }
+        if !any("id", &|i| r.id.starts_with(i)) {
+            continue;
+        }
+        if !filters
+            .get("label")
+            .is_none_or(|v| v.iter().all(|l| label_match(&r, l)))
+        {
+            continue;
+        }
+        if has("exited") && !(r.state.status == "exited" && any("exited", &|c| c == r.state.exit_code.to_string())) {
+            continue;
+        }
+        if has("ancestor") && !ancestors.contains(&r.image) {
+            continue;
+        }
+        if before.as_ref().is_some_and(|b| r.created >= *b) || since.as_ref().is_some_and(|s| r.created <= *s) {
+            continue;
+        }
+        let mut v = summary(&r);
+        if q.bool("size") {
+            v["SizeRw"] = json!(0);
+            v["SizeRootFs"] = json!(0);
+        }
+        out.push(v);
+        if limit > 0 && out.len() as i64 >= limit {
+            break;
+        }
+    }
+    json_res(StatusCode::OK, &Value::Array(out))
+}
+
+fn inspect(d: &Arc<Daemon>, name: &str) -> Res {
+    let r = d.containers.get(name)?;
+    let dir = d.info.data_root.join("containers").join(&r.id);
+    let running = r.state.is_running();
+    let graph = if r.driver == "overlay2" {
+        json!({"Name": "overlay2", "Data": {
+            "MergedDir": dir.join("merged"), "UpperDir": dir.join("rw/diff"),
+            "WorkDir": dir.join("rw/work"), "LowerDir": dir.join("init"),
+        }})
+    } else {
+        json!({"Name": r.driver, "Data": null})
+    };
+    let v = json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.path,
+        "Args": r.args,
+        "State": {
+            "Status": r.state.status,
+            "Running": running,
+            "Paused": r.state.status == "paused",
+            "Restarting": r.state.status == "restarting",
+            "OOMKilled": r.state.oom_killed,
+            "Dead": r.state.status == "dead",
+            "Pid": r.state.pid,
+            "ExitCode": r.state.exit_code,
+            "Error": r.state.error,
+            "StartedAt": r.state.started_at,
+            "FinishedAt": r.state.finished_at,
+        },
+        "Image": r.image,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": d.containers.log_path(&r.id),
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "Driver": r.driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": if r.exec_ids.is_empty() { Value::Null } else { json!(r.exec_ids) },
+        "HostConfig": r.host_config,
+        "GraphDriver": graph,
+        "Mounts": [],
+        "Config": r.config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
+            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {},
+        },
+    });
+    json_res(StatusCode::OK, &v)
+}
+
+fn wait(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let cond = match q.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return Err(ApiError::invalid(format!("invalid condition: {other:?}"))),
+    };
+    let fut = d.containers.wait(name, cond)?;
+    // Headers go out now; the body when the container exits (the CLI starts it meanwhile).
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+    tokio::spawn(async move {
+        let (code, err) = fut.await;
+        // A failed start is reported by the start call itself; wait carries only the code.
+        let _ = err;
+        let v = json!({"StatusCode": code, "Error": null});
+        let mut b = serde_json::to_vec(&v).expect("json");
+        b.push(b'\n');
+        let _ = tx.send(Ok(bytes::Bytes::from(b))).await;
+    });
+    let mut r = Response::new(body::from_receiver(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+fn stream_type(tty: bool) -> &'static str {
+    if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    }
+}
+
+fn logs(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let r = d.containers.get(name)?;
+    if r.host_config.log_config.as_ref().and_then(|l| l.typ.as_deref()) == Some("none") {
+        return Err(ApiError::invalid("configured logging driver does not support reading"));
+    }
+    let opts = LogOptions {
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        follow: q.bool("follow"),
+        tail: q.get("tail").filter(|t| *t != "all").and_then(|t| t.parse().ok()),
+        timestamps: q.bool("timestamps"),
+        since: q.get("since").and_then(parse_time).filter(|n| *n > 0),
+        until: q.get("until").and_then(parse_time).filter(|n| *n > 0),
+    };
+    if !opts.stdout && !opts.stderr {
+        return Err(ApiError::invalid("Bad parameters: you must choose at least one stream"));
+    }
+    let tty = r.config.tty.unwrap_or(false);
+    let path = d.containers.log_path(&r.id);
+    let (mut w, body) = body::channel();
+    let d2 = d.clone();
+    let id = r.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let running = || d2.containers.get(&id).map(|r| r.state.is_running()).unwrap_or(false);
+        let _ = wharf_container::logs::write_logs(&path, tty, &opts, &mut w, &running);
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(stream_type(tty)));
+    Ok(resp)
+}
+
+async fn top(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let r = d.containers.get(name)?;
+    if !r.state.is_running() {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!("container {} is not running", r.id),
+        ));
+    }
+    let pids = d.containers.pids(&r);
+    let args: Vec<String> = q
+        .get("ps_args")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("-ef")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let out = tokio::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("ps: {e}")))?;
+    if !out.status.success() {
+        return Err(ApiError::new(
+            ErrorKind::Internal,
+            format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| *t == "PID")
+        .ok_or_else(|| ApiError::new(ErrorKind::Internal, "Couldn't find PID field in ps output"))?;
+    let mut procs = Vec::new();
+    for l in lines {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        if fields.len() < titles.len() {
+            continue;
+        }
+        let Ok(pid) = fields[pid_col].parse::<i64>() else {
+            continue;
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        let mut row: Vec<String> = fields[..titles.len() - 1].iter().map(|s| s.to_string()).collect();
+        row.push(fields[titles.len() - 1..].join(" "));
+        procs.push(row);
+    }
+    json_res(StatusCode::OK, &json!({"Titles": titles, "Processes": procs}))
+}
+
+fn upgrade_response(tty: bool) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(stream_type(tty)));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("tcp"));
+    r
+}
+
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+}
+
+/// The detach sequence: ctrl-p ctrl-q unless the client names other keys.
+fn detach_keys(q: &Query) -> Vec<u8> {
+    let spec = q.get("detachKeys").filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
+    spec.split(',')
+        .filter_map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let c = c.bytes().next()?;
+                match c {
+                    b'a'..=b'z' => Some(c - b'a' + 1),
+                    b'@' => Some(0),
+                    b'[' => Some(27),
+                    b'\\' => Some(28),
+                    b']' => Some(29),
+                    b'^' => Some(30),
+                    b'_' => Some(31),
+                    _ => None,
+                }
+            } else {
+                k.bytes().next()
+            }
+        })
+        .collect()
+}
+
+/// Copy between the client's hijacked connection and a shim stream. Returns the exit code
+/// when the shim sent one (exec).
+async fn pump<C>(
+    client: C,
+    shim: wharf_container::shim::ShimStream,
+    tty: bool,
+    detach: Vec<u8>,
+    on_stdin_eof: impl std::future::Future<Output = ()> + Send,
+) -> Option<i32>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = tokio::io::split(shim);
+    let input = async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut matched = 0usize;
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    on_stdin_eof.await;
+                    // Stdin is over but output keeps flowing until the process ends.
+                    return std::future::pending::<bool>().await;
+                }
+                Ok(n) => n,
+            };
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if !detach.is_empty() && b == detach[matched] {
+                    matched += 1;
+                    if matched == detach.len() {
+                        let _ = sw.write_all(&out).await;
+                        return true;
+                    }
+                    continue;
+                }
+                if matched > 0 {
+                    out.extend_from_slice(&detach[..matched]);
+                    matched = 0;
+                }
+                out.push(b);
+            }
+            if sw.write_all(&out).await.is_err() {
+                return false;
+            }
+        }
+    };
+    let output = async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut chunk = vec![0u8; 32 * 1024];
+        let mut code = None;
+        loop {
+            while let Some((stream, payload, used)) = parse_frame(&buf) {
+                if stream == STREAM_EXIT {
+                    if payload.len() == 4 {
+                        code = Some(i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]));
+                    }
+                } else {
+                    let r = if tty {
+                        cw.write_all(payload).await
+                    } else {
+                        cw.write_all(&buf[..used]).await
+                    };
+                    if r.is_err() {
+                        return (code, cw);
+                    }
+                }
+                buf.drain(..used);
+            }
+            match sr.read(&mut chunk).await {
+                Ok(0) | Err(_) => return (code, cw),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::pin!(input);
+    tokio::pin!(output);
+    tokio::select! {
+        (code, mut cw) = &mut output => {
+            let _ = cw.flush().await;
+            let _ = cw.shutdown().await;
+            code
+        }
+        _detached = &mut input => None,
+    }
+}
+
+async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Query) -> Res {
+    let r = d.containers.get(name)?;
+    let tty = r.config.tty.unwrap_or(false);
+    if !wants_upgrade(&req) {
+        return Err(ApiError::invalid("attach needs a connection upgrade (Upgrade: tcp)"));
+    }
+    if !q.bool("stream") && !q.bool("logs") {
+        return Err(ApiError::invalid("Bad parameters: you must choose at least one stream"));
+    }
+    let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let detach = detach_keys(q);
+    let id = r.id.clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    // Register before answering, so a start that follows at once finds this attach.
+    let stream = d.containers.attach(&id, stdin, stdout, stderr)?;
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let shim = match stream.await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%id, "attach: {e}");
+                return;
+            }
+        };
+        let d3 = d.clone();
+        let id3 = id.clone();
+        let eof = async move {
+            if stdin {
+                let _ = d3.containers.close_stdin(&id3, None).await;
+            }
+        };
+        pump(TokioIo::new(upgraded), shim, tty, detach, eof).await;
+    });
+    Ok(upgrade_response(tty))
+}
+
+async fn exec_create(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
+    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+    let cfg: bollard_stubs::models::ExecConfig =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let id = d.containers.exec_create(name, cfg)?;
+    json_res(StatusCode::CREATED, &json!({"Id": id}))
+}
+
+async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res {
+    let upgrade = wants_upgrade(&req);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+    let cfg: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
+    };
+    let detach = cfg["Detach"].as_bool().unwrap_or(false);
+    let tty_req = cfg["Tty"].as_bool();
+    let (tty, shim) = d.containers.exec_start(id, tty_req).await?;
+    let id = id.to_string();
+    if detach {
+        tokio::spawn(async move {
+            // Nobody reads a detached exec's output; it is drained and dropped.
+            let (client, mut sink) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move { tokio::io::copy(&mut sink, &mut tokio::io::sink()).await });
+            let code = pump(client, shim, tty, Vec::new(), async {}).await;
+            d.containers.exec_exited(&id, code);
+        });
+        return json_res(StatusCode::OK, &json!({}));
+    }
+    let stdin = d.containers.exec_get(&id)?.config.attach_stdin.unwrap_or(false);
+    if upgrade {
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                d.containers.exec_exited(&id, None);
+                return;
+            };
+            let d3 = d.clone();
+            let id3 = id.clone();
+            let eof = async move {
+                if stdin {
+                    if let Ok(x) = d3.containers.exec_get(&id3) {
+                        let _ = d3.containers.close_stdin(&x.container, Some(&id3)).await;
+                    }
+                }
+            };
+            let code = pump(TokioIo::new(upgraded), shim, tty, Vec::new(), eof).await;
+            d.containers.exec_exited(&id, code);
+        });
+        return Ok(upgrade_response(tty));
+    }
+    // No upgrade (docker-py without socket): stream the output as the body.
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    tokio::spawn(async move {
+        let code = pump(client, shim, tty, Vec::new(), async {}).await;
+        d.containers.exec_exited(&id, code);
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match server.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Ok(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut r = Response::new(body::from_receiver(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(stream_type(tty)));
+    Ok(r)
+}
+
+fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
+    let x = d.containers.exec_get(id)?;
+    let c = &x.config;
+    let cmd = c.cmd.clone().unwrap_or_default();
+    json_res(
+        StatusCode::OK,
+        &json!({
+            "ID": x.id,
+            "Running": x.running,
+            "ExitCode": x.exit_code,
+            "ProcessConfig": {
+                "tty": c.tty.unwrap_or(false),
+                "entrypoint": cmd.first().cloned().unwrap_or_default(),
+                "arguments": cmd.get(1..).map(|a| a.to_vec()).unwrap_or_default(),
+                "privileged": c.privileged.unwrap_or(false),
+                "user": c.user.clone().unwrap_or_default(),
+            },
+            "OpenStdin": c.attach_stdin.unwrap_or(false),
+            "OpenStderr": c.attach_stderr.unwrap_or(false),
+            "OpenStdout": c.attach_stdout.unwrap_or(false),
+            "CanRemove": false,
+            "ContainerID": x.container,
+            "DetachKeys": "",
+            "Pid": x.pid,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(59), "59 seconds");
+        assert_eq!(human_duration(60), "About a minute");
+        assert_eq!(human_duration(150), "2 minutes");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(5 * 3600), "5 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+
+    #[test]
+    fn detach_key_specs() {
+        let q = Query::parse(None);
+        assert_eq!(detach_keys(&q), vec![16, 17]);
+        let q = Query::parse(Some("detachKeys=ctrl-a,x"));
+        assert_eq!(detach_keys(&q), vec![1, b'x']);
+    }
+}

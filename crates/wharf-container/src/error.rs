@@ -1,0 +1,69 @@
+//! The container service's one error enum, with the kinds the API edge maps to HTTP status.
+
+use wharf_image::ImageError;
+use wharf_reference::ErrorKind;
+
+/// What can go wrong with a container operation. Messages are Docker's where clients match.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// `No such container: X`.
+    #[error("No such container: {0}")]
+    NotFound(String),
+    /// `No such exec instance: X`.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
+    /// A name or state conflict (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing to do (304): start when started, stop when stopped.
+    #[error("")]
+    NotModified,
+    /// The image side failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The runtime refused to start the process (Docker's wording is kept in the message).
+    #[error("{0}")]
+    Runtime(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ContainerError {
+    /// The kind, for the API's one status mapping.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ContainerError::NotFound(_) | ContainerError::NoSuchExec(_) => ErrorKind::NotFound,
+            ContainerError::Conflict(_) => ErrorKind::Conflict,
+            ContainerError::Invalid(_) => ErrorKind::InvalidArgument,
+            ContainerError::NotModified => ErrorKind::NotModified,
+            ContainerError::Image(e) => e.kind(),
+            ContainerError::Runtime(m)
+                if m.contains("executable file not found")
+                    || m.contains("no such file or directory")
+                    || m.contains("permission denied") =>
+            {
+                ErrorKind::InvalidArgument
+            }
+            ContainerError::Runtime(_) | ContainerError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<std::io::Error> for ContainerError {
+    fn from(e: std::io::Error) -> Self {
+        ContainerError::Internal(e.to_string())
+    }
+}
+
+impl From<wharf_store::LayerError> for ContainerError {
+    fn from(e: wharf_store::LayerError) -> Self {
+        ContainerError::Internal(e.to_string())
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = ContainerError> = std::result::Result<T, E>;

@@ -1,0 +1,18 @@
+//! Containers on the daemon side. `service` owns the lifecycle (create, start through a
+//! `wharf-shim`, stop, kill, pause, remove, wait, restart policies, exec, attach); `spec`
+//! turns a container's config into an OCI runtime spec with Docker's defaults; `seccomp` holds
+//! Docker's default profile; `record` is the on-disk record; `logs` reads json-file logs;
+//! `shim` speaks the shim protocol; `names` makes and checks names.
+
+pub mod error;
+pub mod logs;
+pub mod names;
+pub mod record;
+pub mod seccomp;
+pub mod service;
+pub mod shim;
+pub mod spec;
+
+pub use error::ContainerError;
+pub use record::{Record, State};
+pub use service::{ContainerService, CreateBody, ExecEntry, ServiceConfig, WaitCondition};

@@ -1,0 +1,133 @@
+//! A container as stored: `<data-root>/containers/<id>/config.v2.json`, written whole with
+//! fsync and rename, so a crash leaves either the old or the new record, never half of one.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use bollard_stubs::models as m;
+use serde::{Deserialize, Serialize};
+
+/// Docker's zero time, shown for "never".
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// The runtime state of a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited`, `dead`.
+    pub status: String,
+    /// Host PID of the init while it runs.
+    pub pid: i64,
+    /// Last exit code.
+    pub exit_code: i64,
+    /// Last start error.
+    pub error: String,
+    /// RFC 3339 nanos or [`ZERO_TIME`].
+    pub started_at: String,
+    /// RFC 3339 nanos or [`ZERO_TIME`].
+    pub finished_at: String,
+    /// The OOM killer acted in the last run.
+    pub oom_killed: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: "created".into(),
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            oom_killed: false,
+        }
+    }
+}
+
+impl State {
+    /// Running or paused: a process exists.
+    pub fn is_running(&self) -> bool {
+        matches!(self.status.as_str(), "running" | "paused")
+    }
+}
+
+/// Everything the daemon keeps about one container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex.
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    /// RFC 3339 nanos.
+    pub created: String,
+    /// argv[0].
+    pub path: String,
+    /// argv[1..].
+    pub args: Vec<String>,
+    /// Image ID (`sha256:...`).
+    pub image: String,
+    /// The config, merged with the image's as Docker stores it.
+    pub config: m::ContainerConfig,
+    /// The host config as given.
+    pub host_config: m::HostConfig,
+    /// Runtime state.
+    pub state: State,
+    /// Restarts done by the restart policy.
+    pub restart_count: i64,
+    /// `stop`/`kill` by the user: restart policies stay out of it.
+    pub manually_stopped: bool,
+    /// Storage driver of the root.
+    pub driver: String,
+    /// Exec IDs that belong to this container.
+    #[serde(default)]
+    pub exec_ids: Vec<String>,
+}
+
+impl Record {
+    /// Load from a container directory.
+    pub fn load(dir: &Path) -> std::io::Result<Record> {
+        let b = fs::read(dir.join("config.v2.json"))?;
+        serde_json::from_slice(&b).map_err(std::io::Error::other)
+    }
+
+    /// Write atomically into a container directory.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(".config.v2.json.tmp");
+        let body = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join("config.v2.json"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_and_load() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Record {
+            id: "a".repeat(64),
+            name: "web".into(),
+            created: ZERO_TIME.into(),
+            path: "sh".into(),
+            args: vec!["-c".into(), "true".into()],
+            image: "sha256:00".into(),
+            config: m::ContainerConfig::default(),
+            host_config: m::HostConfig::default(),
+            state: State::default(),
+            restart_count: 0,
+            manually_stopped: false,
+            driver: "overlay2".into(),
+            exec_ids: vec![],
+        };
+        r.save(d.path()).unwrap();
+        let back = Record::load(d.path()).unwrap();
+        assert_eq!(back.name, "web");
+        assert_eq!(back.args, r.args);
+        assert!(!d.path().join(".config.v2.json.tmp").exists());
+    }
+}

@@ -1,0 +1,1544 @@
+//! The container service: creates containers from images, starts each through its own shim,
+//! watches it exit, applies restart policies, and answers lookups, listings and inspects.
+//!
+//! Invariants: the daemon never forks a container (the shim does); a record on disk is always
+//! whole; a container's root is mounted only while it runs; every running container has a
+//! monitor task waiting on its shim, so an exit is recorded even when nobody asks.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bollard_stubs::models as m;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{oneshot, watch};
+use wharf_image::ImageService;
+use wharf_reference::Digest;
+use wharf_shim_proto::{ExitInfo, Request, ShimConfig};
+use wharf_store::Driver;
+
+use crate::error::{ContainerError, Result};
+use crate::record::{Record, State, ZERO_TIME};
+use crate::shim::{self, ShimStream};
+use crate::{names, spec};
+
+/// Where the service keeps things and how it starts shims.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `--data-root`.
+    pub data_root: PathBuf,
+    /// `--exec-root`.
+    pub exec_root: PathBuf,
+    /// The `wharf-shim` binary.
+    pub shim: PathBuf,
+    /// `--cgroup-parent` default for containers.
+    pub cgroup_parent: String,
+}
+
+/// `POST /containers/create` body: the config with `HostConfig` and `NetworkingConfig`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateBody {
+    /// The container config.
+    #[serde(flatten)]
+    pub config: m::ContainerConfig,
+    /// The host config.
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: Option<m::HostConfig>,
+    /// Networks (kept for issue 5; only the mode is read now).
+    #[serde(rename = "NetworkingConfig", default)]
+    pub networking_config: Option<Value>,
+}
+
+/// `wait` conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Return when the container is not running (at once if it is not).
+    NotRunning,
+    /// Return at the next exit.
+    NextExit,
+    /// Return when the container is removed.
+    Removed,
+}
+
+/// What changed last, for waiters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Gen {
+    exits: u64,
+    removed: bool,
+}
+
+/// One container in memory.
+pub struct Entry {
+    rec: Mutex<Record>,
+    op: tokio::sync::Mutex<()>,
+    gen: watch::Sender<Gen>,
+    attaches: Mutex<Vec<PendingAttach>>,
+    restart_delay: Mutex<Duration>,
+}
+
+struct PendingAttach {
+    req: Request,
+    tx: oneshot::Sender<Result<ShimStream>>,
+}
+
+impl Entry {
+    fn snapshot(&self) -> Record {
+        self.rec.lock().expect("record lock").clone()
+    }
+}
+
+/// An exec instance.
+#[derive(Debug, Clone)]
+pub struct ExecEntry {
+    /// Exec ID.
+    pub id: String,
+    /// Its container.
+    pub container: String,
+    /// The config it was created with.
+    pub config: m::ExecConfig,
+    /// Running now.
+    pub running: bool,
+    /// Exit code once done.
+    pub exit_code: Option<i64>,
+    /// Host PID while running.
+    pub pid: i64,
+}
+
+/// The container service.
+pub struct ContainerService {
+    cfg: ServiceConfig,
+    images: Arc<ImageService>,
+    map: RwLock<HashMap<String, Arc<Entry>>>,
+    names: Mutex<HashMap<String, String>>,
+    execs: Mutex<HashMap<String, ExecEntry>>,
+}
+
+impl std::fmt::Debug for ContainerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerService").field("cfg", &self.cfg).finish()
+    }
+}
+
+fn now_nanos() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| ZERO_TIME.into())
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8);
+        }
+    }
+    b
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(p), p.parent().map(fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev() || a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// How a start error reads, in the words Docker's CLI matches for its exit codes.
+fn start_error(e: &str) -> String {
+    if let Some(rest) = e.split("executable '").nth(1) {
+        if let Some(name) = rest.split('\'').next() {
+            return format!(
+                "failed to create task for container: OCI runtime create failed: exec: \"{name}\": executable file not found in $PATH: unknown"
+            );
+        }
+    }
+    format!("failed to create task for container: OCI runtime create failed: {e}: unknown")
+}
+
+impl ContainerService {
+    /// Open the service: load every record under `<data-root>/containers`.
+    pub fn open(cfg: ServiceConfig, images: Arc<ImageService>) -> Result<Arc<Self>> {
+        let root = cfg.data_root.join("containers");
+        fs::create_dir_all(&root)?;
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o710))?;
+        fs::create_dir_all(cfg.exec_root.join("containers"))?;
+        fs::create_dir_all(cfg.exec_root.join("runtime"))?;
+        fs::create_dir_all(cfg.exec_root.join("s"))?;
+        let svc = Arc::new(ContainerService {
+            cfg,
+            images,
+            map: RwLock::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+        });
+        for ent in fs::read_dir(&root)? {
+            let dir = ent?.path();
+            match Record::load(&dir) {
+                Ok(rec) => {
+                    svc.names
+                        .lock()
+                        .expect("names")
+                        .insert(rec.name.clone(), rec.id.clone());
+                    svc.insert(rec);
+                }
+                Err(e) => {
+                    // A create that died before its first record: nothing refers to it.
+                    tracing::warn!(dir = %dir.display(), "removing unreadable container record: {e}");
+                    let _ = fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        let users = Arc::downgrade(&svc);
+        svc.images.set_usage_check(Arc::new(move |id: &Digest| {
+            let Some(s) = users.upgrade() else { return Vec::new() };
+            let want = id.to_string();
+            s.all()
+                .into_iter()
+                .map(|e| e.snapshot())
+                .filter(|r| r.image == want)
+                .map(|r| r.id)
+                .collect()
+        }));
+        Ok(svc)
+    }
+
+    fn insert(&self, rec: Record) -> Arc<Entry> {
+        let (gen, _) = watch::channel(Gen::default());
+        let id = rec.id.clone();
+        let e = Arc::new(Entry {
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            gen,
+            attaches: Mutex::new(Vec::new()),
+            restart_delay: Mutex::new(Duration::from_millis(100)),
+        });
+        self.map.write().expect("map").insert(id, e.clone());
+        e
+    }
+
+    fn all(&self) -> Vec<Arc<Entry>> {
+        self.map.read().expect("map").values().cloned().collect()
+    }
+
+    /// After daemon start: reconnect to live shims, settle the dead, restart `always` ones.
+    pub async fn restore(self: &Arc<Self>) {
+        for e in self.all() {
+            let rec = e.snapshot();
+            if rec.state.is_running() {
+                let sock = self.shim_socket(&rec.id);
+                match shim::send(&sock, &Request::Wait).await {
+                    Ok(stream) => {
+                        tracing::info!(id = %rec.id, "reconnected to running container");
+                        self.spawn_monitor(e.clone(), Some(stream));
+                        continue;
+                    }
+                    Err(_) => {
+                        let exit = self.read_exit_file(&rec.id);
+                        tracing::info!(id = %rec.id, code = exit.exit_code, "container exited while the daemon was down");
+                        self.on_exit(&e, exit).await;
+                        continue;
+                    }
+                }
+            }
+            let policy = rec
+                .host_config
+                .restart_policy
+                .as_ref()
+                .and_then(|p| p.name)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            if (policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped))
+                && rec.state.status == "exited"
+            {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = me.start(&rec.id).await {
+                        tracing::warn!(id = %rec.id, "restart on daemon start: {err}");
+                    }
+                });
+            }
+        }
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id)
+    }
+
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id)
+    }
+
+    /// Short, because unix socket paths are limited to 108 bytes.
+    fn shim_socket(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("s").join(&id[..16])
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn read_exit_file(&self, id: &str) -> ExitInfo {
+        fs::read(self.bundle_dir(id).join("exit.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(ExitInfo {
+                exit_code: 255,
+                oom_killed: false,
+                finished_at: now_nanos(),
+            })
+    }
+
+    /// Find a container by full ID, name, or unique ID prefix, as Docker does.
+    pub fn lookup(&self, name: &str) -> Result<Arc<Entry>> {
+        let map = self.map.read().expect("map");
+        if let Some(e) = map.get(name) {
+            return Ok(e.clone());
+        }
+        let n = name.strip_prefix('/').unwrap_or(name);
+        if let Some(id) = self.names.lock().expect("names").get(n) {
+            if let Some(e) = map.get(id) {
+                return Ok(e.clone());
+            }
+        }
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<&Arc<Entry>> = map.iter().filter(|(k, _)| k.starts_with(n)).map(|(_, v)| v).collect();
+            match hits.len() {
+                1 => return Ok(hits[0].clone()),
+                0 => {}
+                _ => {
+                    return Err(ContainerError::Invalid(format!(
+                        "multiple IDs found with provided prefix: {n}"
+                    )))
+                }
+            }
+        }
+        Err(ContainerError::NotFound(name.to_string()))
+    }
+
+    /// A record by name.
+    pub fn get(&self, name: &str) -> Result<Record> {
+        Ok(self.lookup(name)?.snapshot())
+    }
+
+    /// Every record.
+    pub fn records(&self) -> Vec<Record> {
+        self.all().into_iter().map(|e| e.snapshot()).collect()
+    }
+
+    fn reserve_name(&self, name: Option<&str>, id: &str) -> Result<String> {
+        let mut names = self.names.lock().expect("names");
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            if !names::valid_name(n) {
+                return Err(ContainerError::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            let n = n.strip_prefix('/').unwrap_or(n).to_string();
+            if let Some(other) = names.get(&n) {
+                return Err(ContainerError::Conflict(format!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            names.insert(n.clone(), id.to_string());
+            return Ok(n);
+        }
+        for retry in 0..20 {
+            let n = names::random_name(&random_bytes(5), retry);
+            if !names.contains_key(&n) {
+                names.insert(n.clone(), id.to_string());
+                return Ok(n);
+            }
+        }
+        Err(ContainerError::Internal("could not pick a free name".into()))
+    }
+
+    /// `POST /containers/create`.
+    pub fn create(&self, name: Option<&str>, body: CreateBody) -> Result<(String, Vec<String>)> {
+        let mut cfg = body.config;
+        let mut hc = body.host_config.unwrap_or_default();
+        let image_name =
+            cfg.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
+                ContainerError::Invalid("config cannot be empty in order to create a container".into())
+            })?;
+        let image_id = self.images.resolve(&image_name).map_err(|e| match e.kind() {
+            wharf_reference::ErrorKind::NotFound => {
+                ContainerError::Image(wharf_image::ImageError::NotFound(image_name.clone()))
+            }
+            _ => ContainerError::Image(e),
+        })?;
+        let (img, _) = self.images.rootfs_of(&image_id)?;
+        let ic = img.config.clone().unwrap_or(Value::Null);
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        spec::validate_resources(&hc, ncpu)?;
+        spec::capabilities(&hc)?;
+        if let Some(r) = &hc.restart_policy {
+            let n = r.name.map(|n| n.to_string()).unwrap_or_default();
+            if hc.auto_remove.unwrap_or(false) && !n.is_empty() && n != "no" {
+                return Err(ContainerError::Invalid(
+                    "can't create 'AutoRemove' container with restart policy".into(),
+                ));
+            }
+            if r.maximum_retry_count.unwrap_or(0) > 0 && n != "on-failure" {
+                return Err(ContainerError::Invalid(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'".into(),
+                ));
+            }
+        }
+        let (ep, cmd) = spec::merge_command(cfg.entrypoint.clone(), cfg.cmd.clone(), &ic);
+        let argv: Vec<String> = ep
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(cmd.clone().unwrap_or_default())
+            .collect();
+        if argv.is_empty() {
+            return Err(ContainerError::Invalid("No command specified".into()));
+        }
+        // Merge with the image's config as Docker stores it.
+        let strs = |k: &str| -> Vec<String> {
+            ic.get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .unwrap_or_default()
+        };
+        let img_env = strs("Env");
+        cfg.env = Some(spec::merge_env(&[&img_env, cfg.env.as_deref().unwrap_or(&[])]));
+        cfg.entrypoint = ep;
+        cfg.cmd = cmd;
+        if cfg.working_dir.as_deref().unwrap_or("").is_empty() {
+            cfg.working_dir = ic.get("WorkingDir").and_then(|v| v.as_str()).map(String::from);
+        }
+        if let Some(w) = cfg.working_dir.as_deref().filter(|w| !w.is_empty()) {
+            if !w.starts_with('/') {
+                return Err(ContainerError::Invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
+            }
+        }
+        if cfg.user.as_deref().unwrap_or("").is_empty() {
+            cfg.user = ic.get("User").and_then(|v| v.as_str()).map(String::from);
+        }
+        if cfg.stop_signal.is_none() {
+            cfg.stop_signal = ic.get("StopSignal").and_then(|v| v.as_str()).map(String::from);
+        }
+        let mut labels: HashMap<String, String> = ic
+            .get("Labels")
+            .and_then(|v| v.as_object())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        labels.extend(cfg.labels.take().unwrap_or_default());
+        cfg.labels = Some(labels);
+        if cfg.exposed_ports.is_none() {
+            if let Some(p) = ic
+                .get("ExposedPorts")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+            {
+                cfg.exposed_ports = Some(p);
+            }
+        }
+        if cfg.volumes.is_none() {
+            if let Some(p) = ic.get("Volumes").and_then(|v| serde_json::from_value(v.clone()).ok()) {
+                cfg.volumes = Some(p);
+            }
+        }
+        cfg.image = Some(image_name);
+        let id = hex::encode(random_bytes(32));
+        if cfg.hostname.as_deref().unwrap_or("").is_empty() {
+            cfg.hostname = Some(id[..12].to_string());
+        }
+        if hc.network_mode.as_deref().unwrap_or("").is_empty() {
+            hc.network_mode = Some("bridge".into());
+        }
+        if hc.network_mode.as_deref() == Some("default") {
+            hc.network_mode = Some("bridge".into());
+        }
+        if hc.log_config.is_none() {
+            hc.log_config = Some(m::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::new()),
+            });
+        }
+        let name = self.reserve_name(name, &id)?;
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: now_nanos(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            image: image_id.to_string(),
+            config: cfg,
+            host_config: hc,
+            state: State::default(),
+            restart_count: 0,
+            manually_stopped: false,
+            driver: self.images.driver().name().to_string(),
+            exec_ids: Vec::new(),
+        };
+        let r = (|| -> Result<()> {
+            let dir = self.container_dir(&id);
+            fs::create_dir(&dir)?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o710))?;
+            self.prepare_files(&rec)?;
+            rec.save(&dir)?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            let _ = fs::remove_dir_all(self.container_dir(&id));
+            self.names.lock().expect("names").remove(&name);
+            return Err(e);
+        }
+        self.insert(rec);
+        Ok((id, Vec::new()))
+    }
+
+    /// The container's own files: `hosts`, `hostname`, `resolv.conf`, and its storage dirs.
+    fn prepare_files(&self, rec: &Record) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        let hostname = rec.config.hostname.clone().unwrap_or_default();
+        fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        for h in rec.host_config.extra_hosts.iter().flatten() {
+            if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        fs::write(dir.join("hosts"), hosts)?;
+        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config))?;
+        if self.images.driver() == Driver::Overlay2 {
+            for d in ["rw/diff", "rw/work", "init", "merged"] {
+                fs::create_dir_all(dir.join(d))?;
+            }
+            // The init layer: mount points for the files bind-mounted over it.
+            let init = dir.join("init");
+            for d in ["etc", "dev", "proc", "sys", "dev/pts", "dev/shm"] {
+                fs::create_dir_all(init.join(d))?;
+            }
+            for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+                fs::write(init.join(f), "")?;
+            }
+        } else {
+            fs::create_dir_all(dir.join("merged"))?;
+        }
+        Ok(())
+    }
+
+    /// Mount the container's root at `<dir>/merged` (idempotent).
+    fn mount_root(&self, rec: &Record) -> Result<PathBuf> {
+        let dir = self.container_dir(&rec.id);
+        let merged = dir.join("merged");
+        if is_mountpoint(&merged) {
+            return Ok(merged);
+        }
+        let image: Digest = rec
+            .image
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
+        let (_, layers) = self.images.rootfs_of(&image)?;
+        let store = self.images.layer_store();
+        match store.driver() {
+            Driver::Overlay2 => {
+                let mut lowers = vec![dir.join("init")];
+                lowers.extend(store.lower_dirs(&layers));
+                wharf_store::layer::mount_overlay(&lowers, &dir.join("rw/diff"), &dir.join("rw/work"), &merged)?;
+            }
+            Driver::Vfs => {
+                let rootfs = dir.join("rootfs");
+                if !rootfs.exists() {
+                    match layers.last() {
+                        Some(top) => store.copy_layer(top, &rootfs)?,
+                        None => fs::create_dir_all(&rootfs)?,
+                    }
+                }
+                rustix::mount::mount_bind(&rootfs, &merged)
+                    .map_err(|e| ContainerError::Internal(format!("bind {}: {e}", merged.display())))?;
+            }
+        }
+        Ok(merged)
+    }
+
+    fn unmount_root(&self, id: &str) {
+        let merged = self.container_dir(id).join("merged");
+        if is_mountpoint(&merged) {
+            if let Err(e) = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH) {
+                tracing::warn!(%id, "unmount {}: {e}", merged.display());
+            }
+        }
+    }
+
+    fn save(&self, e: &Entry) -> Result<()> {
+        let rec = e.snapshot();
+        rec.save(&self.container_dir(&rec.id))?;
+        Ok(())
+    }
+
+    fn bump(e: &Entry, exited: bool, removed: bool) {
+        e.gen.send_modify(|g| {
+            if exited {
+                g.exits += 1;
+            }
+            g.removed |= removed;
+        });
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        self.start_locked(&e).await
+    }
+
+    async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
+        let rec = e.snapshot();
+        match rec.state.status.as_str() {
+            "running" => return Err(ContainerError::NotModified),
+            "paused" => {
+                return Err(ContainerError::Conflict(
+                    "cannot start a paused container, try unpause instead".into(),
+                ))
+            }
+            "removing" | "dead" => {
+                return Err(ContainerError::Conflict(format!(
+                    "container {} is marked for removal and cannot be started",
+                    rec.id
+                )))
+            }
+            _ => {}
+        }
+        match self.launch(&rec).await {
+            Ok((pid, stream)) => {
+                {
+                    let mut r = e.rec.lock().expect("record lock");
+                    r.state.status = "running".into();
+                    r.state.pid = i64::from(pid);
+                    r.state.started_at = now_nanos();
+                    r.state.error.clear();
+                    r.state.oom_killed = false;
+                    r.manually_stopped = false;
+                }
+                self.save(e)?;
+                Self::bump(e, false, false);
+                self.spawn_monitor(e.clone(), stream);
+                Ok(())
+            }
+            Err(err) => {
+                self.unmount_root(&rec.id);
+                let msg = match &err {
+                    ContainerError::Runtime(m) => start_error(m),
+                    other => other.to_string(),
+                };
+                {
+                    let mut r = e.rec.lock().expect("record lock");
+                    r.state.error = msg.clone();
+                    r.state.exit_code = if msg.contains("executable file not found") || msg.contains("no such file") {
+                        127
+                    } else if msg.contains("permission denied") {
+                        126
+                    } else {
+                        128
+                    };
+                    if r.state.status == "running" {
+                        r.state.status = "exited".into();
+                    }
+                }
+                let _ = self.save(e);
+                // Fail pending attaches so their clients do not hang.
+                for a in e.attaches.lock().expect("attaches").drain(..) {
+                    let _ = a.tx.send(Err(ContainerError::Conflict(msg.clone())));
+                }
+                Self::bump(e, true, false);
+                // `run --rm` waits for the removal after a failed start, as with Docker.
+                if rec.host_config.auto_remove.unwrap_or(false) {
+                    let me = self.clone();
+                    let id = rec.id.clone();
+                    tokio::spawn(async move {
+                        let _ = me.remove(&id, true).await;
+                    });
+                }
+                Err(match err {
+                    ContainerError::Runtime(_) => ContainerError::Runtime(msg),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Mount, write the bundle, start the shim, connect waiting attaches, let the process run.
+    async fn launch(&self, rec: &Record) -> Result<(i32, Option<ShimStream>)> {
+        let rootfs = self.mount_root(rec)?;
+        let bundle = self.bundle_dir(&rec.id);
+        let _ = fs::remove_dir_all(&bundle);
+        fs::create_dir_all(&bundle)?;
+        let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
+        let read_in = |p: &str| -> String {
+            use std::io::Read;
+            let comps: Vec<&std::ffi::OsStr> = Path::new(p).iter().skip(1).collect();
+            root.open_in_root(&comps, rustix::fs::OFlags::RDONLY)
+                .ok()
+                .and_then(|fd| {
+                    let mut s = String::new();
+                    fs::File::from(fd).read_to_string(&mut s).ok().map(|_| s)
+                })
+                .unwrap_or_default()
+        };
+        let user = spec::resolve_user(
+            rec.config.user.as_deref().unwrap_or(""),
+            &read_in("/etc/passwd"),
+            &read_in("/etc/group"),
+            rec.host_config.group_add.as_deref().unwrap_or(&[]),
+        )?;
+        // The working directory is created inside the root, never through a symlink out of it.
+        if let Some(w) = rec.config.working_dir.as_deref().filter(|w| !w.is_empty() && *w != "/") {
+            let rel = Path::new(w.trim_start_matches('/'));
+            let comps = wharf_store::saferoot::clean_relative(rel)
+                .map_err(|m| ContainerError::Invalid(format!("working directory {w}: {m}")))?;
+            root.mkdir_all(&comps)
+                .map_err(|e| ContainerError::Invalid(format!("working directory {w}: {e}")))?;
+        }
+        let mut base_env = vec![
+            spec::DEFAULT_PATH.to_string(),
+            format!("HOSTNAME={}", rec.config.hostname.clone().unwrap_or_default()),
+        ];
+        if rec.config.tty.unwrap_or(false) {
+            base_env.push("TERM=xterm".into());
+        }
+        base_env.push(format!("HOME={}", user.home));
+        let env = spec::merge_env(&[&base_env, rec.config.env.as_deref().unwrap_or(&[])]);
+        let mut argv = vec![rec.path.clone()];
+        argv.extend(rec.args.iter().cloned());
+        let cgroup_parent = rec
+            .host_config
+            .cgroup_parent
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
+        let cgroup_path = format!("/{}/{}", cgroup_parent.trim_matches('/'), rec.id);
+        let seccomp = crate::seccomp::for_container(&rec.host_config)?;
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let spec = spec::build(
+            &rec.config,
+            &rec.host_config,
+            spec::SpecInput {
+                rootfs: &rootfs,
+                files: &self.container_dir(&rec.id),
+                cgroup_path: cgroup_path.clone(),
+                user,
+                argv,
+                env,
+                seccomp,
+                ncpu,
+            },
+        )?;
+        fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&spec).expect("spec"),
+        )?;
+        let log_opts = rec
+            .host_config
+            .log_config
+            .as_ref()
+            .and_then(|l| l.config.clone())
+            .unwrap_or_default();
+        let log_driver = rec
+            .host_config
+            .log_config
+            .as_ref()
+            .and_then(|l| l.typ.clone())
+            .unwrap_or_else(|| "json-file".into());
+        let max_size = log_opts
+            .get("max-size")
+            .map(|s| parse_bytes(s).ok_or_else(|| ContainerError::Invalid(format!("invalid max-size: {s}"))))
+            .transpose()?
+            .unwrap_or(0);
+        let max_file = log_opts
+            .get("max-file")
+            .map(|s| {
+                s.parse::<u32>()
+                    .map_err(|_| ContainerError::Invalid(format!("invalid max-file: {s}")))
+            })
+            .transpose()?
+            .unwrap_or(1);
+        let sc = ShimConfig {
+            id: rec.id.clone(),
+            bundle: bundle.display().to_string(),
+            state_root: self.cfg.exec_root.join("runtime").display().to_string(),
+            socket: self.shim_socket(&rec.id).display().to_string(),
+            exit_file: bundle.join("exit.json").display().to_string(),
+            log_path: if log_driver == "none" {
+                String::new()
+            } else {
+                self.log_path(&rec.id).display().to_string()
+            },
+            log_max_size: max_size,
+            log_max_file: max_file,
+            tty: rec.config.tty.unwrap_or(false),
+            open_stdin: rec.config.open_stdin.unwrap_or(false),
+            cgroup_path,
+        };
+        let sc_path = bundle.join("shim.json");
+        fs::write(&sc_path, serde_json::to_vec(&sc).expect("shim config"))?;
+        // A stale libcontainer state dir from a crash would make create fail.
+        let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&rec.id));
+        let pid = shim::spawn(&self.cfg.shim, &sc_path, &bundle.join("shim.log")).await?;
+        let sock = self.shim_socket(&rec.id);
+        // Attaches that were waiting for this start see the output from the first byte.
+        let pending: Vec<PendingAttach> =
+            std::mem::take(&mut *self.lookup(&rec.id)?.attaches.lock().expect("attaches"));
+        for a in pending {
+            let r = shim::open(&sock, &a.req).await.map(|(_, s)| s);
+            let _ = a.tx.send(r);
+        }
+        // The monitor's wait connection, opened before the process runs, so no exit is missed.
+        let waiter = shim::send(&sock, &Request::Wait).await.ok();
+        if let Err(e) = shim::call(&sock, &Request::Start).await {
+            let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+            return Err(ContainerError::Runtime(e.to_string()));
+        }
+        Ok((pid, waiter))
+    }
+
+    fn spawn_monitor(self: &Arc<Self>, e: Arc<Entry>, stream: Option<ShimStream>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let id = e.snapshot().id;
+            let exit = match stream {
+                Some(mut s) => {
+                    use tokio::io::AsyncBufReadExt;
+                    let mut line = String::new();
+                    match s.read_line(&mut line).await {
+                        Ok(n) if n > 0 => serde_json::from_str::<wharf_shim_proto::Reply>(line.trim())
+                            .ok()
+                            .and_then(|r| r.exit),
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            let exit = match exit {
+                Some(x) => x,
+                None => {
+                    // The shim went away without answering: its exit file, if it wrote one.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    me.read_exit_file(&id)
+                }
+            };
+            me.on_exit(&e, exit).await;
+        });
+    }
+
+    async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: ExitInfo) {
+        let (id, auto_remove, policy, max_retry, manually, restarts, started_at) = {
+            let mut r = e.rec.lock().expect("record lock");
+            r.state.status = "exited".into();
+            r.state.pid = 0;
+            r.state.exit_code = i64::from(exit.exit_code);
+            r.state.oom_killed = exit.oom_killed;
+            r.state.finished_at = if exit.finished_at.is_empty() {
+                now_nanos()
+            } else {
+                exit.finished_at.clone()
+            };
+            let p = r.host_config.restart_policy.clone().unwrap_or_default();
+            (
+                r.id.clone(),
+                r.host_config.auto_remove.unwrap_or(false),
+                p.name.map(|n| n.to_string()).unwrap_or_default(),
+                p.maximum_retry_count.unwrap_or(0),
+                r.manually_stopped,
+                r.restart_count,
+                r.state.started_at.clone(),
+            )
+        };
+        self.unmount_root(&id);
+        let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
+        if let Err(err) = self.save(e) {
+            tracing::warn!(%id, "saving exit: {err}");
+        }
+        Self::bump(e, true, false);
+        if auto_remove {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = me.remove(&id, true).await {
+                    tracing::debug!(%id, "auto-remove: {err}");
+                }
+            });
+            return;
+        }
+        let restart = !manually
+            && match policy.as_str() {
+                "always" | "unless-stopped" => true,
+                "on-failure" => exit.exit_code != 0 && (max_retry == 0 || restarts < max_retry),
+                _ => false,
+            };
+        if !restart {
+            return;
+        }
+        // Docker's backoff: 100 ms doubling to a minute, reset after 10 s of running.
+        let ran = crate::logs::parse_time(&started_at)
+            .map(|s| {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+                (now - s) / 1_000_000
+            })
+            .unwrap_or(0);
+        let delay = {
+            let mut d = e.restart_delay.lock().expect("delay");
+            if ran >= 10_000 {
+                *d = Duration::from_millis(100);
+            }
+            let cur = *d;
+            *d = (*d * 2).min(Duration::from_secs(60));
+            cur
+        };
+        {
+            let mut r = e.rec.lock().expect("record lock");
+            r.state.status = "restarting".into();
+        }
+        let me = self.clone();
+        let e = e.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _op = e.op.lock().await;
+            let (status, manually) = {
+                let r = e.rec.lock().expect("record lock");
+                (r.state.status.clone(), r.manually_stopped)
+            };
+            if status != "restarting" || manually {
+                return;
+            }
+            e.rec.lock().expect("record lock").state.status = "exited".into();
+            e.rec.lock().expect("record lock").restart_count += 1;
+            if let Err(err) = me.start_locked(&e).await {
+                tracing::warn!(id = %e.snapshot().id, "restart: {err}");
+            }
+        });
+    }
+
+    /// Signal number from a name (`HUP`, `SIGHUP`) or a number.
+    pub fn parse_signal(s: &str) -> Result<i32> {
+        let up = s.trim().to_ascii_uppercase();
+        let name = up.strip_prefix("SIG").unwrap_or(&up);
+        if let Ok(n) = name.parse::<i32>() {
+            if (1..=64).contains(&n) {
+                return Ok(n);
+            }
+        }
+        let n = match name {
+            "HUP" => 1,
+            "INT" => 2,
+            "QUIT" => 3,
+            "ILL" => 4,
+            "TRAP" => 5,
+            "ABRT" | "IOT" => 6,
+            "BUS" => 7,
+            "FPE" => 8,
+            "KILL" => 9,
+            "USR1" => 10,
+            "SEGV" => 11,
+            "USR2" => 12,
+            "PIPE" => 13,
+            "ALRM" => 14,
+            "TERM" => 15,
+            "STKFLT" => 16,
+            "CHLD" => 17,
+            "CONT" => 18,
+            "STOP" => 19,
+            "TSTP" => 20,
+            "TTIN" => 21,
+            "TTOU" => 22,
+            "URG" => 23,
+            "XCPU" => 24,
+            "XFSZ" => 25,
+            "VTALRM" => 26,
+            "PROF" => 27,
+            "WINCH" => 28,
+            "IO" | "POLL" => 29,
+            "PWR" => 30,
+            "SYS" => 31,
+            _ => return Err(ContainerError::Invalid(format!("Invalid signal: {s}"))),
+        };
+        Ok(n)
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        let e = self.lookup(name)?;
+        let sig = Self::parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
+        let rec = e.snapshot();
+        if !rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!(
+                "cannot kill container: {name}: container {} is not running",
+                rec.id
+            )));
+        }
+        if sig == 9 || sig == 15 || sig == 2 {
+            e.rec.lock().expect("record lock").manually_stopped = true;
+        }
+        shim::call(
+            &self.shim_socket(&rec.id),
+            &Request::Kill {
+                signal: sig,
+                all: false,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Wait until the number of exits passes `seen`, or `timeout` passes.
+    async fn wait_exit(e: &Entry, seen: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = e.gen.subscribe();
+        let fut = rx.wait_for(|g| g.exits > seen || g.removed);
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.is_ok(),
+            None => fut.await.is_ok(),
+        }
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        self.stop_locked(&e, timeout, signal).await
+    }
+
+    async fn stop_locked(&self, e: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let rec = e.snapshot();
+        if rec.state.status == "restarting" {
+            e.rec.lock().expect("record lock").manually_stopped = true;
+            e.rec.lock().expect("record lock").state.status = "exited".into();
+            self.save(e)?;
+            return Ok(());
+        }
+        if !rec.state.is_running() {
+            return Err(ContainerError::NotModified);
+        }
+        e.rec.lock().expect("record lock").manually_stopped = true;
+        let _ = self.save(e);
+        let sock = self.shim_socket(&rec.id);
+        if rec.state.status == "paused" {
+            let _ = shim::call(&sock, &Request::Resume).await;
+        }
+        let seen = e.gen.borrow().exits;
+        let sig = Self::parse_signal(
+            signal
+                .filter(|s| !s.is_empty())
+                .or(rec.config.stop_signal.as_deref())
+                .unwrap_or("TERM"),
+        )?;
+        let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let _ = shim::call(
+            &sock,
+            &Request::Kill {
+                signal: sig,
+                all: false,
+            },
+        )
+        .await;
+        if t < 0 {
+            Self::wait_exit(e, seen, None).await;
+            return Ok(());
+        }
+        if Self::wait_exit(e, seen, Some(Duration::from_secs(t as u64))).await {
+            return Ok(());
+        }
+        let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+        if !Self::wait_exit(e, seen, Some(Duration::from_secs(30))).await {
+            return Err(ContainerError::Internal(format!(
+                "container {} did not exit after SIGKILL",
+                rec.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        match self.stop_locked(&e, timeout, signal).await {
+            Ok(()) | Err(ContainerError::NotModified) => {}
+            Err(err) => return Err(err),
+        }
+        self.start_locked(&e).await
+    }
+
+    /// `POST /containers/{id}/pause` and `unpause`.
+    pub async fn pause(&self, name: &str, pause: bool) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        let rec = e.snapshot();
+        if !rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        if pause && rec.state.status == "paused" {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is already paused",
+                rec.id
+            )));
+        }
+        if !pause && rec.state.status != "paused" {
+            return Err(ContainerError::Conflict(format!("Container {} is not paused", rec.id)));
+        }
+        let req = if pause { Request::Pause } else { Request::Resume };
+        shim::call(&self.shim_socket(&rec.id), &req).await?;
+        e.rec.lock().expect("record lock").state.status = if pause { "paused" } else { "running" }.into();
+        self.save(&e)?;
+        Ok(())
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        let rec = e.snapshot();
+        if rec.state.is_running() || rec.state.status == "restarting" {
+            if !force {
+                let what = if rec.state.status == "paused" {
+                    "paused"
+                } else {
+                    "running"
+                };
+                return Err(ContainerError::Conflict(format!(
+                    "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
+                    rec.name
+                )));
+            }
+            e.rec.lock().expect("record lock").manually_stopped = true;
+            if rec.state.is_running() {
+                let seen = e.gen.borrow().exits;
+                let sock = self.shim_socket(&rec.id);
+                if rec.state.status == "paused" {
+                    let _ = shim::call(&sock, &Request::Resume).await;
+                }
+                let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+                if !Self::wait_exit(&e, seen, Some(Duration::from_secs(30))).await {
+                    return Err(ContainerError::Internal(format!(
+                        "could not kill container {} for removal",
+                        rec.id
+                    )));
+                }
+            }
+        }
+        if e.snapshot().state.status == "removing" {
+            return Err(ContainerError::Conflict(format!(
+                "removal of container {} is already in progress",
+                rec.id
+            )));
+        }
+        e.rec.lock().expect("record lock").state.status = "removing".into();
+        self.unmount_root(&rec.id);
+        let dir = self.container_dir(&rec.id);
+        // The record goes first, so a crash mid-removal never resurrects half a container.
+        let _ = fs::remove_file(dir.join("config.v2.json"));
+        fs::remove_dir_all(&dir)?;
+        let _ = fs::remove_dir_all(self.bundle_dir(&rec.id));
+        self.map.write().expect("map").remove(&rec.id);
+        self.names.lock().expect("names").remove(&rec.name);
+        self.execs.lock().expect("execs").retain(|_, x| x.container != rec.id);
+        for a in e.attaches.lock().expect("attaches").drain(..) {
+            let _ = a.tx.send(Err(ContainerError::NotFound(rec.id.clone())));
+        }
+        Self::bump(&e, false, true);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/wait`: a future for the exit code, set up before it is awaited
+    /// (so the caller can flush its headers first).
+    pub fn wait(
+        &self,
+        name: &str,
+        cond: WaitCondition,
+    ) -> Result<impl std::future::Future<Output = (i64, Option<String>)>> {
+        let e = self.lookup(name)?;
+        let mut rx = e.gen.subscribe();
+        let start = *rx.borrow();
+        let running = e.snapshot().state.is_running() || e.snapshot().state.status == "restarting";
+        Ok(async move {
+            let code = |e: &Entry| {
+                let r = e.rec.lock().expect("record lock");
+                let err = (!r.state.error.is_empty()).then(|| r.state.error.clone());
+                (r.state.exit_code, err)
+            };
+            match cond {
+                WaitCondition::NotRunning if !running => code(&e),
+                WaitCondition::NotRunning | WaitCondition::NextExit => {
+                    let _ = rx.wait_for(|g| g.exits > start.exits || g.removed).await;
+                    code(&e)
+                }
+                WaitCondition::Removed => {
+                    let _ = rx.wait_for(|g| g.removed).await;
+                    code(&e)
+                }
+            }
+        })
+    }
+
+    /// `POST /containers/{id}/rename`.
+    pub async fn rename(&self, name: &str, new: &str) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        if new.is_empty() {
+            return Err(ContainerError::Invalid("Neither old nor new names may be empty".into()));
+        }
+        let id = e.snapshot().id;
+        let old = e.snapshot().name;
+        let new = self.reserve_name(Some(new), &id)?;
+        self.names.lock().expect("names").remove(&old);
+        e.rec.lock().expect("record lock").name = new.clone();
+        if let Err(err) = self.save(&e) {
+            self.names.lock().expect("names").remove(&new);
+            self.names.lock().expect("names").insert(old.clone(), id);
+            e.rec.lock().expect("record lock").name = old;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Attach to a container's stdio. The attach is registered before this returns; for a
+    /// container not yet started the stream arrives when it starts, so no output is lost.
+    pub fn attach(
+        &self,
+        name: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<impl std::future::Future<Output = Result<ShimStream>> + Send + 'static> {
+        let e = self.lookup(name)?;
+        let rec = e.snapshot();
+        let req = Request::Attach { stdin, stdout, stderr };
+        let sock = self.shim_socket(&rec.id);
+        let rx = if rec.state.is_running() {
+            None
+        } else {
+            let (tx, rx) = oneshot::channel();
+            e.attaches
+                .lock()
+                .expect("attaches")
+                .push(PendingAttach { req: req.clone(), tx });
+            Some(rx)
+        };
+        Ok(async move {
+            match rx {
+                None => shim::open(&sock, &req).await.map(|(_, s)| s),
+                Some(rx) => rx
+                    .await
+                    .map_err(|_| ContainerError::Internal("attach abandoned".into()))?,
+            }
+        })
+    }
+
+    /// The client's stdin ended: close the container's stdin if it is `StdinOnce`, or the
+    /// exec's stdin.
+    pub async fn close_stdin(&self, container: &str, exec: Option<&str>) -> Result<()> {
+        let rec = self.get(container)?;
+        if exec.is_none() && !rec.config.stdin_once.unwrap_or(false) {
+            return Ok(());
+        }
+        shim::call(
+            &self.shim_socket(&rec.id),
+            &Request::CloseStdin {
+                exec: exec.map(String::from),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Resize the container's terminal.
+    pub async fn resize(&self, name: &str, height: u16, width: u16) -> Result<()> {
+        let rec = self.get(name)?;
+        if !rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        shim::call(
+            &self.shim_socket(&rec.id),
+            &Request::Resize {
+                exec: None,
+                height,
+                width,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, name: &str, config: m::ExecConfig) -> Result<String> {
+        let e = self.lookup(name)?;
+        let rec = e.snapshot();
+        if !rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
+        }
+        if rec.state.status == "paused" {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                rec.id
+            )));
+        }
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(ContainerError::Invalid("No exec command specified".into()));
+        }
+        let id = hex::encode(random_bytes(32));
+        self.execs.lock().expect("execs").insert(
+            id.clone(),
+            ExecEntry {
+                id: id.clone(),
+                container: rec.id.clone(),
+                config,
+                running: false,
+                exit_code: None,
+                pid: 0,
+            },
+        );
+        e.rec.lock().expect("record lock").exec_ids.push(id.clone());
+        Ok(id)
+    }
+
+    /// An exec by ID.
+    pub fn exec_get(&self, id: &str) -> Result<ExecEntry> {
+        self.execs
+            .lock()
+            .expect("execs")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ContainerError::NoSuchExec(id.to_string()))
+    }
+
+    /// Start an exec: the stream carries its output and ends with its exit frame.
+    pub async fn exec_start(&self, id: &str, tty_override: Option<bool>) -> Result<(bool, ShimStream)> {
+        let x = self.exec_get(id)?;
+        if x.running || x.exit_code.is_some() {
+            return Err(ContainerError::Conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
+        }
+        let rec = self.get(&x.container)?;
+        if !rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
+        }
+        let spec: Value = serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
+            .map_err(|e| ContainerError::Internal(e.to_string()))?;
+        let mut process = spec["process"].clone();
+        let tty = tty_override.unwrap_or(false) || x.config.tty.unwrap_or(false);
+        process["terminal"] = json!(tty);
+        process["args"] = json!(x.config.cmd.clone().unwrap_or_default());
+        if let Some(extra) = &x.config.env {
+            let base: Vec<String> = serde_json::from_value(process["env"].clone()).unwrap_or_default();
+            process["env"] = json!(spec::merge_env(&[&base, extra]));
+        }
+        if let Some(w) = x.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
+            process["cwd"] = json!(w);
+        }
+        if let Some(u) = x.config.user.as_deref().filter(|u| !u.is_empty()) {
+            let rootfs = self.container_dir(&rec.id).join("merged");
+            let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
+            let read_in = |p: &str| -> String {
+                use std::io::Read;
+                let comps: Vec<&std::ffi::OsStr> = Path::new(p).iter().skip(1).collect();
+                root.open_in_root(&comps, rustix::fs::OFlags::RDONLY)
+                    .ok()
+                    .and_then(|fd| {
+                        let mut s = String::new();
+                        fs::File::from(fd).read_to_string(&mut s).ok().map(|_| s)
+                    })
+                    .unwrap_or_default()
+            };
+            let user = spec::resolve_user(u, &read_in("/etc/passwd"), &read_in("/etc/group"), &[])?;
+            process["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional});
+        }
+        if x.config.privileged.unwrap_or(false) {
+            let caps = spec::bounding_caps();
+            process["capabilities"] =
+                json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []});
+        }
+        process.as_object_mut().map(|o| o.remove("consoleSize"));
+        if let Some(size) = x.config.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
+            process["consoleSize"] = json!({"height": size[0], "width": size[1]});
+        }
+        let req = Request::Exec {
+            id: id.to_string(),
+            process,
+            stdin: x.config.attach_stdin.unwrap_or(false),
+        };
+        let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
+        if let Some(err) = reply.error {
+            let msg = start_error(&err);
+            let code = if msg.contains("executable file not found") {
+                127
+            } else {
+                126
+            };
+            if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
+                x.exit_code = Some(code);
+            }
+            return Err(ContainerError::Runtime(msg));
+        }
+        if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
+            x.running = true;
+            x.pid = i64::from(reply.pid.unwrap_or(0));
+        }
+        Ok((tty, stream))
+    }
+
+    /// Record an exec's end.
+    pub fn exec_exited(&self, id: &str, code: Option<i32>) {
+        if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
+            x.running = false;
+            x.exit_code = Some(i64::from(code.unwrap_or(-1)));
+            x.pid = 0;
+        }
+    }
+
+    /// Resize an exec's terminal.
+    pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
+        let x = self.exec_get(id)?;
+        shim::call(
+            &self.shim_socket(&x.container),
+            &Request::Resize {
+                exec: Some(id.to_string()),
+                height,
+                width,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// PIDs of the processes in a container's cgroup.
+    pub fn pids(&self, rec: &Record) -> Vec<i64> {
+        let parent = rec
+            .host_config
+            .cgroup_parent
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
+        let rel = format!("{}/{}", parent.trim_matches('/'), rec.id);
+        for base in [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
+            if let Ok(s) = fs::read_to_string(format!("{base}/{rel}/cgroup.procs")) {
+                return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Stop every running container's monitor bookkeeping at daemon shutdown (containers keep
+    /// running: live restore).
+    pub fn shutdown(&self) {}
+}
+
+fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let digits: String = s.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let unit = s[digits.len()..].trim_end_matches('b').trim_end_matches('i');
+    let n: f64 = digits.parse().ok()?;
+    let mult = match unit {
+        "" => 1u64,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    Some((n * mult as f64) as u64)
+}
+
+/// The host's resolver config with loopback nameservers removed (they mean nothing inside a
+/// network namespace), or `--dns`/`--dns-search`/`--dns-option` when given.
+fn resolv_conf(hc: &m::HostConfig) -> String {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns = hc.dns.clone().unwrap_or_default();
+    let search = hc.dns_search.clone().unwrap_or_default();
+    let opts = hc.dns_options.clone().unwrap_or_default();
+    let mut out = String::new();
+    if hc.network_mode.as_deref() == Some("host") && dns.is_empty() {
+        return host;
+    }
+    if search.is_empty() {
+        for l in host
+            .lines()
+            .filter(|l| l.starts_with("search ") || l.starts_with("domain "))
+        {
+            out.push_str(l);
+            out.push('\n');
+        }
+    } else {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if dns.is_empty() {
+        let mut any = false;
+        for l in host.lines().filter(|l| l.starts_with("nameserver")) {
+            let ip = l.split_whitespace().nth(1).unwrap_or("");
+            if ip.starts_with("127.") || ip == "::1" {
+                continue;
+            }
+            out.push_str(l);
+            out.push('\n');
+            any = true;
+        }
+        if !any {
+            out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        }
+    } else {
+        for d in dns {
+            out.push_str(&format!("nameserver {d}\n"));
+        }
+    }
+    if opts.is_empty() {
+        for l in host.lines().filter(|l| l.starts_with("options ")) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    } else {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(ContainerService::parse_signal("HUP").unwrap(), 1);
+        assert_eq!(ContainerService::parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(ContainerService::parse_signal("9").unwrap(), 9);
+        assert!(ContainerService::parse_signal("NOPE").is_err());
+        assert!(ContainerService::parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("10m"), Some(10 << 20));
+        assert_eq!(parse_bytes("1k"), Some(1024));
+        assert_eq!(parse_bytes("100"), Some(100));
+        assert_eq!(parse_bytes("1x"), None);
+    }
+
+    #[test]
+    fn start_errors_read_like_docker() {
+        let m = start_error("executor validation failed: executable 'nosuch' not found in $PATH");
+        assert!(
+            m.contains("exec: \"nosuch\": executable file not found in $PATH"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,864 @@
+//! The OCI runtime spec of a container, built from its create-time config, its host config and
+//! its image, with Docker's defaults: the capability set, masked and read-only paths, the
+//! namespaces, the default device rules, `/dev/shm`, and the resource limits.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bollard_stubs::models as m;
+use serde_json::{json, Value};
+
+use crate::error::{ContainerError, Result};
+
+/// Docker's default capabilities (SECURITY.md).
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability name the kernel knows, in number order.
+const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities in this process's bounding set: `--privileged` grants these, never more
+/// (asking for one the daemon lacks makes the container fail).
+pub fn bounding_caps() -> Vec<String> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+fn normalize_cap(c: &str) -> Result<String> {
+    let up = c.trim().to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    if ALL_CAPS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(ContainerError::Invalid(format!("invalid capability: {c}")))
+    }
+}
+
+/// The capability set from the defaults, `--privileged`, `--cap-add` and `--cap-drop`, in
+/// Docker's order of application (drops first, then adds; `ALL` in either).
+pub fn capabilities(hc: &m::HostConfig) -> Result<Vec<String>> {
+    let bounding = bounding_caps();
+    if hc.privileged.unwrap_or(false) {
+        return Ok(bounding);
+    }
+    let add: Vec<String> = hc
+        .cap_add
+        .iter()
+        .flatten()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<_>>()?;
+    let drop: Vec<String> = hc
+        .cap_drop
+        .iter()
+        .flatten()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<_>>()?;
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    };
+    if add.iter().any(|c| c == "ALL") {
+        caps = bounding.clone();
+    } else {
+        for c in add {
+            if !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+    }
+    caps.retain(|c| bounding.contains(c));
+    Ok(caps)
+}
+
+/// The user and groups a process runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    /// UID.
+    pub uid: u32,
+    /// GID.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub additional: Vec<u32>,
+    /// The home directory from passwd, for `HOME`.
+    pub home: String,
+}
+
+/// Resolve `-u` (`name`, `uid`, `name:group`, `uid:gid`) against the image's `/etc/passwd` and
+/// `/etc/group` contents, as Docker does. `group_add` are `--group-add` entries.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str, group_add: &[String]) -> Result<User> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let users: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    let mut out = User {
+        home: "/".into(),
+        ..User::default()
+    };
+    let u = if u.is_empty() { "0" } else { u };
+    let entry = users
+        .iter()
+        .find(|f| f[0] == u)
+        .or_else(|| users.iter().find(|f| f[2] == u));
+    match (entry, u.parse::<u32>()) {
+        (Some(f), _) => {
+            out.uid = f[2]
+                .parse()
+                .map_err(|_| ContainerError::Invalid(format!("bad uid in /etc/passwd for {u}")))?;
+            out.gid = f[3].parse().unwrap_or(0);
+            out.home = f[5].to_string();
+        }
+        (None, Ok(n)) => {
+            out.uid = n;
+            out.gid = 0;
+        }
+        (None, Err(_)) => {
+            return Err(ContainerError::Invalid(format!(
+                "unable to find user {u}: no matching entries in passwd file"
+            )))
+        }
+    }
+    if u == "0" || u == "root" {
+        out.home = entry.map(|f| f[5].to_string()).unwrap_or_else(|| "/root".into());
+    }
+    let find_group = |g: &str| -> Result<u32> {
+        if let Some(f) = groups.iter().find(|f| f[0] == g) {
+            return f[2]
+                .parse()
+                .map_err(|_| ContainerError::Invalid(format!("bad gid in /etc/group for {g}")));
+        }
+        g.parse::<u32>().map_err(|_| {
+            ContainerError::Invalid(format!("unable to find group {g}: no matching entries in group file"))
+        })
+    };
+    if let Some(g) = g {
+        out.gid = find_group(g)?;
+    }
+    // Supplementary groups: every group listing the user by name, then --group-add.
+    let name = entry.map(|f| f[0]).unwrap_or("");
+    if g.is_none() && !name.is_empty() {
+        for f in &groups {
+            if f[3].split(',').any(|m| m == name) {
+                if let Ok(gid) = f[2].parse::<u32>() {
+                    if gid != out.gid && !out.additional.contains(&gid) {
+                        out.additional.push(gid);
+                    }
+                }
+            }
+        }
+    }
+    for g in group_add {
+        let gid = find_group(g)?;
+        if !out.additional.contains(&gid) {
+            out.additional.push(gid);
+        }
+    }
+    Ok(out)
+}
+
+/// Merge environment lists: later entries replace earlier ones with the same key.
+pub fn merge_env(lists: &[&[String]]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in lists {
+        for e in *l {
+            let key = e.split('=').next().unwrap_or("");
+            if let Some(pos) = out.iter().position(|o| o.split('=').next() == Some(key)) {
+                out[pos] = e.clone();
+            } else {
+                out.push(e.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Docker's default `PATH`.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `build` needs besides the container's own config.
+#[derive(Debug)]
+pub struct SpecInput<'a> {
+    /// The mounted root filesystem.
+    pub rootfs: &'a Path,
+    /// The container's directory holding `hosts`, `hostname`, `resolv.conf`.
+    pub files: &'a Path,
+    /// The cgroup path (relative to each hierarchy root).
+    pub cgroup_path: String,
+    /// The resolved user.
+    pub user: User,
+    /// The full argv.
+    pub argv: Vec<String>,
+    /// The final environment.
+    pub env: Vec<String>,
+    /// The seccomp profile (`None` = unconfined).
+    pub seccomp: Option<Value>,
+    /// Number of CPUs on the host (for `--cpus`).
+    pub ncpu: usize,
+}
+
+fn ns(kind: &str, path: Option<String>) -> Value {
+    match path {
+        Some(p) => json!({"type": kind, "path": p}),
+        None => json!({"type": kind}),
+    }
+}
+
+fn parse_size(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.trim_end_matches('b').chars().last()? {
+        'k' => (&s[..s.trim_end_matches('b').len() - 1], 1i64 << 10),
+        'm' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
+        'g' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
+        _ => (s.trim_end_matches('b'), 1),
+    };
+    num.parse::<f64>().ok().map(|n| (n * mult as f64) as i64)
+}
+
+/// Validate resource values as Docker does, before anything is created.
+pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
+    let mem = hc.memory.unwrap_or(0);
+    if mem > 0 && mem < 6 * 1024 * 1024 {
+        return Err(ContainerError::Invalid("Minimum memory limit allowed is 6MB".into()));
+    }
+    if let Some(swap) = hc.memory_swap {
+        if swap > 0 && mem > 0 && swap < mem {
+            return Err(ContainerError::Invalid(
+                "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+            ));
+        }
+        if swap > 0 && mem == 0 {
+            return Err(ContainerError::Invalid(
+                "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
+            ));
+        }
+    }
+    if let Some(r) = hc.memory_reservation {
+        if mem > 0 && r > mem {
+            return Err(ContainerError::Invalid(
+                "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
+            ));
+        }
+    }
+    if let Some(s) = hc.memory_swappiness {
+        if s != -1 && !(0..=100).contains(&s) {
+            return Err(ContainerError::Invalid(format!(
+                "Invalid value: {s}, valid memory swappiness range is 0-100"
+            )));
+        }
+    }
+    if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
+        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
+            return Err(ContainerError::Invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+            ));
+        }
+        if n < 0 || n > ncpu as i64 * 1_000_000_000 || n < 10_000_000 {
+            return Err(ContainerError::Invalid(format!(
+                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )));
+        }
+    }
+    if let Some(p) = hc.cpu_period.filter(|p| *p != 0) {
+        if !(1000..=1_000_000).contains(&p) {
+            return Err(ContainerError::Invalid(
+                "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)".into(),
+            ));
+        }
+    }
+    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
+        if q < 1000 {
+            return Err(ContainerError::Invalid(
+                "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
+            ));
+        }
+    }
+    if let Some(w) = hc.blkio_weight.filter(|w| *w != 0) {
+        if !(10..=1000).contains(&w) {
+            return Err(ContainerError::Invalid(
+                "Range of blkio weight is from 10 to 1000".into(),
+            ));
+        }
+    }
+    if let Some(cs) = hc.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
+        for part in cs.split(',') {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                (Ok(a), Ok(b)) if a <= b => {
+                    if b >= ncpu {
+                        return Err(ContainerError::Invalid(format!(
+                            "Requested CPUs are not available - requested {cs}, available: 0-{}",
+                            ncpu - 1
+                        )));
+                    }
+                }
+                _ => return Err(ContainerError::Invalid(format!("Invalid value {cs} for cpuset cpus"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn device_rate(list: &Option<Vec<m::ThrottleDevice>>) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for d in list.iter().flatten() {
+        let path = d.path.clone().unwrap_or_default();
+        let (major, minor) = device_numbers(&path)?;
+        out.push(json!({"major": major, "minor": minor, "rate": d.rate.unwrap_or(0)}));
+    }
+    Ok(out)
+}
+
+fn device_numbers(path: &str) -> Result<(u64, u64)> {
+    let st = rustix::fs::stat(path).map_err(|e| ContainerError::Invalid(format!("{path}: {e}")))?;
+    let rdev = st.st_rdev;
+    Ok((rustix::fs::major(rdev) as u64, rustix::fs::minor(rdev) as u64))
+}
+
+/// The `linux.resources` object.
+pub fn resources(hc: &m::HostConfig) -> Result<Value> {
+    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
+    for (t, maj, min) in [
+        ("c", 1, 3),
+        ("c", 1, 5),
+        ("c", 1, 7),
+        ("c", 1, 8),
+        ("c", 1, 9),
+        ("c", 5, 0),
+        ("c", 5, 1),
+        ("c", 5, 2),
+        ("c", 136, -1),
+        ("c", 10, 200),
+    ] {
+        let mut d = json!({"allow": true, "type": t, "major": maj, "access": "rwm"});
+        if min >= 0 {
+            d["minor"] = json!(min);
+        }
+        devices.push(d);
+    }
+    if hc.privileged.unwrap_or(false) {
+        devices = vec![json!({"allow": true, "access": "rwm"})];
+    }
+    let mut r = json!({ "devices": devices });
+    let mut mem = serde_json::Map::new();
+    if let Some(v) = hc.memory.filter(|v| *v > 0) {
+        mem.insert("limit".into(), json!(v));
+        match hc.memory_swap {
+            Some(s) if s != 0 => {
+                mem.insert("swap".into(), json!(s));
+            }
+            // Docker: unset swap means twice the memory limit.
+            _ => {
+                mem.insert("swap".into(), json!(v * 2));
+            }
+        }
+    }
+    if let Some(v) = hc.memory_reservation.filter(|v| *v > 0) {
+        mem.insert("reservation".into(), json!(v));
+    }
+    if let Some(v) = hc.memory_swappiness.filter(|v| *v >= 0) {
+        mem.insert("swappiness".into(), json!(v));
+    }
+    if hc.oom_kill_disable.unwrap_or(false) {
+        mem.insert("disableOOMKiller".into(), json!(true));
+    }
+    if !mem.is_empty() {
+        r["memory"] = Value::Object(mem);
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(v) = hc.cpu_shares.filter(|v| *v > 0) {
+        cpu.insert("shares".into(), json!(v));
+    }
+    if let Some(n) = hc.nano_cpus.filter(|v| *v > 0) {
+        let period = 100_000i64;
+        cpu.insert("period".into(), json!(period));
+        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
+    }
+    if let Some(v) = hc.cpu_period.filter(|v| *v > 0) {
+        cpu.insert("period".into(), json!(v));
+    }
+    if let Some(v) = hc.cpu_quota.filter(|v| *v != 0) {
+        cpu.insert("quota".into(), json!(v));
+    }
+    if let Some(v) = hc.cpuset_cpus.as_deref().filter(|v| !v.is_empty()) {
+        cpu.insert("cpus".into(), json!(v));
+    }
+    if let Some(v) = hc.cpuset_mems.as_deref().filter(|v| !v.is_empty()) {
+        cpu.insert("mems".into(), json!(v));
+    }
+    if !cpu.is_empty() {
+        r["cpu"] = Value::Object(cpu);
+    }
+    if let Some(v) = hc.pids_limit.filter(|v| *v != 0) {
+        r["pids"] = json!({"limit": v});
+    }
+    let mut blk = serde_json::Map::new();
+    if let Some(w) = hc.blkio_weight.filter(|v| *v > 0) {
+        blk.insert("weight".into(), json!(w));
+    }
+    for (key, list) in [
+        ("throttleReadBpsDevice", &hc.blkio_device_read_bps),
+        ("throttleWriteBpsDevice", &hc.blkio_device_write_bps),
+        ("throttleReadIOPSDevice", &hc.blkio_device_read_iops),
+        ("throttleWriteIOPSDevice", &hc.blkio_device_write_iops),
+    ] {
+        let v = device_rate(list)?;
+        if !v.is_empty() {
+            blk.insert(key.into(), json!(v));
+        }
+    }
+    if !blk.is_empty() {
+        r["blockIO"] = Value::Object(blk);
+    }
+    Ok(r)
+}
+
+const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// `--ulimit` names to OCI rlimit types.
+fn rlimit_type(name: &str) -> Result<String> {
+    const NAMES: &[&str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if NAMES.contains(&name) {
+        Ok(format!("RLIMIT_{}", name.to_ascii_uppercase()))
+    } else {
+        Err(ContainerError::Invalid(format!("invalid ulimit type: {name}")))
+    }
+}
+
+/// Build the whole spec.
+pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>) -> Result<Value> {
+    let privileged = hc.privileged.unwrap_or(false);
+    let caps = capabilities(hc)?;
+    let tty = cfg.tty.unwrap_or(false);
+    let cwd = cfg
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(ContainerError::Invalid(format!(
+            "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    let mut rlimits = Vec::new();
+    for u in hc.ulimits.iter().flatten() {
+        let name = u.name.clone().unwrap_or_default();
+        rlimits.push(json!({
+            "type": rlimit_type(&name)?,
+            "soft": u.soft.unwrap_or(0),
+            "hard": u.hard.unwrap_or(0),
+        }));
+    }
+    let no_new_privs = hc
+        .security_opt
+        .iter()
+        .flatten()
+        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+    let mut process = json!({
+        "terminal": tty,
+        "user": {"uid": input.user.uid, "gid": input.user.gid, "additionalGids": input.user.additional},
+        "args": input.argv,
+        "env": input.env,
+        "cwd": cwd,
+        "capabilities": {
+            "bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": [], "ambient": []
+        },
+    });
+    // Only when set: libcontainer loads seccomp late (after dropping capabilities) whenever the
+    // field is present, which needs no_new_privs to be true.
+    if no_new_privs {
+        process["noNewPrivileges"] = json!(true);
+    }
+    if !rlimits.is_empty() {
+        process["rlimits"] = json!(rlimits);
+    }
+    if let Some(adj) = hc.oom_score_adj.filter(|v| *v != 0) {
+        process["oomScoreAdj"] = json!(adj);
+    }
+    if let Some(size) = hc.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
+        process["consoleSize"] = json!({"height": size[0], "width": size[1]});
+    }
+
+    let shm = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+    let files = input.files;
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
+    ];
+    let ro = hc.readonly_rootfs.unwrap_or(false);
+    for (name, dest) in [
+        ("resolv.conf", "/etc/resolv.conf"),
+        ("hostname", "/etc/hostname"),
+        ("hosts", "/etc/hosts"),
+    ] {
+        let mut opts = vec!["rbind", "rprivate"];
+        if ro {
+            opts.push("ro");
+        }
+        mounts.push(json!({"destination": dest, "type": "bind", "source": files.join(name), "options": opts}));
+    }
+    for (dest, opts) in hc.tmpfs.iter().flatten() {
+        let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+        for x in opts.split(',').filter(|x| !x.is_empty()) {
+            if let Some(sz) = x.strip_prefix("size=") {
+                o.push(format!("size={}", parse_size(sz).unwrap_or(0)));
+            } else if x == "exec" {
+                o.retain(|y| y != "noexec");
+            } else {
+                o.push(x.to_string());
+            }
+        }
+        mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
+    }
+
+    let mode = |v: &Option<String>| v.clone().unwrap_or_default();
+    let pid_mode = mode(&hc.pid_mode);
+    let ipc_mode = mode(&hc.ipc_mode);
+    let uts_mode = mode(&hc.uts_mode);
+    let net_mode = mode(&hc.network_mode);
+    let mut namespaces = vec![ns("mount", None)];
+    if pid_mode != "host" {
+        namespaces.push(ns("pid", pid_ns_path(&pid_mode)));
+    }
+    if ipc_mode != "host" {
+        namespaces.push(ns("ipc", None));
+    }
+    if uts_mode != "host" {
+        namespaces.push(ns("uts", None));
+    }
+    if net_mode != "host" {
+        namespaces.push(ns("network", None));
+    }
+    if rustix::fs::statfs("/sys/fs/cgroup")
+        .map(|s| s.f_type == 0x6367_7270)
+        .unwrap_or(false)
+    {
+        namespaces.push(ns("cgroup", None));
+    }
+
+    let mut sysctl = BTreeMap::new();
+    for (k, v) in hc.sysctls.iter().flatten() {
+        sysctl.insert(k.clone(), v.clone());
+    }
+    let mut devices = Vec::new();
+    for d in hc.devices.iter().flatten() {
+        let host = d.path_on_host.clone().unwrap_or_default();
+        let (major, minor) = device_numbers(&host)?;
+        let st = rustix::fs::stat(host.as_str()).map_err(|e| ContainerError::Invalid(format!("{host}: {e}")))?;
+        let kind = if st.st_mode & 0o170000 == 0o020000 { "c" } else { "b" };
+        let dest = d
+            .path_in_container
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| host.clone());
+        devices.push(json!({"path": dest, "type": kind, "major": major, "minor": minor,
+            "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}));
+    }
+    let mut resources = resources(hc)?;
+    for d in &devices {
+        let perms = hc
+            .devices
+            .iter()
+            .flatten()
+            .find(|x| {
+                x.path_in_container
+                    .as_deref()
+                    .unwrap_or(x.path_on_host.as_deref().unwrap_or(""))
+                    == d["path"].as_str().unwrap_or("")
+            })
+            .and_then(|x| x.cgroup_permissions.clone())
+            .unwrap_or_else(|| "rwm".into());
+        if let Some(list) = resources["devices"].as_array_mut() {
+            list.push(
+                json!({"allow": true, "type": d["type"], "major": d["major"], "minor": d["minor"], "access": perms}),
+            );
+        }
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": input.cgroup_path,
+        "resources": resources,
+        "devices": devices,
+    });
+    if !privileged {
+        linux["maskedPaths"] = json!(MASKED);
+        linux["readonlyPaths"] = json!(READONLY);
+    }
+    if !sysctl.is_empty() {
+        linux["sysctl"] = json!(sysctl);
+    }
+    if let Some(p) = input.seccomp {
+        if !privileged {
+            linux["seccomp"] = p;
+        }
+    }
+    let hostname = cfg.hostname.clone().unwrap_or_default();
+    let mut spec = json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": input.rootfs, "readonly": ro},
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if uts_mode != "host" {
+        spec["hostname"] = json!(hostname);
+    }
+    Ok(spec)
+}
+
+fn pid_ns_path(mode: &str) -> Option<String> {
+    mode.strip_prefix("pid:").map(|p| format!("/proc/{p}/ns/pid"))
+}
+
+/// `Entrypoint` and `Cmd` merged with the image's exactly as Docker does; returns the argv.
+pub fn merge_command(
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    image: &Value,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let list = |k: &str| -> Option<Vec<String>> {
+        image
+            .get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+    };
+    // `--entrypoint ""` arrives as [""]: an explicit, empty entrypoint.
+    let entrypoint = entrypoint.map(|e| if e.len() == 1 && e[0].is_empty() { Vec::new() } else { e });
+    let mut ep = entrypoint.clone();
+    let mut c = cmd.clone();
+    if entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        if cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            c = list("Cmd");
+        }
+        if entrypoint.is_none() {
+            ep = list("Entrypoint");
+        }
+    }
+    (ep, c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\npg:x:70:70::/var/lib/pg:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwww:x:33:\npg:x:70:\naudio:x:29:pg,www\n";
+
+    #[test]
+    fn users() {
+        let u = resolve_user("", PASSWD, GROUP, &[]).unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
+        let u = resolve_user("pg", PASSWD, GROUP, &[]).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional.clone()), (70, 70, vec![29]));
+        let u = resolve_user("33:audio", PASSWD, GROUP, &["70".into()]).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional.clone()), (33, 29, vec![70]));
+        let u = resolve_user("1234:5678", PASSWD, GROUP, &[]).unwrap();
+        assert_eq!((u.uid, u.gid), (1234, 5678));
+        assert!(resolve_user("nobody", PASSWD, GROUP, &[]).is_err());
+        assert!(resolve_user("www:nogroup", PASSWD, GROUP, &[]).is_err());
+        assert!(resolve_user("4294967296", PASSWD, GROUP, &[]).is_err());
+    }
+
+    #[test]
+    fn env_merge() {
+        let a = vec!["PATH=/bin".to_string(), "A=1".into()];
+        let b = vec!["A=2".to_string(), "B=3".into()];
+        assert_eq!(merge_env(&[&a, &b]), vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn command_merge() {
+        let img = json!({"Entrypoint": ["/ep"], "Cmd": ["a", "b"]});
+        let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(merge_command(None, None, &img), (s(&["/ep"]), s(&["a", "b"])));
+        assert_eq!(merge_command(None, s(&["x"]), &img), (s(&["/ep"]), s(&["x"])));
+        assert_eq!(merge_command(s(&["/o"]), None, &img), (s(&["/o"]), None));
+        assert_eq!(merge_command(s(&[""]), None, &img), (Some(vec![]), s(&["a", "b"])));
+        assert_eq!(merge_command(s(&[""]), s(&["sh"]), &img), (Some(vec![]), s(&["sh"])));
+    }
+
+    #[test]
+    fn caps() {
+        let mut hc = m::HostConfig::default();
+        let d = capabilities(&hc).unwrap();
+        let bounding = bounding_caps();
+        let expect: Vec<String> = DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|c| bounding.contains(c))
+            .collect();
+        assert_eq!(d, expect);
+        hc.cap_drop = Some(vec!["net_raw".into(), "CAP_KILL".into()]);
+        hc.cap_add = Some(vec!["SYS_ADMIN".into()]);
+        let c = capabilities(&hc).unwrap();
+        assert!(!c.contains(&"CAP_NET_RAW".to_string()) && !c.contains(&"CAP_KILL".to_string()));
+        assert_eq!(
+            c.contains(&"CAP_SYS_ADMIN".to_string()),
+            bounding.contains(&"CAP_SYS_ADMIN".to_string())
+        );
+        hc.cap_add = Some(vec!["NOPE".into()]);
+        assert!(capabilities(&hc).is_err());
+        hc.privileged = Some(true);
+        assert_eq!(capabilities(&hc).unwrap(), bounding);
+    }
+
+    #[test]
+    fn resource_errors() {
+        let hc = m::HostConfig {
+            nano_cpus: Some(3_000_000_000),
+            ..Default::default()
+        };
+        let e = validate_resources(&hc, 2).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
+        );
+        let hc = m::HostConfig {
+            memory: Some(1 << 20),
+            ..Default::default()
+        };
+        assert!(validate_resources(&hc, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("Minimum memory limit"));
+        let hc = m::HostConfig {
+            nano_cpus: Some(500_000_000),
+            memory: Some(32 << 20),
+            pids_limit: Some(64),
+            ..Default::default()
+        };
+        validate_resources(&hc, 2).unwrap();
+        let r = resources(&hc).unwrap();
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["memory"]["limit"], 32 << 20);
+        assert_eq!(r["memory"]["swap"], 64 << 20);
+        assert_eq!(r["pids"]["limit"], 64);
+    }
+}

@@ -1,0 +1,987 @@
+//! `wharf-shim`: one small, single-threaded process per container.
+//!
+//! wharfd starts it with the path of a `ShimConfig`. The shim leaves the daemon's session,
+//! creates the container with libcontainer (its init then waits for `start`), prints one reply
+//! line with the init's PID on stdout, and serves the daemon on a unix socket (see
+//! `wharf-shim-proto`). It holds the container's stdio (pipes, or a pty master received over a
+//! console socket), copies output into the json-file log and to attached clients, reaps the
+//! init and any exec'd processes, and when the init is gone writes the exit record, answers
+//! waiters and removes the container's runtime state. Nothing here uses threads: libcontainer
+//! forks without exec, which is only safe in a single-threaded caller.
+
+mod log;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use wharf_shim_proto::{frame, ExitInfo, Reply, Request, ShimConfig, STREAM_EXIT, STREAM_STDERR, STREAM_STDOUT};
+
+use crate::log::JsonLog;
+
+/// A client whose unsent output passes this is too slow; it loses output rather than stall
+/// the container.
+const MAX_CLIENT_BUFFER: usize = 4 << 20;
+/// After the init exits, how long to wait for its pipes to reach EOF (other holders of the
+/// pipe, outside the container's PID namespace, may keep them open).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+fn main() {
+    let Some(path) = std::env::args().nth(1) else {
+        eprintln!("usage: wharf-shim CONFIG");
+        std::process::exit(2);
+    };
+    // Own session: signals to the daemon's process group do not reach the shim.
+    let _ = nix::unistd::setsid();
+    // libcontainer's diagnostics go to a handle on the shim's log (stderr as the daemon opened
+    // it), never to fd 2 of a container process.
+    if let Ok(log) = nix::unistd::dup(2) {
+        // SAFETY: dup just returned this descriptor; nothing else owns it.
+        let f = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(log) };
+        let _ = fcntl(f.as_raw_fd(), FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .init();
+    }
+    let cfg: ShimConfig = match fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            report(&Reply::err(format!("reading shim config {path}: {e}")));
+            std::process::exit(1);
+        }
+    };
+    match Shim::create(cfg) {
+        Ok(mut shim) => {
+            report(&Reply {
+                pid: Some(shim.init.as_raw()),
+                ..Reply::ok()
+            });
+            // From here the daemon talks over the socket only.
+            if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+                let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+            }
+            shim.run();
+        }
+        Err(e) => {
+            report(&Reply::err(e));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn report(r: &Reply) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(&r.line());
+    let _ = out.flush();
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) {
+    if let Ok(fl) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+/// Run `f` with the signal state a container process must inherit: SIGCHLD unblocked and
+/// SIGPIPE at its default. libcontainer forks and execs the user's process from inside `f`,
+/// and ignored signals and the signal mask survive execve.
+fn with_child_signals<T>(f: impl FnOnce() -> T) -> T {
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&chld), None);
+    // SAFETY: single-threaded process; SIG_DFL installs no handler code.
+    let old = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let r = f();
+    // SAFETY: as above; restoring the previous disposition (SIG_IGN from the Rust runtime).
+    let _ = unsafe { signal::signal(Signal::SIGPIPE, old.unwrap_or(SigHandler::SigIgn)) };
+    let _ = signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None);
+    r
+}
+
+/// Receive the pty master that libcontainer's init sends to a console socket.
+fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => return Err(format!("console socket: {e}")),
+        }
+    };
+    conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(|e| format!("console socket: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| e.to_string())? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
+                return Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err("console socket: no terminal received".into())
+}
+
+nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, nix::libc::winsize);
+
+fn resize(fd: BorrowedFd<'_>, height: u16, width: u16) -> Result<(), String> {
+    let ws = nix::libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call.
+    unsafe { set_winsize(fd.as_raw_fd(), &ws) }.map_err(|e| format!("resize: {e}"))?;
+    Ok(())
+}
+
+/// The stdio of one process (the init or an exec).
+struct Stdio {
+    stdin: Option<OwnedFd>,
+    stdin_pending: Vec<u8>,
+    stdin_close: bool,
+    /// stdout (or the pty master) and stderr read ends; `None` once at EOF.
+    out: [Option<OwnedFd>; 2],
+    tty: Option<OwnedFd>,
+}
+
+impl Stdio {
+    fn open(&self) -> bool {
+        self.out.iter().any(|o| o.is_some())
+    }
+}
+
+/// Everything needed to create a process's stdio: our ends, and the ends for the child.
+fn make_stdio(
+    tty: bool,
+    stdin: bool,
+    console_path: &Path,
+) -> Result<(Stdio, Vec<OwnedFd>, Option<UnixListener>), String> {
+    if tty {
+        // Bound by its short name in the bundle (the shim's working directory): socket paths
+        // are limited to 108 bytes and bundles can sit deep.
+        let short = console_path.file_name().map(PathBuf::from).unwrap_or_default();
+        let _ = fs::remove_file(&short);
+        let l = UnixListener::bind(&short).map_err(|e| format!("console socket: {e}"))?;
+        return Ok((
+            Stdio {
+                stdin: None,
+                stdin_pending: Vec::new(),
+                stdin_close: false,
+                out: [None, None],
+                tty: None,
+            },
+            Vec::new(),
+            Some(l),
+        ));
+    }
+    let (in_r, in_w) = if stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        let null = fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        (OwnedFd::from(null), None)
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    for fd in [Some(&out_r), Some(&err_r), in_w.as_ref()].into_iter().flatten() {
+        set_nonblocking(fd.as_fd());
+    }
+    Ok((
+        Stdio {
+            stdin: in_w,
+            stdin_pending: Vec::new(),
+            stdin_close: false,
+            out: [Some(out_r), Some(err_r)],
+            tty: None,
+        },
+        vec![in_r, out_w, err_w],
+        None,
+    ))
+}
+
+/// Complete the tty side once libcontainer has created the process.
+fn finish_tty(stdio: &mut Stdio, listener: Option<UnixListener>, console_path: &Path) -> Result<(), String> {
+    if let Some(l) = listener {
+        let master = receive_console(&l);
+        let _ = fs::remove_file(console_path);
+        let master = master?;
+        set_nonblocking(master.as_fd());
+        stdio.stdin = Some(master.try_clone().map_err(|e| e.to_string())?);
+        stdio.out[0] = Some(master.try_clone().map_err(|e| e.to_string())?);
+        stdio.tty = Some(master);
+    }
+    Ok(())
+}
+
+enum ClientKind {
+    /// Waiting for its request line.
+    Request,
+    /// Gets the exit record.
+    Waiter,
+    /// Streams the container's stdio.
+    Attach { stdin: bool, stdout: bool, stderr: bool },
+    /// Streams an exec's stdio.
+    Exec(String),
+    /// Replied; closes once its output is sent.
+    Closing,
+}
+
+struct Client {
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+    out: VecDeque<u8>,
+    kind: ClientKind,
+    read_closed: bool,
+    dead: bool,
+}
+
+impl Client {
+    fn send(&mut self, data: &[u8]) {
+        if self.out.len() + data.len() <= MAX_CLIENT_BUFFER {
+            self.out.extend(data);
+        }
+    }
+
+    fn flush(&mut self) {
+        while !self.out.is_empty() {
+            let (a, _) = self.out.as_slices();
+            match nix::sys::socket::send(self.sock.as_raw_fd(), a, MsgFlags::MSG_NOSIGNAL) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => continue,
+                Err(_) => {
+                    self.dead = true;
+                    self.out.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Exec {
+    pid: Pid,
+    stdio: Stdio,
+    exit: Option<i32>,
+    client: u64,
+}
+
+struct Shim {
+    cfg: ShimConfig,
+    init: Pid,
+    stdio: Stdio,
+    log: Option<JsonLog>,
+    listener: UnixListener,
+    sigfd: SignalFd,
+    clients: HashMap<u64, Client>,
+    next_client: u64,
+    execs: HashMap<String, Exec>,
+    exit: Option<ExitInfo>,
+    exited_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+enum Src {
+    Signal,
+    Listen,
+    Out(usize),
+    Stdin,
+    Client(u64),
+    ExecOut(u64, usize),
+    ExecStdin(u64),
+}
+
+fn status_code(st: WaitStatus) -> Option<(Pid, i32)> {
+    match st {
+        WaitStatus::Exited(p, c) => Some((p, c)),
+        WaitStatus::Signaled(p, s, _) => Some((p, 128 + s as i32)),
+        _ => None,
+    }
+}
+
+impl Shim {
+    fn create(cfg: ShimConfig) -> Result<Shim, String> {
+        let mut chld = SigSet::empty();
+        chld.add(Signal::SIGCHLD);
+        signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).map_err(|e| e.to_string())?;
+        let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| format!("signalfd: {e}"))?;
+        let bundle = PathBuf::from(&cfg.bundle);
+        std::env::set_current_dir(&bundle).map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
+        let console = bundle.join("console.sock");
+        let (mut stdio, child, console_l) = make_stdio(cfg.tty, cfg.open_stdin, &console)?;
+        let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+            .with_root_path(&cfg.state_root)
+            .map_err(|e| e.to_string())?;
+        if cfg.tty {
+            builder = builder.with_console_socket(Some(&console));
+        } else {
+            let mut it = child.into_iter();
+            let (i, o, e) = (it.next(), it.next(), it.next());
+            builder = builder
+                .with_stdin(i.expect("stdin"))
+                .with_stdout(o.expect("stdout"))
+                .with_stderr(e.expect("stderr"));
+        }
+        let container = with_child_signals(|| builder.as_init(&bundle).with_systemd(false).with_detach(true).build())
+            .map_err(|e| e.to_string())?;
+        let init = container.pid().ok_or("libcontainer reported no init pid")?;
+        finish_tty(&mut stdio, console_l, &console)?;
+        let log = if cfg.log_path.is_empty() {
+            None
+        } else {
+            Some(
+                JsonLog::open(PathBuf::from(&cfg.log_path), cfg.log_max_size, cfg.log_max_file)
+                    .map_err(|e| format!("log {}: {e}", cfg.log_path))?,
+            )
+        };
+        let _ = fs::remove_file(&cfg.socket);
+        let listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("bind {}: {e}", cfg.socket))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(Shim {
+            cfg,
+            init,
+            stdio,
+            log,
+            listener,
+            sigfd,
+            clients: HashMap::new(),
+            next_client: 0,
+            execs: HashMap::new(),
+            exit: None,
+            exited_at: None,
+        })
+    }
+
+    fn container(&self) -> Result<Container, String> {
+        Container::load(Path::new(&self.cfg.state_root).join(&self.cfg.id)).map_err(|e| e.to_string())
+    }
+
+    fn run(&mut self) {
+        loop {
+            if let Some(at) = self.exited_at {
+                if !self.stdio.open() || at.elapsed() > DRAIN_AFTER_EXIT {
+                    break;
+                }
+            }
+            let ready = self.poll_once();
+            for (src, ev) in ready {
+                self.handle(src, ev);
+            }
+            self.clients.retain(|_, c| !c.dead);
+        }
+        self.finish();
+    }
+
+    fn poll_once(&mut self) -> Vec<(Src, PollFlags)> {
+        let mut srcs: Vec<(Src, BorrowedFd<'_>, PollFlags)> = vec![
+            (Src::Signal, self.sigfd.as_fd(), PollFlags::POLLIN),
+            (Src::Listen, self.listener.as_fd(), PollFlags::POLLIN),
+        ];
+        for (i, o) in self.stdio.out.iter().enumerate() {
+            if let Some(fd) = o {
+                srcs.push((Src::Out(i), fd.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        if let Some(fd) = &self.stdio.stdin {
+            if !self.stdio.stdin_pending.is_empty() && self.stdio.tty.is_none() {
+                srcs.push((Src::Stdin, fd.as_fd(), PollFlags::POLLOUT));
+            }
+        }
+        let stdin_busy = self.stdio.stdin_pending.len() > 64 * 1024;
+        for (id, c) in &self.clients {
+            let mut fl = PollFlags::empty();
+            let exec_busy = matches!(&c.kind, ClientKind::Exec(e)
+                if self.execs.get(e).is_some_and(|x| x.stdio.stdin_pending.len() > 64 * 1024));
+            let attach_busy = stdin_busy && matches!(c.kind, ClientKind::Attach { .. });
+            if !(c.read_closed || attach_busy || exec_busy) {
+                fl |= PollFlags::POLLIN;
+            }
+            if !c.out.is_empty() {
+                fl |= PollFlags::POLLOUT;
+            }
+            if !fl.is_empty() {
+                srcs.push((Src::Client(*id), c.sock.as_fd(), fl));
+            }
+        }
+        for e in self.execs.values() {
+            for (i, o) in e.stdio.out.iter().enumerate() {
+                if let Some(fd) = o {
+                    srcs.push((Src::ExecOut(e.client, i), fd.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            if let Some(fd) = &e.stdio.stdin {
+                if !e.stdio.stdin_pending.is_empty() && e.stdio.tty.is_none() {
+                    srcs.push((Src::ExecStdin(e.client), fd.as_fd(), PollFlags::POLLOUT));
+                }
+            }
+        }
+        let mut fds: Vec<PollFd<'_>> = srcs.iter().map(|(_, fd, fl)| PollFd::new(*fd, *fl)).collect();
+        let timeout = if self.exited_at.is_some() {
+            PollTimeout::from(100u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Vec::new(),
+            Err(e) => {
+                eprintln!("wharf-shim: poll: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                return Vec::new();
+            }
+        }
+        srcs.iter()
+            .zip(fds.iter())
+            .filter_map(|((s, _, _), p)| p.revents().filter(|r| !r.is_empty()).map(|r| (*s, r)))
+            .collect()
+    }
+
+    fn handle(&mut self, src: Src, ev: PollFlags) {
+        match src {
+            Src::Signal => {
+                while let Ok(Some(_)) = self.sigfd.read_signal() {}
+                self.reap();
+            }
+            Src::Listen => self.accept(),
+            Src::Out(i) => self.read_output(i),
+            Src::Stdin => flush_stdin(&mut self.stdio),
+            Src::Client(id) => {
+                if ev.contains(PollFlags::POLLOUT) {
+                    if let Some(c) = self.clients.get_mut(&id) {
+                        c.flush();
+                    }
+                }
+                if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    self.read_client(id);
+                }
+                self.close_if_done(id);
+            }
+            Src::ExecOut(client, i) => self.read_exec_output(client, i),
+            Src::ExecStdin(client) => {
+                if let Some(e) = self.execs.values_mut().find(|e| e.client == client) {
+                    flush_stdin(&mut e.stdio);
+                }
+            }
+        }
+    }
+
+    fn close_if_done(&mut self, id: u64) {
+        if let Some(c) = self.clients.get(&id) {
+            if matches!(c.kind, ClientKind::Closing) && c.out.is_empty() {
+                self.clients.remove(&id);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, _)) => {
+                    let _ = sock.set_nonblocking(true);
+                    self.next_client += 1;
+                    self.clients.insert(
+                        self.next_client,
+                        Client {
+                            sock,
+                            inbuf: Vec::new(),
+                            out: VecDeque::new(),
+                            kind: ClientKind::Request,
+                            read_closed: false,
+                            dead: false,
+                        },
+                    );
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(st) => {
+                    let Some((pid, code)) = status_code(st) else { continue };
+                    if pid == self.init {
+                        self.on_init_exit(code);
+                    } else if let Some(e) = self.execs.values_mut().find(|e| e.pid == pid) {
+                        e.exit = Some(code);
+                        let id = e.client;
+                        self.maybe_finish_exec(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_init_exit(&mut self, code: i32) {
+        let oom = oom_kills(&self.cfg.cgroup_path) > 0;
+        self.exit = Some(ExitInfo {
+            exit_code: code,
+            oom_killed: oom,
+            finished_at: log::now_nanos(),
+        });
+        self.exited_at = Some(Instant::now());
+    }
+
+    fn read_output(&mut self, i: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            let Some(fd) = &self.stdio.out[i] else { return };
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    self.stdio.out[i] = None;
+                    return;
+                }
+                Ok(n) => {
+                    let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
+                    if let Some(l) = &mut self.log {
+                        l.write(stream, &buf[..n]);
+                    }
+                    let f = frame(stream, &buf[..n]);
+                    for c in self.clients.values_mut() {
+                        if let ClientKind::Attach { stdout, stderr, .. } = c.kind {
+                            if (stream == STREAM_STDOUT && stdout) || (stream == STREAM_STDERR && stderr) {
+                                c.send(&f);
+                                c.flush();
+                            }
+                        }
+                    }
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => continue,
+                // EIO: the pty's other side is gone.
+                Err(_) => {
+                    self.stdio.out[i] = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_exec_output(&mut self, client: u64, i: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let Some(e) = self.execs.values_mut().find(|e| e.client == client) else {
+            return;
+        };
+        while let Some(fd) = &e.stdio.out[i] {
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    e.stdio.out[i] = None;
+                    break;
+                }
+                Ok(n) => {
+                    let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.send(&frame(stream, &buf[..n]));
+                        c.flush();
+                    }
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => continue,
+                Err(_) => {
+                    e.stdio.out[i] = None;
+                    break;
+                }
+            }
+        }
+        self.maybe_finish_exec(client);
+    }
+
+    /// An exec is over when it has exited and its output is drained: send its exit frame.
+    fn maybe_finish_exec(&mut self, client: u64) {
+        let Some((key, code)) = self
+            .execs
+            .iter()
+            .find(|(_, e)| e.client == client)
+            .and_then(|(k, e)| e.exit.filter(|_| !e.stdio.open()).map(|c| (k.clone(), c)))
+        else {
+            return;
+        };
+        self.execs.remove(&key);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.send(&frame(STREAM_EXIT, &code.to_be_bytes()));
+            c.kind = ClientKind::Closing;
+            c.flush();
+        }
+        self.close_if_done(client);
+    }
+
+    fn read_client(&mut self, id: u64) {
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            let Some(c) = self.clients.get_mut(&id) else { return };
+            if c.read_closed {
+                return;
+            }
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    c.read_closed = true;
+                    self.on_client_eof(id);
+                    return;
+                }
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    self.process_input(id);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_client_eof(&mut self, id: u64) {
+        let Some(c) = self.clients.get(&id) else { return };
+        // Stdin is closed only by an explicit request: a client that goes away has detached.
+        if let ClientKind::Request = &c.kind {
+            self.clients.remove(&id);
+        }
+    }
+
+    fn process_input(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        match &c.kind {
+            ClientKind::Request => {
+                let Some(nl) = c.inbuf.iter().position(|&b| b == b'\n') else {
+                    if c.inbuf.len() > 1 << 20 {
+                        c.dead = true;
+                    }
+                    return;
+                };
+                let line: Vec<u8> = c.inbuf.drain(..=nl).collect();
+                let req = serde_json::from_slice::<Request>(&line);
+                match req {
+                    Ok(r) => self.request(id, r),
+                    Err(e) => self.reply(id, Reply::err(format!("bad request: {e}")), ClientKind::Closing),
+                }
+                // Whatever followed the request line is stdin for attach/exec.
+                if self.clients.get(&id).is_some_and(|c| !c.inbuf.is_empty()) {
+                    self.process_input(id);
+                }
+            }
+            ClientKind::Attach { stdin: true, .. } => {
+                let data = std::mem::take(&mut c.inbuf);
+                self.stdio.stdin_pending.extend(data);
+                flush_stdin(&mut self.stdio);
+            }
+            ClientKind::Exec(e) => {
+                let data = std::mem::take(&mut c.inbuf);
+                if let Some(x) = self.execs.get_mut(e) {
+                    x.stdio.stdin_pending.extend(data);
+                    flush_stdin(&mut x.stdio);
+                }
+            }
+            _ => c.inbuf.clear(),
+        }
+    }
+
+    fn reply(&mut self, id: u64, r: Reply, next: ClientKind) {
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.send(&r.line());
+            c.kind = next;
+            c.flush();
+        }
+        self.close_if_done(id);
+    }
+
+    fn request(&mut self, id: u64, req: Request) {
+        match req {
+            Request::Start => {
+                let r = self
+                    .container()
+                    .and_then(|mut c| with_child_signals(|| c.start()).map_err(|e| e.to_string()));
+                self.reply(
+                    id,
+                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
+                    ClientKind::Closing,
+                );
+                // A process that exited at once signalled while SIGCHLD was unblocked.
+                self.reap();
+            }
+            Request::Kill { signal: sig, all } => {
+                let r = match Signal::try_from(sig) {
+                    Err(_) => Err(format!("invalid signal {sig}")),
+                    Ok(s) if all => self
+                        .container()
+                        .and_then(|mut c| c.kill(s, true).map_err(|e| e.to_string())),
+                    Ok(s) if self.exit.is_none() => signal::kill(self.init, s).map_err(|e| e.to_string()),
+                    Ok(_) => Err("container is not running".into()),
+                };
+                self.reply(
+                    id,
+                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
+                    ClientKind::Closing,
+                );
+            }
+            Request::Pause | Request::Resume => {
+                let pause = matches!(req, Request::Pause);
+                let r = self
+                    .container()
+                    .and_then(|mut c| if pause { c.pause() } else { c.resume() }.map_err(|e| e.to_string()));
+                self.reply(
+                    id,
+                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
+                    ClientKind::Closing,
+                );
+            }
+            Request::Resize { exec, height, width } => {
+                let fd = match &exec {
+                    None => self.stdio.tty.as_ref(),
+                    Some(e) => self.execs.get(e).and_then(|x| x.stdio.tty.as_ref()),
+                };
+                let r = match fd {
+                    Some(fd) => resize(fd.as_fd(), height, width),
+                    None => Err("no terminal".to_string()),
+                };
+                self.reply(
+                    id,
+                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
+                    ClientKind::Closing,
+                );
+            }
+            Request::Wait => {
+                if self.exit.is_some() && !self.stdio.open() {
+                    let r = Reply {
+                        exit: self.exit.clone(),
+                        ..Reply::ok()
+                    };
+                    self.reply(id, r, ClientKind::Closing);
+                } else if let Some(c) = self.clients.get_mut(&id) {
+                    c.kind = ClientKind::Waiter;
+                }
+            }
+            Request::Attach { stdin, stdout, stderr } => {
+                let stdin = stdin && self.stdio.stdin.is_some();
+                self.reply(id, Reply::ok(), ClientKind::Attach { stdin, stdout, stderr });
+            }
+            Request::CloseStdin { exec } => {
+                let stdio = match &exec {
+                    None => Some(&mut self.stdio),
+                    Some(e) => self.execs.get_mut(e).map(|x| &mut x.stdio),
+                };
+                let r = match stdio {
+                    Some(s) => {
+                        s.stdin_close = true;
+                        flush_stdin(s);
+                        Reply::ok()
+                    }
+                    None => Reply::err("no such exec"),
+                };
+                self.reply(id, r, ClientKind::Closing);
+            }
+            Request::Exec {
+                id: exec_id,
+                process,
+                stdin,
+            } => match self.exec(id, &exec_id, process, stdin) {
+                Ok(pid) => {
+                    let r = Reply {
+                        pid: Some(pid.as_raw()),
+                        ..Reply::ok()
+                    };
+                    self.reply(id, r, ClientKind::Exec(exec_id));
+                }
+                Err(e) => self.reply(id, Reply::err(e), ClientKind::Closing),
+            },
+        }
+    }
+
+    fn exec(&mut self, client: u64, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<Pid, String> {
+        if self.exit.is_some() {
+            return Err("container is not running".into());
+        }
+        if self.execs.contains_key(exec_id) || exec_id.is_empty() || exec_id.contains('/') {
+            return Err(format!("bad exec id {exec_id}"));
+        }
+        let tty = process.get("terminal").and_then(|t| t.as_bool()).unwrap_or(false);
+        let bundle = PathBuf::from(&self.cfg.bundle);
+        let proc_path = bundle.join(format!("exec-{exec_id}.json"));
+        fs::write(&proc_path, serde_json::to_vec(&process).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("write {}: {e}", proc_path.display()))?;
+        let console = bundle.join(format!("e{}.sock", &exec_id[..exec_id.len().min(12)]));
+        let (mut stdio, child, console_l) = make_stdio(tty, stdin, &console)?;
+        let mut builder = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::default())
+            .with_root_path(&self.cfg.state_root)
+            .map_err(|e| e.to_string())?;
+        if tty {
+            builder = builder.with_console_socket(Some(&console));
+        } else {
+            let mut it = child.into_iter();
+            let (i, o, e) = (it.next(), it.next(), it.next());
+            builder = builder
+                .with_stdin(i.expect("stdin"))
+                .with_stdout(o.expect("stdout"))
+                .with_stderr(e.expect("stderr"));
+        }
+        let r = with_child_signals(|| {
+            builder
+                .as_tenant()
+                .with_process(Some(&proc_path))
+                .with_detach(true)
+                .build()
+        });
+        let _ = fs::remove_file(&proc_path);
+        let pid = r.map_err(|e| e.to_string())?;
+        if let Err(e) = finish_tty(&mut stdio, console_l, &console) {
+            let _ = signal::kill(pid, Signal::SIGKILL);
+            return Err(e);
+        }
+        if !stdin && tty {
+            // A terminal always has an input side; without -i nobody writes to it.
+            stdio.stdin_close = false;
+        }
+        self.execs.insert(
+            exec_id.to_string(),
+            Exec {
+                pid,
+                stdio,
+                exit: None,
+                client,
+            },
+        );
+        // The exec may have exited (and its SIGCHLD been consumed) while signals were unblocked.
+        self.reap();
+        Ok(pid)
+    }
+
+    /// The init is gone and its output drained: record, tell, clean up, exit.
+    fn finish(&mut self) {
+        if let Some(l) = &mut self.log {
+            l.flush();
+        }
+        let exit = self.exit.clone().unwrap_or_default();
+        let tmp = format!("{}.tmp", self.cfg.exit_file);
+        let body = serde_json::to_vec(&exit).expect("serialise");
+        let written = fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&body).and_then(|_| f.sync_all()))
+            .and_then(|_| fs::rename(&tmp, &self.cfg.exit_file));
+        if let Err(e) = written {
+            eprintln!("wharf-shim: exit file {}: {e}", self.cfg.exit_file);
+        }
+        // Processes exec'd into a container with a shared PID namespace may outlive it.
+        for e in self.execs.values() {
+            let _ = signal::kill(e.pid, Signal::SIGKILL);
+        }
+        if let Ok(mut c) = self.container() {
+            if let Err(e) = c.delete(true) {
+                eprintln!("wharf-shim: delete: {e}");
+            }
+        }
+        let _ = fs::remove_file(&self.cfg.socket);
+        let line = Reply {
+            exit: Some(exit),
+            ..Reply::ok()
+        }
+        .line();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for c in self.clients.values_mut() {
+            if matches!(c.kind, ClientKind::Waiter) {
+                c.send(&line);
+            }
+            let _ = c.sock.set_nonblocking(false);
+            let _ = c.sock.set_write_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(10)),
+            ));
+            let (a, b) = c.out.as_slices();
+            let _ = c.sock.write_all(a).and_then(|_| c.sock.write_all(b));
+            let _ = c.sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Write what is pending to a process's stdin without blocking; close it when asked and done.
+fn flush_stdin(s: &mut Stdio) {
+    while let Some(fd) = &s.stdin {
+        if s.stdin_pending.is_empty() {
+            break;
+        }
+        match nix::unistd::write(fd, &s.stdin_pending) {
+            Ok(n) => {
+                s.stdin_pending.drain(..n);
+            }
+            Err(Errno::EAGAIN) => return,
+            Err(Errno::EINTR) => continue,
+            Err(_) => {
+                s.stdin_pending.clear();
+                s.stdin = None;
+                return;
+            }
+        }
+    }
+    if s.stdin_close && s.stdin_pending.is_empty() {
+        if s.tty.is_some() {
+            // EOF on a terminal is ^D at the start of a line.
+            if let Some(fd) = &s.stdin {
+                let _ = nix::unistd::write(fd, &[4u8]);
+            }
+        } else {
+            s.stdin = None;
+        }
+    }
+}
+
+/// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).
+fn oom_kills(cgroup_path: &str) -> u64 {
+    let rel = cgroup_path.trim_start_matches('/');
+    let candidates = [
+        (format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"), "oom_kill "),
+        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
+        (format!("/sys/fs/cgroup/unified/{rel}/memory.events"), "oom_kill "),
+    ];
+    for (p, key) in candidates {
+        if let Ok(s) = fs::read_to_string(&p) {
+            if let Some(n) = s
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                return n;
+            }
+        }
+    }
+    0
+}

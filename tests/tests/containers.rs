@@ -1,0 +1,494 @@
+//! Containers for real, through the real docker CLI against wharfd: namespaces, cgroups,
+//! overlayfs, capabilities and seccomp on this machine's kernel; shims that outlive the daemon.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Wharfd;
+
+fn daemon() -> Wharfd {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w
+}
+
+fn inspect(w: &Wharfd, name: &str, fmt: &str) -> String {
+    w.ok(&["inspect", "-f", fmt, name]).trim().to_string()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn run_rm_prints_and_leaves_nothing() {
+    let w = daemon();
+    assert_eq!(w.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    // Exit codes and stderr come through; the container is gone afterwards.
+    let o = w.docker(&["run", "--rm", "busybox", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    wait_until("auto-removal", || w.ok(&["ps", "-aq"]).trim().is_empty());
+    // A missing executable is exit 127 with Docker's words.
+    let o = w.docker(&["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("executable file not found"));
+    // stdin with -i reaches the process and its exit code comes back.
+    let o = w.docker_stdin(
+        &["run", "-i", "--rm", "busybox", "sh"],
+        Some(b"echo from-stdin\nexit 5\n"),
+    );
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-stdin\n");
+    // No mounts of the container root stay behind.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&w.data_root().display().to_string()), "{mounts}");
+}
+
+#[test]
+fn lifecycle_logs_exec_stop_kill_pause() {
+    let w = daemon();
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; trap 'echo got-hup' HUP; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    wait_until("log lines", || w.ok(&["logs", "web"]).contains("line 3"));
+    let tail = w.ok(&["logs", "--tail", "1", "web"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    let ps = w.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("web Up "), "{ps}");
+    assert_eq!(
+        inspect(&w, "web", "{{.State.Status}} {{.State.Running}}"),
+        "running true"
+    );
+    assert!(inspect(&w, "web", "{{.State.Pid}}").parse::<u32>().unwrap() > 1);
+
+    // exec: output and exit code, environment and working directory.
+    let o = w.docker(&[
+        "exec",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "web",
+        "sh",
+        "-c",
+        "echo $A $(pwd); exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 /tmp\n");
+    // top lists the container's processes only.
+    let top = w.ok(&["top", "web"]);
+    assert!(top.contains("while true"), "{top}");
+    assert!(!top.contains("wharfd"), "{top}");
+
+    // A signal reaches PID 1's handler.
+    w.ok(&["kill", "-s", "HUP", "web"]);
+    wait_until("HUP handled", || w.ok(&["logs", "web"]).contains("got-hup"));
+
+    // pause freezes, unpause thaws.
+    w.ok(&["pause", "web"]);
+    assert_eq!(inspect(&w, "web", "{{.State.Status}}"), "paused");
+    let ps = w.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let before = w.ok(&["logs", "web"]).lines().count();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(w.ok(&["logs", "web"]).lines().count(), before, "output while paused");
+    w.ok(&["unpause", "web"]);
+    wait_until("output after unpause", || {
+        w.ok(&["logs", "web"]).lines().count() > before
+    });
+
+    // stop: TERM is ignored, so SIGKILL after the timeout: exit 137.
+    let t = Instant::now();
+    w.ok(&["stop", "-t", "1", "web"]);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(900), "stop returned after {took:?}");
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    assert_eq!(
+        inspect(&w, "web", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
+    assert_eq!(w.ok(&["wait", "web"]).trim(), "137");
+    let ps = w.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(ps.starts_with("Exited (137)"), "{ps}");
+    // Stopping again is not an error; killing a stopped container is.
+    w.ok(&["stop", "web"]);
+    assert!(w.fails(&["kill", "web"]).contains("is not running"));
+
+    // Restart runs it again; rm refuses a running container, rm -f removes it.
+    w.ok(&["start", "web"]);
+    assert_eq!(inspect(&w, "web", "{{.State.Running}}"), "true");
+    assert!(w
+        .fails(&["rm", "web"])
+        .contains("stop the container before removing or force remove"));
+    w.ok(&["rm", "-f", "web"]);
+    assert!(w.ok(&["ps", "-aq"]).trim().is_empty());
+    assert!(w.fails(&["inspect", "web"]).contains("No such"));
+    assert!(!w.data_root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn names_ids_wait_and_rename() {
+    let w = daemon();
+    let id = w
+        .ok(&["create", "--name", "one", "busybox", "sh", "-c", "exit 4"])
+        .trim()
+        .to_string();
+    assert_eq!(inspect(&w, &id[..12], "{{.Name}} {{.State.Status}}"), "/one created");
+    let err = w.fails(&["create", "--name", "one", "busybox", "true"]);
+    assert!(err.contains("is already in use by container"), "{err}");
+    assert!(w
+        .fails(&["create", "--name", "../x", "busybox", "true"])
+        .contains("Invalid container name"));
+    w.ok(&["rename", "one", "two"]);
+    w.ok(&["start", "two"]);
+    assert_eq!(w.ok(&["wait", "two"]).trim(), "4");
+    // Random names look like Docker's.
+    let rid = w.ok(&["create", "busybox", "true"]).trim().to_string();
+    let name = inspect(&w, &rid, "{{.Name}}");
+    assert!(name.starts_with('/') && name.contains('_'), "{name}");
+    let q = w.ok(&["ps", "-aq", "--no-trunc"]);
+    assert!(q.contains(&id) && q.contains(&rid), "{q}");
+    let filtered = w.ok(&["ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}"]);
+    assert_eq!(filtered.trim(), "two");
+}
+
+#[test]
+fn isolation_and_security_defaults() {
+    let w = daemon();
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "-h",
+        "box1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; ps -o pid | wc -l; grep -E '^(CapEff|CapInh|Seccomp):' /proc/self/status",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=1", "{out}");
+    assert_eq!(lines[1], "box1");
+    // Header, sh, ps, wc: nothing from the host.
+    assert!(lines[2].trim().parse::<u32>().unwrap() <= 4, "{out}");
+    assert!(
+        lines.contains(&"CapEff:\t00000000a80425fb"),
+        "Docker's default capability set: {out}"
+    );
+    assert!(
+        lines.contains(&"CapInh:\t0000000000000000"),
+        "empty inheritable set: {out}"
+    );
+    assert!(lines.contains(&"Seccomp:\t2"), "seccomp filter mode: {out}");
+    // seccomp refuses namespace creation; the missing CAP_SYS_ADMIN refuses mounts.
+    let o = w.docker(&["run", "--rm", "busybox", "unshare", "-n", "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"));
+    let o = w.docker(&["run", "--rm", "busybox", "mount", "-t", "tmpfs", "x", "/mnt"]);
+    assert!(!o.status.success());
+    // Masked and read-only paths.
+    assert_eq!(w.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]), "");
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/domainname",
+    ]);
+    assert!(!o.status.success());
+    // --cap-drop and --cap-add change the set; unconfined seccomp allows unshare with SYS_ADMIN.
+    let eff = w.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "NET_RAW",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(eff.trim(), "CapEff:\t00000000a80405fb");
+    w.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "unshare",
+        "-n",
+        "true",
+    ]);
+    // --privileged grants the daemon's whole bounding set (CAP_SYS_RESOURCE is missing here).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = status
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let eff = w.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(eff.trim(), format!("CapEff:\t{bnd}"));
+    // -u with a uid:gid, and a name from the image's passwd.
+    assert_eq!(
+        w.ok(&["run", "--rm", "-u", "1234:5678", "busybox", "id", "-u"]).trim(),
+        "1234"
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "-u", "1234:5678", "busybox", "id", "-g"]).trim(),
+        "5678"
+    );
+    // Environment merging and the working directory.
+    let env = w.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/srv/app",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $FOO $HOSTNAME $(pwd)",
+    ]);
+    let f: Vec<&str> = env.split_whitespace().collect();
+    assert_eq!((f[0], f[1].len(), f[2]), ("bar", 12, "/srv/app"), "{env}");
+    // --read-only and --tmpfs.
+    let o = w.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(!o.status.success());
+    let df = w.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch:size=2m",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /scratch/x && df -k /scratch | tail -1",
+    ]);
+    assert!(df.contains(" 2048 "), "{df}");
+}
+
+fn cgroup_file(w: &Wharfd, id: &str, controller: &str, file: &str) -> String {
+    let p = format!("/sys/fs/cgroup/{controller}/{}/{id}/{file}", w.cgroup_parent());
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn resource_limits() {
+    let w = daemon();
+    // Impossible values are refused with Docker's words.
+    let ncpu = std::thread::available_parallelism().unwrap().get();
+    let err = w.fails(&["run", "--rm", "--cpus", "64", "busybox", "true"]);
+    assert!(
+        err.contains(&format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )),
+        "{err}"
+    );
+    assert!(w
+        .fails(&["run", "--rm", "-m", "1m", "busybox", "true"])
+        .contains("Minimum memory limit allowed is 6MB"));
+
+    // Limits land in the cgroup.
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--cpus",
+            "0.5",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "64",
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(cgroup_file(&w, &id, "cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file(&w, &id, "cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(
+        cgroup_file(&w, &id, "memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(&w, &id, "pids", "pids.max"), "64");
+    w.ok(&["rm", "-f", &id]);
+
+    // A fork bomb is held at the limit: forks fail, the container survives and finishes.
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "32",
+        "busybox",
+        "sh",
+        "-c",
+        "(for i in $(seq 100); do sleep 1 & done); echo alive bomb=$?",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("alive bomb=") && out.trim() != "alive bomb=0", "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fork"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // An allocation loop under -m is OOM-killed: exit 137 and OOMKilled.
+    let o = w.docker(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        inspect(&w, "hog", "{{.State.OOMKilled}} {{.State.ExitCode}}"),
+        "true 137"
+    );
+}
+
+#[test]
+fn containers_outlive_the_daemon() {
+    let mut w = daemon();
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.2; done",
+    ]);
+    w.ok(&["run", "-d", "--name", "ends", "busybox", "sh", "-c", "sleep 1; exit 7"]);
+    let pid = inspect(&w, "live", "{{.State.Pid}}");
+    w.kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "container died with the daemon"
+    );
+    w.spawn();
+    assert_eq!(
+        inspect(&w, "live", "{{.State.Status}} {{.State.Pid}}"),
+        format!("running {pid}")
+    );
+    wait_until("the exit of 'ends'", || {
+        inspect(&w, "ends", "{{.State.Status}}") == "exited"
+    });
+    assert_eq!(inspect(&w, "ends", "{{.State.ExitCode}}"), "7", "the real exit code");
+    assert!(w.ok(&["logs", "live"]).contains("tick"));
+    assert_eq!(w.ok(&["exec", "live", "echo", "still-here"]), "still-here\n");
+    w.ok(&["stop", "-t", "1", "live"]);
+    assert_eq!(inspect(&w, "live", "{{.State.Status}}"), "exited");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    // A container recorded running whose shim and process are gone becomes exited (255).
+    w.ok(&["start", "live"]);
+    let pid = inspect(&w, "live", "{{.State.Pid}}");
+    w.kill9();
+    let _ = std::process::Command::new("pkill")
+        .args(["-9", "-f", &format!("wharf-shim {}", w.dir.path().display())])
+        .status();
+    let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+    std::thread::sleep(Duration::from_millis(300));
+    w.spawn();
+    assert_eq!(
+        inspect(&w, "live", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 255"
+    );
+}
+
+#[test]
+fn restart_policies() {
+    let w = daemon();
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    wait_until("two restarts", || {
+        inspect(&w, "flaky", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        inspect(&w, "flaky", "{{.RestartCount}}"),
+        "2",
+        "on-failure:2 stops after two"
+    );
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    wait_until("a restart", || {
+        inspect(&w, "always", "{{.RestartCount}}").parse::<u32>().unwrap() >= 1
+    });
+    // A user's stop wins over the policy.
+    w.ok(&["stop", "-t", "1", "always"]);
+    let n = inspect(&w, "always", "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        inspect(&w, "always", "{{.RestartCount}} {{.State.Status}}"),
+        format!("{n} exited")
+    );
+}
