@@ -17,6 +17,6 @@ docker version --format 'wharfd speaks Docker Engine API {{.Server.APIVersion}}'
 docker import -q -c 'CMD ["/bin/sh"]' /var/lib/wharf-images/busybox-rootfs.tar busybox:latest
 docker images
 docker history busybox
-docker save busybox | docker load
+docker run --rm busybox echo "hello from a wharf container"
+docker run --rm -h demo busybox sh -c 'echo "I am PID $$ on $(hostname), as $(id -un)"; ps'
 echo "wharfd is running (log: /var/log/wharfd.log); stop it with: kill \$(cat /run/wharf/wharfd.pid)"
-echo "Containers (docker run) arrive with the runtime issue; today wharf does images."
