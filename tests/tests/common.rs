@@ -27,6 +27,9 @@ pub fn repo_root() -> PathBuf {
 
 /// The stand-in image tars from scripts/make-images.sh, built once per machine.
 pub fn images_dir() -> PathBuf {
+    // Tests of one binary run on several threads: build once per process, under a lock.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = target_dir().join("test-images");
     if dir.join("busybox-rootfs.tar").exists() && dir.join("hello-rootfs.tar").exists() {
         return dir;
