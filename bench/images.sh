@@ -24,11 +24,11 @@ dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --
 for s in w d; do for _ in $(seq 300); do DOCKER_HOST=unix://$work/$s.sock docker version >/dev/null 2>&1 && break; sleep 0.2; done; done
 W="DOCKER_HOST=unix://$work/w.sock docker"; D="DOCKER_HOST=unix://$work/d.sock docker"
 tar=$work/img/big-rootfs.tar
-for e in "$W" "$D"; do sh -c "$e import -q $tar big:latest" >/dev/null; sh -c "$e save -o $work/saved-\$(echo $e | cut -c20-21).tar big" ; done
+for e in "$W" "$D"; do sh -c "$e import $tar big:latest" >/dev/null; sh -c "$e save -o $work/saved-\$(echo $e | cut -c20-21).tar big" ; done
 sh -c "$W save -o $work/archive.tar big"
 echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), image $(du -h "$tar" | cut -f1)"
 hyperfine -N --runs "$runs" --warmup 1 --export-markdown "$work/load.md" \
   --prepare "sh -c '$W rmi -f big >/dev/null 2>&1; true'" -n "wharf load" "sh -c '$W load -q -i $work/archive.tar'" \
   --prepare "sh -c '$D rmi -f big >/dev/null 2>&1; true'" -n "dockerd load" "sh -c '$D load -q -i $work/archive.tar'" 2>&1 | grep -vE '^\s*$'
 hyperfine -N --runs "$runs" --warmup 1 -n "wharf save" "sh -c '$W save -o /dev/null big'" -n "dockerd save" "sh -c '$D save -o /dev/null big'" 2>&1 | grep -vE '^\s*$'
-hyperfine -N --runs "$runs" --warmup 1 -n "wharf import" "sh -c '$W import -q $tar imp'" -n "dockerd import" "sh -c '$D import -q $tar imp'" 2>&1 | grep -vE '^\s*$'
+hyperfine -N --runs "$runs" --warmup 1 -n "wharf import" "sh -c '$W import $tar imp'" -n "dockerd import" "sh -c '$D import $tar imp'" 2>&1 | grep -vE '^\s*$'

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of container start-up: `docker run --rm busybox true`, `exec true`,
+# 50 concurrent `run -d`, and per-container shim memory (PSS), wharfd vs the real dockerd on
+# their own sockets, data roots and exec roots, the same docker CLI and the same busybox image,
+# interleaved by hyperfine. Both use `--network none` (wharf's networking is a later issue).
+# Not a test: it never fails for being slow. Usage: bench/containers.sh [RUNS] (default 20).
+# Needs: docker.io, hyperfine, busybox-static.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-20}
+work=$(mktemp -d /tmp/wb.XXXXXX)
+W="docker -H unix://$work/w.sock"; D="docker -H unix://$work/d.sock"
+cleanup() {
+  for e in "$W" "$D"; do $e rm -f $($e ps -aq 2>/dev/null) >/dev/null 2>&1 || true; done
+  [ -f "$work/w.pid" ] && kill "$(cat "$work/w.pid")" 2>/dev/null || true
+  [ -f "$work/d.pid" ] && kill "$(cat "$work/d.pid")" 2>/dev/null || true
+  sleep 2
+  grep -F "$work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
+  for c in /sys/fs/cgroup/*/wharf-bench; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cargo build --release --bins --quiet
+scripts/make-images.sh "$work/img" >/dev/null
+echo '{}' > "$work/d.json"
+target/release/wharfd --data-root "$work/w" --exec-root "$work/wx" -H "unix://$work/w.sock" --pidfile "$work/w.pid" \
+  --config-file "$work/d.json" --cgroup-parent wharf-bench 2>"$work/w.log" &
+dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --pidfile "$work/d.pid" --config-file "$work/d.json" \
+  --bridge none --iptables=false --ip-masq=false --containerd-namespace wharf-bench --containerd-plugins-namespace wharf-bench-p 2>"$work/d.log" &
+for e in "$W" "$D"; do for _ in $(seq 300); do $e version >/dev/null 2>&1 && break; sleep 0.2; done; done
+for e in "$W" "$D"; do $e import -c 'CMD ["/bin/sh"]' "$work/img/busybox-rootfs.tar" busybox:latest >/dev/null; done
+echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), $(date -u +%F)"
+hyperfine -N --runs "$runs" --warmup 3 --export-json "$work/run.json" \
+  -n "wharfd: docker run --rm busybox true" "$W run --rm --network none busybox true" \
+  -n "dockerd: docker run --rm busybox true" "$D run --rm --network none busybox true"
+for e in "$W" "$D"; do $e run -d --name ex --network none busybox sleep 600 >/dev/null; done
+hyperfine -N --runs "$runs" --warmup 3 \
+  -n "wharfd: docker exec ex true" "$W exec ex true" \
+  -n "dockerd: docker exec ex true" "$D exec ex true"
+# Memory per container: the shim's PSS (wharf-shim vs containerd-shim-runc-v2).
+pss() { awk '/^Pss:/ {s+=$2} END {print s}' "/proc/$1/smaps_rollup"; }
+wpid=$(pgrep -f "wharf-shim $work" | head -1); dpid=$(pgrep -f "containerd-shim.*wharf-bench" | head -1 || true)
+echo "shim PSS: wharf-shim $(pss "$wpid") KiB; containerd-shim $( [ -n "$dpid" ] && pss "$dpid" || echo '?') KiB"
+# 50 concurrent run -d, each engine in turn.
+for e in "$W" "$D"; do
+  start=$(date +%s.%N)
+  fails=0
+  for i in $(seq 50); do $e run -d --network none busybox sleep 600 >/dev/null 2>>"$work/conc.err" & done
+  for j in $(jobs -p); do wait "$j" || fails=$((fails+1)); done
+  end=$(date +%s.%N)
+  echo "$(echo "$e" | cut -d/ -f4-): 50 concurrent run -d: $(echo "$end - $start" | bc) s, $fails failed, $($e ps -q | wc -l) running"
+  $e rm -f $($e ps -aq) >/dev/null
+done
