@@ -30,13 +30,22 @@ dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --
 for e in "$W" "$D"; do for _ in $(seq 300); do $e version >/dev/null 2>&1 && break; sleep 0.2; done; done
 for e in "$W" "$D"; do $e import -c 'CMD ["/bin/sh"]' "$work/img/busybox-rootfs.tar" busybox:latest >/dev/null; done
 echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), $(date -u +%F)"
-hyperfine -N --runs "$runs" --warmup 3 --export-json "$work/run.json" \
+mkdir -p bench/results
+hyperfine -N --runs "$runs" --warmup 3 --export-json bench/results/run.json \
   -n "wharfd: docker run --rm busybox true" "$W run --rm --network none busybox true" \
   -n "dockerd: docker run --rm busybox true" "$D run --rm --network none busybox true"
 for e in "$W" "$D"; do $e run -d --name ex --network none busybox sleep 600 >/dev/null; done
-hyperfine -N --runs "$runs" --warmup 3 \
+hyperfine -N --runs "$runs" --warmup 3 --export-json bench/results/exec.json \
   -n "wharfd: docker exec ex true" "$W exec ex true" \
   -n "dockerd: docker exec ex true" "$D exec ex true"
+medians() {
+  python3 -c 'import json,sys
+r=json.load(open(sys.argv[1]))["results"]
+for x in r: print("median %7.1f ms  min %7.1f  max %7.1f  %s" % (x["median"]*1e3, x["min"]*1e3, x["max"]*1e3, x["command"]))
+print("ratio dockerd/wharfd (medians): %.2f" % (r[1]["median"]/r[0]["median"]))' "$1"
+}
+medians bench/results/run.json
+medians bench/results/exec.json
 # Memory per container: the shim's PSS (wharf-shim vs containerd-shim-runc-v2).
 pss() { awk '/^Pss:/ {s+=$2} END {print s}' "/proc/$1/smaps_rollup"; }
 wpid=$(pgrep -f "wharf-shim $work" | head -1); dpid=$(pgrep -f "containerd-shim.*wharf-bench" | head -1 || true)
@@ -45,8 +54,9 @@ echo "shim PSS: wharf-shim $(pss "$wpid") KiB; containerd-shim $( [ -n "$dpid" ]
 for e in "$W" "$D"; do
   start=$(date +%s.%N)
   fails=0
-  for i in $(seq 50); do $e run -d --network none busybox sleep 600 >/dev/null 2>>"$work/conc.err" & done
-  for j in $(jobs -p); do wait "$j" || fails=$((fails+1)); done
+  pids=()
+  for i in $(seq 50); do $e run -d --network none busybox sleep 600 >/dev/null 2>>"$work/conc.err" & pids+=($!); done
+  for j in "${pids[@]}"; do wait "$j" || fails=$((fails+1)); done
   end=$(date +%s.%N)
   echo "$(echo "$e" | cut -d/ -f4-): 50 concurrent run -d: $(echo "$end - $start" | bc) s, $fails failed, $($e ps -q | wc -l) running"
   $e rm -f $($e ps -aq) >/dev/null

@@ -199,6 +199,13 @@ fn isolation_and_security_defaults() {
         "empty inheritable set: {out}"
     );
     assert!(lines.contains(&"Seccomp:\t2"), "seccomp filter mode: {out}");
+    // Its own network namespace, with loopback up (networks beyond it are issue 5).
+    assert_eq!(w.ok(&["run", "--rm", "busybox", "ls", "/sys/class/net"]).trim(), "lo");
+    assert_eq!(
+        w.ok(&["run", "--rm", "busybox", "cat", "/sys/class/net/lo/flags"])
+            .trim(),
+        "0x9"
+    );
     // seccomp refuses namespace creation; the missing CAP_SYS_ADMIN refuses mounts.
     let o = w.docker(&["run", "--rm", "busybox", "unshare", "-n", "true"]);
     assert!(!o.status.success());

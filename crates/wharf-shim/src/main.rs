@@ -363,6 +363,9 @@ impl Shim {
         let container = with_child_signals(|| builder.as_init(&bundle).with_systemd(false).with_detach(true).build())
             .map_err(|e| e.to_string())?;
         let init = container.pid().ok_or("libcontainer reported no init pid")?;
+        if let Err(e) = loopback_up(init) {
+            eprintln!("wharf-shim: loopback: {e}");
+        }
         finish_tty(&mut stdio, console_l, &console)?;
         let log = if cfg.log_path.is_empty() {
             None
@@ -984,4 +987,51 @@ fn oom_kills(cgroup_path: &str) -> u64 {
         }
     }
     0
+}
+
+/// Bring `lo` up in the container's network namespace when it has one of its own (a new
+/// namespace starts with loopback down). The shim is single-threaded, so it can step into the
+/// namespace and back.
+fn loopback_up(pid: Pid) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = format!("/proc/{pid}/ns/net");
+    let own = fs::metadata("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let other = fs::metadata(&theirs).map_err(|e| e.to_string())?;
+    if own.ino() == other.ino() && own.dev() == other.dev() {
+        return Ok(());
+    }
+    let back = fs::File::open("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let target = fs::File::open(&theirs).map_err(|e| e.to_string())?;
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
+    let r = set_up("lo");
+    nix::sched::setns(&back, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns back: {e}"))?;
+    r
+}
+
+fn set_up(name: &str) -> Result<(), String> {
+    use nix::libc;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags inside `req`, which lives for
+    // the call; the socket fd is open.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(format!("SIOCGIFFLAGS: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: the union member written by SIOCGIFFLAGS is ifru_flags.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(format!("SIOCSIFFLAGS: {}", io::Error::last_os_error()));
+    }
+    Ok(())
 }
