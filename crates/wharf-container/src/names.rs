@@ -3,14 +3,7 @@
 
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, with an optional leading `/`.
 pub fn valid_name(name: &str) -> bool {
-    let n = name.strip_prefix('/').unwrap_or(name);
-    let b = n.as_bytes();
-    b.len() >= 2
-        && b.len() <= 255
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    wharf_reference::valid_object_name(name.strip_prefix('/').unwrap_or(name))
 }
 
 const LEFT: &[&str] = &[

@@ -684,17 +684,7 @@ impl ContainerService {
         let _ = fs::remove_dir_all(&bundle);
         fs::create_dir_all(&bundle)?;
         let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
-        let read_in = |p: &str| -> String {
-            use std::io::Read;
-            let comps: Vec<&std::ffi::OsStr> = Path::new(p).iter().skip(1).collect();
-            root.open_in_root(&comps, rustix::fs::OFlags::RDONLY)
-                .ok()
-                .and_then(|fd| {
-                    let mut s = String::new();
-                    fs::File::from(fd).read_to_string(&mut s).ok().map(|_| s)
-                })
-                .unwrap_or_default()
-        };
+        let read_in = |p: &str| read_in_root(&root, p);
         let user = spec::resolve_user(
             rec.config.user.as_deref().unwrap_or(""),
             &read_in("/etc/passwd"),
@@ -1346,17 +1336,7 @@ impl ContainerService {
         if let Some(u) = x.config.user.as_deref().filter(|u| !u.is_empty()) {
             let rootfs = self.container_dir(&rec.id).join("merged");
             let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
-            let read_in = |p: &str| -> String {
-                use std::io::Read;
-                let comps: Vec<&std::ffi::OsStr> = Path::new(p).iter().skip(1).collect();
-                root.open_in_root(&comps, rustix::fs::OFlags::RDONLY)
-                    .ok()
-                    .and_then(|fd| {
-                        let mut s = String::new();
-                        fs::File::from(fd).read_to_string(&mut s).ok().map(|_| s)
-                    })
-                    .unwrap_or_default()
-            };
+            let read_in = |p: &str| read_in_root(&root, p);
             let user = spec::resolve_user(u, &read_in("/etc/passwd"), &read_in("/etc/group"), &[])?;
             process["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional});
         }
@@ -1443,6 +1423,20 @@ impl ContainerService {
     /// Stop every running container's monitor bookkeeping at daemon shutdown (containers keep
     /// running: live restore).
     pub fn shutdown(&self) {}
+}
+
+/// A small text file from inside a container root (`/etc/passwd`), resolved inside the root;
+/// empty when missing.
+fn read_in_root(root: &wharf_store::saferoot::SafeRoot, path: &str) -> String {
+    use std::io::Read;
+    let comps: Vec<&std::ffi::OsStr> = Path::new(path).iter().skip(1).collect();
+    root.open_in_root(&comps, rustix::fs::OFlags::RDONLY)
+        .ok()
+        .and_then(|fd| {
+            let mut s = String::new();
+            fs::File::from(fd).take(4 << 20).read_to_string(&mut s).ok().map(|_| s)
+        })
+        .unwrap_or_default()
 }
 
 fn parse_bytes(s: &str) -> Option<u64> {
