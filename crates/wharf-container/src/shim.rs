@@ -55,13 +55,7 @@ pub async fn send(socket: &Path, req: &Request) -> Result<ShimStream> {
 /// Send `req` on a fresh connection and read the reply line; the connection stays usable for
 /// the stream that follows attach and exec.
 pub async fn open(socket: &Path, req: &Request) -> Result<(Reply, ShimStream)> {
-    let mut s = UnixStream::connect(socket)
-        .await
-        .map_err(|e| ContainerError::Internal(format!("connecting to shim {}: {e}", socket.display())))?;
-    let mut line = serde_json::to_vec(req).expect("request serialises");
-    line.push(b'\n');
-    s.write_all(&line).await?;
-    let mut r = BufReader::new(s);
+    let mut r = send(socket, req).await?;
     let mut reply = String::new();
     let n = r.read_line(&mut reply).await?;
     if n == 0 {
