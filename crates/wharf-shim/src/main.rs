@@ -566,66 +566,36 @@ impl Shim {
     }
 
     fn read_output(&mut self, i: usize) {
-        let mut buf = [0u8; 32 * 1024];
-        loop {
-            let Some(fd) = &self.stdio.out[i] else { return };
-            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-                Ok(0) => {
-                    self.stdio.out[i] = None;
-                    return;
-                }
-                Ok(n) => {
-                    let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
-                    if let Some(l) = &mut self.log {
-                        l.write(stream, &buf[..n]);
-                    }
-                    let f = frame(stream, &buf[..n]);
-                    for c in self.clients.values_mut() {
-                        if let ClientKind::Attach { stdout, stderr, .. } = c.kind {
-                            if (stream == STREAM_STDOUT && stdout) || (stream == STREAM_STDERR && stderr) {
-                                c.send(&f);
-                                c.flush();
-                            }
-                        }
-                    }
-                }
-                Err(Errno::EAGAIN) => return,
-                Err(Errno::EINTR) => continue,
-                // EIO: the pty's other side is gone.
-                Err(_) => {
-                    self.stdio.out[i] = None;
-                    return;
-                }
+        let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
+        let (log, clients) = (&mut self.log, &mut self.clients);
+        drain(&mut self.stdio.out[i], |data| {
+            if let Some(l) = log {
+                l.write(stream, data);
             }
-        }
-    }
-
-    fn read_exec_output(&mut self, client: u64, i: usize) {
-        let mut buf = [0u8; 32 * 1024];
-        let Some(e) = self.execs.values_mut().find(|e| e.client == client) else {
-            return;
-        };
-        while let Some(fd) = &e.stdio.out[i] {
-            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-                Ok(0) => {
-                    e.stdio.out[i] = None;
-                    break;
-                }
-                Ok(n) => {
-                    let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
-                    if let Some(c) = self.clients.get_mut(&client) {
-                        c.send(&frame(stream, &buf[..n]));
+            let f = frame(stream, data);
+            for c in clients.values_mut() {
+                if let ClientKind::Attach { stdout, stderr, .. } = c.kind {
+                    if (stream == STREAM_STDOUT && stdout) || (stream == STREAM_STDERR && stderr) {
+                        c.send(&f);
                         c.flush();
                     }
                 }
-                Err(Errno::EAGAIN) => return,
-                Err(Errno::EINTR) => continue,
-                Err(_) => {
-                    e.stdio.out[i] = None;
-                    break;
-                }
             }
-        }
+        });
+    }
+
+    fn read_exec_output(&mut self, client: u64, i: usize) {
+        let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
+        let Some(e) = self.execs.values_mut().find(|e| e.client == client) else {
+            return;
+        };
+        let clients = &mut self.clients;
+        drain(&mut e.stdio.out[i], |data| {
+            if let Some(c) = clients.get_mut(&client) {
+                c.send(&frame(stream, data));
+                c.flush();
+            }
+        });
         self.maybe_finish_exec(client);
     }
 
@@ -932,6 +902,21 @@ impl Shim {
             let (a, b) = c.out.as_slices();
             let _ = c.sock.write_all(a).and_then(|_| c.sock.write_all(b));
             let _ = c.sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Read a non-blocking output pipe (or pty master) until it would block, handing each chunk to
+/// `sink`; at EOF or an error (EIO: the pty's other side is gone) the slot is closed.
+fn drain(slot: &mut Option<OwnedFd>, mut sink: impl FnMut(&[u8])) {
+    let mut buf = [0u8; 32 * 1024];
+    while let Some(fd) = slot {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) => *slot = None,
+            Ok(n) => sink(&buf[..n]),
+            Err(Errno::EAGAIN) => return,
+            Err(Errno::EINTR) => continue,
+            Err(_) => *slot = None,
         }
     }
 }
