@@ -14,7 +14,7 @@ if ! [ -S /run/wharf/wharf.sock ] || ! DOCKER_HOST=unix:///run/wharf/wharf.sock 
 fi
 export DOCKER_HOST=unix:///run/wharf/wharf.sock
 docker version --format 'wharfd speaks Docker Engine API {{.Server.APIVersion}}'
-docker import -q -c 'CMD ["/bin/sh"]' /var/lib/wharf-images/busybox-rootfs.tar busybox:latest
+docker import -c 'CMD ["/bin/sh"]' /var/lib/wharf-images/busybox-rootfs.tar busybox:latest >/dev/null
 docker images
 docker history busybox
 docker run --rm busybox echo "hello from a wharf container"

@@ -159,6 +159,50 @@ impl Wharfd {
         c.wait_with_output().unwrap()
     }
 
+    /// Runs docker under a real terminal (util-linux `script`), feeding `input` in steps: each
+    /// step waits its delay, then writes its bytes. Returns the exit status and what the
+    /// terminal showed.
+    pub fn docker_pty(&self, args: &[&str], input: &[(Duration, &[u8])]) -> (Option<i32>, String) {
+        let cmd = std::iter::once("docker")
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut c = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env("TERM", "xterm")
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux script");
+        let mut stdin = c.stdin.take().unwrap();
+        let steps: Vec<(Duration, Vec<u8>)> = input.iter().map(|(d, b)| (*d, b.to_vec())).collect();
+        let feeder = std::thread::spawn(move || {
+            for (d, b) in steps {
+                std::thread::sleep(d);
+                if stdin.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            // Hold the terminal open a moment so the last bytes are read before EOF.
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        let st = wait_timeout(&mut c, Duration::from_secs(30));
+        if st.is_none() {
+            let _ = c.kill();
+        }
+        let o = c.wait_with_output().unwrap();
+        let _ = feeder.join();
+        (
+            st.and_then(|s| s.code()),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    }
+
     /// Runs docker and returns stdout; panics with stderr on failure.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);

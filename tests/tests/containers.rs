@@ -499,3 +499,309 @@ fn restart_policies() {
         format!("{n} exited")
     );
 }
+
+#[test]
+fn terminals_attach_detach_and_log_rotation() {
+    let w = daemon();
+    w.ok(&["run", "-dit", "--name", "term", "busybox", "sh"]);
+    // exec -it gets a terminal of its own; its exit code comes back through the CLI.
+    let (code, out) = w.docker_pty(
+        &[
+            "exec",
+            "-it",
+            "term",
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && echo stdin-is-a-tty; exit 7",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(7), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("stdin-is-a-tty"), "{out}");
+    // An interactive exec reads what is typed.
+    let (code, out) = w.docker_pty(
+        &["exec", "-it", "term", "sh"],
+        &[
+            (Duration::from_millis(800), b"echo typed-$((6*7))\n"),
+            (Duration::from_millis(300), b"exit 4\n"),
+        ],
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("typed-42"), "{out}");
+
+    // attach, type, then detach with ctrl-p ctrl-q: the container keeps running.
+    let (code, out) = w.docker_pty(
+        &["attach", "term"],
+        &[
+            (Duration::from_millis(800), b"echo attached-$((5*5))\n"),
+            (Duration::from_millis(500), b"\x10\x11"),
+        ],
+    );
+    // The docker CLI itself reports the detach as an error ("read escape sequence", exit 1).
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("attached-25"), "{out}");
+    assert!(out.contains("read escape sequence"), "{out}");
+    assert_eq!(inspect(&w, "term", "{{.State.Running}}"), "true");
+    // What was typed while attached is in the container's log too.
+    assert!(w.ok(&["logs", "term"]).contains("attached-25"));
+    // A custom detach key sequence works the same way.
+    let (code, out) = w.docker_pty(
+        &["attach", "--detach-keys", "ctrl-x,x", "term"],
+        &[(Duration::from_millis(800), b"\x18x")],
+    );
+    assert!(
+        code == Some(1) && out.contains("read escape sequence"),
+        "{code:?} {out}"
+    );
+    assert_eq!(inspect(&w, "term", "{{.State.Running}}"), "true");
+    w.ok(&["rm", "-f", "term"]);
+
+    // json-file rotation: max-size per file, max-file files, and logs reads across them.
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--log-opt",
+            "max-size=10k",
+            "--log-opt",
+            "max-file=3",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 2000 ]; do echo line-$i-padding-padding; i=$((i+1)); done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(w.ok(&["wait", &id]).trim(), "0");
+    let dir = w.data_root().join("containers").join(&id);
+    let log = dir.join(format!("{id}-json.log"));
+    for f in [log.clone(), log.with_extension("log.1"), log.with_extension("log.2")] {
+        let len = std::fs::metadata(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .len();
+        assert!(len > 0 && len <= 10 * 1024 + 200, "{}: {len} bytes", f.display());
+    }
+    assert!(!log.with_extension("log.3").exists(), "more than max-file files");
+    let logs = w.ok(&["logs", &id]);
+    assert!(
+        logs.ends_with("line-1999-padding-padding\n"),
+        "{}",
+        &logs[logs.len().saturating_sub(200)..]
+    );
+    assert!(!logs.contains("line-0-padding"), "the oldest lines were rotated away");
+    // The kept lines are contiguous across the files.
+    let nums: Vec<u32> = logs
+        .lines()
+        .map(|l| l.split('-').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(nums.windows(2).all(|p| p[1] == p[0] + 1), "gap in rotated logs");
+}
+
+#[test]
+fn init_and_shared_namespaces() {
+    let w = daemon();
+    // Without an init the orphan stays a zombie under a PID 1 that never waits; with --init
+    // (tini at /sbin/docker-init) it is reaped.
+    let zombies = |init: bool| {
+        let mut args = vec!["run", "-d"];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["busybox", "sh", "-c", "sh -c 'sleep 0.2 & exit'; exec sleep 30"]);
+        let id = w.ok(&args).trim().to_string();
+        std::thread::sleep(Duration::from_millis(1200));
+        let ps = w.ok(&["exec", &id, "ps", "-o", "stat,comm"]);
+        let first = w.ok(&["exec", &id, "cat", "/proc/1/cmdline"]);
+        w.ok(&["rm", "-f", &id]);
+        (ps.lines().filter(|l| l.trim_start().starts_with('Z')).count(), first)
+    };
+    let (z, pid1) = zombies(false);
+    assert_eq!(z, 1, "expected the orphan as a zombie without --init");
+    assert!(pid1.starts_with("sleep"), "{pid1}");
+    let (z, pid1) = zombies(true);
+    assert_eq!(z, 0, "--init left a zombie");
+    assert!(pid1.starts_with("/sbin/docker-init\0--\0"), "{pid1:?}");
+    // The init forwards signals: docker stop ends the container at once, with TERM's code.
+    w.ok(&["run", "-d", "--init", "--name", "fwd", "busybox", "sleep", "60"]);
+    let t = Instant::now();
+    w.ok(&["stop", "-t", "10", "fwd"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "TERM was not forwarded");
+    assert_eq!(inspect(&w, "fwd", "{{.State.ExitCode}}"), "143");
+
+    // IPC: the default is private; shareable donors can be joined and share /dev/shm.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    w.ok(&["run", "-d", "--name", "private", "busybox", "sleep", "60"]);
+    assert_eq!(inspect(&w, "private", "{{.HostConfig.IpcMode}}"), "private");
+    let ipc_of = |name: &str| {
+        let pid = inspect(&w, name, "{{.State.Pid}}");
+        std::fs::read_link(format!("/proc/{pid}/ns/ipc")).unwrap()
+    };
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:donor",
+        "--pid",
+        "container:donor",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /dev/shm/note; readlink /proc/self/ns/ipc; ps -o comm",
+    ]);
+    assert!(out.contains(ipc_of("donor").to_str().unwrap()), "{out}");
+    assert_ne!(ipc_of("donor"), ipc_of("private"));
+    // --pid container: sees the donor's processes.
+    assert!(out.lines().any(|l| l.trim() == "sleep"), "{out}");
+    assert_eq!(w.ok(&["exec", "donor", "cat", "/dev/shm/note"]), "shared\n");
+    let err = w.fails(&["run", "--rm", "--ipc", "container:private", "busybox", "true"]);
+    assert!(err.contains("non-shareable IPC"), "{err}");
+    w.ok(&["stop", "-t", "0", "private"]);
+    let err = w.fails(&["run", "--rm", "--pid", "container:private", "busybox", "true"]);
+    assert!(err.contains("cannot join PID of a non running container"), "{err}");
+    assert!(w
+        .fails(&["run", "--rm", "--ipc", "bogus", "busybox", "true"])
+        .contains("invalid IPC mode: bogus"));
+    // --ipc none has no /dev/shm; --userns host is the only user namespace mode there is.
+    assert_eq!(
+        w.ok(&[
+            "run",
+            "--rm",
+            "--ipc",
+            "none",
+            "--userns",
+            "host",
+            "busybox",
+            "sh",
+            "-c",
+            "test -e /dev/shm || echo no-shm"
+        ]),
+        "no-shm\n"
+    );
+    // The shared /dev/shm is unmounted when the donor stops.
+    let donor = inspect(&w, "donor", "{{.Id}}");
+    w.ok(&["rm", "-f", "donor"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&donor), "{mounts}");
+}
+
+/// Microseconds of CPU the container's cgroup used (cgroup v1 cpuacct).
+fn cpu_usage_us(w: &Wharfd, id: &str) -> u64 {
+    cgroup_file(w, id, "cpuacct", "cpuacct.usage").parse::<u64>().unwrap() / 1000
+}
+
+#[test]
+fn update_and_measured_cpu() {
+    let w = daemon();
+    // --cpus 0.5 holds a busy loop to half a CPU, measured from the cgroup's own accounting.
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--cpus",
+            "0.5",
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let (c0, t0) = (cpu_usage_us(&w, &id), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let share = (cpu_usage_us(&w, &id) - c0) as f64 / t0.elapsed().as_micros() as f64;
+    assert!((0.35..=0.6).contains(&share), "--cpus 0.5 used {share:.2} CPUs");
+    // docker update raises it on the running container.
+    w.ok(&["update", "--cpus", "1", &id]);
+    assert_eq!(cgroup_file(&w, &id, "cpu", "cpu.cfs_quota_us"), "100000");
+    let (c0, t0) = (cpu_usage_us(&w, &id), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let share = (cpu_usage_us(&w, &id) - c0) as f64 / t0.elapsed().as_micros() as f64;
+    assert!((0.75..=1.1).contains(&share), "--cpus 1 used {share:.2} CPUs");
+    // Docker's conflicts: quota against NanoCPUs.
+    let err = w.fails(&["update", "--cpu-quota", "20000", &id]);
+    assert!(
+        err.contains(&format!(
+            "Cannot update container {id}: Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
+        )),
+        "{err}"
+    );
+    w.ok(&["rm", "-f", &id]);
+
+    // Memory, swap, pids, shares and the restart policy, in the cgroup and in inspect.
+    w.ok(&["run", "-d", "--name", "upd", "-m", "32m", "busybox", "sleep", "60"]);
+    let id = inspect(&w, "upd", "{{.Id}}");
+    assert_eq!(
+        inspect(&w, "upd", "{{.HostConfig.MemorySwap}}"),
+        (64u64 << 20).to_string()
+    );
+    let err = w.fails(&["update", "-m", "128m", "upd"]);
+    assert!(err.contains("update the memoryswap at the same time"), "{err}");
+    assert!(w
+        .fails(&["update", "-m", "4m", "upd"])
+        .contains("Minimum memory limit allowed is 6MB"));
+    // A refused update changes nothing.
+    assert_eq!(
+        cgroup_file(&w, &id, "memory", "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    w.ok(&[
+        "update",
+        "-m",
+        "128m",
+        "--memory-swap",
+        "256m",
+        "--pids-limit",
+        "50",
+        "--cpu-shares",
+        "512",
+        "--restart",
+        "on-failure:3",
+        "upd",
+    ]);
+    assert_eq!(
+        cgroup_file(&w, &id, "memory", "memory.limit_in_bytes"),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(
+        cgroup_file(&w, &id, "memory", "memory.memsw.limit_in_bytes"),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(&w, &id, "pids", "pids.max"), "50");
+    assert_eq!(cgroup_file(&w, &id, "cpu", "cpu.shares"), "512");
+    assert_eq!(
+        inspect(&w, "upd", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"),
+        format!("{} 50 on-failure:3", 128u64 << 20)
+    );
+    // Devices still work after the cgroup was rewritten.
+    w.ok(&[
+        "exec",
+        "upd",
+        "sh",
+        "-c",
+        "echo x > /dev/null && head -c1 /dev/zero >/dev/null",
+    ]);
+    // A stopped container takes the update and starts with it.
+    w.ok(&["stop", "-t", "0", "upd"]);
+    w.ok(&["update", "--pids-limit", "40", "upd"]);
+    w.ok(&["start", "upd"]);
+    assert_eq!(cgroup_file(&w, &id, "pids", "pids.max"), "40");
+    // --rm containers keep no restart policy.
+    w.ok(&["run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "60"]);
+    let err = w.fails(&["update", "--restart", "always", "gone"]);
+    assert!(
+        err.contains("Restart policy cannot be updated because AutoRemove is enabled"),
+        "{err}"
+    );
+}

@@ -98,6 +98,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         (&Method::POST, "wait") => wait(&d, name, q),
         (&Method::POST, "attach") => attach(d, req, name, q).await,
         (&Method::POST, "exec") => exec_create(&d, req, name).await,
+        (&Method::POST, "update") => update(&d, req, name).await,
         (&Method::GET, "logs") => logs(&d, name, q),
         (&Method::GET, "top") => top(&d, name, q).await,
         (&Method::DELETE, "") => {
@@ -668,6 +669,14 @@ async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Quer
         pump(TokioIo::new(upgraded), shim, tty, detach, eof).await;
     });
     Ok(upgrade_response(tty))
+}
+
+async fn update(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
+    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+    let body: wharf_container::UpdateBody =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    d.containers.update(name, body).await?;
+    json_res(StatusCode::OK, &json!({"Warnings": null}))
 }
 
 async fn exec_create(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {

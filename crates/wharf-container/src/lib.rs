@@ -15,4 +15,4 @@ pub mod spec;
 
 pub use error::ContainerError;
 pub use record::{Record, State};
-pub use service::{ContainerService, CreateBody, ExecEntry, ServiceConfig, WaitCondition};
+pub use service::{ContainerService, CreateBody, ExecEntry, ServiceConfig, UpdateBody, WaitCondition};

@@ -37,6 +37,10 @@ pub struct ServiceConfig {
     pub shim: PathBuf,
     /// `--cgroup-parent` default for containers.
     pub cgroup_parent: String,
+    /// `--init-path`: the init binary `--init` runs as PID 1 (Docker's `docker-init`, tini).
+    pub init_path: Option<PathBuf>,
+    /// `--init`: every container gets the init unless it says otherwise.
+    pub default_init: bool,
 }
 
 /// `POST /containers/create` body: the config with `HostConfig` and `NetworkingConfig`.
@@ -51,6 +55,17 @@ pub struct CreateBody {
     /// Networks (kept for issue 5; only the mode is read now).
     #[serde(rename = "NetworkingConfig", default)]
     pub networking_config: Option<Value>,
+}
+
+/// `POST /containers/{id}/update` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpdateBody {
+    /// The limits to change; zero or absent values are left as they are.
+    #[serde(flatten)]
+    pub resources: m::Resources,
+    /// A new restart policy.
+    #[serde(rename = "RestartPolicy", default)]
+    pub restart_policy: Option<m::RestartPolicy>,
 }
 
 /// `wait` conditions.
@@ -380,6 +395,10 @@ impl ContainerService {
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         spec::validate_resources(&hc, ncpu)?;
         spec::capabilities(&hc)?;
+        // Docker: an unset swap limit is twice the memory limit, and inspect says so.
+        if hc.memory.unwrap_or(0) > 0 && hc.memory_swap.unwrap_or(0) == 0 {
+            hc.memory_swap = hc.memory.map(|m| m * 2);
+        }
         if let Some(r) = &hc.restart_policy {
             let n = r.name.map(|n| n.to_string()).unwrap_or_default();
             if hc.auto_remove.unwrap_or(false) && !n.is_empty() && n != "no" {
@@ -464,6 +483,10 @@ impl ContainerService {
         }
         if hc.network_mode.as_deref() == Some("default") {
             hc.network_mode = Some("bridge".into());
+        }
+        spec::validate_modes(&hc)?;
+        if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
+            hc.ipc_mode = Some("private".into());
         }
         if hc.log_config.is_none() {
             hc.log_config = Some(m::HostConfigLogConfig {
@@ -572,12 +595,51 @@ impl ContainerService {
     }
 
     fn unmount_root(&self, id: &str) {
-        let merged = self.container_dir(id).join("merged");
-        if is_mountpoint(&merged) {
-            if let Err(e) = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH) {
-                tracing::warn!(%id, "unmount {}: {e}", merged.display());
+        let dir = self.container_dir(id);
+        for m in [dir.join("merged"), dir.join("mounts/shm")] {
+            if is_mountpoint(&m) {
+                if let Err(e) = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH) {
+                    tracing::warn!(%id, "unmount {}: {e}", m.display());
+                }
             }
         }
+    }
+
+    /// The running container another one joins a namespace of (`--pid`/`--ipc container:`):
+    /// its host PID and full ID.
+    fn join_target(&self, name: &str, what: &str) -> Result<(i64, String)> {
+        let e = self.lookup(name)?;
+        let r = e.snapshot();
+        if !matches!(r.state.status.as_str(), "running" | "paused") || r.state.pid <= 0 {
+            return Err(ContainerError::Conflict(format!(
+                "cannot join {what} of a non running container: {}",
+                r.id
+            )));
+        }
+        Ok((r.state.pid, r.id))
+    }
+
+    /// `--ipc shareable`: a tmpfs on the host that this container and its joiners mount at
+    /// `/dev/shm`; it lives while the container runs.
+    fn shareable_shm(&self, rec: &Record) -> Result<PathBuf> {
+        let shm = self.container_dir(&rec.id).join("mounts/shm");
+        if !is_mountpoint(&shm) {
+            fs::create_dir_all(&shm)?;
+            let size = rec.host_config.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+            rustix::mount::mount(
+                "shm",
+                &shm,
+                "tmpfs",
+                rustix::mount::MountFlags::NOSUID
+                    | rustix::mount::MountFlags::NODEV
+                    | rustix::mount::MountFlags::NOEXEC,
+                std::ffi::CString::new(format!("mode=1777,size={size}"))
+                    .expect("no NUL")
+                    .as_c_str(),
+            )
+            .map_err(|e| ContainerError::Internal(format!("mount {}: {e}", shm.display())))?;
+        }
+        Ok(shm)
     }
 
     fn save(&self, e: &Entry) -> Result<()> {
@@ -719,6 +781,36 @@ impl ContainerService {
         let cgroup_path = format!("/{}/{}", cgroup_parent.trim_matches('/'), rec.id);
         let seccomp = crate::seccomp::for_container(&rec.host_config)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let init = if rec.host_config.init.unwrap_or(self.cfg.default_init) {
+            Some(self.cfg.init_path.clone().ok_or_else(|| {
+                ContainerError::Invalid("--init: no init binary found (install tini, or set wharfd --init-path)".into())
+            })?)
+        } else {
+            None
+        };
+        let hc = &rec.host_config;
+        let pid_ns = match hc.pid_mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+            Some(other) => Some(format!("/proc/{}/ns/pid", self.join_target(other, "PID")?.0)),
+            None => None,
+        };
+        let (ipc_ns, shm) = match hc.ipc_mode.as_deref().unwrap_or("private") {
+            "host" => (None, spec::Shm::Bind("/dev/shm".into())),
+            "none" => (None, spec::Shm::None),
+            "shareable" => (None, spec::Shm::Bind(self.shareable_shm(rec)?)),
+            m => match m.strip_prefix("container:") {
+                Some(other) => {
+                    let (pid, donor) = self.join_target(other, "IPC")?;
+                    let dshm = self.container_dir(&donor).join("mounts/shm");
+                    if !is_mountpoint(&dshm) {
+                        return Err(ContainerError::Invalid(format!(
+                            "can't join IPC of container {donor}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+                        )));
+                    }
+                    (Some(format!("/proc/{pid}/ns/ipc")), spec::Shm::Bind(dshm))
+                }
+                None => (None, spec::Shm::Private),
+            },
+        };
         let spec = spec::build(
             &rec.config,
             &rec.host_config,
@@ -731,6 +823,10 @@ impl ContainerService {
                 env,
                 seccomp,
                 ncpu,
+                init,
+                pid_ns,
+                ipc_ns,
+                shm,
             },
         )?;
         fs::write(
@@ -1193,6 +1289,104 @@ impl ContainerService {
             self.names.lock().expect("names").remove(&new);
             self.names.lock().expect("names").insert(old.clone(), id);
             e.rec.lock().expect("record lock").name = old;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/update`: merge the new limits into the container's config as
+    /// Docker does (only the values given), check them, and apply them to a running container's
+    /// cgroup. Nothing changes when any step fails.
+    pub async fn update(&self, name: &str, body: UpdateBody) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        let id = e.snapshot().id;
+        let wrap = |m: String| format!("Cannot update container {id}: {m}");
+        self.update_locked(&e, body).await.map_err(|err| match err {
+            ContainerError::Invalid(m) => ContainerError::Invalid(wrap(m)),
+            ContainerError::Internal(m) => ContainerError::Internal(wrap(m)),
+            other => other,
+        })
+    }
+
+    async fn update_locked(&self, e: &Arc<Entry>, body: UpdateBody) -> Result<()> {
+        let old = e.snapshot();
+        let mut hc = old.host_config.clone();
+        let r = &body.resources;
+        let conflict = |m: &str| Err(ContainerError::Invalid(format!("Conflicting options: {m}")));
+        let set = |v: Option<i64>| v.filter(|v| *v != 0);
+        if set(r.nano_cpus).is_some() && set(hc.cpu_period).is_some() {
+            return conflict("Nano CPUs cannot be updated as CPU Period has already been set");
+        }
+        if set(r.nano_cpus).is_some() && set(hc.cpu_quota).is_some() {
+            return conflict("Nano CPUs cannot be updated as CPU Quota has already been set");
+        }
+        if set(r.cpu_period).is_some() && set(hc.nano_cpus).is_some() {
+            return conflict("CPU Period cannot be updated as NanoCPUs has already been set");
+        }
+        if set(r.cpu_quota).is_some() && set(hc.nano_cpus).is_some() {
+            return conflict("CPU Quota cannot be updated as NanoCPUs has already been set");
+        }
+        if let Some(w) = r.blkio_weight.filter(|w| *w != 0) {
+            hc.blkio_weight = Some(w);
+        }
+        for (new, cur) in [
+            (r.cpu_shares, &mut hc.cpu_shares),
+            (r.nano_cpus, &mut hc.nano_cpus),
+            (r.cpu_period, &mut hc.cpu_period),
+            (r.cpu_quota, &mut hc.cpu_quota),
+            (r.memory_reservation, &mut hc.memory_reservation),
+        ] {
+            if let Some(v) = set(new) {
+                *cur = Some(v);
+            }
+        }
+        if let Some(v) = r.cpuset_cpus.clone().filter(|v| !v.is_empty()) {
+            hc.cpuset_cpus = Some(v);
+        }
+        if let Some(v) = r.cpuset_mems.clone().filter(|v| !v.is_empty()) {
+            hc.cpuset_mems = Some(v);
+        }
+        if let Some(m) = set(r.memory) {
+            if m > hc.memory_swap.unwrap_or(0) && set(r.memory_swap).is_none() {
+                return Err(ContainerError::Invalid(
+                    "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into(),
+                ));
+            }
+            hc.memory = Some(m);
+        }
+        if let Some(v) = set(r.memory_swap) {
+            hc.memory_swap = Some(v);
+        }
+        if let Some(p) = r.pids_limit {
+            hc.pids_limit = Some(if p <= 0 { -1 } else { p });
+        }
+        if let Some(p) = body.restart_policy.as_ref().filter(|p| p.name.is_some()) {
+            let none = matches!(
+                p.name,
+                Some(m::RestartPolicyNameEnum::NO) | Some(m::RestartPolicyNameEnum::EMPTY)
+            );
+            if hc.auto_remove.unwrap_or(false) && !none {
+                return Err(ContainerError::Invalid(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
+                ));
+            }
+            hc.restart_policy = Some(p.clone());
+        }
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        spec::validate_resources(&hc, ncpu)?;
+        let resources = spec::resources(&hc)?;
+        e.rec.lock().expect("record lock").host_config = hc;
+        let applied = async {
+            if matches!(old.state.status.as_str(), "running" | "paused") {
+                shim::call(&self.shim_socket(&old.id), &Request::Update { resources })
+                    .await
+                    .map_err(|err| ContainerError::Internal(err.to_string()))?;
+            }
+            self.save(e)
+        };
+        if let Err(err) = applied.await {
+            e.rec.lock().expect("record lock").host_config = old.host_config;
             return Err(err);
         }
         Ok(())

@@ -3,7 +3,7 @@
 //! namespaces, the default device rules, `/dev/shm`, and the resource limits.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bollard_stubs::models as m;
 use serde_json::{json, Value};
@@ -283,6 +283,28 @@ pub struct SpecInput<'a> {
     pub seccomp: Option<Value>,
     /// Number of CPUs on the host (for `--cpus`).
     pub ncpu: usize,
+    /// `--init`: the host's init binary, bind-mounted read-only at [`INIT_PATH`].
+    pub init: Option<PathBuf>,
+    /// `--pid container:`: the namespace file to join.
+    pub pid_ns: Option<String>,
+    /// `--ipc container:`: the namespace file to join.
+    pub ipc_ns: Option<String>,
+    /// What `/dev/shm` is.
+    pub shm: Shm,
+}
+
+/// Where the init binary appears inside a container, as in Docker.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The container's `/dev/shm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shm {
+    /// A tmpfs of its own (`--ipc private`, the default).
+    Private,
+    /// A bind mount of a host directory (`shareable`, `container:`, `host`).
+    Bind(PathBuf),
+    /// No `/dev/shm` at all (`--ipc none`).
+    None,
 }
 
 fn ns(kind: &str, path: Option<String>) -> Value {
@@ -573,10 +595,15 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         .iter()
         .flatten()
         .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+    let mut args = Vec::new();
+    if input.init.is_some() {
+        args.extend([INIT_PATH.to_string(), "--".to_string()]);
+    }
+    args.extend(input.argv);
     let mut process = json!({
         "terminal": tty,
         "user": {"uid": input.user.uid, "gid": input.user.gid, "additionalGids": input.user.additional},
-        "args": input.argv,
+        "args": args,
         "env": input.env,
         "cwd": cwd,
         "capabilities": {
@@ -608,8 +635,19 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
     ];
+    match &input.shm {
+        Shm::Private => mounts.push(
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
+        ),
+        Shm::Bind(src) => mounts.push(
+            json!({"destination": "/dev/shm", "type": "bind", "source": src, "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]}),
+        ),
+        Shm::None => {}
+    }
+    if let Some(init) = &input.init {
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"]}));
+    }
     let ro = hc.readonly_rootfs.unwrap_or(false);
     for (name, dest) in [
         ("resolv.conf", "/etc/resolv.conf"),
@@ -643,10 +681,10 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     let net_mode = mode(&hc.network_mode);
     let mut namespaces = vec![ns("mount", None)];
     if pid_mode != "host" {
-        namespaces.push(ns("pid", pid_ns_path(&pid_mode)));
+        namespaces.push(ns("pid", input.pid_ns.clone()));
     }
     if ipc_mode != "host" {
-        namespaces.push(ns("ipc", None));
+        namespaces.push(ns("ipc", input.ipc_ns.clone()));
     }
     if uts_mode != "host" {
         namespaces.push(ns("uts", None));
@@ -731,8 +769,27 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     Ok(spec)
 }
 
-fn pid_ns_path(mode: &str) -> Option<String> {
-    mode.strip_prefix("pid:").map(|p| format!("/proc/{p}/ns/pid"))
+/// Check the namespace modes as Docker does when a container is created.
+pub fn validate_modes(hc: &m::HostConfig) -> Result<()> {
+    let joins = |m: &str| m.strip_prefix("container:").is_some_and(|c| !c.is_empty());
+    let pid = hc.pid_mode.as_deref().unwrap_or("");
+    if !(pid.is_empty() || pid == "host" || joins(pid)) {
+        return Err(ContainerError::Invalid(format!("invalid PID mode: {pid}")));
+    }
+    let ipc = hc.ipc_mode.as_deref().unwrap_or("");
+    if !(["", "none", "private", "shareable", "host"].contains(&ipc) || joins(ipc)) {
+        return Err(ContainerError::Invalid(format!("invalid IPC mode: {ipc}")));
+    }
+    let uts = hc.uts_mode.as_deref().unwrap_or("");
+    if !(uts.is_empty() || uts == "host") {
+        return Err(ContainerError::Invalid(format!("invalid UTS mode: {uts}")));
+    }
+    // There is no user-namespace remapping in wharf, so every container is in the host's.
+    let userns = hc.userns_mode.as_deref().unwrap_or("");
+    if !(userns.is_empty() || userns == "host") {
+        return Err(ContainerError::Invalid(format!("invalid USER mode: {userns}")));
+    }
+    Ok(())
 }
 
 /// `Entrypoint` and `Cmd` merged with the image's exactly as Docker does; returns the argv.

@@ -87,6 +87,11 @@ pub enum Request {
         /// The exec, or `None` for the container.
         exec: Option<String>,
     },
+    /// Apply new resource limits to the running container's cgroup.
+    Update {
+        /// The OCI `linux.resources` object, whole (not a difference).
+        resources: serde_json::Value,
+    },
     /// Start a process in the running container; the connection streams its stdio.
     Exec {
         /// The exec's ID.

@@ -739,6 +739,14 @@ impl Shim {
                     ClientKind::Closing,
                 );
             }
+            Request::Update { resources } => {
+                let r = update_resources(&self.cfg.cgroup_path, &self.cfg.id, resources);
+                self.reply(
+                    id,
+                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
+                    ClientKind::Closing,
+                );
+            }
             Request::Resize { exec, height, width } => {
                 let fd = match &exec {
                     None => self.stdio.tty.as_ref(),
@@ -953,6 +961,31 @@ fn flush_stdin(s: &mut Stdio) {
 }
 
 /// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).
+/// `docker update`: the container's cgroup gets the whole new resources object, through the
+/// same cgroup manager libcontainer created it with (v1, v2 or hybrid).
+fn update_resources(cgroup_path: &str, id: &str, resources: serde_json::Value) -> Result<(), String> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(resources).map_err(|e| format!("invalid resources: {e}"))?;
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: cgroup_path.into(),
+        systemd_cgroup: false,
+        container_name: id.to_string(),
+    })
+    .map_err(|e| e.to_string())?;
+    let opt = ControllerOpt {
+        resources: &res,
+        disable_oom_killer: res
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false),
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    manager.apply(&opt).map_err(|e| e.to_string())
+}
+
 fn oom_kills(cgroup_path: &str) -> u64 {
     let rel = cgroup_path.trim_start_matches('/');
     let candidates = [

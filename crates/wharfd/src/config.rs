@@ -41,6 +41,12 @@ pub struct Flags {
     /// Parent cgroup for containers that name none (default `wharf`).
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
+    /// Run an init inside containers to forward signals and reap processes.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub init: Option<bool>,
+    /// Path to the init binary (default: `docker-init` or `tini-static` from PATH).
+    #[arg(long = "init-path")]
+    pub init_path: Option<PathBuf>,
 }
 
 /// `daemon.json` keys wharf reads (Docker's spelling).
@@ -56,6 +62,8 @@ struct FileConfig {
     debug: Option<bool>,
     tls: Option<bool>,
     cgroup_parent: Option<String>,
+    init: Option<bool>,
+    init_path: Option<PathBuf>,
     #[serde(flatten)]
     _other: serde_json::Map<String, serde_json::Value>,
 }
@@ -71,6 +79,8 @@ pub struct Settings {
     pub log_level: String,
     pub tls: Option<bool>,
     pub cgroup_parent: String,
+    pub init: bool,
+    pub init_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -102,6 +112,8 @@ impl Settings {
         let log_level = pick!(f.log_level, file.log_level, "log-level");
         let tls = pick!(f.tls, file.tls, "tls");
         let cgroup_parent = pick!(f.cgroup_parent, file.cgroup_parent, "cgroup-parent");
+        let init = pick!(f.init, file.init, "init");
+        let init_path = pick!(f.init_path, file.init_path, "init-path");
         if !both.is_empty() {
             bail!(
                 "unable to configure the daemon with file {}: the following directives are specified both as a flag and in the configuration file: {}",
@@ -134,6 +146,16 @@ impl Settings {
             log_level,
             tls,
             cgroup_parent: cgroup_parent.unwrap_or_else(|| "wharf".into()),
+            init: init.unwrap_or(false),
+            init_path: init_path.or_else(find_init),
         })
     }
+}
+
+/// The init binary from PATH, as dockerd finds `docker-init`; Debian's static tini otherwise.
+fn find_init() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    ["docker-init", "tini-static"]
+        .iter()
+        .find_map(|name| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()))
 }

@@ -210,6 +210,8 @@ async fn run(s: Settings) -> Result<()> {
             exec_root: s.exec_root.clone(),
             shim: shim_path()?,
             cgroup_parent: s.cgroup_parent.clone(),
+            init_path: s.init_path.clone(),
+            default_init: s.init,
         },
         images.clone(),
     )?;
