@@ -146,44 +146,6 @@ async fn create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
     json_res(StatusCode::CREATED, &json!({"Id": id, "Warnings": warnings}))
 }
 
-/// Go's `units.HumanDuration`, which `docker ps` shows.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    if s < 1 {
-        return "Less than a second".into();
-    }
-    if s == 1 {
-        return "1 second".into();
-    }
-    if s < 60 {
-        return format!("{s} seconds");
-    }
-    let minutes = s / 60;
-    if minutes == 1 {
-        return "About a minute".into();
-    }
-    if minutes < 60 {
-        return format!("{minutes} minutes");
-    }
-    let hours = (s as f64 / 3600.0 + 0.5) as i64;
-    if hours == 1 {
-        return "About an hour".into();
-    }
-    if hours < 48 {
-        return format!("{hours} hours");
-    }
-    if hours < 24 * 7 * 2 {
-        return format!("{} days", hours / 24);
-    }
-    if hours < 24 * 30 * 2 {
-        return format!("{} weeks", hours / 24 / 7);
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{} months", hours / 24 / 30);
-    }
-    format!("{} years", hours / 24 / 365)
-}
-
 fn unix(t: &str) -> i64 {
     parse_time(t).map(|n| (n / 1_000_000_000) as i64).unwrap_or(0)
 }
@@ -198,17 +160,20 @@ fn now_unix() -> i64 {
 fn status_text(r: &Record) -> String {
     let now = now_unix();
     match r.state.status.as_str() {
-        "running" => format!("Up {}", human_duration(now - unix(&r.state.started_at))),
-        "paused" => format!("Up {} (Paused)", human_duration(now - unix(&r.state.started_at))),
+        "running" => format!("Up {}", wharf_units::human_duration(now - unix(&r.state.started_at))),
+        "paused" => format!(
+            "Up {} (Paused)",
+            wharf_units::human_duration(now - unix(&r.state.started_at))
+        ),
         "restarting" => format!(
             "Restarting ({}) {} ago",
             r.state.exit_code,
-            human_duration(now - unix(&r.state.finished_at))
+            wharf_units::human_duration(now - unix(&r.state.finished_at))
         ),
         "exited" if r.state.finished_at != ZERO_TIME => format!(
             "Exited ({}) {} ago",
             r.state.exit_code,
-            human_duration(now - unix(&r.state.finished_at))
+            wharf_units::human_duration(now - unix(&r.state.finished_at))
         ),
         "removing" => "Removal In Progress".into(),
         "dead" => "Dead".into(),
@@ -788,18 +753,6 @@ fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_docker() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(1), "1 second");
-        assert_eq!(human_duration(59), "59 seconds");
-        assert_eq!(human_duration(60), "About a minute");
-        assert_eq!(human_duration(150), "2 minutes");
-        assert_eq!(human_duration(3600), "About an hour");
-        assert_eq!(human_duration(5 * 3600), "5 hours");
-        assert_eq!(human_duration(3 * 86400), "3 days");
-    }
 
     #[test]
     fn detach_key_specs() {

@@ -847,7 +847,11 @@ impl ContainerService {
             .unwrap_or_else(|| "json-file".into());
         let max_size = log_opts
             .get("max-size")
-            .map(|s| parse_bytes(s).ok_or_else(|| ContainerError::Invalid(format!("invalid max-size: {s}"))))
+            .map(|s| {
+                wharf_units::ram_in_bytes(s)
+                    .map(|v| v.max(0) as u64)
+                    .ok_or_else(|| ContainerError::Invalid(format!("invalid max-size: {s}")))
+            })
             .transpose()?
             .unwrap_or(0);
         let max_file = log_opts
@@ -1633,21 +1637,6 @@ fn read_in_root(root: &wharf_store::saferoot::SafeRoot, path: &str) -> String {
         .unwrap_or_default()
 }
 
-fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let digits: String = s.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let unit = s[digits.len()..].trim_end_matches('b').trim_end_matches('i');
-    let n: f64 = digits.parse().ok()?;
-    let mult = match unit {
-        "" => 1u64,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => return None,
-    };
-    Some((n * mult as f64) as u64)
-}
-
 /// The host's resolver config with loopback nameservers removed (they mean nothing inside a
 /// network namespace), or `--dns`/`--dns-search`/`--dns-option` when given.
 fn resolv_conf(hc: &m::HostConfig) -> String {
@@ -1711,14 +1700,6 @@ mod tests {
         assert_eq!(ContainerService::parse_signal("9").unwrap(), 9);
         assert!(ContainerService::parse_signal("NOPE").is_err());
         assert!(ContainerService::parse_signal("0").is_err());
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("10m"), Some(10 << 20));
-        assert_eq!(parse_bytes("1k"), Some(1024));
-        assert_eq!(parse_bytes("100"), Some(100));
-        assert_eq!(parse_bytes("1x"), None);
     }
 
     #[test]

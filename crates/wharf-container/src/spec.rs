@@ -314,17 +314,6 @@ fn ns(kind: &str, path: Option<String>) -> Value {
     }
 }
 
-fn parse_size(s: &str) -> Option<i64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mult) = match s.trim_end_matches('b').chars().last()? {
-        'k' => (&s[..s.trim_end_matches('b').len() - 1], 1i64 << 10),
-        'm' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
-        'g' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
-        _ => (s.trim_end_matches('b'), 1),
-    };
-    num.parse::<f64>().ok().map(|n| (n * mult as f64) as i64)
-}
-
 /// Validate resource values as Docker does, before anything is created.
 pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
     let mem = hc.memory.unwrap_or(0);
@@ -664,7 +653,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
         for x in opts.split(',').filter(|x| !x.is_empty()) {
             if let Some(sz) = x.strip_prefix("size=") {
-                o.push(format!("size={}", parse_size(sz).unwrap_or(0)));
+                o.push(format!("size={}", wharf_units::ram_in_bytes(sz).unwrap_or(0)));
             } else if x == "exec" {
                 o.retain(|y| y != "noexec");
             } else {
