@@ -203,6 +203,27 @@ impl Wharfd {
         )
     }
 
+    /// Runs the native `wharf` CLI against this daemon (through `DOCKER_HOST`, as users set it).
+    pub fn wharf(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new(bin("wharf"))
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env_remove("WHARF_HOST")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(data) = stdin {
+            let mut s = c.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = s.write_all(&data);
+            });
+        }
+        c.wait_with_output().unwrap()
+    }
+
     /// Runs docker and returns stdout; panics with stderr on failure.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);

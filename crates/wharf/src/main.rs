@@ -1,10 +1,387 @@
-//! `wharf`, the command-line client. Not built yet: until it is, it says so and points at the
-//! docker CLI, which drives wharfd fully through the Engine API.
+//! `wharf`, the command-line client. It speaks the Docker Engine API to wharfd (or any
+//! Docker-compatible daemon) with docker's command names, flags, output formats and exit codes:
+//! tables, `-q`, `--no-trunc`, `--format` Go templates, JSON for inspect. The daemon is found
+//! through `-H`, `WHARF_HOST` or `DOCKER_HOST`.
+
+mod client;
+mod containers;
+mod error;
+mod format;
+mod images;
+mod run;
+mod stream;
+mod term;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::client::{q, Client};
+use crate::error::{CliError, Result};
+use crate::format::Format;
+
+/// A self-sufficient runtime for containers.
+#[derive(Parser, Debug)]
+#[command(name = "wharf", version, about = "A Docker-compatible container engine client")]
+struct Cli {
+    /// Daemon socket to connect to (unix:///path or tcp://host:port)
+    #[arg(short = 'H', long = "host")]
+    host: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create and run a new container from an image
+    Run(run::RunCmd),
+    /// Create a new container
+    Create(run::CreateCmd),
+    /// List containers
+    #[command(alias = "list")]
+    Ps(containers::PsCmd),
+    /// Start one or more stopped containers
+    Start(containers::StartCmd),
+    /// Stop one or more running containers
+    Stop(containers::StopCmd),
+    /// Restart one or more containers
+    Restart(containers::StopCmd),
+    /// Kill one or more running containers
+    Kill(containers::KillCmd),
+    /// Pause all processes within one or more containers
+    Pause(containers::NamesCmd),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::NamesCmd),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::NamesCmd),
+    /// Remove one or more containers
+    Rm(containers::RmCmd),
+    /// Fetch the logs of a container
+    Logs(containers::LogsCmd),
+    /// Execute a command in a running container
+    Exec(containers::ExecCmd),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(containers::AttachCmd),
+    /// Rename a container
+    Rename(containers::RenameCmd),
+    /// Display the running processes of a container
+    Top(containers::TopCmd),
+    /// Update configuration of one or more containers
+    Update(containers::UpdateCmd),
+    /// List images
+    Images(images::ImagesCmd),
+    /// Remove one or more images
+    Rmi(images::RmiCmd),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(images::TagCmd),
+    /// Show the history of an image
+    History(images::HistoryCmd),
+    /// Load an image from a tar archive or STDIN
+    Load(images::LoadCmd),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(images::SaveCmd),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(images::ImportCmd),
+    /// Return low-level information on Docker objects
+    Inspect(InspectCmd),
+    /// Show the version information
+    Version(FormatOnly),
+    /// Display system-wide information
+    Info(FormatOnly),
+}
+
+/// `inspect`.
+#[derive(clap::Args, Debug)]
+struct InspectCmd {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short, long)]
+    size: bool,
+    /// Return JSON for specified type
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Objects
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// Commands with only `--format`.
+#[derive(clap::Args, Debug)]
+struct FormatOnly {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    format: Option<String>,
+}
+
+/// Write to stdout, ignoring a closed pipe.
+pub fn stdout(s: &str) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(s.as_bytes()).and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// The 12-hex short form of an ID (without `sha256:`).
+pub fn short_id(id: &str) -> String {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.chars().take(12).collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// "5 minutes ago".
+pub fn ago(unix: i64) -> String {
+    format!("{} ago", wharf_units::human_duration(now() - unix))
+}
+
+/// Docker's `CreatedAt` layout: `2006-01-02 15:04:05 -0700 MST`, in UTC here.
+pub fn local_time(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] +0000 UTC");
+    t.format(&f).unwrap_or_default()
+}
+
+impl InspectCmd {
+    async fn run(self, c: &Client) -> Result<()> {
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for n in &self.names {
+            let tries: Vec<String> = match self.kind.as_deref() {
+                Some("container") => vec![format!("/containers/{}/json?size={}", q(n), self.size as u8)],
+                Some("image") => vec![format!("/images/{}/json", q(n))],
+                Some(k) => return Err(CliError::Usage(format!("\"{k}\" is not a valid value for --type"))),
+                None => vec![
+                    format!("/containers/{}/json?size={}", q(n), self.size as u8),
+                    format!("/images/{}/json", q(n)),
+                ],
+            };
+            let mut got = None;
+            for path in tries {
+                match c.get(&path).await {
+                    Ok(v) => {
+                        got = Some(v);
+                        break;
+                    }
+                    Err(CliError::Daemon { status: 404, .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            match got {
+                Some(v) => found.push(v),
+                None => missing.push(n.clone()),
+            }
+        }
+        match &self.format {
+            Some(f) => {
+                let f = Format::parse(f)?;
+                let mut out = String::new();
+                for v in &found {
+                    out.push_str(&f.render(v)?);
+                    out.push('\n');
+                }
+                stdout(&out)?;
+            }
+            None => images::print_json_array(&found)?,
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            for m in &missing {
+                eprintln!("Error: No such object: {m}");
+            }
+            Err(CliError::Status(1))
+        }
+    }
+}
+
+async fn version(c: &Client, f: FormatOnly) -> Result<()> {
+    let server = c.get("/version").await;
+    let client = json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": "1.50",
+        "Os": std::env::consts::OS,
+        "Arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
+    });
+    let all = json!({"Client": client, "Server": server.as_ref().ok()});
+    if let Some(f) = f.format {
+        stdout(&(Format::parse(&f)?.render(&all)? + "\n"))?;
+        return server.map(|_| ());
+    }
+    let mut out = format!(
+        "Client:\n Version:           {}\n API version:       1.50\n OS/Arch:           {}/{}\n",
+        client["Version"].as_str().unwrap_or(""),
+        client["Os"].as_str().unwrap_or(""),
+        client["Arch"].as_str().unwrap_or("")
+    );
+    let s = server?;
+    let field = |k: &str| s[k].as_str().unwrap_or("").to_string();
+    out.push_str(&format!(
+        "\nServer: {}\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  Git commit:       {}\n  OS/Arch:          {}/{}\n",
+        s["Platform"]["Name"].as_str().unwrap_or("wharf"),
+        field("Version"),
+        field("ApiVersion"),
+        field("MinAPIVersion"),
+        field("GitCommit"),
+        field("Os"),
+        field("Arch")
+    ));
+    stdout(&out)
+}
+
+async fn info(c: &Client, f: FormatOnly) -> Result<()> {
+    let i = c.get("/info").await?;
+    if let Some(f) = f.format {
+        return stdout(&(Format::parse(&f)?.render(&i)? + "\n"));
+    }
+    let v = |k: &str| match &i[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    stdout(&format!(
+        "Server:\n Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}\n Images: {}\n Server Version: {}\n Storage Driver: {}\n Logging Driver: {}\n Cgroup Driver: {}\n Cgroup Version: {}\n Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}\n CPUs: {}\n Total Memory: {}\n Name: {}\n ID: {}\n Docker Root Dir: {}\n",
+        v("Containers"),
+        v("ContainersRunning"),
+        v("ContainersPaused"),
+        v("ContainersStopped"),
+        v("Images"),
+        v("ServerVersion"),
+        v("Driver"),
+        v("LoggingDriver"),
+        v("CgroupDriver"),
+        v("CgroupVersion"),
+        v("KernelVersion"),
+        v("OperatingSystem"),
+        v("OSType"),
+        v("Architecture"),
+        v("NCPU"),
+        wharf_units::bytes_size(i["MemTotal"].as_f64().unwrap_or(0.0)),
+        v("Name"),
+        v("ID"),
+        v("DockerRootDir"),
+    ))
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let c = Client::new(cli.host)?;
+    let c = &c;
+    match cli.cmd {
+        Cmd::Run(x) => x.run(c).await,
+        Cmd::Create(x) => x.run(c).await,
+        Cmd::Ps(x) => x.run(c).await,
+        Cmd::Start(x) => x.run(c).await,
+        Cmd::Stop(x) => x.run(c, false).await,
+        Cmd::Restart(x) => x.run(c, true).await,
+        Cmd::Kill(x) => x.run(c).await,
+        Cmd::Pause(x) => x.run(c, "pause").await,
+        Cmd::Unpause(x) => x.run(c, "unpause").await,
+        Cmd::Wait(x) => x.wait(c).await,
+        Cmd::Rm(x) => x.run(c).await,
+        Cmd::Logs(x) => x.run(c).await,
+        Cmd::Exec(x) => x.run(c).await,
+        Cmd::Attach(x) => x.run(c).await,
+        Cmd::Rename(x) => x.run(c).await,
+        Cmd::Top(x) => x.run(c).await,
+        Cmd::Update(x) => x.run(c).await,
+        Cmd::Images(x) => x.run(c).await,
+        Cmd::Rmi(x) => x.run(c).await,
+        Cmd::Tag(x) => x.run(c).await,
+        Cmd::History(x) => x.run(c).await,
+        Cmd::Load(x) => x.run(c).await,
+        Cmd::Save(x) => x.run(c).await,
+        Cmd::Import(x) => x.run(c).await,
+        Cmd::Inspect(x) => x.run(c).await,
+        Cmd::Version(f) => version(c, f).await,
+        Cmd::Info(f) => info(c, f).await,
+    }
+}
 
 fn main() {
-    eprintln!(
-        "wharf: the native CLI is not implemented yet.\n\
-         Use the docker CLI against wharfd: DOCKER_HOST=unix:///run/wharf/wharf.sock docker ..."
-    );
-    std::process::exit(1);
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let r = rt.block_on(dispatch(cli));
+    // Streams to stdin may still be blocked in a read; do not wait for them.
+    rt.shutdown_background();
+    match r {
+        Ok(()) => {}
+        Err(CliError::Status(code)) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_stops_parsing_flags_at_the_image() {
+        let cli = Cli::try_parse_from([
+            "wharf", "run", "--rm", "-h", "box", "-e", "A=1", "busybox", "ls", "-l", "--rm",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = cli.cmd else { panic!("not run") };
+        let body = r.body_for_test().unwrap();
+        assert_eq!(body["Image"], "busybox");
+        assert_eq!(body["Cmd"], json!(["ls", "-l", "--rm"]));
+        assert_eq!(body["Hostname"], "box");
+        assert_eq!(body["Env"], json!(["A=1"]));
+        assert_eq!(body["HostConfig"]["AutoRemove"], true);
+    }
+
+    #[test]
+    fn resource_flags_become_host_config() {
+        let cli = Cli::try_parse_from([
+            "wharf",
+            "create",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "-1",
+            "--ulimit",
+            "nofile=100:200",
+            "--restart",
+            "on-failure:3",
+            "--init",
+            "--ipc",
+            "shareable",
+            "busybox",
+        ])
+        .unwrap();
+        let Cmd::Create(c) = cli.cmd else { panic!("not create") };
+        let hc = c.body_for_test().unwrap()["HostConfig"].clone();
+        assert_eq!(hc["Memory"], 64 << 20);
+        assert_eq!(hc["NanoCpus"], 500_000_000);
+        assert_eq!(hc["PidsLimit"], -1);
+        assert_eq!(hc["Ulimits"], json!([{"Name": "nofile", "Soft": 100, "Hard": 200}]));
+        assert_eq!(
+            hc["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 3})
+        );
+        assert_eq!(hc["Init"], true);
+        assert_eq!(hc["IpcMode"], "shareable");
+    }
 }

@@ -1,0 +1,266 @@
+//! The native `wharf` CLI against a real wharfd: the same commands as the docker CLI give the
+//! same output for the same objects, with docker's exit codes.
+
+mod common;
+
+use std::process::Output;
+
+use common::Wharfd;
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn wharf_ok(w: &Wharfd, args: &[&str]) -> String {
+    let o = w.wharf(args, None);
+    assert!(o.status.success(), "wharf {args:?}: {}\n{}", err(&o), out(&o));
+    out(&o)
+}
+
+#[test]
+fn same_output_as_the_docker_cli() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w.ok(&["tag", "busybox", "example.com/team/tool:1.0"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-l",
+        "tier=front",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; sleep 60",
+    ]);
+    w.ok(&["create", "--name", "idle", "busybox", "true"]);
+    // Tables, -q, --no-trunc, filters and templates, byte for byte.
+    for args in [
+        &["ps"][..],
+        &["ps", "-a"],
+        &["ps", "-a", "-q"],
+        &["ps", "-a", "--no-trunc"],
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.Names}} {{.State}}",
+        ],
+        &["ps", "--format", "table {{.Names}}\\t{{.Labels}}\\t{{.Command}}"],
+        &["ps", "-l", "-q"],
+        &["images"],
+        &["images", "-q"],
+        &["images", "--no-trunc"],
+        &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+        &["history", "busybox"],
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Running}} {{.Config.Labels.tier}} {{json .Config.Cmd}}",
+            "web",
+        ],
+        &[
+            "inspect",
+            "-f",
+            "{{join .Config.Cmd \",\"}} {{.HostConfig.RestartPolicy.Name}}",
+            "web",
+        ],
+        &[
+            "inspect",
+            "--type",
+            "image",
+            "-f",
+            "{{.Id}} {{index .RepoTags 0}}",
+            "busybox",
+        ],
+        &["logs", "web"],
+    ] {
+        let (mut d, mut o) = (w.ok(args), wharf_ok(&w, args));
+        if args[0] == "images" {
+            // The docker CLI prints the repositories of one image in Go map order (random).
+            let sorted = |s: &str| {
+                let mut l: Vec<&str> = s.lines().collect();
+                let head = if l.first().is_some_and(|h| h.starts_with("REPOSITORY")) {
+                    l.remove(0)
+                } else {
+                    ""
+                };
+                l.sort();
+                format!("{head}\n{}", l.join("\n"))
+            };
+            (d, o) = (sorted(&d), sorted(&o));
+        }
+        assert_eq!(o, d, "wharf {args:?} differs from docker");
+    }
+    // Inspect without a format is the same JSON document (key order aside).
+    let d: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "web"])).unwrap();
+    let o: serde_json::Value = serde_json::from_str(&wharf_ok(&w, &["inspect", "web"])).unwrap();
+    assert_eq!(o, d);
+    // Unknown objects: an error on stderr and exit 1, as docker does.
+    let o = w.wharf(&["inspect", "nosuch"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("No such object: nosuch"), "{}", err(&o));
+}
+
+#[test]
+fn run_exec_and_lifecycle() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    // run --rm: output, stderr, exit codes as docker's (125 daemon, 127 not found).
+    assert_eq!(wharf_ok(&w, &["run", "--rm", "busybox", "echo", "hi", "-n"]), "hi -n\n");
+    let o = w.wharf(&["run", "--rm", "busybox", "sh", "-c", "echo oops >&2; exit 3"], None);
+    assert_eq!((o.status.code(), err(&o).as_str()), (Some(3), "oops\n"));
+    let o = w.wharf(&["run", "--rm", "busybox", "nosuchcmd"], None);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(err(&o).contains("executable file not found"), "{}", err(&o));
+    let o = w.wharf(&["run", "--rm", "--cpus", "99", "busybox", "true"], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("Range of CPUs"), "{}", err(&o));
+    let o = w.wharf(&["run", "--rm", "nosuchimage"], None);
+    assert_eq!(o.status.code(), Some(125));
+    // stdin with -i.
+    let o = w.wharf(
+        &["run", "-i", "--rm", "busybox", "sh"],
+        Some(b"echo from-stdin\nexit 5\n"),
+    );
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(5), "from-stdin\n"));
+    // Flags reach the container.
+    let o = wharf_ok(
+        &w,
+        &[
+            "run",
+            "--rm",
+            "-h",
+            "boxy",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "1:2",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $(hostname) $X $(pwd) $(id -u):$(id -g) $(cat /proc/1/comm)",
+        ],
+    );
+    assert_eq!(o, "boxy 1 /tmp 1:2 docker-init\n");
+    wharf_ok(&w, &["run", "--rm", "--read-only", "busybox", "sh", "-c", "! touch /x"]);
+
+    // -d, exec, logs, top, pause, stop, start, restart, rename, wait, rm.
+    let id = wharf_ok(
+        &w,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; echo up; while :; do sleep 0.1; done",
+        ],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let o = w.wharf(&["exec", "-e", "A=2", "svc", "sh", "-c", "echo $A; exit 9"], None);
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(9), "2\n"));
+    assert_eq!(wharf_ok(&w, &["logs", "svc"]), "up\n");
+    assert!(wharf_ok(&w, &["top", "svc"]).contains("while :"));
+    assert_eq!(wharf_ok(&w, &["pause", "svc"]), "svc\n");
+    assert_eq!(w.ok(&["inspect", "-f", "{{.State.Status}}", "svc"]).trim(), "paused");
+    wharf_ok(&w, &["unpause", "svc"]);
+    wharf_ok(&w, &["update", "--pids-limit", "20", "svc"]);
+    assert_eq!(
+        w.ok(&["inspect", "-f", "{{.HostConfig.PidsLimit}}", "svc"]).trim(),
+        "20"
+    );
+    assert_eq!(wharf_ok(&w, &["stop", "svc"]), "svc\n");
+    assert_eq!(wharf_ok(&w, &["wait", "svc"]), "7\n");
+    wharf_ok(&w, &["start", "svc"]);
+    wharf_ok(&w, &["rename", "svc", "svc2"]);
+    wharf_ok(&w, &["kill", "-s", "TERM", "svc2"]);
+    assert_eq!(wharf_ok(&w, &["wait", "svc2"]), "7\n");
+    let o = w.wharf(&["kill", "svc2"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("is not running"), "{}", err(&o));
+    assert_eq!(wharf_ok(&w, &["rm", "svc2"]), "svc2\n");
+    assert_eq!(wharf_ok(&w, &["ps", "-aq"]), "");
+    // start -a streams and exits with the container's code.
+    w.ok(&["create", "--name", "once", "busybox", "sh", "-c", "echo once; exit 4"]);
+    let o = w.wharf(&["start", "-a", "once"], None);
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(4), "once\n"));
+
+    // Images: save | load round trip, import with a change, tag, rmi.
+    let tar = w.dir.path().join("bb.tar");
+    wharf_ok(&w, &["save", "-o", tar.to_str().unwrap(), "busybox"]);
+    w.ok(&["rm", "once"]);
+    assert!(wharf_ok(&w, &["rmi", "busybox"]).starts_with("Untagged: busybox:latest\nDeleted: sha256:"));
+    assert_eq!(
+        wharf_ok(&w, &["load", "-i", tar.to_str().unwrap()]),
+        "Loaded image: busybox:latest\n"
+    );
+    let rootfs = common::images_dir().join("busybox-rootfs.tar");
+    let imported = wharf_ok(
+        &w,
+        &[
+            "import",
+            "-c",
+            "CMD [\"echo\", \"imported\"]",
+            rootfs.to_str().unwrap(),
+            "mine:v1",
+        ],
+    );
+    assert!(imported.starts_with("sha256:"), "{imported}");
+    assert_eq!(wharf_ok(&w, &["run", "--rm", "mine:v1"]), "imported\n");
+    wharf_ok(&w, &["tag", "mine:v1", "mine:v2"]);
+    assert_eq!(wharf_ok(&w, &["rmi", "mine:v2"]), "Untagged: mine:v2\n");
+}
+
+#[test]
+fn terminals() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let sock = format!("unix://{}", w.sock.display());
+    let wharf = common::bin("wharf");
+    let pty = |cmd: &str, input: &str| {
+        let o = std::process::Command::new("sh")
+            .args(["-c", &format!("{input} | script -qec \"{cmd}\" /dev/null")])
+            .env("DOCKER_HOST", &sock)
+            .env("TERM", "xterm")
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let w_ = wharf.display();
+    // run -it: a terminal, typed input, the exit code.
+    let (code, text) = pty(
+        &format!("{w_} run -it --rm busybox sh"),
+        "(sleep 1; printf 'tty; echo typed-$((6*7)); exit 6\\n'; sleep 1)",
+    );
+    assert_eq!(code, Some(6), "{text}");
+    assert!(text.contains("/dev/pts/0") && text.contains("typed-42"), "{text}");
+    // exec -it, then attach and detach with ctrl-p ctrl-q.
+    w.ok(&["run", "-dit", "--name", "term", "busybox", "sh"]);
+    let (code, text) = pty(&format!("{w_} exec -it term sh -c 'tty; exit 3'"), "sleep 1");
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    let (code, text) = pty(
+        &format!("{w_} attach term"),
+        "(sleep 1; printf 'echo attached-$((5*5))\\n'; sleep 0.5; printf '\\020\\021'; sleep 1)",
+    );
+    assert!(
+        text.contains("attached-25") && text.contains("read escape sequence"),
+        "{text}"
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(w.ok(&["inspect", "-f", "{{.State.Running}}", "term"]).trim(), "true");
+}
