@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of container start-up: `docker run --rm busybox true`, `exec true`,
+# Side-by-side benchmark of container start-up: `run --rm busybox true` through the docker CLI
+# and through wharf's own CLI, `exec true`,
 # 50 concurrent `run -d`, and per-container shim memory (PSS), wharfd vs the real dockerd on
 # their own sockets, data roots and exec roots, the same docker CLI and the same busybox image,
 # interleaved by hyperfine. Both use `--network none` (wharf's networking is a later issue).
@@ -34,6 +35,11 @@ mkdir -p bench/results
 hyperfine -N --runs "$runs" --warmup 3 --export-json bench/results/run.json \
   -n "wharfd: docker run --rm busybox true" "$W run --rm --network none busybox true" \
   -n "dockerd: docker run --rm busybox true" "$D run --rm --network none busybox true"
+# The same through wharf's own CLI, against both engines.
+WC="target/release/wharf -H unix://$work/w.sock"; DC="target/release/wharf -H unix://$work/d.sock"
+hyperfine -N --runs "$runs" --warmup 3 --export-json bench/results/run-wharf-cli.json \
+  -n "wharfd: wharf run --rm busybox true" "$WC run --rm --network none busybox true" \
+  -n "dockerd: wharf run --rm busybox true" "$DC run --rm --network none busybox true"
 for e in "$W" "$D"; do $e run -d --name ex --network none busybox sleep 600 >/dev/null; done
 hyperfine -N --runs "$runs" --warmup 3 --export-json bench/results/exec.json \
   -n "wharfd: docker exec ex true" "$W exec ex true" \
@@ -45,6 +51,7 @@ for x in r: print("median %7.1f ms  min %7.1f  max %7.1f  %s" % (x["median"]*1e3
 print("ratio dockerd/wharfd (medians): %.2f" % (r[1]["median"]/r[0]["median"]))' "$1"
 }
 medians bench/results/run.json
+medians bench/results/run-wharf-cli.json
 medians bench/results/exec.json
 # Memory per container: the shim's PSS (wharf-shim vs containerd-shim-runc-v2).
 pss() { awk '/^Pss:/ {s+=$2} END {print s}' "/proc/$1/smaps_rollup"; }

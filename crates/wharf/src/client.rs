@@ -52,6 +52,17 @@ impl HttpBody for Body {
     type Data = Bytes;
     type Error = std::io::Error;
 
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Body::Full(f) => f.size_hint(),
+            Body::Reader(_) => http_body::SizeHint::default(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(f) if f.is_end_stream())
+    }
+
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Frame<Bytes>>>> {
         match &mut *self {
             Body::Full(f) => Pin::new(f).poll_frame(cx).map_err(|never| match never {}),
@@ -149,7 +160,8 @@ impl Client {
 
     /// A request whose error statuses become [`CliError::Daemon`] with the daemon's message.
     pub async fn call(&self, method: Method, path: &str, body: Body) -> Result<Response<Incoming>> {
-        let json = matches!(body, Body::Full(_));
+        // dockerd reads a JSON content type as a body, which some endpoints refuse (start).
+        let json = matches!(body, Body::Full(_)) && body.size_hint().exact() != Some(0);
         let res = self.send(self.build(method, path, body, json)).await?;
         if res.status().is_client_error() || res.status().is_server_error() {
             let status = res.status();
@@ -203,8 +215,9 @@ impl Client {
     /// A hijacked connection (`Upgrade: tcp`): the raw stream after `101`, or the body of a
     /// plain `200` answer from a daemon that did not upgrade.
     pub async fn hijack(&self, path: &str, body: Option<&Value>) -> Result<Hijacked> {
+        let json = body.is_some();
         let body = body.map(Body::json).unwrap_or_else(Body::empty);
-        let mut req = self.build(Method::POST, path, body, true);
+        let mut req = self.build(Method::POST, path, body, json);
         req.headers_mut()
             .insert("Connection", "Upgrade".parse().expect("header"));
         req.headers_mut().insert("Upgrade", "tcp".parse().expect("header"));
