@@ -66,5 +66,9 @@ for e in "$W" "$D"; do
   for j in "${pids[@]}"; do wait "$j" || fails=$((fails+1)); done
   end=$(date +%s.%N)
   echo "$(echo "$e" | cut -d/ -f4-): 50 concurrent run -d: $(echo "$end - $start" | bc) s, $fails failed, $($e ps -q | wc -l) running"
+  # Memory per container with 51 running: the average shim PSS (shared pages split between them).
+  if [ "$e" = "$W" ]; then shims=$(pgrep -f "wharf-shim $work"); else shims=$(pgrep -f "containerd-shim.*wharf-bench"); fi
+  n=0; t=0; for p in $shims; do t=$((t + $(pss "$p"))); n=$((n + 1)); done
+  echo "$(echo "$e" | cut -d/ -f4-): average shim PSS over $n shims: $((t / (n > 0 ? n : 1))) KiB"
   $e rm -f $($e ps -aq) >/dev/null
 done
