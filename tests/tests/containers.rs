@@ -143,6 +143,27 @@ fn lifecycle_logs_exec_stop_kill_pause() {
     w.ok(&["rm", "-f", "web"]);
     assert!(w.ok(&["ps", "-aq"]).trim().is_empty());
     assert!(w.fails(&["inspect", "web"]).contains("No such"));
+
+    // logs -f follows until the container stops; ps -s and inspect --size count the rw layer.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "writer",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 1048576 /dev/zero > /blob; for i in 1 2 3; do echo tick $i; sleep 0.3; done",
+    ]);
+    assert_eq!(w.ok(&["logs", "-f", "writer"]), "tick 1\ntick 2\ntick 3\n");
+    let size = w.ok(&["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(size.starts_with("1.05MB (virtual "), "{size}");
+    let rw: u64 = w
+        .ok(&["inspect", "--size", "-f", "{{.SizeRw}}", "writer"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1 << 20..(1 << 20) + 64 * 1024).contains(&rw), "SizeRw {rw}");
     assert!(!w.data_root().join("containers").join(&id).exists());
 }
 

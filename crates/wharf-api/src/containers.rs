@@ -82,7 +82,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
     let (name, verb) = rest.split_once('/').unwrap_or((rest, ""));
     let c = &d.containers;
     match (method, verb) {
-        (&Method::GET, "json") => inspect(&d, name),
+        (&Method::GET, "json") => inspect(&d, name, q),
         (&Method::POST, "start") => done(c.start(name).await),
         (&Method::POST, "stop") => done(c.stop(name, timeout(q)?, q.get("signal")).await),
         (&Method::POST, "restart") => done(c.restart(name, timeout(q)?, q.get("signal")).await),
@@ -282,8 +282,9 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
         }
         let mut v = summary(&r);
         if q.bool("size") {
-            v["SizeRw"] = json!(0);
-            v["SizeRootFs"] = json!(0);
+            let (rw, root) = d.containers.sizes(&r.id).unwrap_or((0, 0));
+            v["SizeRw"] = json!(rw);
+            v["SizeRootFs"] = json!(root);
         }
         out.push(v);
         if limit > 0 && out.len() as i64 >= limit {
@@ -293,7 +294,7 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
     json_res(StatusCode::OK, &Value::Array(out))
 }
 
-fn inspect(d: &Arc<Daemon>, name: &str) -> Res {
+fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let r = d.containers.get(name)?;
     let dir = d.info.data_root.join("containers").join(&r.id);
     let running = r.state.is_running();
@@ -305,7 +306,7 @@ fn inspect(d: &Arc<Daemon>, name: &str) -> Res {
     } else {
         json!({"Name": r.driver, "Data": null})
     };
-    let v = json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": r.path,
@@ -349,6 +350,11 @@ fn inspect(d: &Arc<Daemon>, name: &str) -> Res {
             "Networks": {},
         },
     });
+    if q.bool("size") {
+        let (rw, root) = d.containers.sizes(&r.id)?;
+        v["SizeRw"] = json!(rw);
+        v["SizeRootFs"] = json!(root);
+    }
     json_res(StatusCode::OK, &v)
 }
 

@@ -158,6 +158,26 @@ fn random_bytes(n: usize) -> Vec<u8> {
     b
 }
 
+/// Bytes in the regular files below `root` (not following symlinks, hard links once).
+fn dir_size(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for ent in rd.flatten() {
+            let Ok(md) = ent.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(ent.path());
+            } else if md.is_file() && (md.nlink() == 1 || seen.insert((md.dev(), md.ino()))) {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
+
 fn is_mountpoint(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (fs::metadata(p), p.parent().map(fs::metadata)) {
@@ -603,6 +623,27 @@ impl ContainerService {
                 }
             }
         }
+    }
+
+    /// `ps -s` and `inspect --size`: the bytes in the container's read-write layer and in its
+    /// whole root (image layers plus that layer), counting each hard-linked inode once.
+    pub fn sizes(&self, name: &str) -> Result<(u64, u64)> {
+        let rec = self.lookup(name)?.snapshot();
+        let image: Digest = rec
+            .image
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
+        let image_size: u64 = self
+            .images
+            .rootfs_of(&image)
+            .map(|(_, layers)| layers.iter().map(|l| l.size).sum())
+            .unwrap_or(0);
+        let dir = self.container_dir(&rec.id);
+        let rw = match self.images.driver() {
+            Driver::Overlay2 => dir_size(&dir.join("rw/diff")),
+            Driver::Vfs => dir_size(&dir.join("rootfs")).saturating_sub(image_size),
+        };
+        Ok((rw, rw + image_size))
     }
 
     /// The running container another one joins a namespace of (`--pid`/`--ipc container:`):
