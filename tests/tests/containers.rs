@@ -826,3 +826,115 @@ fn update_and_measured_cpu() {
         "{err}"
     );
 }
+
+#[test]
+fn process_flags_and_shim_stats() {
+    let w = daemon();
+    let run = |args: &[&str], script: &str| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend(["busybox", "sh", "-c", script]);
+        w.ok(&a).trim().to_string()
+    };
+    assert_eq!(
+        run(
+            &["--device", "/dev/null:/dev/mynull"],
+            "[ -c /dev/mynull ] && echo x > /dev/mynull && echo dev-ok"
+        ),
+        "dev-ok"
+    );
+    assert_eq!(
+        run(&["--ulimit", "nofile=100:200"], "echo $(ulimit -n) $(ulimit -Hn)"),
+        "100 200"
+    );
+    assert_eq!(
+        run(
+            &["--sysctl", "net.ipv4.ip_forward=1"],
+            "cat /proc/sys/net/ipv4/ip_forward"
+        ),
+        "1"
+    );
+    assert_eq!(run(&["--oom-score-adj", "500"], "cat /proc/self/oom_score_adj"), "500");
+    assert_eq!(run(&[], "grep NoNewPrivs /proc/self/status"), "NoNewPrivs:\t0");
+    assert_eq!(
+        run(
+            &["--security-opt", "no-new-privileges"],
+            "grep NoNewPrivs /proc/self/status"
+        ),
+        "NoNewPrivs:\t1"
+    );
+    assert_eq!(
+        run(&["--shm-size", "8m"], "df -k /dev/shm | tail -1 | awk '{print $2}'"),
+        "8192"
+    );
+    assert!(run(&["--group-add", "1234"], "id -G").split(' ').any(|g| g == "1234"));
+    // --stop-signal and --stop-timeout decide how stop ends a container.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 12' USR1; while :; do sleep 0.1; done",
+    ]);
+    w.ok(&["stop", "usr1"]);
+    assert_eq!(inspect(&w, "usr1", "{{.State.ExitCode}}"), "12");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    let t = Instant::now();
+    w.ok(&["stop", "stubborn"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "--stop-timeout 1 took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(inspect(&w, "stubborn", "{{.State.ExitCode}}"), "137");
+
+    // The shim answers stats from the cgroup (what `docker stats` will read).
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let sock = w.dir.path().join("exec/s").join(&id[..16]);
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    use std::io::{BufRead, Write};
+    s.write_all(b"{\"op\":\"stats\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let st = &v["stats"];
+    assert_eq!(st["memory"]["memory"]["limit"], 64 << 20, "{line}");
+    assert!(st["memory"]["memory"]["usage"].as_u64().unwrap() > 0, "{line}");
+    assert_eq!(st["pids"]["limit"], 50, "{line}");
+    assert!(st["pids"]["current"].as_u64().unwrap() >= 1, "{line}");
+    assert!(
+        st["cpu"]["usage"]["usage_total"].as_u64().unwrap() > 10_000_000,
+        "{line}"
+    );
+}

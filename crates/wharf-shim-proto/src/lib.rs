@@ -87,6 +87,8 @@ pub enum Request {
         /// The exec, or `None` for the container.
         exec: Option<String>,
     },
+    /// Read the container's cgroup figures now.
+    Stats,
     /// Apply new resource limits to the running container's cgroup.
     Update {
         /// The OCI `linux.resources` object, whole (not a difference).
@@ -126,6 +128,9 @@ pub struct Reply {
     /// For `wait`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
+    /// For `stats`: the cgroup's figures as libcgroups reads them (CPU, memory, pids, block IO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<serde_json::Value>,
 }
 
 impl Reply {

@@ -739,6 +739,21 @@ impl Shim {
                     ClientKind::Closing,
                 );
             }
+            Request::Stats => {
+                let r = if self.exit.is_some() {
+                    Err("container is not running".to_string())
+                } else {
+                    cgroup_stats(&self.cfg.cgroup_path, &self.cfg.id)
+                };
+                let reply = match r {
+                    Ok(v) => Reply {
+                        stats: Some(v),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::err(e),
+                };
+                self.reply(id, reply, ClientKind::Closing);
+            }
             Request::Update { resources } => {
                 let r = update_resources(&self.cfg.cgroup_path, &self.cfg.id, resources);
                 self.reply(
@@ -961,18 +976,29 @@ fn flush_stdin(s: &mut Stdio) {
 }
 
 /// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).
-/// `docker update`: the container's cgroup gets the whole new resources object, through the
-/// same cgroup manager libcontainer created it with (v1, v2 or hybrid).
-fn update_resources(cgroup_path: &str, id: &str, resources: serde_json::Value) -> Result<(), String> {
-    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
-    let res: oci_spec::runtime::LinuxResources =
-        serde_json::from_value(resources).map_err(|e| format!("invalid resources: {e}"))?;
-    let manager = create_cgroup_manager(CgroupConfig {
+fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<libcgroups::common::AnyCgroupManager, String> {
+    libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
         cgroup_path: cgroup_path.into(),
         systemd_cgroup: false,
         container_name: id.to_string(),
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// The cgroup's figures (for `docker stats`), read by the same manager that created it.
+fn cgroup_stats(cgroup_path: &str, id: &str) -> Result<serde_json::Value, String> {
+    use libcgroups::common::CgroupManager;
+    let stats = cgroup_manager(cgroup_path, id)?.stats().map_err(|e| e.to_string())?;
+    serde_json::to_value(&stats).map_err(|e| e.to_string())
+}
+
+/// `docker update`: the container's cgroup gets the whole new resources object, through the
+/// same cgroup manager libcontainer created it with (v1, v2 or hybrid).
+fn update_resources(cgroup_path: &str, id: &str, resources: serde_json::Value) -> Result<(), String> {
+    use libcgroups::common::{CgroupManager, ControllerOpt};
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(resources).map_err(|e| format!("invalid resources: {e}"))?;
+    let manager = cgroup_manager(cgroup_path, id)?;
     let opt = ControllerOpt {
         resources: &res,
         disable_oom_killer: res
