@@ -139,24 +139,12 @@ impl Wharfd {
     }
 
     pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut c = Command::new("docker")
-            .args(args)
+        let mut cmd = Command::new("docker");
+        cmd.args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env_remove("DOCKER_API_VERSION")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the docker CLI must be installed at /usr/local/bin/docker");
-        if let Some(data) = stdin {
-            let mut s = c.stdin.take().unwrap();
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = s.write_all(&data);
-            });
-        }
-        c.wait_with_output().unwrap()
+            .env_remove("DOCKER_API_VERSION");
+        output_with_stdin(cmd, stdin)
     }
 
     /// Runs docker under a real terminal (util-linux `script`), feeding `input` in steps: each
@@ -205,23 +193,11 @@ impl Wharfd {
 
     /// Runs the native `wharf` CLI against this daemon (through `DOCKER_HOST`, as users set it).
     pub fn wharf(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut c = Command::new(bin("wharf"))
-            .args(args)
+        let mut cmd = Command::new(bin("wharf"));
+        cmd.args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env_remove("WHARF_HOST")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(data) = stdin {
-            let mut s = c.stdin.take().unwrap();
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = s.write_all(&data);
-            });
-        }
-        c.wait_with_output().unwrap()
+            .env_remove("WHARF_HOST");
+        output_with_stdin(cmd, stdin)
     }
 
     /// Runs docker and returns stdout; panics with stderr on failure.
@@ -346,6 +322,24 @@ pub fn remove_cgroups(parent: &str) {
         }
         let _ = std::fs::remove_dir(&p);
     }
+}
+
+/// Run `cmd` to completion, feeding `stdin` (or nothing), capturing stdout and stderr.
+pub fn output_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    let mut c = cmd
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    if let Some(data) = stdin {
+        let mut s = c.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = s.write_all(&data);
+        });
+    }
+    c.wait_with_output().unwrap()
 }
 
 pub fn now_ms() -> u128 {

@@ -496,27 +496,7 @@ fn wants_upgrade(req: &Request<Incoming>) -> bool {
 
 /// The detach sequence: ctrl-p ctrl-q unless the client names other keys.
 fn detach_keys(q: &Query) -> Vec<u8> {
-    let spec = q.get("detachKeys").filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
-    spec.split(',')
-        .filter_map(|k| {
-            let k = k.trim();
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let c = c.bytes().next()?;
-                match c {
-                    b'a'..=b'z' => Some(c - b'a' + 1),
-                    b'@' => Some(0),
-                    b'[' => Some(27),
-                    b'\\' => Some(28),
-                    b']' => Some(29),
-                    b'^' => Some(30),
-                    b'_' => Some(31),
-                    _ => None,
-                }
-            } else {
-                k.bytes().next()
-            }
-        })
-        .collect()
+    wharf_shim_proto::detach_keys(q.get("detachKeys").filter(|s| !s.is_empty()))
 }
 
 /// Copy between the client's hijacked connection and a shim stream. Returns the exit code

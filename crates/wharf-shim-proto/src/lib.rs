@@ -177,6 +177,33 @@ pub fn parse_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
     Some((buf[0], &buf[8..8 + len], 8 + len))
 }
 
+/// Docker's detach keys (`ctrl-p,ctrl-q` when `None`): `ctrl-<letter>` and the control
+/// punctuation, or single characters, as the daemon and the CLI both read them.
+pub fn detach_keys(spec: Option<&str>) -> Vec<u8> {
+    spec.unwrap_or("ctrl-p,ctrl-q")
+        .split(',')
+        .filter_map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                match c.bytes().next()? {
+                    c @ b'a'..=b'z' => Some(c - b'a' + 1),
+                    b'@' => Some(0),
+                    b'[' => Some(27),
+                    b'\\' => Some(28),
+                    b']' => Some(29),
+                    b'^' => Some(30),
+                    b'_' => Some(31),
+                    _ => None,
+                }
+            } else if k.len() == 1 {
+                k.bytes().next()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +226,12 @@ mod tests {
         assert!(matches!(r, Request::Kill { signal: 9, all: false }));
         let line = serde_json::to_string(&Request::Wait).unwrap();
         assert_eq!(line, r#"{"op":"wait"}"#);
+    }
+
+    #[test]
+    fn detach_key_specs() {
+        assert_eq!(detach_keys(None), vec![16, 17]);
+        assert_eq!(detach_keys(Some("ctrl-a,x")), vec![1, b'x']);
+        assert_eq!(detach_keys(Some("ctrl-x,xy")), vec![24]);
     }
 }

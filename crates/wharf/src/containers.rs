@@ -3,7 +3,6 @@
 //! the docker CLI's output and exit codes.
 
 use clap::Args;
-use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 
@@ -11,7 +10,7 @@ use crate::client::{q, Body, Client};
 use crate::error::{CliError, Result};
 use crate::format::{tabwrite, Format};
 use crate::images::{ellipsis, filters_param};
-use crate::run::{attach_stream, follow_resize};
+use crate::run::{attach_stream, follow_resize, Session};
 use crate::stream::{self, End};
 use crate::{ago, short_id, stdout, term};
 
@@ -349,26 +348,14 @@ impl StartCmd {
             .await?;
         let raw = (tty && stdin).then(term::RawGuard::new);
         c.post(&format!("/containers/{id}/start")).await?;
-        let resizer = if tty {
-            follow_resize(c, format!("/containers/{id}/resize"))
-        } else {
-            None
+        let session = Session {
+            id: &id,
+            tty,
+            stdin,
+            detach_keys: self.detach_keys.as_deref(),
+            sig_proxy: true,
         };
-        let keys = stream::detach_keys(self.detach_keys.as_deref());
-        let end = stream::pump(stream, tty, stdin, &keys).await?;
-        drop(raw);
-        if let Some(r) = resizer {
-            r.abort();
-        }
-        if end == End::Detached {
-            return Err(CliError::Protocol("read escape sequence".into()));
-        }
-        let bytes = waiter.into_body().collect().await?.to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        match v["StatusCode"].as_i64().unwrap_or(0) {
-            0 => Ok(()),
-            n => Err(CliError::Status(n as i32)),
-        }
+        session.follow(c, stream, waiter, raw).await
     }
 }
 
@@ -405,27 +392,14 @@ impl AttachCmd {
             .call(Method::POST, &format!("/containers/{id}/wait"), Body::empty())
             .await?;
         let raw = (tty && stdin).then(term::RawGuard::new);
-        let resizer = if tty {
-            follow_resize(c, format!("/containers/{id}/resize"))
-        } else {
-            None
+        let session = Session {
+            id: &id,
+            tty,
+            stdin,
+            detach_keys: self.detach_keys.as_deref(),
+            sig_proxy: self.sig_proxy,
         };
-        let proxy = (self.sig_proxy && !tty).then(|| crate::run::proxy_signals(c, &id));
-        let keys = stream::detach_keys(self.detach_keys.as_deref());
-        let end = stream::pump(stream, tty, stdin, &keys).await?;
-        drop(raw);
-        for t in [resizer, proxy].into_iter().flatten() {
-            t.abort();
-        }
-        if end == End::Detached {
-            return Err(CliError::Protocol("read escape sequence".into()));
-        }
-        let bytes = waiter.into_body().collect().await?.to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        match v["StatusCode"].as_i64().unwrap_or(0) {
-            0 => Ok(()),
-            n => Err(CliError::Status(n as i32)),
-        }
+        session.follow(c, stream, waiter, raw).await
     }
 }
 
@@ -709,15 +683,7 @@ pub struct UpdateCmd {
 impl UpdateCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
-        let bytes = |name: &str, v: &Option<String>| -> Result<Option<i64>> {
-            match v.as_deref() {
-                None => Ok(None),
-                Some("-1") => Ok(Some(-1)),
-                Some(s) => wharf_units::ram_in_bytes(s)
-                    .map(Some)
-                    .ok_or_else(|| CliError::Usage(format!("invalid argument \"{s}\" for \"--{name}\" flag"))),
-            }
-        };
+        let bytes = crate::run::bytes_flag;
         let mut body = json!({});
         for (k, v) in [
             ("Memory", bytes("memory", &self.memory)?),

@@ -203,7 +203,8 @@ pub struct CreateOpts {
     pub argv: Vec<String>,
 }
 
-fn bytes_flag(name: &str, v: &Option<String>) -> Result<Option<i64>> {
+/// A size flag (`64m`, `-1` for unlimited) in bytes.
+pub fn bytes_flag(name: &str, v: &Option<String>) -> Result<Option<i64>> {
     match v.as_deref() {
         None => Ok(None),
         Some("-1") => Ok(Some(-1)),
@@ -611,29 +612,61 @@ impl RunCmd {
             drop(raw);
             return Err(start_error(e));
         }
-        let resizer = if opts.tty {
+        let session = Session {
+            id: &id,
+            tty: opts.tty,
+            stdin,
+            detach_keys: self.detach_keys.as_deref(),
+            sig_proxy: self.sig_proxy,
+        };
+        session.follow(c, stream, waiter, raw).await
+    }
+}
+
+/// An attached container's streams, followed to the end (`run`, `start -a`, `attach`).
+pub struct Session<'a> {
+    /// The container.
+    pub id: &'a str,
+    /// It has a terminal.
+    pub tty: bool,
+    /// Stdin is forwarded.
+    pub stdin: bool,
+    /// `--detach-keys`.
+    pub detach_keys: Option<&'a str>,
+    /// `--sig-proxy` (only without a terminal, as in docker).
+    pub sig_proxy: bool,
+}
+
+impl Session<'_> {
+    /// Pump the streams with resizes and forwarded signals until the output ends or the user
+    /// detaches; then exit with the container's code from `waiter`.
+    pub async fn follow(
+        &self,
+        c: &Client,
+        stream: crate::client::Hijacked,
+        waiter: hyper::Response<hyper::body::Incoming>,
+        raw: Option<term::RawGuard>,
+    ) -> Result<()> {
+        let id = self.id;
+        let resizer = if self.tty {
             follow_resize(c, format!("/containers/{id}/resize"))
         } else {
             None
         };
-        let proxy = (self.sig_proxy && !opts.tty).then(|| proxy_signals(c, &id));
-        let keys = stream::detach_keys(self.detach_keys.as_deref());
-        let end = stream::pump(stream, opts.tty, stdin, &keys).await;
+        let proxy = (self.sig_proxy && !self.tty).then(|| proxy_signals(c, id));
+        let keys = stream::detach_keys(self.detach_keys);
+        let end = stream::pump(stream, self.tty, self.stdin, &keys).await;
         drop(raw);
-        if let Some(r) = resizer {
-            r.abort();
-        }
-        if let Some(p) = proxy {
-            p.abort();
+        for t in [resizer, proxy].into_iter().flatten() {
+            t.abort();
         }
         if end? == End::Detached {
             return Err(CliError::Protocol("read escape sequence".into()));
         }
-        let code = wait_result(waiter).await?;
-        if code != 0 {
-            return Err(CliError::Status(code));
+        match wait_result(waiter).await? {
+            0 => Ok(()),
+            code => Err(CliError::Status(code)),
         }
-        Ok(())
     }
 }
 

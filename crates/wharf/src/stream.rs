@@ -4,6 +4,7 @@
 
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+pub use wharf_shim_proto::detach_keys;
 use wharf_shim_proto::{parse_frame, STREAM_STDERR};
 
 use crate::client::Hijacked;
@@ -49,33 +50,6 @@ impl Demux {
         self.buf.drain(..off);
         Ok(())
     }
-}
-
-/// Parse `ctrl-p,ctrl-q` style detach keys.
-pub fn detach_keys(spec: Option<&str>) -> Vec<u8> {
-    let spec = spec.unwrap_or("ctrl-p,ctrl-q");
-    spec.split(',')
-        .filter_map(|k| {
-            let k = k.trim();
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let c = c.bytes().next()?;
-                match c {
-                    b'a'..=b'z' => Some(c - b'a' + 1),
-                    b'@' => Some(0),
-                    b'[' => Some(27),
-                    b'\\' => Some(28),
-                    b']' => Some(29),
-                    b'^' => Some(30),
-                    b'_' => Some(31),
-                    _ => None,
-                }
-            } else if k.len() == 1 {
-                k.bytes().next()
-            } else {
-                None
-            }
-        })
-        .collect()
 }
 
 /// Pump the connection until the output ends or the user detaches.
