@@ -347,19 +347,7 @@ impl Shim {
         std::env::set_current_dir(&bundle).map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
         let console = bundle.join("console.sock");
         let (mut stdio, child, console_l) = make_stdio(cfg.tty, cfg.open_stdin, &console)?;
-        let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
-            .with_root_path(&cfg.state_root)
-            .map_err(|e| e.to_string())?;
-        if cfg.tty {
-            builder = builder.with_console_socket(Some(&console));
-        } else {
-            let mut it = child.into_iter();
-            let (i, o, e) = (it.next(), it.next(), it.next());
-            builder = builder
-                .with_stdin(i.expect("stdin"))
-                .with_stdout(o.expect("stdout"))
-                .with_stderr(e.expect("stderr"));
-        }
+        let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child)?;
         let container = with_child_signals(|| builder.as_init(&bundle).with_systemd(false).with_detach(true).build())
             .map_err(|e| e.to_string())?;
         let init = container.pid().ok_or("libcontainer reported no init pid")?;
@@ -838,19 +826,7 @@ impl Shim {
             .map_err(|e| format!("write {}: {e}", proc_path.display()))?;
         let console = bundle.join(format!("e{}.sock", &exec_id[..exec_id.len().min(12)]));
         let (mut stdio, child, console_l) = make_stdio(tty, stdin, &console)?;
-        let mut builder = ContainerBuilder::new(self.cfg.id.clone(), SyscallType::default())
-            .with_root_path(&self.cfg.state_root)
-            .map_err(|e| e.to_string())?;
-        if tty {
-            builder = builder.with_console_socket(Some(&console));
-        } else {
-            let mut it = child.into_iter();
-            let (i, o, e) = (it.next(), it.next(), it.next());
-            builder = builder
-                .with_stdin(i.expect("stdin"))
-                .with_stdout(o.expect("stdout"))
-                .with_stderr(e.expect("stderr"));
-        }
+        let builder = builder_with_stdio(&self.cfg.id, &self.cfg.state_root, tty, &console, child)?;
         let r = with_child_signals(|| {
             builder
                 .as_tenant()
@@ -1010,6 +986,31 @@ fn update_resources(cgroup_path: &str, id: &str, resources: serde_json::Value) -
         freezer_state: None,
     };
     manager.apply(&opt).map_err(|e| e.to_string())
+}
+
+/// A libcontainer builder for the container (init or exec) with its stdio: the console socket
+/// for a terminal, else the child ends of the pipes (stdin, stdout, stderr in that order).
+fn builder_with_stdio(
+    id: &str,
+    state_root: &str,
+    tty: bool,
+    console: &Path,
+    child: Vec<OwnedFd>,
+) -> Result<ContainerBuilder, String> {
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(state_root)
+        .map_err(|e| e.to_string())?;
+    if tty {
+        builder = builder.with_console_socket(Some(console));
+    } else {
+        let mut it = child.into_iter();
+        let (i, o, e) = (it.next(), it.next(), it.next());
+        builder = builder
+            .with_stdin(i.expect("stdin"))
+            .with_stdout(o.expect("stdout"))
+            .with_stderr(e.expect("stderr"));
+    }
+    Ok(builder)
 }
 
 fn oom_kills(cgroup_path: &str) -> u64 {

@@ -157,10 +157,23 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    each_print(names, |n| {
+        let fut = f(n.clone());
+        async move { fut.await.map(|()| n) }
+    })
+    .await
+}
+
+/// Like [`each`], printing what each call returns.
+async fn each_print<F, Fut>(names: &[String], f: F) -> Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<String>>,
+{
     let mut failed = false;
     for n in names {
         match f(n.clone()).await {
-            Ok(()) => println!("{n}"),
+            Ok(line) => println!("{line}"),
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;
@@ -251,21 +264,13 @@ impl NamesCmd {
 
     /// `wharf wait`: each container's exit code.
     pub async fn wait(self, c: &Client) -> Result<()> {
-        let mut failed = false;
-        for n in &self.containers {
-            match c.json(Method::POST, &format!("/containers/{}/wait", q(n)), None).await {
-                Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(-1)),
-                Err(e) => {
-                    eprintln!("{e}");
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            Err(CliError::Status(1))
-        } else {
-            Ok(())
-        }
+        each_print(&self.containers, |n| async move {
+            let v = c
+                .json(Method::POST, &format!("/containers/{}/wait", q(&n)), None)
+                .await?;
+            Ok(v["StatusCode"].as_i64().unwrap_or(-1).to_string())
+        })
+        .await
     }
 }
 
@@ -639,39 +644,8 @@ impl TopCmd {
 /// `wharf update`.
 #[derive(Args, Debug)]
 pub struct UpdateCmd {
-    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
-    #[arg(long)]
-    blkio_weight: Option<u16>,
-    /// Limit CPU CFS (Completely Fair Scheduler) period
-    #[arg(long)]
-    cpu_period: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) quota
-    #[arg(long)]
-    cpu_quota: Option<i64>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    cpu_shares: Option<i64>,
-    /// Number of CPUs
-    #[arg(long)]
-    cpus: Option<f64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    cpuset_mems: Option<String>,
-    /// Memory limit
-    #[arg(short, long)]
-    memory: Option<String>,
-    /// Memory soft limit
-    #[arg(long)]
-    memory_reservation: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long)]
-    memory_swap: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
+    #[command(flatten)]
+    resources: crate::run::ResourceFlags,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     restart: Option<String>,
@@ -683,32 +657,8 @@ pub struct UpdateCmd {
 impl UpdateCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
-        let bytes = crate::run::bytes_flag;
         let mut body = json!({});
-        for (k, v) in [
-            ("Memory", bytes("memory", &self.memory)?),
-            ("MemorySwap", bytes("memory-swap", &self.memory_swap)?),
-            (
-                "MemoryReservation",
-                bytes("memory-reservation", &self.memory_reservation)?,
-            ),
-            ("CpuShares", self.cpu_shares),
-            ("CpuPeriod", self.cpu_period),
-            ("CpuQuota", self.cpu_quota),
-            ("PidsLimit", self.pids_limit),
-            ("BlkioWeight", self.blkio_weight.map(i64::from)),
-            ("NanoCpus", self.cpus.map(|c| (c * 1e9).round() as i64)),
-        ] {
-            if let Some(v) = v {
-                body[k] = json!(v);
-            }
-        }
-        if let Some(v) = &self.cpuset_cpus {
-            body["CpusetCpus"] = json!(v);
-        }
-        if let Some(v) = &self.cpuset_mems {
-            body["CpusetMems"] = json!(v);
-        }
+        self.resources.apply(&mut body)?;
         if let Some(r) = &self.restart {
             let (name, n) = r.split_once(':').unwrap_or((r, "0"));
             body["RestartPolicy"] = json!({"Name": name, "MaximumRetryCount": n.parse::<i64>().unwrap_or(0)});

@@ -13,6 +13,74 @@ use crate::error::{CliError, Result};
 use crate::stream::{self, End};
 use crate::term;
 
+/// The resource flags `create`, `run` and `update` share.
+#[derive(Args, Debug, Default)]
+pub struct ResourceFlags {
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long)]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
+impl ResourceFlags {
+    /// Set the fields given on a `HostConfig` (or an update body).
+    pub fn apply(&self, target: &mut Value) -> Result<()> {
+        for (k, v) in [
+            ("Memory", bytes_flag("memory", &self.memory)?),
+            ("MemorySwap", bytes_flag("memory-swap", &self.memory_swap)?),
+            (
+                "MemoryReservation",
+                bytes_flag("memory-reservation", &self.memory_reservation)?,
+            ),
+            ("CpuShares", self.cpu_shares),
+            ("CpuPeriod", self.cpu_period),
+            ("CpuQuota", self.cpu_quota),
+            ("PidsLimit", self.pids_limit),
+            ("BlkioWeight", self.blkio_weight.map(i64::from)),
+            ("NanoCpus", self.cpus.map(|c| (c * 1e9).round() as i64)),
+        ] {
+            if let Some(v) = v {
+                target[k] = json!(v);
+            }
+        }
+        for (k, v) in [("CpusetCpus", &self.cpuset_cpus), ("CpusetMems", &self.cpuset_mems)] {
+            if let Some(v) = v {
+                target[k] = json!(v);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The flags `create` and `run` share.
 #[derive(Args, Debug, Default)]
 pub struct CreateOpts {
@@ -55,15 +123,6 @@ pub struct CreateOpts {
     /// Write the container ID to the file
     #[arg(long)]
     pub cidfile: Option<String>,
-    /// Memory limit
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit
-    #[arg(long)]
-    pub memory_reservation: Option<String>,
     /// Tune container memory swappiness (0 to 100)
     #[arg(long, default_value_t = -1)]
     pub memory_swappiness: i64,
@@ -73,27 +132,6 @@ pub struct CreateOpts {
     /// Tune host's OOM preferences (-1000 to 1000)
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub oom_score_adj: i64,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    pub cpu_shares: Option<i64>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) period
-    #[arg(long)]
-    pub cpu_period: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) quota
-    #[arg(long)]
-    pub cpu_quota: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    pub cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    pub cpuset_mems: Option<String>,
-    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
-    #[arg(long)]
-    pub blkio_weight: Option<u16>,
     /// Limit read rate (bytes per second) from a device
     #[arg(long)]
     pub device_read_bps: Vec<String>,
@@ -106,9 +144,6 @@ pub struct CreateOpts {
     /// Limit write rate (IO per second) to a device
     #[arg(long)]
     pub device_write_iops: Vec<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
     /// Optional parent cgroup for the container
     #[arg(long)]
     pub cgroup_parent: Option<String>,
@@ -190,6 +225,8 @@ pub struct CreateOpts {
     /// Attach to STDIN, STDOUT or STDERR
     #[arg(short, long)]
     pub attach: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -337,28 +374,11 @@ impl CreateOpts {
         if self.init {
             hc["Init"] = json!(true);
         }
-        for (k, v) in [
-            ("Memory", bytes_flag("memory", &self.memory)?),
-            ("MemorySwap", bytes_flag("memory-swap", &self.memory_swap)?),
-            (
-                "MemoryReservation",
-                bytes_flag("memory-reservation", &self.memory_reservation)?,
-            ),
-            ("ShmSize", bytes_flag("shm-size", &self.shm_size)?),
-            ("CpuShares", self.cpu_shares),
-            ("CpuPeriod", self.cpu_period),
-            ("CpuQuota", self.cpu_quota),
-            ("PidsLimit", self.pids_limit),
-            ("BlkioWeight", self.blkio_weight.map(i64::from)),
-            ("NanoCpus", self.cpus.map(|c| (c * 1e9).round() as i64)),
-        ] {
-            if let Some(v) = v {
-                hc[k] = json!(v);
-            }
+        self.resources.apply(&mut hc)?;
+        if let Some(v) = bytes_flag("shm-size", &self.shm_size)? {
+            hc["ShmSize"] = json!(v);
         }
         for (k, v) in [
-            ("CpusetCpus", &self.cpuset_cpus),
-            ("CpusetMems", &self.cpuset_mems),
             ("CgroupParent", &self.cgroup_parent),
             ("PidMode", &self.pid),
             ("IpcMode", &self.ipc),
