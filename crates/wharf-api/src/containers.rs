@@ -100,18 +100,95 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         (&Method::POST, "exec") => exec_create(&d, req, name).await,
         (&Method::POST, "update") => update(&d, req, name).await,
         (&Method::GET, "logs") => logs(&d, name, q),
+        (&Method::HEAD, "archive") => archive_head(&d, name, q).await,
+        (&Method::GET, "archive") => archive_get(&d, name, q).await,
+        (&Method::PUT, "archive") => archive_put(&d, req, name, q).await,
         (&Method::GET, "top") => top(&d, name, q).await,
         (&Method::DELETE, "") => {
             if q.bool("link") {
                 return Err(ApiError::invalid("links are not supported"));
             }
-            match c.remove(name, q.bool("force")).await {
+            match c.remove(name, q.bool("force"), q.bool("v")).await {
                 Ok(()) => no_content(),
                 Err(e) => Err(e.into()),
             }
         }
         _ => Err(ApiError::not_found("page not found")),
     }
+}
+
+fn archive_path(q: &Query) -> Result<String, ApiError> {
+    q.get("path")
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .ok_or_else(|| ApiError::invalid("path is required"))
+}
+
+fn stat_header(st: &wharf_store::archive::PathStat) -> HeaderValue {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(&st.to_json()).expect("json");
+    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).expect("base64 is a valid header")
+}
+
+/// `HEAD /containers/{id}/archive`: the path's stat in `X-Docker-Container-Path-Stat`.
+async fn archive_head(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let path = archive_path(q)?;
+    let svc = d.containers.clone();
+    let name = name.to_string();
+    let st = tokio::task::spawn_blocking(move || svc.archive_stat(&name, &path))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))??;
+    let mut r = Response::new(body::empty());
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", stat_header(&st));
+    Ok(r)
+}
+
+/// `GET /containers/{id}/archive`: the stat header, then the tar, streamed.
+async fn archive_get(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let path = archive_path(q)?;
+    let svc = d.containers.clone();
+    let name = name.to_string();
+    type Ready = Result<(wharf_store::archive::PathStat, Body), ApiError>;
+    let (tx, rx) = tokio::sync::oneshot::channel::<Ready>();
+    tokio::task::spawn_blocking(move || {
+        let mut tx = Some(tx);
+        let r = svc.archive_get(&name, &path, |st| {
+            let (w, body) = body::channel();
+            let _ = tx.take()?.send(Ok((st.clone(), body)));
+            Some(Box::new(w))
+        });
+        match (r, tx) {
+            (Err(e), Some(tx)) => {
+                let _ = tx.send(Err(e.into()));
+            }
+            (Err(e), None) => tracing::warn!("archive stream ended early: {e}"),
+            _ => {}
+        }
+    });
+    let (st, b) = rx
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "archive task failed"))??;
+    let mut r = Response::new(b);
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", stat_header(&st));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(r)
+}
+
+/// `PUT /containers/{id}/archive`: extract the tar body into the directory `path`.
+async fn archive_put(d: &Arc<Daemon>, req: Request<Incoming>, name: &str, q: &Query) -> Res {
+    let path = archive_path(q)?;
+    let no_overwrite = q.bool("noOverwriteDirNonDir");
+    let copy_uid_gid = q.bool("copyUIDGID");
+    // Missing containers and paths are reported before any byte is read.
+    d.containers.get(name)?;
+    let reader = body::reader(req.into_body());
+    let svc = d.containers.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || svc.archive_put(&name, &path, reader, no_overwrite, copy_uid_gid))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))??;
+    Ok(Response::new(body::empty()))
 }
 
 fn timeout(q: &Query) -> Result<Option<i64>, ApiError> {
@@ -201,7 +278,7 @@ fn summary(r: &Record) -> Value {
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_default()},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
     })
 }
 
@@ -230,7 +307,11 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
         .map(|n| created_of(n))
         .transpose()?;
     for k in filters.keys() {
-        if !["status", "name", "id", "label", "ancestor", "exited", "before", "since"].contains(&k.as_str()) {
+        if ![
+            "status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(ApiError::invalid(format!("invalid filter '{k}'")));
         }
     }
@@ -272,6 +353,13 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
             continue;
         }
         if has("exited") && !(r.state.status == "exited" && any("exited", &|c| c == r.state.exit_code.to_string())) {
+            continue;
+        }
+        if !any("volume", &|v| {
+            r.mount_points
+                .iter()
+                .any(|m| m.name == v || m.source == v || m.destination == v)
+        }) {
             continue;
         }
         if has("ancestor") && !ancestors.contains(&r.image) {
@@ -339,7 +427,7 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
         "ExecIDs": if r.exec_ids.is_empty() { Value::Null } else { json!(r.exec_ids) },
         "HostConfig": r.host_config,
         "GraphDriver": graph,
-        "Mounts": [],
+        "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
         "Config": r.config,
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},

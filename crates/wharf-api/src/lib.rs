@@ -12,6 +12,7 @@ pub mod error;
 pub mod query;
 pub mod routes;
 pub mod server;
+pub mod volumes;
 
 pub use server::{serve, Daemon, DaemonInfo, Listener};
 

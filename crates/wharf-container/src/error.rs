@@ -12,6 +12,9 @@ pub enum ContainerError {
     /// `No such exec instance: X`.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    /// A path inside a container that does not exist (404).
+    #[error("{0}")]
+    PathNotFound(String),
     /// A name or state conflict (409).
     #[error("{0}")]
     Conflict(String),
@@ -27,6 +30,9 @@ pub enum ContainerError {
     /// The runtime refused to start the process (Docker's wording is kept in the message).
     #[error("{0}")]
     Runtime(String),
+    /// A volume operation failed.
+    #[error(transparent)]
+    Volume(#[from] wharf_volume::VolumeError),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -36,11 +42,14 @@ impl ContainerError {
     /// The kind, for the API's one status mapping.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ContainerError::NotFound(_) | ContainerError::NoSuchExec(_) => ErrorKind::NotFound,
+            ContainerError::NotFound(_) | ContainerError::NoSuchExec(_) | ContainerError::PathNotFound(_) => {
+                ErrorKind::NotFound
+            }
             ContainerError::Conflict(_) => ErrorKind::Conflict,
             ContainerError::Invalid(_) => ErrorKind::InvalidArgument,
             ContainerError::NotModified => ErrorKind::NotModified,
             ContainerError::Image(e) => e.kind(),
+            ContainerError::Volume(e) => e.kind(),
             ContainerError::Runtime(m)
                 if m.contains("executable file not found")
                     || m.contains("no such file or directory")
@@ -56,6 +65,12 @@ impl ContainerError {
 impl From<std::io::Error> for ContainerError {
     fn from(e: std::io::Error) -> Self {
         ContainerError::Internal(e.to_string())
+    }
+}
+
+impl From<rustix::io::Errno> for ContainerError {
+    fn from(e: rustix::io::Errno) -> Self {
+        ContainerError::Internal(std::io::Error::from(e).to_string())
     }
 }
 

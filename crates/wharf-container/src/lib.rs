@@ -2,10 +2,13 @@
 //! `wharf-shim`, stop, kill, pause, remove, wait, restart policies, exec, attach); `spec`
 //! turns a container's config into an OCI runtime spec with Docker's defaults; `seccomp` holds
 //! Docker's default profile; `record` is the on-disk record; `logs` reads json-file logs;
-//! `shim` speaks the shim protocol; `names` makes and checks names.
+//! `shim` speaks the shim protocol; `names` makes and checks names; `mounts` parses and
+//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`.
 
+pub mod archive;
 pub mod error;
 pub mod logs;
+pub mod mounts;
 pub mod names;
 pub mod record;
 pub mod seccomp;

@@ -81,6 +81,9 @@ pub struct Record {
     /// Exec IDs that belong to this container.
     #[serde(default)]
     pub exec_ids: Vec<String>,
+    /// Volumes, binds and tmpfs mounts.
+    #[serde(default)]
+    pub mount_points: Vec<crate::mounts::MountPoint>,
 }
 
 impl Record {
@@ -123,6 +126,7 @@ mod tests {
             manually_stopped: false,
             driver: "overlay2".into(),
             exec_ids: vec![],
+            mount_points: vec![],
         };
         r.save(d.path()).unwrap();
         let back = Record::load(d.path()).unwrap();

@@ -20,8 +20,10 @@ use wharf_image::ImageService;
 use wharf_reference::Digest;
 use wharf_shim_proto::{ExitInfo, Request, ShimConfig};
 use wharf_store::Driver;
+use wharf_volume::VolumeStore;
 
 use crate::error::{ContainerError, Result};
+use crate::mounts::{self, MountPoint};
 use crate::record::{Record, State, ZERO_TIME};
 use crate::shim::{self, ShimStream};
 use crate::{names, spec};
@@ -127,6 +129,7 @@ pub struct ExecEntry {
 pub struct ContainerService {
     cfg: ServiceConfig,
     images: Arc<ImageService>,
+    volumes: Arc<VolumeStore>,
     map: RwLock<HashMap<String, Arc<Entry>>>,
     names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecEntry>>,
@@ -200,7 +203,7 @@ fn start_error(e: &str) -> String {
 
 impl ContainerService {
     /// Open the service: load every record under `<data-root>/containers`.
-    pub fn open(cfg: ServiceConfig, images: Arc<ImageService>) -> Result<Arc<Self>> {
+    pub fn open(cfg: ServiceConfig, images: Arc<ImageService>, volumes: Arc<VolumeStore>) -> Result<Arc<Self>> {
         let root = cfg.data_root.join("containers");
         fs::create_dir_all(&root)?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o710))?;
@@ -210,6 +213,7 @@ impl ContainerService {
         let svc = Arc::new(ContainerService {
             cfg,
             images,
+            volumes,
             map: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -242,7 +246,22 @@ impl ContainerService {
                 .map(|r| r.id)
                 .collect()
         }));
+        let users = Arc::downgrade(&svc);
+        svc.volumes.set_usage_check(Arc::new(move |name: &str| {
+            let Some(s) = users.upgrade() else { return Vec::new() };
+            s.all()
+                .into_iter()
+                .map(|e| e.snapshot())
+                .filter(|r| r.mount_points.iter().any(|m| m.typ == "volume" && m.name == name))
+                .map(|r| r.id)
+                .collect()
+        }));
         Ok(svc)
+    }
+
+    /// The volume store containers mount from.
+    pub fn volumes(&self) -> &Arc<VolumeStore> {
+        &self.volumes
     }
 
     fn insert(&self, rec: Record) -> Arc<Entry> {
@@ -272,6 +291,9 @@ impl ContainerService {
                 match shim::send(&sock, &Request::Wait).await {
                     Ok(stream) => {
                         tracing::info!(id = %rec.id, "reconnected to running container");
+                        for mp in rec.mount_points.iter().filter(|m| m.typ == "volume") {
+                            let _ = self.volumes.mount(&mp.name, &rec.id);
+                        }
                         self.spawn_monitor(e.clone(), Some(stream));
                         continue;
                     }
@@ -514,7 +536,18 @@ impl ContainerService {
                 config: Some(HashMap::new()),
             });
         }
+        let mut mount_points = mounts::collect(&hc, cfg.volumes.as_ref(), &|c| {
+            Ok(self.lookup(c)?.snapshot().mount_points)
+        })?;
         let name = self.reserve_name(name, &id)?;
+        let mut created_anon: Vec<String> = Vec::new();
+        if let Err(e) = self.create_mount_sources(&mut mount_points, &mut created_anon) {
+            self.names.lock().expect("names").remove(&name);
+            for v in created_anon {
+                let _ = self.volumes.remove(&v, true);
+            }
+            return Err(e);
+        }
         let rec = Record {
             id: id.clone(),
             name: name.clone(),
@@ -529,6 +562,7 @@ impl ContainerService {
             manually_stopped: false,
             driver: self.images.driver().name().to_string(),
             exec_ids: Vec::new(),
+            mount_points,
         };
         let r = (|| -> Result<()> {
             let dir = self.container_dir(&id);
@@ -541,10 +575,92 @@ impl ContainerService {
         if let Err(e) = r {
             let _ = fs::remove_dir_all(self.container_dir(&id));
             self.names.lock().expect("names").remove(&name);
+            for v in created_anon {
+                let _ = self.volumes.remove(&v, true);
+            }
             return Err(e);
         }
         self.insert(rec);
         Ok((id, Vec::new()))
+    }
+
+    /// Create the volumes a new container names (anonymous ones with fresh names) and the
+    /// missing source directories of its `-v` binds, as Docker does at create.
+    fn create_mount_sources(&self, mps: &mut [MountPoint], created: &mut Vec<String>) -> Result<()> {
+        for mp in mps.iter_mut() {
+            match mp.typ.as_str() {
+                "volume" => {
+                    let existed = !mp.name.is_empty() && self.volumes.get(&mp.name).is_ok();
+                    let v = self
+                        .volumes
+                        .create(
+                            wharf_volume::CreateOptions {
+                                name: Some(mp.name.clone()).filter(|n| !n.is_empty()),
+                                driver: Some(mp.driver.clone()),
+                                driver_opts: Some(mp.volume_opts.clone().into_iter().collect()),
+                                labels: Some(mp.volume_labels.clone().into_iter().collect())
+                                    .filter(|l: &std::collections::BTreeMap<_, _>| !l.is_empty()),
+                            },
+                            mp.anonymous,
+                        )
+                        .map_err(ContainerError::Volume)?;
+                    if mp.anonymous && !existed {
+                        created.push(v.name.clone());
+                    }
+                    mp.source = self.volumes.path(&v.name).to_string_lossy().into_owned();
+                    mp.name = v.name;
+                }
+                "bind" if mp.create_source && !Path::new(&mp.source).exists() => {
+                    fs::create_dir_all(&mp.source).map_err(|e| {
+                        ContainerError::Invalid(format!("error while creating mount source path '{}': {e}", mp.source))
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The host directories behind a starting container's mounts: volumes are mounted (driver
+    /// options) and, while empty, filled with the image's files at their destination.
+    fn prepare_mounts(&self, rec: &Record, rootfs: &Path) -> Result<Vec<Value>> {
+        let mut mps = rec.mount_points.clone();
+        mounts::sort_for_mounting(&mut mps);
+        let mut out = Vec::new();
+        for mp in &mut mps {
+            match mp.typ.as_str() {
+                "volume" => {
+                    let dir = self.volumes.mount(&mp.name, &rec.id).map_err(ContainerError::Volume)?;
+                    if mp.copy_data {
+                        crate::archive::copy_up(rootfs, &mp.destination, &dir)?;
+                    }
+                    mp.source = dir.to_string_lossy().into_owned();
+                }
+                "bind" if !Path::new(&mp.source).exists() => {
+                    if mp.create_source {
+                        fs::create_dir_all(&mp.source)?;
+                    } else {
+                        return Err(ContainerError::Invalid(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            mp.source
+                        )));
+                    }
+                }
+                _ => {}
+            }
+            out.push(mp.to_spec());
+        }
+        Ok(out)
+    }
+
+    /// A stopped container's volumes are no longer needed by it.
+    fn release_volumes(&self, id: &str) {
+        let Some(e) = self.map.read().expect("map").get(id).cloned() else {
+            return;
+        };
+        for mp in e.snapshot().mount_points.iter().filter(|m| m.typ == "volume") {
+            self.volumes.unmount(&mp.name, id);
+        }
     }
 
     /// The container's own files: `hosts`, `hostname`, `resolv.conf`, and its storage dirs.
@@ -581,7 +697,7 @@ impl ContainerService {
     }
 
     /// Mount the container's root at `<dir>/merged` (idempotent).
-    fn mount_root(&self, rec: &Record) -> Result<PathBuf> {
+    pub(crate) fn mount_root(&self, rec: &Record) -> Result<PathBuf> {
         let dir = self.container_dir(&rec.id);
         let merged = dir.join("merged");
         if is_mountpoint(&merged) {
@@ -615,6 +731,12 @@ impl ContainerService {
     }
 
     fn unmount_root(&self, id: &str) {
+        self.release_volumes(id);
+        self.unmount_root_only(id);
+    }
+
+    /// Unmount the root (and with it anything bound inside it) and the shareable `/dev/shm`.
+    pub(crate) fn unmount_root_only(&self, id: &str) {
         let dir = self.container_dir(id);
         for m in [dir.join("merged"), dir.join("mounts/shm")] {
             if is_mountpoint(&m) {
@@ -769,7 +891,7 @@ impl ContainerService {
                     let me = self.clone();
                     let id = rec.id.clone();
                     tokio::spawn(async move {
-                        let _ = me.remove(&id, true).await;
+                        let _ = me.remove(&id, true, true).await;
                     });
                 }
                 Err(match err {
@@ -852,6 +974,7 @@ impl ContainerService {
                 None => (None, spec::Shm::Private),
             },
         };
+        let user_mounts = self.prepare_mounts(rec, &rootfs)?;
         let spec = spec::build(
             &rec.config,
             &rec.host_config,
@@ -868,6 +991,7 @@ impl ContainerService {
                 pid_ns,
                 ipc_ns,
                 shm,
+                user_mounts,
             },
         )?;
         fs::write(
@@ -1003,7 +1127,7 @@ impl ContainerService {
         if auto_remove {
             let me = self.clone();
             tokio::spawn(async move {
-                if let Err(err) = me.remove(&id, true).await {
+                if let Err(err) = me.remove(&id, true, true).await {
                     tracing::debug!(%id, "auto-remove: {err}");
                 }
             });
@@ -1232,7 +1356,8 @@ impl ContainerService {
     }
 
     /// `DELETE /containers/{id}`.
-    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+    /// `DELETE /containers/{id}`; with `volumes` (`rm -v`, `--rm`) its anonymous volumes go too.
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let e = self.lookup(name)?;
         let _op = e.op.lock().await;
         let rec = e.snapshot();
@@ -1284,6 +1409,13 @@ impl ContainerService {
             let _ = a.tx.send(Err(ContainerError::NotFound(rec.id.clone())));
         }
         Self::bump(&e, false, true);
+        if volumes {
+            for mp in rec.mount_points.iter().filter(|m| m.typ == "volume" && m.anonymous) {
+                if let Err(err) = self.volumes.remove(&mp.name, true) {
+                    tracing::info!(volume = %mp.name, "kept with its container gone: {err}");
+                }
+            }
+        }
         Ok(())
     }
 

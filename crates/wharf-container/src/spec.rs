@@ -291,6 +291,8 @@ pub struct SpecInput<'a> {
     pub ipc_ns: Option<String>,
     /// What `/dev/shm` is.
     pub shm: Shm,
+    /// Volumes, binds and `--mount` tmpfs, parents first (see `mounts`).
+    pub user_mounts: Vec<Value>,
 }
 
 /// Where the init binary appears inside a container, as in Docker.
@@ -643,6 +645,10 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         ("hostname", "/etc/hostname"),
         ("hosts", "/etc/hosts"),
     ] {
+        // A user's mount at the same place wins, as in Docker.
+        if input.user_mounts.iter().any(|m| m["destination"] == dest) {
+            continue;
+        }
         let mut opts = vec!["rbind", "rprivate"];
         if ro {
             opts.push("ro");
@@ -662,6 +668,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         }
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
+    mounts.extend(input.user_mounts.iter().cloned());
 
     let mode = |v: &Option<String>| v.clone().unwrap_or_default();
     let pid_mode = mode(&hc.pid_mode);

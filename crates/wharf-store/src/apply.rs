@@ -29,6 +29,30 @@ pub enum WhiteoutMode {
     Overlay,
     /// Apply them: delete the named files from the tree below.
     Delete,
+    /// They are plain files (`docker cp`): names starting `.wh.` mean nothing special.
+    Keep,
+}
+
+/// How an archive is applied.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOptions {
+    /// What whiteout entries do.
+    pub whiteouts: WhiteoutMode,
+    /// Owner for every entry instead of the archive's (`docker cp` without `-a`).
+    pub chown: Option<(u32, u32)>,
+    /// Refuse to replace a directory with a non-directory and the reverse (`docker cp`).
+    pub no_overwrite_dir_non_dir: bool,
+}
+
+impl ApplyOptions {
+    /// A layer: whiteouts as `mode` says, the archive's owners.
+    pub fn layer(mode: WhiteoutMode) -> Self {
+        ApplyOptions {
+            whiteouts: mode,
+            chown: None,
+            no_overwrite_dir_non_dir: false,
+        }
+    }
 }
 
 /// Why a layer could not be applied.
@@ -44,6 +68,16 @@ pub enum ApplyError {
         name: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// `noOverwriteDirNonDir`: the entry would replace a directory with a file or the reverse.
+    #[error("cannot overwrite {existing} {name:?} with {new}")]
+    Overwrite {
+        /// The entry name.
+        name: String,
+        /// What is there: `directory` or `non-directory`.
+        existing: &'static str,
+        /// What the archive has.
+        new: &'static str,
     },
     /// An entry type Docker does not accept in layers.
     #[error("unhandled tar header type {kind:?} for {name:?}")]
@@ -90,6 +124,19 @@ fn errno(name: &Path) -> impl FnOnce(rustix::io::Errno) -> ApplyError + '_ {
 /// Apply the (uncompressed) tar `reader` onto `target`.
 pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result<ApplyStats, ApplyError> {
     let root = SafeRoot::open(target).map_err(io_err(target))?;
+    apply_tar_in(&root, &[], reader, ApplyOptions::layer(mode))
+}
+
+/// Apply the (uncompressed) tar `reader` under the directory `base` of `root`: entry names are
+/// relative to `base` and may not climb out of it, and every path (symlinks included) resolves
+/// inside `root`.
+pub fn apply_tar_in(
+    root: &SafeRoot,
+    base: &[&OsStr],
+    reader: impl Read,
+    opts: ApplyOptions,
+) -> Result<ApplyStats, ApplyError> {
+    let mode = opts.whiteouts;
     let mut ar = tar::Archive::new(reader);
     let mut stats = ApplyStats::default();
     // Directory times are set last: creating entries inside a directory changes its mtime.
@@ -101,24 +148,27 @@ pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result
         let mut entry = entry.map_err(ApplyError::Tar)?;
         stats.entries += 1;
         let raw_path = entry.path().map_err(ApplyError::Tar)?.into_owned();
-        let comps = clean_relative(&raw_path).map_err(|reason| ApplyError::Breakout {
+        let rel = clean_relative(&raw_path).map_err(|reason| ApplyError::Breakout {
             name: raw_path.display().to_string(),
             reason,
         })?;
+        if rel.is_empty() {
+            continue; // the root itself ("./"): Docker applies nothing but its metadata; keep ours
+        }
+        let comps: Vec<&OsStr> = base.iter().copied().chain(rel).collect();
         let header = entry.header().clone();
         let kind = header.entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             continue;
         }
         let Some((last, parent)) = comps.split_last() else {
-            // The root itself ("./"): Docker applies nothing but its metadata; keep ours.
             continue;
         };
         let last: &OsStr = last;
         let name_bytes = last.as_bytes();
 
         // Whiteouts.
-        if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if mode != WhiteoutMode::Keep && name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             let pdir = root.mkdir_all(parent).map_err(io_err(&raw_path))?;
             if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
                 match mode {
@@ -127,7 +177,7 @@ pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result
                         rfs::fsetxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
                             .map_err(errno(&raw_path))?;
                     }
-                    WhiteoutMode::Delete => {
+                    WhiteoutMode::Delete | WhiteoutMode::Keep => {
                         let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(&raw_path))?;
                         let base: PathBuf = parent.iter().collect();
                         saferoot::clear_dir(d.as_fd(), &|n| unpacked.contains(&base.join(n)))
@@ -158,7 +208,16 @@ pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result
         let pdir = root.mkdir_all(parent).map_err(io_err(&raw_path))?;
         let existing = lstat_at(&pdir, last).map_err(io_err(&raw_path))?;
         if let Some(st) = &existing {
-            let keep = kind == EntryType::Directory && saferoot::is_dir(st);
+            let new_dir = kind == EntryType::Directory;
+            if opts.no_overwrite_dir_non_dir && new_dir != saferoot::is_dir(st) {
+                let what = |d: bool| if d { "directory" } else { "non-directory" };
+                return Err(ApplyError::Overwrite {
+                    name: raw_path.display().to_string(),
+                    existing: what(saferoot::is_dir(st)),
+                    new: what(new_dir),
+                });
+            }
+            let keep = new_dir && saferoot::is_dir(st);
             if !keep {
                 saferoot::remove_all_at(pdir.as_fd(), last).map_err(io_err(&raw_path))?;
             }
@@ -211,10 +270,11 @@ pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result
                         reason: "hardlink without a target",
                     })?
                     .into_owned();
-                let tcomps = clean_relative(&target).map_err(|reason| ApplyError::Breakout {
+                let trel = clean_relative(&target).map_err(|reason| ApplyError::Breakout {
                     name: raw_path.display().to_string(),
                     reason,
                 })?;
+                let tcomps: Vec<&OsStr> = base.iter().copied().chain(trel).collect();
                 let Some((tlast, tparent)) = tcomps.split_last() else {
                     return Err(ApplyError::Breakout {
                         name: raw_path.display().to_string(),
@@ -249,8 +309,13 @@ pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result
         unpacked.insert(comps.iter().collect());
 
         // Ownership, then mode (chown clears setuid bits), then times; never through a symlink.
-        let uid = header.uid().map_err(ApplyError::Tar)?;
-        let gid = header.gid().map_err(ApplyError::Tar)?;
+        let (uid, gid) = match opts.chown {
+            Some((u, g)) => (u64::from(u), u64::from(g)),
+            None => (
+                header.uid().map_err(ApplyError::Tar)?,
+                header.gid().map_err(ApplyError::Tar)?,
+            ),
+        };
         if uid > u32::MAX as u64 || gid > u32::MAX as u64 {
             return Err(ApplyError::Breakout {
                 name: raw_path.display().to_string(),

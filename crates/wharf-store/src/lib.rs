@@ -6,12 +6,13 @@
 //! inside its target root by [`saferoot`], never by string joining.
 
 pub mod apply;
+pub mod archive;
 pub mod content;
 pub mod layer;
 pub mod meta;
 pub mod saferoot;
 
-pub use apply::{apply_tar, decompress, ApplyError, WhiteoutMode};
+pub use apply::{apply_tar, apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
 pub use content::{ContentError, ContentStore};
 pub use layer::{Driver, LayerError, LayerStore};
 pub use meta::{Batch, ImageRecord, LayerRecord, Meta, MetaError};

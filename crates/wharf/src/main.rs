@@ -5,12 +5,14 @@
 
 mod client;
 mod containers;
+mod cp;
 mod error;
 mod format;
 mod images;
 mod run;
 mod stream;
 mod term;
+mod volumes;
 
 use std::io::Write;
 
@@ -69,6 +71,10 @@ enum Cmd {
     Top(containers::TopCmd),
     /// Update configuration of one or more containers
     Update(containers::UpdateCmd),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpCmd),
+    /// Manage volumes
+    Volume(volumes::VolumeCmd),
     /// List images
     Images(images::ImagesCmd),
     /// Remove one or more images
@@ -158,10 +164,12 @@ impl InspectCmd {
             let tries: Vec<String> = match self.kind.as_deref() {
                 Some("container") => vec![format!("/containers/{}/json?size={}", q(n), self.size as u8)],
                 Some("image") => vec![format!("/images/{}/json", q(n))],
+                Some("volume") => vec![format!("/volumes/{}", q(n))],
                 Some(k) => return Err(CliError::Usage(format!("\"{k}\" is not a valid value for --type"))),
                 None => vec![
                     format!("/containers/{}/json?size={}", q(n), self.size as u8),
                     format!("/images/{}/json", q(n)),
+                    format!("/volumes/{}", q(n)),
                 ],
             };
             let mut got = None;
@@ -292,6 +300,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Rename(x) => x.run(c).await,
         Cmd::Top(x) => x.run(c).await,
         Cmd::Update(x) => x.run(c).await,
+        Cmd::Cp(x) => x.run(c).await,
+        Cmd::Volume(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
         Cmd::Rmi(x) => x.run(c).await,
         Cmd::Tag(x) => x.run(c).await,

@@ -165,6 +165,15 @@ pub struct CreateOpts {
     /// Mount a tmpfs directory
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Bind mount a volume
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
     /// Add a host device to the container
     #[arg(long)]
     pub device: Vec<String>,
@@ -396,6 +405,13 @@ impl CreateOpts {
             tmpfs.insert(dest.to_string(), json!(opts));
         }
         hc["Tmpfs"] = Value::Object(tmpfs);
+        let (binds, anon) = volume_flags(&self.volume)?;
+        hc["Binds"] = json!(binds);
+        if !anon.is_empty() {
+            config["Volumes"] = Value::Object(anon.into_iter().map(|d| (d, json!({}))).collect());
+        }
+        hc["Mounts"] = Value::Array(self.mount.iter().map(|m| mount_flag(m)).collect::<Result<_>>()?);
+        hc["VolumesFrom"] = json!(self.volumes_from);
         hc["Sysctls"] = json!(key_values(&self.sysctl));
         let mut ulimits = Vec::new();
         for u in &self.ulimit {
@@ -714,4 +730,86 @@ fn start_error(e: CliError) -> CliError {
     };
     eprintln!("wharf: {msg}");
     CliError::Status(code)
+}
+
+/// `-v`: `src:dst[:mode]` goes to `Binds` (a relative host path made absolute, as the docker
+/// CLI does); a lone `/dst` is an anonymous volume in `Config.Volumes`.
+fn volume_flags(list: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let mut binds = Vec::new();
+    let mut anon = Vec::new();
+    for v in list {
+        match v.split_once(':') {
+            None => anon.push(v.clone()),
+            Some((src, rest)) => {
+                if src.starts_with('.') {
+                    let abs = std::env::current_dir()?.join(src);
+                    let clean: std::path::PathBuf = abs.components().collect();
+                    binds.push(format!("{}:{rest}", clean.display()));
+                } else {
+                    binds.push(v.clone());
+                }
+            }
+        }
+    }
+    Ok((binds, anon))
+}
+
+/// `--mount type=...,source=...,target=...`: the API's `Mount` object.
+fn mount_flag(spec: &str) -> Result<Value> {
+    let bad = |m: String| CliError::Usage(format!("invalid argument \"{spec}\" for \"--mount\" flag: {m}"));
+    let mut m = json!({"Type": "volume"});
+    let truthy = |v: Option<&str>| -> Result<bool> {
+        match v {
+            None | Some("1") | Some("true") => Ok(true),
+            Some("0") | Some("false") => Ok(false),
+            Some(x) => Err(bad(format!("invalid value {x}"))),
+        }
+    };
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
+            None => (field.to_ascii_lowercase(), None),
+        };
+        let val = || {
+            v.map(String::from)
+                .ok_or_else(|| bad(format!("invalid field '{field}' must be a key=value pair")))
+        };
+        match k.as_str() {
+            "type" => m["Type"] = json!(val()?),
+            "source" | "src" => m["Source"] = json!(val()?),
+            "target" | "dst" | "destination" => m["Target"] = json!(val()?),
+            "readonly" | "ro" => m["ReadOnly"] = json!(truthy(v)?),
+            "consistency" => m["Consistency"] = json!(val()?),
+            "bind-propagation" => m["BindOptions"]["Propagation"] = json!(val()?),
+            "bind-nonrecursive" => m["BindOptions"]["NonRecursive"] = json!(truthy(v)?),
+            "bind-create-mountpoint" => m["BindOptions"]["CreateMountpoint"] = json!(truthy(v)?),
+            "volume-nocopy" => m["VolumeOptions"]["NoCopy"] = json!(truthy(v)?),
+            "volume-subpath" => m["VolumeOptions"]["Subpath"] = json!(val()?),
+            "volume-driver" => m["VolumeOptions"]["DriverConfig"]["Name"] = json!(val()?),
+            "volume-label" => {
+                let s = val()?;
+                let (a, b) = s.split_once('=').unwrap_or((&s, ""));
+                m["VolumeOptions"]["Labels"][a] = json!(b);
+            }
+            "volume-opt" => {
+                let s = val()?;
+                let (a, b) = s
+                    .split_once('=')
+                    .ok_or_else(|| bad(format!("invalid volume-opt '{s}'")))?;
+                m["VolumeOptions"]["DriverConfig"]["Options"][a] = json!(b);
+            }
+            "tmpfs-size" => {
+                let s = val()?;
+                let n = wharf_units::ram_in_bytes(&s).ok_or_else(|| bad(format!("invalid tmpfs-size {s}")))?;
+                m["TmpfsOptions"]["SizeBytes"] = json!(n);
+            }
+            "tmpfs-mode" => {
+                let s = val()?;
+                let n = i64::from_str_radix(&s, 8).map_err(|_| bad(format!("invalid tmpfs-mode {s}")))?;
+                m["TmpfsOptions"]["Mode"] = json!(n);
+            }
+            _ => return Err(bad(format!("unexpected key '{k}' in '{field}'"))),
+        }
+    }
+    Ok(m)
 }

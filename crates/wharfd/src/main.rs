@@ -204,6 +204,7 @@ async fn run(s: Settings) -> Result<()> {
     })
     .await??;
     let images = Arc::new(images);
+    let volumes = Arc::new(wharf_volume::VolumeStore::open(&s.data_root)?);
     let containers = ContainerService::open(
         ServiceConfig {
             data_root: s.data_root.clone(),
@@ -214,6 +215,7 @@ async fn run(s: Settings) -> Result<()> {
             default_init: s.init,
         },
         images.clone(),
+        volumes,
     )?;
     containers.restore().await;
     let daemon = Arc::new(Daemon {

@@ -1,0 +1,101 @@
+//! `/volumes`: list, create, inspect, remove and prune, over the container service's volume
+//! store (which knows which containers use each volume).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bollard_stubs::models as m;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use wharf_volume::{CreateOptions, VolumeError};
+
+use crate::body::{self, Body};
+use crate::error::ApiError;
+use crate::query::{decode_path, Query};
+use crate::server::Daemon;
+
+type Res = Result<Response<Body>, ApiError>;
+
+impl From<VolumeError> for ApiError {
+    fn from(e: VolumeError) -> Self {
+        ApiError::new(e.kind(), e.to_string())
+    }
+}
+
+fn json_res(status: StatusCode, v: &Value) -> Res {
+    let mut r = Response::new(body::full(serde_json::to_vec(v).expect("json")));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// Dispatch `/volumes...` (the path without the version prefix).
+pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {
+    let store = d.containers.volumes().clone();
+    match (method, path) {
+        (&Method::GET, "/volumes") => {
+            let filters: HashMap<String, Vec<String>> = q.filters()?.into_iter().collect();
+            let mut out = Vec::new();
+            for v in store.list() {
+                if store.matches(&v, &filters)? {
+                    out.push(store.to_json(&v));
+                }
+            }
+            json_res(StatusCode::OK, &json!({"Volumes": out, "Warnings": []}))
+        }
+        (&Method::POST, "/volumes/create") => {
+            let bytes = body::collect(req.into_body(), 1 << 20).await?;
+            let o: m::VolumeCreateOptions = if bytes.is_empty() {
+                m::VolumeCreateOptions::default()
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
+            };
+            let sorted = |h: Option<HashMap<String, String>>| h.map(|h| h.into_iter().collect::<BTreeMap<_, _>>());
+            let v = store.create(
+                CreateOptions {
+                    name: o.name,
+                    driver: o.driver,
+                    driver_opts: sorted(o.driver_opts),
+                    labels: sorted(o.labels),
+                },
+                false,
+            )?;
+            json_res(StatusCode::CREATED, &store.to_json(&v))
+        }
+        (&Method::POST, "/volumes/prune") => {
+            let filters = q.filters()?;
+            for k in filters.keys() {
+                if !["label", "label!", "all"].contains(&k.as_str()) {
+                    return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+                }
+            }
+            let all = filters
+                .get("all")
+                .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+            let label_filters: HashMap<String, Vec<String>> = filters.into_iter().filter(|(k, _)| k != "all").collect();
+            let (gone, bytes) = store.prune(all, &|v| !store.matches(v, &label_filters).unwrap_or(false));
+            json_res(
+                StatusCode::OK,
+                &json!({"VolumesDeleted": gone, "SpaceReclaimed": bytes}),
+            )
+        }
+        _ => {
+            let Some(name) = path.strip_prefix("/volumes/").map(decode_path) else {
+                return Err(ApiError::not_found("page not found"));
+            };
+            match *method {
+                Method::GET => json_res(StatusCode::OK, &store.to_json(&store.get(&name)?)),
+                Method::DELETE => {
+                    store.remove(&name, q.bool("force"))?;
+                    let mut r = Response::new(body::empty());
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    Ok(r)
+                }
+                _ => Err(ApiError::not_found("page not found")),
+            }
+        }
+    }
+}
