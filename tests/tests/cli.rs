@@ -264,3 +264,106 @@ fn terminals() {
     assert_eq!(code, Some(1));
     assert_eq!(w.ok(&["inspect", "-f", "{{.State.Running}}", "term"]).trim(), "true");
 }
+
+#[test]
+fn volumes_mounts_and_cp() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    assert_eq!(wharf_ok(&w, &["volume", "create", "--label", "k=v", "wv"]), "wv\n");
+    w.ok(&["volume", "create", "other"]);
+    // Same listing and inspect as the docker CLI.
+    for args in [
+        &["volume", "ls"][..],
+        &["volume", "ls", "-q", "--filter", "label=k"],
+        &["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Labels}}"],
+        &["volume", "inspect", "wv"],
+        &["volume", "inspect", "-f", "{{.Mountpoint}}", "wv"],
+    ] {
+        assert_eq!(wharf_ok(&w, args), w.ok(args), "{args:?}");
+    }
+    // -v, --mount and --volumes-from through the native CLI.
+    let host = tempfile::tempdir().unwrap();
+    let hp = host.path().display().to_string();
+    wharf_ok(
+        &w,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "wv:/d",
+            "-v",
+            &format!("{hp}:/h"),
+            "busybox",
+            "sh",
+            "-c",
+            "echo v > /d/f; echo h > /h/f",
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(host.path().join("f")).unwrap(), "h\n");
+    wharf_ok(
+        &w,
+        &[
+            "create",
+            "--name",
+            "holder",
+            "--mount",
+            "type=volume,src=wv,dst=/d",
+            "busybox",
+            "true",
+        ],
+    );
+    assert_eq!(
+        wharf_ok(
+            &w,
+            &["run", "--rm", "--volumes-from", "holder:ro", "busybox", "cat", "/d/f"]
+        ),
+        "v\n"
+    );
+    let o = w.wharf(
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=tmpfs,dst=/t,tmpfs-size=1m",
+            "busybox",
+            "sh",
+            "-c",
+            "df -k /t | tail -1",
+        ],
+        None,
+    );
+    assert!(
+        out(&o).starts_with("tmpfs") && out(&o).split_whitespace().nth(1) == Some("1024"),
+        "{}",
+        out(&o)
+    );
+    // In use: refused; rm removes the rest and prints the names.
+    let o = w.wharf(&["volume", "rm", "wv"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("volume is in use"), "{}", err(&o));
+    // cp both ways, into the running container and its volume, and out again.
+    wharf_ok(
+        &w,
+        &["run", "-d", "--name", "box", "-v", "wv:/d", "busybox", "sleep", "60"],
+    );
+    std::fs::create_dir_all(host.path().join("tree/sub")).unwrap();
+    std::fs::write(host.path().join("tree/sub/x"), "x\n").unwrap();
+    wharf_ok(&w, &["cp", &format!("{hp}/tree"), "box:/tmp/"]);
+    wharf_ok(&w, &["cp", &format!("{hp}/tree/sub/x"), "box:/d/x2"]);
+    assert_eq!(w.ok(&["exec", "box", "cat", "/tmp/tree/sub/x", "/d/x2"]), "x\nx\n");
+    let back = tempfile::tempdir().unwrap();
+    let bp = back.path().display().to_string();
+    wharf_ok(&w, &["cp", "box:/d/.", &format!("{bp}/vol")]);
+    assert_eq!(std::fs::read_to_string(back.path().join("vol/f")).unwrap(), "v\n");
+    assert_eq!(std::fs::read_to_string(back.path().join("vol/x2")).unwrap(), "x\n");
+    let o = w.wharf(&["cp", "box:/nope", &bp], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("Could not find the file /nope in container box"),
+        "{}",
+        err(&o)
+    );
+    wharf_ok(&w, &["rm", "-f", "box", "holder"]);
+    assert_eq!(wharf_ok(&w, &["volume", "rm", "wv", "other"]), "wv\nother\n");
+    assert_eq!(wharf_ok(&w, &["volume", "ls", "-q"]), "");
+}

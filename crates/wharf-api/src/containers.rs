@@ -143,6 +143,12 @@ async fn archive_head(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     Ok(r)
 }
 
+impl wharf_container::archive::ArchiveSink for body::ChannelWriter {
+    fn abort(&mut self, e: std::io::Error) {
+        self.fail(e);
+    }
+}
+
 /// `GET /containers/{id}/archive`: the stat header, then the tar, streamed.
 async fn archive_get(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let path = archive_path(q)?;

@@ -62,6 +62,46 @@ pub fn copy_up(rootfs: &Path, dest: &str, vol: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Create a mount's destination in the root before the runtime mounts onto it: the path's
+/// symlinks are followed inside the root (as runc does), so an image's `/data -> /srv/data`
+/// gets `/srv/data` made in the container, never on the host; a file is made for a file source.
+pub fn make_destination(rootfs: &Path, dest: &str, is_dir: bool) -> Result<()> {
+    let root = SafeRoot::open(rootfs)?;
+    let comps: Vec<std::ffi::OsString> = clean_relative(Path::new(dest.trim_start_matches('/')))
+        .map_err(|m| ContainerError::Invalid(format!("mount destination {dest}: {m}")))?
+        .into_iter()
+        .map(|c| c.to_os_string())
+        .collect();
+    let resolved = ar::resolve(&root, &comps, true)?;
+    let refs: Vec<&OsStr> = resolved.iter().map(|c| c.as_os_str()).collect();
+    let Some((last, parent)) = refs.split_last() else {
+        return Err(ContainerError::Invalid(format!(
+            "mount destination {dest} resolves to /"
+        )));
+    };
+    if is_dir {
+        root.mkdir_all(&refs)?;
+        return Ok(());
+    }
+    let pdir = root.mkdir_all(parent)?;
+    match rustix::fs::openat(
+        &pdir,
+        *last,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    ) {
+        Ok(_) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where `GET .../archive` writes its tar: a writer that can also end the stream as failed, so
+/// that a client never takes a cut-short archive for a whole one.
+pub trait ArchiveSink: Write + Send {
+    /// End the stream with an error.
+    fn abort(&mut self, e: std::io::Error);
+}
+
 /// Where a copy reads and writes, and what it must undo.
 struct CpRoot {
     root: SafeRoot,
@@ -175,14 +215,18 @@ impl ContainerService {
         self: &Arc<Self>,
         name: &str,
         path: &str,
-        stat_ready: impl FnOnce(&PathStat) -> Option<Box<dyn Write + Send>>,
+        stat_ready: impl FnOnce(&PathStat) -> Option<Box<dyn ArchiveSink>>,
     ) -> Result<()> {
         self.with_cp_root(name, |root, _| {
             let Some((r, st)) = ar::stat(root, path)? else {
                 return Err(not_found(path, name));
             };
             let Some(mut w) = stat_ready(&st) else { return Ok(()) };
-            ar::write_tar(&r, &st.name, &mut w)?;
+            if let Err(e) = ar::write_tar(&r, &st.name, &mut w) {
+                let msg = e.to_string();
+                w.abort(e);
+                return Err(ContainerError::Internal(msg));
+            }
             Ok(())
         })
     }

@@ -510,10 +510,12 @@ impl ContainerService {
                 cfg.exposed_ports = Some(p);
             }
         }
-        if cfg.volumes.is_none() {
-            if let Some(p) = ic.get("Volumes").and_then(|v| serde_json::from_value(v.clone()).ok()) {
-                cfg.volumes = Some(p);
-            }
+        // The image's VOLUMEs join the container's own (Docker merges the two sets).
+        if let Some(p) = ic
+            .get("Volumes")
+            .and_then(|v| serde_json::from_value::<HashMap<String, HashMap<(), ()>>>(v.clone()).ok())
+        {
+            cfg.volumes.get_or_insert_with(HashMap::new).extend(p);
         }
         cfg.image = Some(image_name);
         let id = hex::encode(random_bytes(32));
@@ -648,6 +650,8 @@ impl ContainerService {
                 }
                 _ => {}
             }
+            let is_dir = mp.typ == "tmpfs" || Path::new(&mp.source).is_dir();
+            crate::archive::make_destination(rootfs, &mp.destination, is_dir)?;
             out.push(mp.to_spec());
         }
         Ok(out)

@@ -222,7 +222,7 @@ pub fn apply_tar_in(
                 saferoot::remove_all_at(pdir.as_fd(), last).map_err(io_err(&raw_path))?;
             }
         }
-        let perm = Mode::from_raw_mode(header.mode().map_err(ApplyError::Tar)? & 0o7777);
+        let perm = Mode::from_raw_mode(numeric(header.mode().map(u64::from), &header.as_old().mode)? as u32 & 0o7777);
         let mut file_fd: Option<OwnedFd> = None;
         match kind {
             EntryType::Regular | EntryType::Continuous => {
@@ -312,8 +312,8 @@ pub fn apply_tar_in(
         let (uid, gid) = match opts.chown {
             Some((u, g)) => (u64::from(u), u64::from(g)),
             None => (
-                header.uid().map_err(ApplyError::Tar)?,
-                header.gid().map_err(ApplyError::Tar)?,
+                numeric(header.uid(), &header.as_old().uid)?,
+                numeric(header.gid(), &header.as_old().gid)?,
             ),
         };
         if uid > u32::MAX as u64 || gid > u32::MAX as u64 {
@@ -363,6 +363,16 @@ pub fn apply_tar_in(
         }
     }
     Ok(stats)
+}
+
+/// A numeric header field; an empty one (all NUL or spaces, as some writers leave fields
+/// they do not use) reads as 0, as Go's `archive/tar` reads it.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Result<u64, ApplyError> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(ApplyError::Tar(e)),
+    }
 }
 
 /// Wrap `r` in the decompressor its first bytes call for: gzip, zstd, or none.

@@ -257,14 +257,50 @@ pub fn stat(root: &SafeRoot, path: &str) -> io::Result<Option<(Resolved, PathSta
 
 /// Write the file or tree at `r` as a tar whose entries are named under `name` (`.`: the
 /// directory's contents at the top).
+/// A failure stops the stream short of the tar's end marker, so the reader sees a truncated
+/// archive rather than a complete one with files missing.
 pub fn write_tar(r: &Resolved, name: &str, w: impl Write) -> io::Result<()> {
-    let mut b = tar::Builder::new(w);
+    let poisoned = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut b = tar::Builder::new(Poison {
+        w,
+        poisoned: poisoned.clone(),
+    });
+    if let Err(e) = build(&mut b, r, name) {
+        poisoned.set(true);
+        return Err(e);
+    }
+    b.into_inner()?.flush()
+}
+
+struct Poison<W> {
+    w: W,
+    poisoned: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<W: Write> Write for Poison<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.poisoned.get() {
+            return Err(io::Error::other("archive abandoned"));
+        }
+        self.w.write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+fn build<W: Write>(b: &mut tar::Builder<W>, r: &Resolved, name: &str) -> io::Result<()> {
     b.follow_symlinks(false);
     let mut links = HashMap::new();
     match &r.last {
         Some(last) => {
             let st = lstat_at(&r.parent, last)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-            entry(&mut b, r.parent.as_fd(), last, &st, Path::new(name), &mut links)?;
+            if !entry(b, r.parent.as_fd(), last, &st, Path::new(name), &mut links)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the file changed while it was archived",
+                ));
+            }
         }
         None => {
             let dir = rfs::openat(
@@ -273,15 +309,10 @@ pub fn write_tar(r: &Resolved, name: &str, w: impl Write) -> io::Result<()> {
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            children(
-                &mut b,
-                &dir,
-                Path::new(if name == "/" { "." } else { name }),
-                &mut links,
-            )?;
+            children(b, &dir, Path::new(if name == "/" { "." } else { name }), &mut links)?;
         }
     }
-    b.into_inner()?.flush()
+    Ok(())
 }
 
 fn header(st: &rfs::Stat, kind: tar::EntryType) -> tar::Header {
@@ -302,7 +333,7 @@ fn entry<W: Write>(
     st: &rfs::Stat,
     tar_name: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let is_top_dot = tar_name == Path::new(".");
     match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => {
@@ -314,7 +345,9 @@ fn entry<W: Write>(
             ) {
                 Ok(fd) => fd,
                 // Replaced by something else since the listing: leave it out.
-                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::NOENT) => return Ok(()),
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::NOENT) => {
+                    return Ok(false)
+                }
                 Err(e) => return Err(e.into()),
             };
             if !is_top_dot {
@@ -328,7 +361,8 @@ fn entry<W: Write>(
             if st.st_nlink > 1 {
                 if let Some(first) = links.get(&key) {
                     let mut h = header(st, tar::EntryType::Link);
-                    return b.append_link(&mut h, tar_name, first);
+                    b.append_link(&mut h, tar_name, first)?;
+                    return Ok(true);
                 }
             }
             let fd = match rfs::openat(
@@ -338,12 +372,12 @@ fn entry<W: Write>(
                 Mode::empty(),
             ) {
                 Ok(fd) => fd,
-                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOENT) => return Ok(()),
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOENT) => return Ok(false),
                 Err(e) => return Err(e.into()),
             };
             let now = rfs::fstat(&fd)?;
             if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile {
-                return Ok(());
+                return Ok(false);
             }
             let size = now.st_size.max(0) as u64;
             let mut h = header(&now, tar::EntryType::Regular);
@@ -358,7 +392,7 @@ fn entry<W: Write>(
         FileType::Symlink => {
             let target = match rfs::readlinkat(dir, name, Vec::new()) {
                 Ok(t) => t,
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => return Ok(()),
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => return Ok(false),
                 Err(e) => return Err(e.into()),
             };
             let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
@@ -379,9 +413,9 @@ fn entry<W: Write>(
             b.append_data(&mut h, tar_name, io::empty())?;
         }
         // Sockets are not archived (as in Docker).
-        _ => {}
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
 fn children<W: Write>(
@@ -408,6 +442,7 @@ fn children<W: Write>(
         } else {
             tar_name.join(&n)
         };
+        // An entry that vanished or changed type since the listing is left out.
         entry(b, dir.as_fd(), &n, &st, &child, links)?;
     }
     Ok(())

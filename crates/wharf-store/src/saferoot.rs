@@ -136,13 +136,33 @@ pub fn is_dir(st: &rfs::Stat) -> bool {
     rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory
 }
 
+/// Is `name` in `dir` the root of a mount (a volume or bind inside a container's root)?
+pub fn is_mount_root(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    use rustix::fs::{StatxAttributes, StatxFlags};
+    rfs::statx(
+        dir,
+        name,
+        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::empty(),
+    )
+    .map(|r| r.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+    .unwrap_or(false)
+}
+
 /// Remove `name` in `dir` and, if it is a directory, everything below it, never following a
-/// symlink.
+/// symlink and never descending into a mount (`EBUSY`: a volume's files are not the archive's
+/// to delete).
 pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let Some(st) = lstat_at(dir, name)? else {
         return Ok(());
     };
     if is_dir(&st) {
+        if is_mount_root(dir, name) {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!("{} is a mount point", name.to_string_lossy()),
+            ));
+        }
         let sub = rfs::openat(
             dir,
             name,
