@@ -601,6 +601,7 @@ async fn pump<C>(
     tty: bool,
     detach: Vec<u8>,
     on_stdin_eof: impl std::future::Future<Output = ()> + Send,
+    on_exit: impl FnOnce(Option<i32>) + Send,
 ) -> Option<i32>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
@@ -672,11 +673,19 @@ where
     tokio::pin!(output);
     tokio::select! {
         (code, mut cw) = &mut output => {
+            // Recorded before the client sees the end, so its inspect finds the exit code.
+            on_exit(code);
             let _ = cw.flush().await;
             let _ = cw.shutdown().await;
             code
         }
-        _detached = &mut input => None,
+        detached = &mut input => {
+            // A detach (attach only) leaves the process running; a dead shim does not.
+            if !detached {
+                on_exit(None);
+            }
+            None
+        }
     }
 }
 
@@ -711,7 +720,7 @@ async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Quer
                 let _ = d3.containers.close_stdin(&id3, None).await;
             }
         };
-        pump(TokioIo::new(upgraded), shim, tty, detach, eof).await;
+        pump(TokioIo::new(upgraded), shim, tty, detach, eof, |_| {}).await;
     });
     Ok(upgrade_response(tty))
 }
@@ -750,8 +759,10 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res
             // Nobody reads a detached exec's output; it is drained and dropped.
             let (client, mut sink) = tokio::io::duplex(64 * 1024);
             tokio::spawn(async move { tokio::io::copy(&mut sink, &mut tokio::io::sink()).await });
-            let code = pump(client, shim, tty, Vec::new(), async {}).await;
-            d.containers.exec_exited(&id, code);
+            pump(client, shim, tty, Vec::new(), async {}, |code| {
+                d.containers.exec_exited(&id, code)
+            })
+            .await;
         });
         return json_res(StatusCode::OK, &json!({}));
     }
@@ -771,8 +782,9 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res
                     }
                 }
             };
-            let code = pump(TokioIo::new(upgraded), shim, tty, Vec::new(), eof).await;
-            d.containers.exec_exited(&id, code);
+            let d4 = d.clone();
+            let done = move |code| d4.containers.exec_exited(&id, code);
+            pump(TokioIo::new(upgraded), shim, tty, Vec::new(), eof, done).await;
         });
         return Ok(upgrade_response(tty));
     }
@@ -780,8 +792,10 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
     tokio::spawn(async move {
-        let code = pump(client, shim, tty, Vec::new(), async {}).await;
-        d.containers.exec_exited(&id, code);
+        pump(client, shim, tty, Vec::new(), async {}, |code| {
+            d.containers.exec_exited(&id, code)
+        })
+        .await;
     });
     tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
