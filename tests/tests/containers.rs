@@ -102,7 +102,20 @@ fn lifecycle_logs_exec_stop_kill_pause() {
 
     // A signal reaches PID 1's handler.
     w.ok(&["kill", "-s", "HUP", "web"]);
-    wait_until("HUP handled", || w.ok(&["logs", "web"]).contains("got-hup"));
+    let pid = inspect(&w, "web", "{{.State.Pid}}");
+    let start = Instant::now();
+    while !w.ok(&["logs", "web"]).contains("got-hup") {
+        if start.elapsed() > Duration::from_secs(20) {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let sig: Vec<&str> = status
+                .lines()
+                .filter(|l| l.starts_with("Sig") || l.starts_with("Shd"))
+                .collect();
+            let logs = w.ok(&["logs", "--tail", "5", "web"]);
+            panic!("HUP not handled: init {pid} {sig:?}\nlast logs:\n{logs}\n{}", w.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // pause freezes, unpause thaws.
     w.ok(&["pause", "web"]);

@@ -256,6 +256,27 @@ fn binds_tmpfs_and_option_volumes() {
         "{df}"
     );
     assert!(mounts_under(&w.data_root().join("volumes")).is_empty());
+    // cp into a running container's bind mount lands on the host directory.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bd",
+        "-v",
+        &format!("{hp}:/h"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    std::fs::write(host.path().join("in2"), "via-cp\n").unwrap();
+    w.ok(&["cp", &format!("{hp}/in2"), "bd:/h/copied"]);
+    assert_eq!(std::fs::read_to_string(host.path().join("copied")).unwrap(), "via-cp\n");
+    w.ok(&["rm", "-f", "bd"]);
+    // An image's VOLUME /proc is refused at create.
+    let tar = common::images_dir().join("busybox-rootfs.tar");
+    w.ok(&["import", "-c", "VOLUME /proc", tar.to_str().unwrap(), "procvol"]);
+    let e = w.fails(&["create", "procvol", "true"]);
+    assert!(e.contains("inside /proc"), "{e}");
     let e = w.fails(&["volume", "create", "-o", "colour=red", "bad"]);
     assert!(e.contains("invalid option key: \"colour\""), "{e}");
 }
@@ -335,6 +356,15 @@ fn cp_both_ways_running_and_stopped() {
     w.ok(&["start", "cpc"]);
     assert_eq!(w.ok(&["exec", "cpc", "cat", "/tmp/while-stopped", "/vol/b"]), "A\nB\n");
     assert_eq!(w.ok(&["run", "--rm", "-v", "cv:/x", "busybox", "cat", "/x/b"]), "B\n");
+    // Ownership: root's without -a, the archive's with it.
+    std::fs::write(h.join("owned"), "O\n").unwrap();
+    std::os::unix::fs::chown(h.join("owned"), Some(1234), Some(2345)).unwrap();
+    w.ok(&["cp", &p("owned"), "cpc:/tmp/plain"]);
+    w.ok(&["cp", "-a", &p("owned"), "cpc:/tmp/kept"]);
+    assert_eq!(
+        w.ok(&["exec", "cpc", "stat", "-c", "%u:%g", "/tmp/plain", "/tmp/kept"]),
+        "0:0\n1234:2345\n"
+    );
     // Errors: a missing path, a read-only root.
     let e = w.fails(&["cp", "cpc:/nope", &b("x")]);
     assert!(e.contains("Could not find the file /nope in container cpc"), "{e}");
