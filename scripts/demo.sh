@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-dpkg -s busybox-static >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq busybox-static >/dev/null; }
+need=()
+for p in busybox-static nftables iproute2; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+[ ${#need[@]} -eq 0 ] || { apt-get update -qq; apt-get install -y -qq "${need[@]}" >/dev/null; }
 cargo build --release --bins --quiet
 mkdir -p /var/lib/wharf /run/wharf
 scripts/make-images.sh /var/lib/wharf-images >/dev/null
@@ -19,4 +21,7 @@ docker images
 docker history busybox
 docker run --rm busybox echo "hello from a wharf container"
 docker run --rm -h demo busybox sh -c 'echo "I am PID $$ on $(hostname), as $(id -un)"; ps'
+docker run -d --name demo-web -p 8080:80 busybox sh -c 'mkdir -p /www; echo "served from a wharf container" > /www/index.html; exec httpd -f -p 80 -h /www' >/dev/null
+for _ in $(seq 50); do busybox wget -qO- http://127.0.0.1:8080/ 2>/dev/null && break; sleep 0.1; done
+docker rm -f demo-web >/dev/null
 echo "wharfd is running (log: /var/log/wharfd.log); stop it with: kill \$(cat /run/wharf/wharfd.pid)"

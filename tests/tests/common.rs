@@ -56,11 +56,38 @@ fn cgroup_parent(dir: &Path) -> String {
     )
 }
 
+/// The default bridge of this daemon's own (an interface name of at most 15 bytes).
+pub fn bridge_name(dir: &Path) -> String {
+    let s: String = dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("wh-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    format!("whe{s}")
+}
+
+/// A number for each daemon this test process starts: its subnets come from it.
+fn next_index() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250
+}
+
+/// A /24 for a test's own user-defined network (`k` tells one test's networks apart), clear
+/// of every other daemon's the tests run at the same time.
+pub fn test_subnet(w: &Wharfd, k: u32) -> String {
+    format!("172.{}.{}.0/24", 18 + k, w.index)
+}
+
 pub struct Wharfd {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub sock: PathBuf,
     pub extra: Vec<String>,
+    /// This daemon's number in the test process.
+    pub index: u32,
 }
 
 impl Wharfd {
@@ -77,6 +104,7 @@ impl Wharfd {
             child: None,
             sock,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            index: next_index(),
         };
         w.spawn();
         w
@@ -98,6 +126,11 @@ impl Wharfd {
             self.dir.path().join("none.json").display().to_string(),
             "--cgroup-parent".into(),
             cgroup_parent(self.dir.path()),
+            "--bridge".into(),
+            bridge_name(self.dir.path()),
+            "--bip".into(),
+            // A /24 of its own, distinct from every other daemon running beside it.
+            format!("10.{}.{}.1/24", 100 + std::process::id() % 90, self.index),
         ];
         a.extend(self.extra.iter().cloned());
         a
@@ -279,6 +312,30 @@ impl Drop for Wharfd {
         std::thread::sleep(Duration::from_millis(100));
         unmount_below(self.dir.path());
         remove_cgroups(&cgroup_parent(self.dir.path()));
+        // Bridges and the nftables table stay when containers were left running (live restore).
+        let br = bridge_name(self.dir.path());
+        let mut links = vec![br.clone()];
+        if let Ok(rd) = std::fs::read_dir(self.data_root().join("network")) {
+            for e in rd.flatten() {
+                let v: serde_json::Value = std::fs::read(e.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                if let Some(b) = v["bridge"].as_str().filter(|b| !b.is_empty()) {
+                    links.push(b.to_string());
+                }
+            }
+        }
+        for l in links {
+            let _ = Command::new("ip")
+                .args(["link", "del", &l])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("wharf_{br}")])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -278,12 +278,12 @@ fn summary(r: &Record) -> Value {
         "ImageID": r.image,
         "Command": command_text(r),
         "Created": unix(&r.created),
-        "Ports": [],
+        "Ports": wharf_container::netsetup::ports_summary(r),
         "Labels": r.config.labels.clone().unwrap_or_default(),
         "State": r.state.status,
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_default()},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": wharf_container::netsetup::settings_json(r)["Networks"].clone()},
         "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
     })
 }
@@ -435,14 +435,7 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
         "GraphDriver": graph,
         "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
         "Config": r.config,
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
-            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": wharf_container::netsetup::settings_json(&r),
     });
     if q.bool("size") {
         let (rw, root) = d.containers.sizes(&r.id)?;

@@ -9,6 +9,7 @@
 pub mod body;
 pub mod containers;
 pub mod error;
+pub mod networks;
 pub mod query;
 pub mod routes;
 pub mod server;

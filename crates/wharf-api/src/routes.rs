@@ -125,6 +125,9 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
             if p.starts_with("/containers/") || p.starts_with("/exec/") {
                 return crate::containers::route(d, req, method, p, &q).await;
             }
+            if p == "/networks" || p.starts_with("/networks/") {
+                return crate::networks::route(d, req, method, p, &q).await;
+            }
             if p == "/volumes" || p.starts_with("/volumes/") {
                 return crate::volumes::route(d, req, method, p, &q).await;
             }

@@ -12,6 +12,9 @@ pub enum ContainerError {
     /// `No such exec instance: X`.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    /// `network X not found` (404).
+    #[error("{0}")]
+    NetworkNotFound(String),
     /// A path inside a container that does not exist (404).
     #[error("{0}")]
     PathNotFound(String),
@@ -42,9 +45,10 @@ impl ContainerError {
     /// The kind, for the API's one status mapping.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ContainerError::NotFound(_) | ContainerError::NoSuchExec(_) | ContainerError::PathNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            ContainerError::NotFound(_)
+            | ContainerError::NoSuchExec(_)
+            | ContainerError::PathNotFound(_)
+            | ContainerError::NetworkNotFound(_) => ErrorKind::NotFound,
             ContainerError::Conflict(_) => ErrorKind::Conflict,
             ContainerError::Invalid(_) => ErrorKind::InvalidArgument,
             ContainerError::NotModified => ErrorKind::NotModified,

@@ -3,13 +3,14 @@
 //! turns a container's config into an OCI runtime spec with Docker's defaults; `seccomp` holds
 //! Docker's default profile; `record` is the on-disk record; `logs` reads json-file logs;
 //! `shim` speaks the shim protocol; `names` makes and checks names; `mounts` parses and
-//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`.
+//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks.
 
 pub mod archive;
 pub mod error;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod netsetup;
 pub mod record;
 pub mod seccomp;
 pub mod service;

@@ -84,6 +84,12 @@ pub struct Record {
     /// Volumes, binds and tmpfs mounts.
     #[serde(default)]
     pub mount_points: Vec<crate::mounts::MountPoint>,
+    /// The networks it joins, by name.
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, crate::netsetup::EndpointConfig>,
+    /// While it runs: its namespace, endpoints and published ports.
+    #[serde(default)]
+    pub net: crate::netsetup::NetState,
 }
 
 impl Record {
@@ -127,6 +133,8 @@ mod tests {
             driver: "overlay2".into(),
             exec_ids: vec![],
             mount_points: vec![],
+            networks: Default::default(),
+            net: Default::default(),
         };
         r.save(d.path()).unwrap();
         let back = Record::load(d.path()).unwrap();

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use wharf_image::ImageService;
+use wharf_network::NetworkService;
 use wharf_reference::Digest;
 use wharf_shim_proto::{ExitInfo, Request, ShimConfig};
 use wharf_store::Driver;
@@ -26,7 +27,7 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self, MountPoint};
 use crate::record::{Record, State, ZERO_TIME};
 use crate::shim::{self, ShimStream};
-use crate::{names, spec};
+use crate::{names, netsetup, spec};
 
 /// Where the service keeps things and how it starts shims.
 #[derive(Debug, Clone)]
@@ -130,6 +131,7 @@ pub struct ContainerService {
     cfg: ServiceConfig,
     images: Arc<ImageService>,
     volumes: Arc<VolumeStore>,
+    net: Arc<NetworkService>,
     map: RwLock<HashMap<String, Arc<Entry>>>,
     names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecEntry>>,
@@ -203,7 +205,12 @@ fn start_error(e: &str) -> String {
 
 impl ContainerService {
     /// Open the service: load every record under `<data-root>/containers`.
-    pub fn open(cfg: ServiceConfig, images: Arc<ImageService>, volumes: Arc<VolumeStore>) -> Result<Arc<Self>> {
+    pub fn open(
+        cfg: ServiceConfig,
+        images: Arc<ImageService>,
+        volumes: Arc<VolumeStore>,
+        net: Arc<NetworkService>,
+    ) -> Result<Arc<Self>> {
         let root = cfg.data_root.join("containers");
         fs::create_dir_all(&root)?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o710))?;
@@ -214,6 +221,7 @@ impl ContainerService {
             cfg,
             images,
             volumes,
+            net,
             map: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -256,7 +264,31 @@ impl ContainerService {
                 .map(|r| r.id)
                 .collect()
         }));
+        let users = Arc::downgrade(&svc);
+        svc.net.set_usage_check(Arc::new(move |id: &str| {
+            let Some(s) = users.upgrade() else { return Vec::new() };
+            s.all()
+                .into_iter()
+                .map(|e| e.snapshot())
+                .filter(|r| r.networks.values().any(|n| n.network_id == id))
+                .map(|r| r.id)
+                .collect()
+        }));
+        // Addresses held by containers that are not running were left by a crash.
+        let running: Vec<String> = svc
+            .all()
+            .into_iter()
+            .map(|e| e.snapshot())
+            .filter(|r| r.state.is_running())
+            .map(|r| r.id)
+            .collect();
+        svc.net.release_all_except(&running);
         Ok(svc)
+    }
+
+    /// The network service containers join networks through.
+    pub fn networks(&self) -> &Arc<NetworkService> {
+        &self.net
     }
 
     /// The volume store containers mount from.
@@ -294,6 +326,7 @@ impl ContainerService {
                         for mp in rec.mount_points.iter().filter(|m| m.typ == "volume") {
                             let _ = self.volumes.mount(&mp.name, &rec.id);
                         }
+                        netsetup::restore(&self.net, &rec.id, &rec.net).await;
                         self.spawn_monitor(e.clone(), Some(stream));
                         continue;
                     }
@@ -538,6 +571,12 @@ impl ContainerService {
                 config: Some(HashMap::new()),
             });
         }
+        let networks = netsetup::endpoint_configs(&self.net, &hc, body.networking_config.as_ref())?;
+        if hc.network_mode.as_deref() == Some("host") {
+            // Docker: published ports are discarded in host mode.
+            hc.port_bindings = None;
+            hc.publish_all_ports = Some(false);
+        }
         let mut mount_points = mounts::collect(&hc, cfg.volumes.as_ref(), &|c| {
             Ok(self.lookup(c)?.snapshot().mount_points)
         })?;
@@ -565,6 +604,8 @@ impl ContainerService {
             driver: self.images.driver().name().to_string(),
             exec_ids: Vec::new(),
             mount_points,
+            networks,
+            net: Default::default(),
         };
         let r = (|| -> Result<()> {
             let dir = self.container_dir(&id);
@@ -681,7 +722,7 @@ impl ContainerService {
             }
         }
         fs::write(dir.join("hosts"), hosts)?;
-        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config))?;
+        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, None))?;
         if self.images.driver() == Driver::Overlay2 {
             for d in ["rw/diff", "rw/work", "init", "merged"] {
                 fs::create_dir_all(dir.join(d))?;
@@ -849,9 +890,10 @@ impl ContainerService {
             _ => {}
         }
         match self.launch(&rec).await {
-            Ok((pid, stream)) => {
+            Ok((pid, stream, net)) => {
                 {
                     let mut r = e.rec.lock().expect("record lock");
+                    r.net = net;
                     r.state.status = "running".into();
                     r.state.pid = i64::from(pid);
                     r.state.started_at = now_nanos();
@@ -907,7 +949,79 @@ impl ContainerService {
     }
 
     /// Mount, write the bundle, start the shim, connect waiting attaches, let the process run.
-    async fn launch(&self, rec: &Record) -> Result<(i32, Option<ShimStream>)> {
+    /// Join the container's networks, then launch it; a failed launch leaves no network behind.
+    async fn launch(&self, rec: &Record) -> Result<(i32, Option<ShimStream>, netsetup::NetState)> {
+        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        let (st, net_ns) = if netsetup::uses_networks(&mode) {
+            let st = netsetup::start(&self.net, rec).await?;
+            let key = st.sandbox_key.clone();
+            (st, Some(key))
+        } else if let Some(other) = mode.strip_prefix("container:") {
+            let (pid, _) = self.join_target(other, "network stack")?;
+            (netsetup::NetState::default(), Some(format!("/proc/{pid}/ns/net")))
+        } else {
+            (netsetup::NetState::default(), None)
+        };
+        let r = match self.write_net_files(rec, &st) {
+            Ok(()) => self.launch_with(rec, net_ns).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok((pid, stream)) => Ok((pid, stream, st)),
+            Err(e) => {
+                netsetup::stop(&self.net, &rec.id, &st).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `/etc/hosts` and `/etc/resolv.conf` for this start: its own address, its links, the
+    /// network's DNS responder on user networks.
+    fn write_net_files(&self, rec: &Record, st: &netsetup::NetState) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        let gateway = self.net.get("bridge").ok().and_then(|n| n.pool.map(|p| p.gateway));
+        let mut links = Vec::new();
+        let link_specs: Vec<String> = rec
+            .networks
+            .values()
+            .flat_map(|n| n.links.iter().cloned())
+            .chain(rec.host_config.links.iter().flatten().cloned())
+            .collect();
+        for l in link_specs {
+            let (name, alias) = l.split_once(':').unwrap_or((&l, &l));
+            let name = name.trim_start_matches('/');
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            let other = self.lookup(name)?.snapshot();
+            let ip = other
+                .net
+                .endpoints
+                .first()
+                .map(|e| e.ip)
+                .filter(|_| other.state.is_running())
+                .ok_or_else(|| {
+                    ContainerError::Invalid(format!(
+                        "Cannot link to a non running container: /{} AS /{}/{alias}",
+                        other.name, rec.name
+                    ))
+                })?;
+            if !links
+                .iter()
+                .any(|(a, _, _): &(String, String, std::net::Ipv4Addr)| a == alias)
+            {
+                links.push((alias.to_string(), other.name.clone(), ip));
+            }
+        }
+        fs::write(dir.join("hosts"), netsetup::hosts_file(rec, st, gateway, &links))?;
+        let embedded = st
+            .endpoints
+            .first()
+            .filter(|e| e.network_name != "bridge")
+            .map(|e| e.gateway);
+        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, embedded))?;
+        Ok(())
+    }
+
+    async fn launch_with(&self, rec: &Record, net_ns: Option<String>) -> Result<(i32, Option<ShimStream>)> {
         let rootfs = self.mount_root(rec)?;
         let bundle = self.bundle_dir(&rec.id);
         let _ = fs::remove_dir_all(&bundle);
@@ -996,6 +1110,7 @@ impl ContainerService {
                 ipc_ns,
                 shm,
                 user_mounts,
+                net_ns,
             },
         )?;
         fs::write(
@@ -1123,6 +1238,8 @@ impl ContainerService {
             )
         };
         self.unmount_root(&id);
+        let net_state = std::mem::take(&mut e.rec.lock().expect("record lock").net);
+        netsetup::stop(&self.net, &id, &net_state).await;
         let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
         if let Err(err) = self.save(e) {
             tracing::warn!(%id, "saving exit: {err}");
@@ -1475,6 +1592,77 @@ impl ContainerService {
         Ok(())
     }
 
+    /// `POST /networks/{id}/connect`: join a network now (running) or at the next start.
+    pub async fn network_connect(&self, name: &str, network: &str, settings: Option<&Value>) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        let n = self.net.get(network)?;
+        let rec = e.snapshot();
+        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        if !netsetup::uses_networks(&mode) {
+            return Err(ContainerError::Invalid(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network (mode {mode})"
+            )));
+        }
+        if rec.networks.contains_key(&n.name) {
+            return Err(ContainerError::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, n.name
+            )));
+        }
+        let ec = netsetup::endpoint_config(&n.id, settings)?;
+        if n.default_bridge && (ec.ipv4.is_some() || !ec.aliases.is_empty()) {
+            return Err(ContainerError::Invalid(
+                "user specified IP address or aliases are supported on user defined networks only".into(),
+            ));
+        }
+        if rec.state.is_running() {
+            let req = wharf_network::EndpointRequest {
+                network: n.id.clone(),
+                ip: ec.ipv4.as_deref().and_then(|i| i.parse().ok()),
+                mac: ec.mac.as_deref().and_then(wharf_network::link::parse_mac),
+                dns_names: netsetup::dns_names(&rec, &ec),
+            };
+            let target = wharf_network::link::Target::Existing(self.net.sandbox_key(&rec.id));
+            let eps = self
+                .net
+                .attach(&rec.id, target, &[req], rec.net.endpoints.len())
+                .await?;
+            e.rec.lock().expect("record lock").net.endpoints.extend(eps);
+        }
+        e.rec.lock().expect("record lock").networks.insert(n.name.clone(), ec);
+        self.save(&e)
+    }
+
+    /// `POST /networks/{id}/disconnect`: leave a network at once.
+    pub async fn network_disconnect(&self, name: &str, network: &str, force: bool) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        let n = self.net.get(network)?;
+        let rec = e.snapshot();
+        if !rec.networks.contains_key(&n.name) {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is not connected to network {}",
+                rec.id, n.name
+            )));
+        }
+        if let Some(ep) = rec.net.endpoints.iter().find(|x| x.network_id == n.id) {
+            if let Err(err) = self.net.detach(&rec.id, ep).await {
+                if !force {
+                    return Err(err.into());
+                }
+            }
+            e.rec
+                .lock()
+                .expect("record lock")
+                .net
+                .endpoints
+                .retain(|x| x.network_id != n.id);
+        }
+        e.rec.lock().expect("record lock").networks.remove(&n.name);
+        self.save(&e)
+    }
+
     /// `POST /containers/{id}/update`: merge the new limits into the container's config as
     /// Docker does (only the values given), check them, and apply them to a running container's
     /// cgroup. Nothing changes when any step fails.
@@ -1816,7 +2004,7 @@ fn read_in_root(root: &wharf_store::saferoot::SafeRoot, path: &str) -> String {
 
 /// The host's resolver config with loopback nameservers removed (they mean nothing inside a
 /// network namespace), or `--dns`/`--dns-search`/`--dns-option` when given.
-fn resolv_conf(hc: &m::HostConfig) -> String {
+fn resolv_conf(hc: &m::HostConfig, embedded: Option<std::net::Ipv4Addr>) -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let dns = hc.dns.clone().unwrap_or_default();
     let search = hc.dns_search.clone().unwrap_or_default();
@@ -1836,7 +2024,10 @@ fn resolv_conf(hc: &m::HostConfig) -> String {
     } else {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
-    if dns.is_empty() {
+    if let (true, Some(gw)) = (dns.is_empty(), embedded) {
+        // A user-defined network: its DNS responder on the gateway answers (and forwards).
+        out.push_str(&format!("nameserver {gw}\n"));
+    } else if dns.is_empty() {
         let mut any = false;
         for l in host.lines().filter(|l| l.starts_with("nameserver")) {
             let ip = l.split_whitespace().nth(1).unwrap_or("");

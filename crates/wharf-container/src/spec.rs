@@ -293,6 +293,8 @@ pub struct SpecInput<'a> {
     pub shm: Shm,
     /// Volumes, binds and `--mount` tmpfs, parents first (see `mounts`).
     pub user_mounts: Vec<Value>,
+    /// The network namespace to join (a pinned one, or another container's); `None`: a new one.
+    pub net_ns: Option<String>,
 }
 
 /// Where the init binary appears inside a container, as in Docker.
@@ -686,7 +688,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         namespaces.push(ns("uts", None));
     }
     if net_mode != "host" {
-        namespaces.push(ns("network", None));
+        namespaces.push(ns("network", input.net_ns.clone()));
     }
     if rustix::fs::statfs("/sys/fs/cgroup")
         .map(|s| s.f_type == 0x6367_7270)

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The caller may not do this (401/403).
     Unauthorized,
+    /// The operation is not allowed on this object (403).
+    Forbidden,
     /// The operation was already done (304).
     NotModified,
     /// The body is over the size cap (413).

@@ -47,6 +47,25 @@ pub struct Flags {
     /// Path to the init binary (default: `docker-init` or `tini-static` from PATH).
     #[arg(long = "init-path")]
     pub init_path: Option<PathBuf>,
+    /// The default bridge's interface (default `wharf0`; `none`: no default bridge network).
+    #[arg(short = 'b', long)]
+    pub bridge: Option<String>,
+    /// The default bridge's address and prefix, e.g. 10.20.0.1/24.
+    #[arg(long)]
+    pub bip: Option<String>,
+    /// Default address pools for new networks: base=172.30.0.0/16,size=24.
+    #[arg(long = "default-address-pool")]
+    pub default_address_pool: Vec<String>,
+    /// MTU of the containers' interfaces.
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Manage the daemon's nftables table (NAT, published ports, isolation).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub iptables: Option<bool>,
+    /// Accepted for dockerd compatibility: published ports are always served by nftables DNAT
+    /// (also from the host's loopback), with no proxy process.
+    #[arg(long = "userland-proxy", num_args = 0..=1, default_missing_value = "true")]
+    pub userland_proxy: Option<bool>,
 }
 
 /// `daemon.json` keys wharf reads (Docker's spelling).
@@ -64,8 +83,21 @@ struct FileConfig {
     cgroup_parent: Option<String>,
     init: Option<bool>,
     init_path: Option<PathBuf>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    default_address_pools: Option<Vec<PoolSpec>>,
+    mtu: Option<u32>,
+    iptables: Option<bool>,
+    userland_proxy: Option<bool>,
     #[serde(flatten)]
     _other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A `default-address-pools` entry of daemon.json.
+#[derive(Deserialize, Debug, Clone)]
+struct PoolSpec {
+    base: String,
+    size: u8,
 }
 
 /// The settings in force.
@@ -81,6 +113,33 @@ pub struct Settings {
     pub cgroup_parent: String,
     pub init: bool,
     pub init_path: Option<PathBuf>,
+    pub net: NetSettings,
+}
+
+/// Networking settings.
+#[derive(Debug)]
+pub struct NetSettings {
+    pub bridge: String,
+    pub bip: Option<(std::net::Ipv4Addr, u8)>,
+    pub pools: Vec<(String, u8)>,
+    pub mtu: Option<u32>,
+    pub iptables: bool,
+}
+
+fn parse_pool(s: &str) -> Result<(String, u8)> {
+    let mut base = None;
+    let mut size = None;
+    for kv in s.split(',') {
+        match kv.split_once('=') {
+            Some(("base", v)) => base = Some(v.to_string()),
+            Some(("size", v)) => size = Some(v.parse::<u8>().with_context(|| format!("invalid size in {s}"))?),
+            _ => bail!("invalid default-address-pool {s}: use base=CIDR,size=N"),
+        }
+    }
+    match (base, size) {
+        (Some(b), Some(n)) => Ok((b, n)),
+        _ => bail!("invalid default-address-pool {s}: use base=CIDR,size=N"),
+    }
 }
 
 impl Settings {
@@ -114,6 +173,25 @@ impl Settings {
         let cgroup_parent = pick!(f.cgroup_parent, file.cgroup_parent, "cgroup-parent");
         let init = pick!(f.init, file.init, "init");
         let init_path = pick!(f.init_path, file.init_path, "init-path");
+        let bridge = pick!(f.bridge, file.bridge, "bridge");
+        let bip = pick!(f.bip, file.bip, "bip");
+        let mtu = pick!(f.mtu, file.mtu, "mtu");
+        let iptables = pick!(f.iptables, file.iptables, "iptables");
+        let _userland_proxy = pick!(f.userland_proxy, file.userland_proxy, "userland-proxy");
+        let file_pools: Option<Vec<(String, u8)>> = file
+            .default_address_pools
+            .map(|v| v.into_iter().map(|p| (p.base, p.size)).collect());
+        let flag_pools: Option<Vec<(String, u8)>> = if f.default_address_pool.is_empty() {
+            None
+        } else {
+            Some(
+                f.default_address_pool
+                    .iter()
+                    .map(|s| parse_pool(s))
+                    .collect::<Result<_>>()?,
+            )
+        };
+        let pools = pick!(flag_pools, file_pools, "default-address-pools");
         if !both.is_empty() {
             bail!(
                 "unable to configure the daemon with file {}: the following directives are specified both as a flag and in the configuration file: {}",
@@ -148,6 +226,23 @@ impl Settings {
             cgroup_parent: cgroup_parent.unwrap_or_else(|| "wharf".into()),
             init: init.unwrap_or(false),
             init_path: init_path.or_else(find_init),
+            net: NetSettings {
+                bridge: bridge.unwrap_or_else(|| "wharf0".into()),
+                bip: bip
+                    .map(|b| -> Result<(std::net::Ipv4Addr, u8)> {
+                        let (ip, p) = b
+                            .split_once('/')
+                            .with_context(|| format!("invalid bip {b}: use ADDRESS/PREFIX"))?;
+                        Ok((
+                            ip.parse().with_context(|| format!("invalid bip {b}"))?,
+                            p.parse().with_context(|| format!("invalid bip {b}"))?,
+                        ))
+                    })
+                    .transpose()?,
+                pools: pools.unwrap_or_default(),
+                mtu,
+                iptables: iptables.unwrap_or(true),
+            },
         })
     }
 }

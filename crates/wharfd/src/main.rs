@@ -162,6 +162,17 @@ fn systemd_listeners() -> Result<Vec<(Listener, Option<PathBuf>)>> {
     Ok(out)
 }
 
+/// Are any containers still running (their shims' sockets answer)?
+fn daemon_running(s: &Settings) -> bool {
+    let dir = s.exec_root.join("s");
+    fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| std::os::unix::net::UnixStream::connect(e.path()).is_ok())
+        })
+        .unwrap_or(false)
+}
+
 /// `wharf-shim` sits beside `wharfd` (or where `WHARF_SHIM` says).
 fn shim_path() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("WHARF_SHIM") {
@@ -205,6 +216,24 @@ async fn run(s: Settings) -> Result<()> {
     .await??;
     let images = Arc::new(images);
     let volumes = Arc::new(wharf_volume::VolumeStore::open(&s.data_root)?);
+    let mut pools = Vec::new();
+    for (base, size) in &s.net.pools {
+        let b: wharf_network::ipam::Subnet = base
+            .parse()
+            .with_context(|| format!("default-address-pool base {base}"))?;
+        pools.push((b, *size));
+    }
+    let net = wharf_network::NetworkService::open(wharf_network::NetConfig {
+        data_root: s.data_root.clone(),
+        exec_root: s.exec_root.clone(),
+        bridge: s.net.bridge.clone(),
+        bip: s.net.bip,
+        pools,
+        mtu: s.net.mtu,
+        iptables: s.net.iptables,
+    })
+    .await
+    .context("setting up networking")?;
     let containers = ContainerService::open(
         ServiceConfig {
             data_root: s.data_root.clone(),
@@ -216,6 +245,7 @@ async fn run(s: Settings) -> Result<()> {
         },
         images.clone(),
         volumes,
+        net.clone(),
     )?;
     containers.restore().await;
     let daemon = Arc::new(Daemon {
@@ -255,6 +285,8 @@ async fn run(s: Settings) -> Result<()> {
     }
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+    // With no container left running, the bridges and the nftables table go too.
+    net.shutdown(daemon_running(&s)).await;
     for f in socket_files {
         let _ = fs::remove_file(f);
     }

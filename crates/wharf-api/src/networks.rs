@@ -1,0 +1,188 @@
+//! `/networks`: list, inspect, create, remove, connect, disconnect and prune, over the network
+//! service, with the containers attached to each from the container service.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use wharf_network::{CreateRequest, Network, NetworkError};
+
+use crate::body::{self, Body};
+use crate::error::ApiError;
+use crate::query::{decode_path, Query};
+use crate::server::Daemon;
+
+type Res = Result<Response<Body>, ApiError>;
+
+impl From<NetworkError> for ApiError {
+    fn from(e: NetworkError) -> Self {
+        ApiError::new(e.kind(), e.to_string())
+    }
+}
+
+fn json_res(status: StatusCode, v: &Value) -> Res {
+    let mut r = Response::new(body::full(serde_json::to_vec(v).expect("json")));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// The `Containers` map of a network: every running container with an endpoint on it.
+fn containers_of(d: &Daemon, n: &Network) -> Value {
+    let mut out = serde_json::Map::new();
+    for r in d.containers.records() {
+        for ep in r.net.endpoints.iter().filter(|e| e.network_id == n.id) {
+            out.insert(
+                r.id.clone(),
+                json!({
+                    "Name": r.name,
+                    "EndpointID": ep.endpoint_id,
+                    "MacAddress": ep.mac,
+                    "IPv4Address": format!("{}/{}", ep.ip, ep.prefix),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+fn matches(n: &Network, filters: &BTreeMap<String, Vec<String>>, used: bool) -> Result<bool, ApiError> {
+    for (k, vals) in filters {
+        let ok = match k.as_str() {
+            "name" => vals.iter().any(|v| n.name.contains(v.as_str())),
+            "id" => vals.iter().any(|v| n.id.starts_with(v.as_str())),
+            "driver" => vals.iter().any(|v| &n.driver == v),
+            "type" => vals.iter().any(|v| match v.as_str() {
+                "builtin" => n.predefined(),
+                "custom" => !n.predefined(),
+                _ => false,
+            }),
+            "scope" => vals.iter().any(|v| v == "local"),
+            "label" => vals.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+                None => n.labels.contains_key(l),
+            }),
+            "dangling" => vals
+                .iter()
+                .any(|v| (v == "true" || v == "1") == (!used && !n.predefined())),
+            other => return Err(ApiError::invalid(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Dispatch `/networks...`.
+pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {
+    let net = d.containers.networks().clone();
+    match (method, path) {
+        (&Method::GET, "/networks") => {
+            let filters = q.filters()?;
+            let mut out = Vec::new();
+            for n in net.list() {
+                let used = d
+                    .containers
+                    .records()
+                    .iter()
+                    .any(|r| r.networks.values().any(|e| e.network_id == n.id));
+                if matches(&n, &filters, used)? {
+                    out.push(net.to_json(&n, containers_of(&d, &n)));
+                }
+            }
+            json_res(StatusCode::OK, &Value::Array(out))
+        }
+        (&Method::POST, "/networks/create") => {
+            let bytes = body::collect(req.into_body(), 1 << 20).await?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            let map = |k: &str| -> BTreeMap<String, String> {
+                v.get(k)
+                    .and_then(|x| x.as_object())
+                    .map(|o| {
+                        o.iter()
+                            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let ipam = v.pointer("/IPAM/Config/0").cloned().unwrap_or(Value::Null);
+            let opt = |k: &str| {
+                ipam.get(k)
+                    .and_then(|x| x.as_str())
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+            };
+            if v.get("EnableIPv6").and_then(|x| x.as_bool()) == Some(true) {
+                return Err(ApiError::invalid("IPv6 networks are not supported by wharf yet"));
+            }
+            let n = net
+                .create(CreateRequest {
+                    name: s("Name"),
+                    driver: s("Driver"),
+                    subnet: opt("Subnet"),
+                    gateway: opt("Gateway"),
+                    ip_range: opt("IPRange"),
+                    internal: v.get("Internal").and_then(|x| x.as_bool()).unwrap_or(false),
+                    attachable: v.get("Attachable").and_then(|x| x.as_bool()).unwrap_or(false),
+                    labels: map("Labels"),
+                    options: map("Options"),
+                })
+                .await?;
+            json_res(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))
+        }
+        (&Method::POST, "/networks/prune") => {
+            let filters = q.filters()?;
+            let label_filters: BTreeMap<String, Vec<String>> =
+                filters.into_iter().filter(|(k, _)| k == "label").collect();
+            let gone = net
+                .prune(&|n| !matches(n, &label_filters, false).unwrap_or(false))
+                .await;
+            json_res(StatusCode::OK, &json!({"NetworksDeleted": gone}))
+        }
+        _ => {
+            let Some(rest) = path.strip_prefix("/networks/") else {
+                return Err(ApiError::not_found("page not found"));
+            };
+            let (key, verb) = match rest.rsplit_once('/') {
+                Some((k, v)) if v == "connect" || v == "disconnect" => (decode_path(k), v),
+                _ => (decode_path(rest), ""),
+            };
+            match (method, verb) {
+                (&Method::GET, "") => {
+                    let n = net.get(&key)?;
+                    json_res(StatusCode::OK, &net.to_json(&n, containers_of(&d, &n)))
+                }
+                (&Method::DELETE, "") => {
+                    net.remove(&key).await?;
+                    let mut r = Response::new(body::empty());
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    Ok(r)
+                }
+                (&Method::POST, "connect") | (&Method::POST, "disconnect") => {
+                    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+                    let v: Value =
+                        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+                    let ctr = v.get("Container").and_then(|x| x.as_str()).unwrap_or("").to_string();
+                    if verb == "connect" {
+                        d.containers
+                            .network_connect(&ctr, &key, v.get("EndpointConfig"))
+                            .await?;
+                    } else {
+                        let force = v.get("Force").and_then(|x| x.as_bool()).unwrap_or(false);
+                        d.containers.network_disconnect(&ctr, &key, force).await?;
+                    }
+                    Ok(Response::new(body::empty()))
+                }
+                _ => Err(ApiError::not_found("page not found")),
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The DNS responder of a user-defined network (as podman's aardvark-dns): a UDP server on the
+//! network's gateway address, port 53, that answers A queries for the names and aliases of the
+//! containers on that network and forwards every other query to the host's resolvers. Messages
+//! are parsed and written with hickory-proto.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::net::UdpSocket;
+
+/// Name (lower case, no trailing dot) → addresses, for one network.
+pub type Names = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
+
+/// A running responder; dropping it stops the server.
+#[derive(Debug)]
+pub struct Responder {
+    task: tokio::task::JoinHandle<()>,
+    /// The names it answers for.
+    pub names: Names,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The host's resolvers from `/etc/resolv.conf`, without loopback ones (unreachable from a
+/// container and pointless to forward to from the daemon's point of view are the same servers).
+pub fn upstreams() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// Start answering on `addr:53`.
+pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
+    let sock = Arc::new(UdpSocket::bind((addr, 53)).await?);
+    let n = names.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((len, peer)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let query = buf[..len].to_vec();
+            let (sock, n) = (sock.clone(), n.clone());
+            tokio::spawn(async move {
+                if let Some(reply) = answer(&query, &n).await {
+                    let _ = sock.send_to(&reply, peer).await;
+                }
+            });
+        }
+    });
+    Ok(Responder { task, names })
+}
+
+/// The answer to one query packet (`None`: not a query we can read at all).
+pub async fn answer(query: &[u8], names: &Names) -> Option<Vec<u8>> {
+    let req = Message::from_vec(query).ok()?;
+    if req.message_type() != MessageType::Query {
+        return None;
+    }
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(req.op_code())
+        .set_recursion_desired(req.recursion_desired())
+        .set_recursion_available(true)
+        .add_queries(req.queries().to_vec());
+    let Some(q) = req.queries().first() else {
+        resp.set_response_code(ResponseCode::FormErr);
+        return resp.to_vec().ok();
+    };
+    let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    let known = names.read().expect("names").get(&name).cloned();
+    match known {
+        Some(ips) => {
+            // A name on this network: its addresses for A, nothing (but no error) for others.
+            if q.query_type() == RecordType::A {
+                for ip in ips {
+                    resp.add_answer(Record::from_rdata(q.name().clone(), 600, RData::A(A(ip))));
+                }
+            }
+            resp.set_authoritative(true);
+            resp.to_vec().ok()
+        }
+        // A single label is a container name or nothing: it is not sent to the host's
+        // resolvers (which would only say NXDOMAIN, later, and off this machine).
+        None if !name.contains('.') => {
+            resp.set_response_code(ResponseCode::NXDomain);
+            resp.to_vec().ok()
+        }
+        None => match forward(query).await {
+            Some(r) => Some(r),
+            None => {
+                resp.set_response_code(ResponseCode::ServFail);
+                resp.to_vec().ok()
+            }
+        },
+    }
+}
+
+async fn forward(query: &[u8]) -> Option<Vec<u8>> {
+    for up in upstreams() {
+        let Ok(s) = UdpSocket::bind("0.0.0.0:0").await else {
+            continue;
+        };
+        if s.send_to(query, up).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use std::str::FromStr;
+
+    fn query(name: &str, t: RecordType) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(7)
+            .set_message_type(MessageType::Query)
+            .set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_str(name).unwrap(), t));
+        m.to_vec().unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_names_on_the_network() {
+        let names: Names = Arc::default();
+        names
+            .write()
+            .unwrap()
+            .insert("web".into(), vec!["10.0.0.2".parse().unwrap()]);
+        let r = Message::from_vec(&answer(&query("Web.", RecordType::A), &names).await.unwrap()).unwrap();
+        assert_eq!(r.id(), 7);
+        assert_eq!(r.response_code(), ResponseCode::NoError);
+        assert_eq!(r.answers().len(), 1);
+        assert_eq!(r.answers()[0].data(), &RData::A(A("10.0.0.2".parse().unwrap())));
+        let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names).await.unwrap()).unwrap();
+        assert_eq!((r.response_code(), r.answers().len()), (ResponseCode::NoError, 0));
+        let r = Message::from_vec(&answer(&query("elsewhere.", RecordType::A), &names).await.unwrap()).unwrap();
+        assert_eq!(r.response_code(), ResponseCode::NXDomain);
+        assert!(answer(b"garbage", &names).await.is_none());
+    }
+}

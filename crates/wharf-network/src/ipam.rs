@@ -1,0 +1,274 @@
+//! IPv4 address management: subnets in CIDR form, the addresses a network hands out, and the
+//! choice of a free subnet that overlaps nothing already routed on the host.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NetworkError, Result};
+
+/// An IPv4 subnet (`172.17.0.0/16`), kept in canonical form (host bits zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subnet {
+    /// The network address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0 to 32.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// The netmask as a number.
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+
+    /// Does the subnet contain `ip`?
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr)
+    }
+
+    /// Do the two share any address?
+    pub fn overlaps(&self, o: &Subnet) -> bool {
+        self.contains(o.addr) || o.contains(self.addr)
+    }
+
+    /// The first and last address (network and broadcast).
+    pub fn bounds(&self) -> (u32, u32) {
+        let base = u32::from(self.addr);
+        (base, base | !self.mask())
+    }
+
+    /// The first usable address (Docker's default gateway).
+    pub fn first_host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + 1)
+    }
+
+    /// The subnet of `ip/prefix` (host bits cleared).
+    pub fn of(ip: Ipv4Addr, prefix: u8) -> Subnet {
+        let s = Subnet {
+            addr: Ipv4Addr::UNSPECIFIED,
+            prefix,
+        };
+        Subnet {
+            addr: Ipv4Addr::from(u32::from(ip) & s.mask()),
+            prefix,
+        }
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Subnet {
+    type Err = NetworkError;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || NetworkError::Invalid(format!("invalid CIDR address: {s}"));
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        Ok(Subnet::of(addr, prefix))
+    }
+}
+
+impl Serialize for Subnet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Subnet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One network's addresses: its subnet, the range it hands out from, its gateway, and who
+/// holds what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pool {
+    /// The subnet.
+    pub subnet: Subnet,
+    /// `--ip-range`: where dynamic addresses come from (the whole subnet if absent).
+    pub range: Option<Subnet>,
+    /// The gateway (the bridge's own address).
+    pub gateway: Ipv4Addr,
+    /// Address → holder (a container ID).
+    #[serde(default)]
+    pub allocated: BTreeMap<Ipv4Addr, String>,
+}
+
+impl Pool {
+    /// A pool for `subnet`, with Docker's defaults and checks for the gateway and range.
+    pub fn new(subnet: Subnet, range: Option<Subnet>, gateway: Option<Ipv4Addr>) -> Result<Pool> {
+        if subnet.prefix > 30 {
+            return Err(NetworkError::Invalid(format!(
+                "subnet {subnet} is too small: it has no room for a gateway and a container"
+            )));
+        }
+        if let Some(r) = range {
+            if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid pool request: ip-range {r} is not in subnet {subnet}"
+                )));
+            }
+        }
+        let gateway = gateway.unwrap_or_else(|| subnet.first_host());
+        let (lo, hi) = subnet.bounds();
+        let g = u32::from(gateway);
+        if g <= lo || g >= hi {
+            return Err(NetworkError::Invalid(format!(
+                "invalid pool request: gateway {gateway} is not a host address of subnet {subnet}"
+            )));
+        }
+        Ok(Pool {
+            subnet,
+            range,
+            gateway,
+            allocated: BTreeMap::new(),
+        })
+    }
+
+    /// Hand out `want` (it must be free and in the subnet) or the first free dynamic address.
+    pub fn allocate(&mut self, holder: &str, want: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
+        let (lo, hi) = self.subnet.bounds();
+        if let Some(ip) = want {
+            let n = u32::from(ip);
+            if !self.subnet.contains(ip) || n == lo || n == hi {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid address {ip}: it does not belong to any of this network's subnets"
+                )));
+            }
+            if ip == self.gateway {
+                return Err(NetworkError::Conflict(format!(
+                    "Address already in use: {ip} is the gateway"
+                )));
+            }
+            match self.allocated.get(&ip) {
+                Some(h) if h != holder => return Err(NetworkError::Conflict("Address already in use".into())),
+                _ => {}
+            }
+            self.allocated.insert(ip, holder.to_string());
+            return Ok(ip);
+        }
+        let (rlo, rhi) = self.range.map(|r| r.bounds()).unwrap_or((lo, hi));
+        for n in rlo.max(lo + 1)..=rhi.min(hi - 1) {
+            let ip = Ipv4Addr::from(n);
+            if ip == self.gateway || self.allocated.contains_key(&ip) {
+                continue;
+            }
+            self.allocated.insert(ip, holder.to_string());
+            return Ok(ip);
+        }
+        Err(NetworkError::Conflict(format!(
+            "no available IPv4 addresses on this network's address pools: {}",
+            self.subnet
+        )))
+    }
+
+    /// Give back what `holder` holds.
+    pub fn release(&mut self, holder: &str) {
+        self.allocated.retain(|_, h| h != holder);
+    }
+}
+
+/// Docker's default address pools: 172.17-31.0.0/16 then 192.168.0-240.0/20.
+pub fn default_pools() -> Vec<(Subnet, u8)> {
+    vec![
+        ("172.17.0.0/16".parse().expect("const"), 16),
+        ("172.18.0.0/16".parse().expect("const"), 16),
+        ("172.19.0.0/16".parse().expect("const"), 16),
+        ("172.20.0.0/14".parse().expect("const"), 16),
+        ("172.24.0.0/14".parse().expect("const"), 16),
+        ("172.28.0.0/14".parse().expect("const"), 16),
+        ("192.168.0.0/16".parse().expect("const"), 20),
+    ]
+}
+
+/// The first subnet of `size` from `pools` that overlaps none of `taken` (the host's routes
+/// and the other networks).
+pub fn pick_subnet(pools: &[(Subnet, u8)], taken: &[Subnet]) -> Option<Subnet> {
+    for (base, size) in pools {
+        let step = 1u64 << (32 - u32::from(*size));
+        let (lo, hi) = base.bounds();
+        let mut n = u64::from(lo);
+        while n + step - 1 <= u64::from(hi) {
+            let cand = Subnet::of(Ipv4Addr::from(n as u32), *size);
+            if !taken.iter().any(|t| t.overlaps(&cand)) {
+                return Some(cand);
+            }
+            n += step;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_overlap() {
+        let s: Subnet = "10.1.2.3/16".parse().unwrap();
+        assert_eq!(s.to_string(), "10.1.0.0/16");
+        assert!(s.contains("10.1.255.254".parse().unwrap()));
+        assert!(!s.contains("10.2.0.1".parse().unwrap()));
+        assert!(s.overlaps(&"10.0.0.0/8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Subnet>().is_err());
+        assert!("x/8".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn allocation_skips_gateway_and_respects_range() {
+        let mut p = Pool::new(
+            "10.5.0.0/24".parse().unwrap(),
+            Some("10.5.0.128/25".parse().unwrap()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.gateway, "10.5.0.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(p.allocate("a", None).unwrap().to_string(), "10.5.0.128");
+        assert_eq!(p.allocate("b", None).unwrap().to_string(), "10.5.0.129");
+        assert_eq!(
+            p.allocate("c", Some("10.5.0.9".parse().unwrap())).unwrap().to_string(),
+            "10.5.0.9"
+        );
+        assert!(matches!(
+            p.allocate("d", Some("10.5.0.9".parse().unwrap())),
+            Err(NetworkError::Conflict(_))
+        ));
+        assert!(p.allocate("d", Some("10.6.0.9".parse().unwrap())).is_err());
+        assert!(p.allocate("d", Some("10.5.0.1".parse().unwrap())).is_err());
+        p.release("a");
+        assert_eq!(p.allocate("e", None).unwrap().to_string(), "10.5.0.128");
+        let mut tiny = Pool::new("10.9.0.0/30".parse().unwrap(), None, None).unwrap();
+        assert_eq!(tiny.allocate("x", None).unwrap().to_string(), "10.9.0.2");
+        assert!(
+            tiny.allocate("y", None).is_err(),
+            "a /30 has one address after the gateway"
+        );
+        assert!(Pool::new("10.9.0.0/24".parse().unwrap(), None, Some("10.8.0.1".parse().unwrap())).is_err());
+    }
+
+    #[test]
+    fn picks_a_subnet_clear_of_routes() {
+        let taken: Vec<Subnet> = vec!["172.17.0.0/16".parse().unwrap(), "172.18.5.0/24".parse().unwrap()];
+        assert_eq!(
+            pick_subnet(&default_pools(), &taken).unwrap().to_string(),
+            "172.19.0.0/16"
+        );
+    }
+}

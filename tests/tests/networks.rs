@@ -1,0 +1,436 @@
+//! Networking for real, through the real docker CLI against wharfd: bridges, veths and
+//! namespaces made through netlink, nftables NAT and published ports, DNS on user networks.
+//! Every packet stays on this machine: loopback, the test daemon's own bridges and the
+//! containers' namespaces.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{bridge_name, test_subnet, Wharfd};
+
+fn daemon() -> Wharfd {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w
+}
+
+fn inspect(w: &Wharfd, name: &str, fmt: &str) -> String {
+    w.ok(&["inspect", "-f", fmt, name]).trim().to_string()
+}
+
+/// `GET /` from this host; the body, or the error.
+fn http_get(addr: &str) -> Result<String, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+fn wait_http(addr: &str) -> String {
+    let start = Instant::now();
+    loop {
+        match http_get(addr) {
+            Ok(b) if !b.is_empty() => return b,
+            r if start.elapsed() > Duration::from_secs(10) => panic!("{addr}: {r:?}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// A web server in a container answering `body`.
+fn web(w: &Wharfd, args: &[&str], body: &str) -> String {
+    let script = format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let mut a = vec!["run", "-d"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    w.ok(&a).trim().to_string()
+}
+
+fn gateway(w: &Wharfd) -> Ipv4Addr {
+    inspect(w, "bridge", "{{(index .IPAM.Config 0).Gateway}}")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn published_ports_from_loopback_host_addresses_and_containers() {
+    let w = daemon();
+    let port = 20000 + (std::process::id() % 5000) as u16 * 2;
+    let p = |x: u16| (port + x).to_string();
+    web(&w, &["--name", "web", "-p", &format!("{}:80", p(0))], "hello-web");
+    let gw = gateway(&w);
+    // From the host's loopback, and from one of the host's own addresses (the bridge's).
+    assert_eq!(wait_http(&format!("127.0.0.1:{}", p(0))), "hello-web\n");
+    assert_eq!(wait_http(&format!("{gw}:{}", p(0))), "hello-web\n");
+    // From another container, by the host's address.
+    let o = w.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-qO-",
+        &format!("http://{gw}:{}/", p(0)),
+    ]);
+    assert_eq!(o, "hello-web\n");
+    // docker port, ps, and the inspect template from the docs.
+    assert_eq!(w.ok(&["port", "web"]), format!("80/tcp -> 0.0.0.0:{}\n", p(0)));
+    assert_eq!(
+        inspect(
+            &w,
+            "web",
+            "{{range $p, $conf := .NetworkSettings.Ports}}{{$p}} -> {{(index $conf 0).HostPort}}{{end}}"
+        ),
+        format!("80/tcp -> {}", p(0))
+    );
+    assert_eq!(
+        w.ok(&["ps", "--format", "{{.Ports}}"]).trim(),
+        format!("0.0.0.0:{}->80/tcp", p(0))
+    );
+    let ip = inspect(&w, "web", "{{.NetworkSettings.IPAddress}}");
+    assert!(
+        ip.starts_with(&gw.to_string()[..gw.to_string().rfind('.').unwrap()]),
+        "{ip} on {gw}"
+    );
+    assert_eq!(inspect(&w, "web", "{{.NetworkSettings.Gateway}}"), gw.to_string());
+    assert!(inspect(&w, "web", "{{.NetworkSettings.MacAddress}}").starts_with("02:42:"));
+    // The same host port twice is refused with Docker's words.
+    let e = w.fails(&["run", "-d", "-p", &format!("{}:80", p(0)), "busybox", "true"]);
+    assert!(e.contains("port is already allocated"), "{e}");
+    // A 127.0.0.1 binding answers on loopback and not to other containers.
+    web(
+        &w,
+        &["--name", "local", "-p", &format!("127.0.0.1:{}:80", p(1))],
+        "only-local",
+    );
+    assert_eq!(wait_http(&format!("127.0.0.1:{}", p(1))), "only-local\n");
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-T",
+        "2",
+        "-qO-",
+        &format!("http://{gw}:{}/", p(1)),
+    ]);
+    assert!(!o.status.success(), "a loopback-only port answered a container");
+    // -P: every exposed port on a random port of the ephemeral range.
+    web(&w, &["--name", "all", "-P", "--expose", "80"], "random");
+    let hp: u16 = inspect(
+        &w,
+        "all",
+        "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+    )
+    .parse()
+    .unwrap();
+    assert!(hp >= 1024, "{hp}");
+    assert_eq!(wait_http(&format!("127.0.0.1:{hp}")), "random\n");
+    // Stopped: the port is gone at once.
+    w.ok(&["stop", "-t", "0", "web"]);
+    assert!(http_get(&format!("127.0.0.1:{}", p(0))).is_err());
+    assert_eq!(inspect(&w, "web", "{{.NetworkSettings.IPAddress}}"), "");
+}
+
+#[test]
+fn user_networks_names_aliases_isolation_and_connect() {
+    let w = daemon();
+    let s1 = test_subnet(&w, 0);
+    let s2 = test_subnet(&w, 1);
+    let id = w.ok(&["network", "create", "--subnet", &s1, "--label", "team=a", "front"]);
+    assert_eq!(id.trim().len(), 64);
+    w.ok(&["network", "create", "--subnet", &s2, "back"]);
+    let e = w.fails(&["network", "create", "front"]);
+    assert!(e.contains("network with name front already exists"), "{e}");
+    assert_eq!(
+        inspect(&w, "front", "{{(index .IPAM.Config 0).Subnet}} {{.Labels.team}}"),
+        format!("{s1} a")
+    );
+    // Names and aliases resolve on the network (its DNS answers on the gateway).
+    let base = s1.trim_end_matches("0/24");
+    let fixed = format!("{base}77");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "front",
+        "--network-alias",
+        "database",
+        "--ip",
+        &fixed,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let o = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W2 db >/dev/null && ping -c1 -W2 database >/dev/null && nslookup db",
+    ]);
+    assert!(o.contains(&fixed), "{o}");
+    // Not across networks: neither the name nor the address.
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W1",
+        "db",
+    ]);
+    assert!(!o.status.success());
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W1",
+        &fixed,
+    ]);
+    assert!(!o.status.success(), "isolation between networks");
+    // --ip is kept across restarts.
+    w.ok(&["restart", "-t", "0", "db"]);
+    assert_eq!(
+        inspect(&w, "db", "{{.NetworkSettings.Networks.front.IPAddress}}"),
+        fixed
+    );
+    assert_eq!(
+        inspect(&w, "db", "{{json .NetworkSettings.Networks.front.Aliases}}"),
+        r#"["database"]"#
+    );
+    let containers = inspect(&w, "front", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}");
+    assert_eq!(containers, format!("db {fixed}/24"));
+    // connect gives a running container a new interface; disconnect cuts it at once.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    w.ok(&["network", "connect", "--alias", "api", "front", "app"]);
+    assert_eq!(
+        w.ok(&["exec", "db", "sh", "-c", "ping -c1 -W2 api >/dev/null && echo reached"]),
+        "reached\n"
+    );
+    w.ok(&["exec", "app", "ping", "-c1", "-W2", &fixed]);
+    w.ok(&["network", "disconnect", "front", "app"]);
+    let o = w.docker(&["exec", "app", "ping", "-c1", "-W1", &fixed]);
+    assert!(!o.status.success(), "still connected after disconnect");
+    // --network container: shares the namespace.
+    let shared = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:db",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(shared.contains(&fixed), "{shared}");
+    // In use: refused; predefined: forbidden.
+    let e = w.fails(&["network", "rm", "front"]);
+    assert!(e.contains("has active endpoints"), "{e}");
+    let e = w.fails(&["network", "rm", "bridge"]);
+    assert!(
+        e.contains("bridge is a pre-defined network and cannot be removed"),
+        "{e}"
+    );
+    let e = w.fails(&["run", "--rm", "--network", "nosuch", "busybox", "true"]);
+    assert!(e.contains("network nosuch not found"), "{e}");
+    let e = w.fails(&["run", "--rm", "--ip", "10.0.0.9", "busybox", "true"]);
+    assert!(
+        e.contains("user specified IP address is supported on user defined networks only"),
+        "{e}"
+    );
+    w.ok(&["rm", "-f", "db", "app"]);
+    assert_eq!(w.ok(&["network", "rm", "front", "back"]), "front\nback\n");
+    let links = String::from_utf8(Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).unwrap();
+    let front_bridge = format!("br-{}", &id.trim()[..12]);
+    assert!(!links.contains(&front_bridge), "{links}");
+}
+
+#[test]
+fn hosts_links_dns_options_and_concurrent_addresses() {
+    let w = daemon();
+    let s = test_subnet(&w, 2);
+    w.ok(&["network", "create", "--subnet", &s, "many"]);
+    let gw = gateway(&w);
+    w.ok(&["run", "-d", "--name", "srv", "busybox", "sleep", "1000"]);
+    let hosts = w.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "--add-host",
+        "gw:host-gateway",
+        "--add-host",
+        "other:10.1.2.3",
+        "--link",
+        "srv:alias",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "example.test",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf",
+    ]);
+    let srv_ip = inspect(&w, "srv", "{{.NetworkSettings.IPAddress}}");
+    assert!(hosts.contains(&format!("{gw}\tgw\n")), "{hosts}");
+    assert!(hosts.contains("10.1.2.3\tother\n"), "{hosts}");
+    assert!(hosts.contains(&format!("{srv_ip}\talias srv\n")), "{hosts}");
+    assert!(hosts.contains("\tbox\n"), "{hosts}");
+    assert!(
+        hosts.contains("nameserver 10.9.9.9") && hosts.contains("search example.test"),
+        "{hosts}"
+    );
+    // 20 containers started at once on one network: 20 distinct addresses.
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let sock = w.sock.clone();
+            std::thread::spawn(move || {
+                let o = Command::new("docker")
+                    .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+                    .args([
+                        "run",
+                        "-d",
+                        "--name",
+                        &format!("c{i:02}"),
+                        "--network",
+                        "many",
+                        "busybox",
+                        "sleep",
+                        "1000",
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut ips: Vec<String> = (0..20)
+        .map(|i| inspect(&w, &format!("c{i:02}"), "{{.NetworkSettings.Networks.many.IPAddress}}"))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20, "{ips:?}");
+}
+
+#[test]
+fn nothing_is_left_after_shutdown_or_a_crash() {
+    let mut w = daemon();
+    let br = bridge_name(w.dir.path());
+    let table = format!("wharf_{br}");
+    let s = test_subnet(&w, 3);
+    w.ok(&["network", "create", "--subnet", &s, "gone"]);
+    let user_br = format!("br-{}", &inspect(&w, "gone", "{{.Id}}")[..12]);
+    w.ok(&[
+        "run", "-d", "--name", "ca", "-p", "80", "busybox", "httpd", "-f", "-p", "80",
+    ]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cb",
+        "--network",
+        "gone",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    // A crash: the containers keep running; after the restart their ports and names work.
+    w.kill9();
+    w.spawn();
+    let hp = inspect(
+        &w,
+        "ca",
+        "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+    );
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", &table])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("dport {hp} dnat")),
+        "ports restored"
+    );
+    w.ok(&["rm", "-f", "ca", "cb"]);
+    let netns = std::fs::read_dir(w.dir.path().join("exec/netns"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(netns, 0, "pinned namespaces left");
+    // A clean shutdown with nothing running takes the bridges and the table away.
+    w.stop();
+    let link = |n: &str| {
+        Command::new("ip")
+            .args(["link", "show", n])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!link(&br), "the default bridge is left");
+    assert!(!link(&user_br), "a network's bridge is left");
+    let t = Command::new("nft")
+        .args(["list", "table", "ip", &table])
+        .output()
+        .unwrap();
+    assert!(!t.status.success(), "the nftables table is left");
+    let veths = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link", "show", "master", &br])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(veths.trim().is_empty(), "{veths}");
+    // And the next start makes them again.
+    w.spawn();
+    assert!(link(&br));
+    let o = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "gone",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(o.contains(s.trim_end_matches("0/24")), "{o}");
+}
