@@ -367,3 +367,97 @@ fn volumes_mounts_and_cp() {
     assert_eq!(wharf_ok(&w, &["volume", "rm", "wv", "other"]), "wv\nother\n");
     assert_eq!(wharf_ok(&w, &["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn networks_and_ports() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let subnet = common::test_subnet(&w, 4);
+    let id = wharf_ok(
+        &w,
+        &["network", "create", "--subnet", &subnet, "--label", "k=v", "wnet"],
+    );
+    assert_eq!(id.trim().len(), 64);
+    for args in [
+        &["network", "ls"][..],
+        &["network", "ls", "-q", "--filter", "name=wnet"],
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "--format",
+            "{{.Name}} {{.ID}} {{.Driver}}",
+        ],
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{(index .IPAM.Config 0).Subnet}} {{.Labels}}",
+            "wnet",
+        ],
+    ] {
+        assert_eq!(wharf_ok(&w, args), w.ok(args), "{args:?}");
+    }
+    // run -p, --network, --network-alias, --ip through the native CLI; port as docker prints it.
+    let base = subnet.trim_end_matches("0/24");
+    let ip = format!("{base}9");
+    wharf_ok(
+        &w,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "pub",
+            "--network",
+            "wnet",
+            "--network-alias",
+            "pa",
+            "--ip",
+            &ip,
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "8000-8001:9000-9001/udp",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    );
+    for args in [
+        &["port", "pub"][..],
+        &["port", "pub", "9001/udp"],
+        &["ps", "--format", "{{.Ports}}"],
+    ] {
+        assert_eq!(wharf_ok(&w, args), w.ok(args), "{args:?}");
+    }
+    assert_eq!(
+        w.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.wnet.IPAddress}}", "pub"])
+            .trim(),
+        ip
+    );
+    let o = wharf_ok(
+        &w,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "wnet",
+            "busybox",
+            "ping",
+            "-c1",
+            "-W2",
+            "pa",
+        ],
+    );
+    assert!(o.contains(&ip), "{o}");
+    wharf_ok(&w, &["run", "-d", "--name", "other", "busybox", "sleep", "60"]);
+    wharf_ok(&w, &["network", "connect", "--alias", "late", "wnet", "other"]);
+    let o = wharf_ok(&w, &["exec", "pub", "ping", "-c1", "-W2", "late"]);
+    assert!(o.contains("1 packets received"), "{o}");
+    wharf_ok(&w, &["network", "disconnect", "wnet", "other"]);
+    let o = w.wharf(&["network", "rm", "wnet"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("has active endpoints"), "{}", err(&o));
+    wharf_ok(&w, &["rm", "-f", "pub", "other"]);
+    assert_eq!(wharf_ok(&w, &["network", "rm", "wnet"]), "wnet\n");
+}

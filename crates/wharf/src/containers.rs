@@ -14,6 +14,73 @@ use crate::run::{attach_stream, follow_resize, Session};
 use crate::stream::{self, End};
 use crate::{ago, short_id, stdout, term};
 
+/// The docker CLI's `PORTS` column: mappings to other host ports listed one by one, the rest
+/// grouped into ranges per address and protocol, sorted as the docker CLI sorts them.
+fn displayable_ports(ports: &[Value]) -> String {
+    struct P {
+        ip: String,
+        private: u64,
+        public: u64,
+        typ: String,
+    }
+    let mut v: Vec<P> = ports
+        .iter()
+        .map(|p| P {
+            ip: p["IP"].as_str().unwrap_or("").to_string(),
+            private: p["PrivatePort"].as_u64().unwrap_or(0),
+            public: p["PublicPort"].as_u64().unwrap_or(0),
+            typ: p["Type"].as_str().unwrap_or("tcp").to_string(),
+        })
+        .collect();
+    v.sort_by(|a, b| (a.private, &a.ip, a.public, &a.typ).cmp(&(b.private, &b.ip, b.public, &b.typ)));
+    let form = |key: &str, first: u64, last: u64| {
+        let (ip, typ) = match key.split_once('/') {
+            Some((ip, t)) => (ip, t),
+            None => ("", key),
+        };
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if !ip.is_empty() {
+            g = format!("{ip}:{g}->{g}");
+        }
+        format!("{g}/{typ}")
+    };
+    let mut groups: Vec<(String, u64, u64)> = Vec::new();
+    let mut result = Vec::new();
+    let mut mappings = Vec::new();
+    for p in &v {
+        let mut key = p.typ.clone();
+        if !p.ip.is_empty() {
+            if p.public != p.private {
+                let host = if p.ip.contains(':') {
+                    format!("[{}]", p.ip)
+                } else {
+                    p.ip.clone()
+                };
+                mappings.push(format!("{host}:{}->{}/{}", p.public, p.private, p.typ));
+                continue;
+            }
+            key = format!("{}/{}", p.ip, p.typ);
+        }
+        match groups.iter_mut().find(|(k, _, _)| *k == key) {
+            None => groups.push((key, p.private, p.private)),
+            Some(g) if p.private == g.2 + 1 => g.2 = p.private,
+            Some(g) => {
+                result.push(form(&g.0, g.1, g.2));
+                g.1 = p.private;
+                g.2 = p.private;
+            }
+        }
+    }
+    for (k, a, b) in &groups {
+        result.push(form(k, *a, *b));
+    }
+    result.extend(mappings);
+    result.join(", ")
+}
+
 /// `wharf ps`.
 #[derive(Args, Debug)]
 pub struct PsCmd {
@@ -142,7 +209,7 @@ fn ps_row(i: &Value, no_trunc: bool) -> Value {
         "RunningFor": ago(created),
         "Status": i["Status"],
         "State": i["State"],
-        "Ports": "",
+        "Ports": displayable_ports(i["Ports"].as_array().map(|a| a.as_slice()).unwrap_or(&[])),
         "Names": names.join(","),
         "Labels": labels.join(","),
         "Size": size,

@@ -131,7 +131,71 @@ fn f_truncate(args: &[Value]) -> std::result::Result<Value, FuncError> {
     Ok(Value::from(s.chars().take(n).collect::<String>()))
 }
 
+/// Go's `%v` for what an action prints: `map[k:v]` with sorted keys, `[a b]` for slices;
+/// everything else prints as it is.
+fn go_value(v: &Value) -> String {
+    match v {
+        Value::Map(m) | Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<_, _> = m.iter().collect();
+            let items: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}:{}", go_value(v))).collect();
+            format!("map[{}]", items.join(" "))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(go_value).collect::<Vec<_>>().join(" ")),
+        Value::String(s) => s.clone(),
+        Value::Nil | Value::NoValue => "<nil>".into(),
+        other => other.to_string(),
+    }
+}
+
+fn f_gofmt(args: &[Value]) -> std::result::Result<Value, FuncError> {
+    Ok(match arg(args, 0, "gofmt", 1)? {
+        v @ (Value::Map(_) | Value::Object(_) | Value::Array(_)) => Value::from(go_value(v)),
+        other => other.clone(),
+    })
+}
+
+/// Wrap every printing action in `gofmt`, so maps and slices print as Go prints them
+/// (gtmpl prints its own debug form). Control actions, comments and assignments stay as
+/// they are.
+fn go_print(tmpl: &str) -> String {
+    let mut out = String::new();
+    let mut rest = tmpl;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        let (lt, body) = match inner.strip_prefix('-') {
+            Some(b) if b.starts_with(char::is_whitespace) => ("-", b),
+            _ => ("", inner),
+        };
+        let (body, rt) = match body.strip_suffix('-') {
+            Some(b) if b.ends_with(char::is_whitespace) => (b, "-"),
+            _ => (body, ""),
+        };
+        let t = body.trim();
+        let word = t.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+        let control = matches!(
+            word,
+            "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block" | "break" | "continue"
+        );
+        let assign = t.starts_with('$') && (t.contains(":=") || t.split_whitespace().nth(1) == Some("="));
+        if t.is_empty() || control || assign || t.starts_with("/*") {
+            out.push_str(&rest[start..start + 2 + end + 2]);
+        } else {
+            out.push_str(&format!("{{{{{lt} gofmt ({t}) {rt}}}}}"));
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 const FUNCS: &[(&str, Func)] = &[
+    ("gofmt", f_gofmt as Func),
     ("json", f_json as Func),
     ("join", f_join as Func),
     ("split", f_split as Func),
@@ -156,7 +220,7 @@ impl Format {
             Some(rest) => (true, rest.trim_start().to_string()),
             None => (false, spec.to_string()),
         };
-        let body = body.replace("\\t", "\t").replace("\\n", "\n");
+        let body = go_print(&body.replace("\\t", "\t").replace("\\n", "\n"));
         let mut tmpl = Template::default();
         tmpl.add_funcs(FUNCS);
         tmpl.parse(body).map_err(|e| CliError::Template(e.to_string()))?;
@@ -239,6 +303,13 @@ mod tests {
         assert_eq!(r("{{range .Config.Env}}[{{.}}]{{end}}"), "[A=1][B=2]");
         assert_eq!(r("{{index .Config.Labels \"a\"}}"), "2");
         assert_eq!(r("{{truncate .Name 3}}|{{pad .Name 1 1}}|"), "/we| /web |");
+        // Maps and slices print as Go's %v does.
+        assert_eq!(r("{{.Config.Labels}} {{.Config.Env}}"), "map[a:2 z:1] [A=1 B=2]");
+        assert_eq!(
+            r("{{- .Config.Env -}} {{$x := .Name}}{{$x}}{{/* c */}}"),
+            "[A=1 B=2]/web"
+        );
+        assert_eq!(r("{{if .State.Running}}up{{else}}down{{end}}"), "up");
     }
 
     #[test]

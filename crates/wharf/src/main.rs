@@ -9,6 +9,7 @@ mod cp;
 mod error;
 mod format;
 mod images;
+mod networks;
 mod run;
 mod stream;
 mod term;
@@ -75,6 +76,10 @@ enum Cmd {
     Cp(cp::CpCmd),
     /// Manage volumes
     Volume(volumes::VolumeCmd),
+    /// Manage networks
+    Network(networks::NetworkCmd),
+    /// List port mappings or a specific mapping for the container
+    Port(networks::PortCmd),
     /// List images
     Images(images::ImagesCmd),
     /// Remove one or more images
@@ -165,10 +170,12 @@ impl InspectCmd {
                 Some("container") => vec![format!("/containers/{}/json?size={}", q(n), self.size as u8)],
                 Some("image") => vec![format!("/images/{}/json", q(n))],
                 Some("volume") => vec![format!("/volumes/{}", q(n))],
+                Some("network") => vec![format!("/networks/{}", q(n))],
                 Some(k) => return Err(CliError::Usage(format!("\"{k}\" is not a valid value for --type"))),
                 None => vec![
                     format!("/containers/{}/json?size={}", q(n), self.size as u8),
                     format!("/images/{}/json", q(n)),
+                    format!("/networks/{}", q(n)),
                     format!("/volumes/{}", q(n)),
                 ],
             };
@@ -302,6 +309,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Update(x) => x.run(c).await,
         Cmd::Cp(x) => x.run(c).await,
         Cmd::Volume(x) => x.run(c).await,
+        Cmd::Network(x) => x.run(c).await,
+        Cmd::Port(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
         Cmd::Rmi(x) => x.run(c).await,
         Cmd::Tag(x) => x.run(c).await,

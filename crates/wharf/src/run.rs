@@ -234,6 +234,27 @@ pub struct CreateOpts {
     /// Attach to STDIN, STDOUT or STDERR
     #[arg(short, long)]
     pub attach: Vec<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long)]
+    pub mac_address: Option<String>,
+    /// Add link to another container
+    #[arg(long)]
+    pub link: Vec<String>,
     #[command(flatten)]
     pub resources: ResourceFlags,
     /// Print help
@@ -444,6 +465,24 @@ impl CreateOpts {
                 "Type": self.log_driver.clone().unwrap_or_default(),
                 "Config": key_values(&self.log_opt),
             });
+        }
+        let (exposed, bindings) = ports_flags(&self.publish, &self.expose)?;
+        if !exposed.is_empty() {
+            config["ExposedPorts"] = Value::Object(exposed.into_iter().map(|k| (k, json!({}))).collect());
+        }
+        hc["PortBindings"] = Value::Object(bindings);
+        hc["PublishAllPorts"] = json!(self.publish_all);
+        hc["Links"] = json!(self.link);
+        if !self.network_alias.is_empty() || self.ip.is_some() || self.mac_address.is_some() {
+            let net = self.network.clone().unwrap_or_else(|| "default".into());
+            let mut ep = json!({"Aliases": self.network_alias});
+            if let Some(ip) = &self.ip {
+                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+            }
+            if let Some(mac) = &self.mac_address {
+                ep["MacAddress"] = json!(mac);
+            }
+            config["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
         }
         config["HostConfig"] = hc;
         Ok(config)
@@ -730,6 +769,73 @@ fn start_error(e: CliError) -> CliError {
     };
     eprintln!("wharf: {msg}");
     CliError::Status(code)
+}
+
+/// `-p [ip:][hostPort:]containerPort[/proto]` (ranges too) and `--expose`: the exposed port
+/// keys and `PortBindings`, as the docker CLI builds them.
+fn ports_flags(publish: &[String], expose: &[String]) -> Result<(Vec<String>, Map<String, Value>)> {
+    let bad = |s: &str| {
+        CliError::Usage(format!(
+            "invalid argument \"{s}\" for \"-p, --publish\" flag: invalid port specification"
+        ))
+    };
+    let range = |s: &str, spec: &str| -> Result<(u16, u16)> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let (a, b) = (
+            a.parse::<u16>().map_err(|_| bad(spec))?,
+            b.parse::<u16>().map_err(|_| bad(spec))?,
+        );
+        if b < a {
+            return Err(bad(spec));
+        }
+        Ok((a, b))
+    };
+    let mut exposed = Vec::new();
+    let mut bindings = Map::new();
+    for e in expose {
+        let (p, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (a, b) = range(p, e)?;
+        for port in a..=b {
+            exposed.push(format!("{port}/{proto}"));
+        }
+    }
+    for spec in publish {
+        let (rest, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+        let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
+        let (ip, host, ctr) = match parts.as_slice() {
+            [c] => ("", "", *c),
+            [c, h] => ("", *h, *c),
+            [c, h, i] => (*i, *h, *c),
+            _ => return Err(bad(spec)),
+        };
+        let (ca, cb) = range(ctr, spec)?;
+        let hosts = if host.is_empty() {
+            None
+        } else {
+            Some(range(host, spec)?)
+        };
+        if let Some((ha, hb)) = hosts {
+            if hb - ha != cb - ca && hb != ha {
+                return Err(bad(spec));
+            }
+        }
+        for (i, port) in (ca..=cb).enumerate() {
+            let key = format!("{port}/{proto}");
+            let hp = match hosts {
+                None => String::new(),
+                Some((ha, hb)) if ha == hb && ca != cb => ha.to_string(),
+                Some((ha, _)) => (ha + i as u16).to_string(),
+            };
+            exposed.push(key.clone());
+            let e = bindings.entry(key).or_insert_with(|| json!([]));
+            e.as_array_mut()
+                .expect("array")
+                .push(json!({"HostIp": ip.trim_start_matches('[').trim_end_matches(']'), "HostPort": hp}));
+        }
+    }
+    exposed.sort();
+    exposed.dedup();
+    Ok((exposed, bindings))
 }
 
 /// `-v`: `src:dst[:mode]` goes to `Binds` (a relative host path made absolute, as the docker
