@@ -233,8 +233,17 @@ fn isolation_and_security_defaults() {
         "empty inheritable set: {out}"
     );
     assert!(lines.contains(&"Seccomp:\t2"), "seccomp filter mode: {out}");
-    // Its own network namespace, with loopback up (networks beyond it are issue 5).
-    assert_eq!(w.ok(&["run", "--rm", "busybox", "ls", "/sys/class/net"]).trim(), "lo");
+    // Its own network namespace: loopback and its interface on the default bridge; with
+    // --network none, loopback alone.
+    assert_eq!(
+        w.ok(&["run", "--rm", "busybox", "ls", "/sys/class/net"]).trim(),
+        "eth0\nlo"
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"])
+            .trim(),
+        "lo"
+    );
     assert_eq!(
         w.ok(&["run", "--rm", "busybox", "cat", "/sys/class/net/lo/flags"])
             .trim(),

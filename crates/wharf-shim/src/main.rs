@@ -48,6 +48,13 @@ fn main() {
     };
     // Own session: signals to the daemon's process group do not reach the shim.
     let _ = nix::unistd::setsid();
+    // Ignored signals survive execve: whatever started the daemon (`nohup`, a shell) must not
+    // decide which signals a container can trap. SIGPIPE keeps the Rust runtime's setting and
+    // is reset around each process start (`with_child_signals`).
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE)) {
+        // SAFETY: single-threaded here; SIG_DFL installs no handler code.
+        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    }
     // libcontainer's diagnostics go to a handle on the shim's log (stderr as the daemon opened
     // it), never to fd 2 of a container process.
     if let Ok(log) = nix::unistd::dup(2) {
