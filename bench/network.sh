@@ -24,7 +24,9 @@ cleanup() {
   grep -F "$work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
   for c in /sys/fs/cgroup/*/wharf-bench-net; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
   ip link del wbench0 2>/dev/null || true; ip link del dbench0 2>/dev/null || true
-  iptables-restore < "$work/iptables.before" || true
+  # dockerd leaves its chains behind; put the host's rules back as they were (none: none).
+  for tb in nat filter; do iptables -t "$tb" -F; iptables -t "$tb" -X; done 2>/dev/null || true
+  [ -s "$work/iptables.before" ] && iptables-restore < "$work/iptables.before" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,8 +58,9 @@ done
 for eng in w d; do
   e=$W; [ $eng = d ] && e=$D
   s=$(date +%s%N)
-  for i in $(seq 50); do $e run -d --network benchnet --name "c$i" busybox sleep 600 >/dev/null 2>"$work/err-$eng-$i" & done
-  wait
+  pids=()
+  for i in $(seq 50); do $e run -d --network benchnet --name "c$i" busybox sleep 600 >/dev/null 2>"$work/err-$eng-$i" & pids+=($!); done
+  wait "${pids[@]}"
   t[$eng-c50]=$(( ($(date +%s%N) - s) / 1000000 ))
   t[$eng-c50ips]=$($e inspect -f '{{.NetworkSettings.Networks.benchnet.IPAddress}}' $(seq -f 'c%g' 50) 2>/dev/null | grep -c . || true)
   t[$eng-c50uniq]=$($e inspect -f '{{.NetworkSettings.Networks.benchnet.IPAddress}}' $(seq -f 'c%g' 50) 2>/dev/null | sort -u | grep -c . || true)

@@ -132,6 +132,36 @@ fn published_ports_from_loopback_host_addresses_and_containers() {
     .unwrap();
     assert!(hp >= 1024, "{hp}");
     assert_eq!(wait_http(&format!("127.0.0.1:{hp}")), "random\n");
+    // UDP: a datagram to the published port reaches the container (its receiver runs in the
+    // container's network namespace; busybox has no UDP server).
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        &format!("{}:9999/udp", p(2)),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let pid = inspect(&w, "udp", "{{.State.Pid}}");
+    let mut rx = Command::new("nsenter")
+        .args(["-t", &pid, "-n", "python3", "-c"])
+        .arg("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9999)); s.settimeout(10); print(s.recvfrom(100)[0].decode(), flush=True)")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..20 {
+        sock.send_to(b"datagram", format!("127.0.0.1:{}", p(2))).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if rx.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    let got = rx.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "datagram\n");
     // Stopped: the port is gone at once.
     w.ok(&["stop", "-t", "0", "web"]);
     assert!(http_get(&format!("127.0.0.1:{}", p(0))).is_err());
@@ -206,6 +236,27 @@ fn user_networks_names_aliases_isolation_and_connect() {
         &fixed,
     ]);
     assert!(!o.status.success(), "isolation between networks");
+    // An --internal network reaches nothing beyond its bridge (not even the default bridge).
+    let s3 = test_subnet(&w, 5);
+    w.ok(&["network", "create", "--internal", "--subnet", &s3, "sealed"]);
+    w.ok(&["run", "-d", "--name", "outside", "busybox", "sleep", "1000"]);
+    let outside = inspect(&w, "outside", "{{.NetworkSettings.IPAddress}}");
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W1",
+        &outside,
+    ]);
+    assert!(!o.status.success(), "an internal network reached the default bridge");
+    let o = w.ok(&["run", "--rm", "--network", "sealed", "busybox", "ip", "route"]);
+    assert!(!o.contains("default"), "{o}");
+    w.ok(&["rm", "-f", "outside"]);
+    w.ok(&["network", "rm", "sealed"]);
     // --ip is kept across restarts.
     w.ok(&["restart", "-t", "0", "db"]);
     assert_eq!(

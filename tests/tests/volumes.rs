@@ -277,6 +277,23 @@ fn binds_tmpfs_and_option_volumes() {
     w.ok(&["import", "-c", "VOLUME /proc", tar.to_str().unwrap(), "procvol"]);
     let e = w.fails(&["create", "procvol", "true"]);
     assert!(e.contains("inside /proc"), "{e}");
+    // A local volume bound to a host directory (type=none, o=bind).
+    let dev = tempfile::tempdir().unwrap();
+    let devp = dev.path().display().to_string();
+    w.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        &format!("device={devp}"),
+        "-o",
+        "o=bind",
+        "bv",
+    ]);
+    w.ok(&["run", "--rm", "-v", "bv:/b", "busybox", "sh", "-c", "echo bound > /b/f"]);
+    assert_eq!(std::fs::read_to_string(dev.path().join("f")).unwrap(), "bound\n");
+    assert!(mounts_under(&w.data_root().join("volumes")).is_empty());
     let e = w.fails(&["volume", "create", "-o", "colour=red", "bad"]);
     assert!(e.contains("invalid option key: \"colour\""), "{e}");
 }

@@ -317,7 +317,7 @@ pub async fn stop(net: &NetworkService, id: &str, st: &NetState) {
 
 /// A running container found again after a daemon restart: its names and ports come back.
 pub async fn restore(net: &NetworkService, id: &str, st: &NetState) {
-    net.restore(&st.endpoints);
+    net.restore(id, &st.endpoints);
     let Some(ep) = st.endpoints.first() else { return };
     let rules = st
         .ports

@@ -184,11 +184,7 @@ fn dir_size(root: &Path) -> u64 {
 }
 
 fn is_mountpoint(p: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (fs::metadata(p), p.parent().map(fs::metadata)) {
-        (Ok(a), Some(Ok(b))) => a.dev() != b.dev() || a.ino() == b.ino(),
-        _ => false,
-    }
+    wharf_store::saferoot::is_mount_point(p)
 }
 
 /// How a start error reads, in the words Docker's CLI matches for its exit codes.

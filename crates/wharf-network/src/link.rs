@@ -15,7 +15,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{NetworkError, Result};
 
@@ -235,48 +236,32 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
             .await?
             .ok_or_else(|| NetworkError::System(format!("bridge {} is missing", w.bridge)))?;
         let hname = format!("veth{}", random_hex(7));
-        let peer = format!("wp{}", random_hex(7));
-        let mut v = LinkVeth::new(&hname, &peer);
+        // The peer is made inside the container's namespace under its final name: moving a
+        // device between namespaces waits for an RCU grace period (milliseconds), creating it
+        // there does not.
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(w.ifname.clone())
+            .address(w.mac.to_vec())
+            .setns_by_fd(nsfile.as_raw_fd());
+        let mut v = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(hname.clone())
+            .controller(br)
+            .up();
         if let Some(m) = w.mtu {
             v = v.mtu(m);
+            peer = peer.mtu(m);
         }
+        let msg = v.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
         host.link()
-            .add(v.build())
+            .add(msg)
             .execute()
             .await
             .map_err(nl("creating a veth pair"))?;
-        let hidx = index_of(&host, &hname)
-            .await?
-            .ok_or_else(|| NetworkError::System("veth vanished".into()))?;
-        let pidx = index_of(&host, &peer)
-            .await?
-            .ok_or_else(|| NetworkError::System("veth peer vanished".into()))?;
-        host.link()
-            .set(LinkUnspec::new_with_index(pidx).setns_by_fd(nsfile.as_raw_fd()).build())
-            .execute()
-            .await
-            .map_err(nl("moving the veth into the container"))?;
-        host.link()
-            .set(LinkUnspec::new_with_index(hidx).controller(br).up().build())
-            .execute()
-            .await
-            .map_err(nl("attaching the veth to the bridge"))?;
         // A container may reach itself through a published port.
         let _ = std::fs::write(format!("/sys/class/net/{hname}/brport/hairpin_mode"), "1");
-        let cidx = index_of(&inner, &peer)
+        let cidx = index_of(&inner, &w.ifname)
             .await?
             .ok_or_else(|| NetworkError::System("veth peer not in the namespace".into()))?;
-        inner
-            .link()
-            .set(
-                LinkUnspec::new_with_index(cidx)
-                    .name(w.ifname.clone())
-                    .address(w.mac.to_vec())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl("naming the container's interface"))?;
         inner
             .address()
             .add(cidx, w.ip.into(), w.prefix)

@@ -330,20 +330,24 @@ impl NetworkService {
         self.cfg.data_root.join("network").join(format!("{id}.json"))
     }
 
-    /// Write a record whole (fsync, rename). Callers hold the `nets` lock.
-    fn write(&self, n: &Network) -> Result<()> {
+    /// Write a record whole (rename; with fsync when `durable`). Callers hold the `nets`
+    /// lock. Address changes are not made durable one by one: after a crash the addresses of
+    /// the running containers are claimed again from their records (`restore`).
+    fn write(&self, n: &Network, durable: bool) -> Result<()> {
         let path = self.record_path(&n.id);
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(n).map_err(|e| NetworkError::System(e.to_string()))?)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, &path)?;
         Ok(())
     }
 
     fn insert(&self, n: Network) -> Result<()> {
         let mut nets = self.nets.lock().expect("nets");
-        self.write(&n)?;
+        self.write(&n, true)?;
         nets.insert(n.id.clone(), n);
         Ok(())
     }
@@ -612,7 +616,7 @@ impl NetworkService {
         let (prefix, gateway) = (pool.subnet.prefix, pool.gateway);
         let snapshot = n.clone();
         // Written under the lock: records reach the disk in the order they changed.
-        if let Err(e) = self.write(&snapshot) {
+        if let Err(e) = self.write(&snapshot, false) {
             n.pool.as_mut().expect("pool").allocated.remove(&ip);
             return Err(e);
         }
@@ -671,13 +675,26 @@ impl NetworkService {
                 }
             }
             let snapshot = n.clone();
-            let _ = self.write(&snapshot);
+            let _ = self.write(&snapshot, false);
         }
     }
 
-    /// A running container found again after a daemon restart: its names answer again.
-    pub fn restore(&self, eps: &[Endpoint]) {
+    /// A running container found again after a daemon restart: its addresses are its own
+    /// again and its names answer again.
+    pub fn restore(&self, container: &str, eps: &[Endpoint]) {
         for ep in eps {
+            {
+                let mut nets = self.nets.lock().expect("nets");
+                if let Some(n) = nets.get_mut(&ep.network_id) {
+                    if let Some(p) = n.pool.as_mut() {
+                        if p.allocated.get(&ep.ip).map(String::as_str) != Some(container) {
+                            p.allocated.insert(ep.ip, container.to_string());
+                            let snapshot = n.clone();
+                            let _ = self.write(&snapshot, false);
+                        }
+                    }
+                }
+            }
             self.register_names(ep);
         }
     }
@@ -691,7 +708,7 @@ impl NetworkService {
                 p.allocated.retain(|_, h| running.contains(h));
                 if p.allocated.len() != before {
                     let snapshot = n.clone();
-                    let _ = self.write(&snapshot);
+                    let _ = self.write(&snapshot, false);
                 }
             }
         }

@@ -136,8 +136,14 @@ pub fn is_dir(st: &rfs::Stat) -> bool {
     rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory
 }
 
+/// Is `path` the root of a mount? Bind mounts of a directory on the same filesystem count
+/// (comparing device numbers with the parent misses them).
+pub fn is_mount_point(path: &Path) -> bool {
+    is_mount_root(rfs::CWD, path.as_os_str())
+}
+
 /// Is `name` in `dir` the root of a mount (a volume or bind inside a container's root)?
-pub fn is_mount_root(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+pub fn is_mount_root(dir: impl AsFd, name: &OsStr) -> bool {
     use rustix::fs::{StatxAttributes, StatxFlags};
     rfs::statx(
         dir,

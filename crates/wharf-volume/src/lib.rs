@@ -162,10 +162,7 @@ fn random_name() -> String {
 }
 
 fn is_mountpoint(p: &Path) -> bool {
-    let (Ok(a), Ok(b)) = (fs::metadata(p), fs::metadata(p.join(".."))) else {
-        return false;
-    };
-    a.dev() != b.dev() || a.ino() == b.ino()
+    wharf_store::saferoot::is_mount_point(p)
 }
 
 /// The bytes under `dir`, each inode counted once.
