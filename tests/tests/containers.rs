@@ -960,3 +960,57 @@ fn process_flags_and_shim_stats() {
         "{line}"
     );
 }
+
+#[test]
+fn stats_like_docker_stats() {
+    let w = daemon();
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--cpus",
+        "0.5",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    let fmt = "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.MemPerc}}|{{.NetIO}}|{{.BlockIO}}|{{.PIDs}}";
+    let check = |out: &str| {
+        let f: Vec<&str> = out.trim().split('|').collect();
+        assert_eq!(f.len(), 7, "{out}");
+        assert_eq!(f[0], "busy");
+        let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
+        assert!((20.0..=80.0).contains(&cpu), "--cpus 0.5 measured {cpu}%: {out}");
+        assert!(f[2].ends_with(" / 64MiB"), "{out}");
+        assert!(
+            f[3].ends_with('%') && f[4].contains(" / ") && f[5].contains(" / "),
+            "{out}"
+        );
+        assert_eq!(f[6], "1", "one process: sh running a builtin loop: {out}");
+    };
+    // The real docker CLI computes its figures from wharfd's samples; wharf computes the same.
+    check(&w.ok(&["stats", "--no-stream", "--format", fmt, "busy"]));
+    let o = w.wharf(&["stats", "--no-stream", "--format", fmt, "busy"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check(&String::from_utf8_lossy(&o.stdout));
+    // The API: a sample with its CPU baseline, the limit, the interface of the default bridge.
+    let (status, _, body) = w.http("GET", "/v1.47/containers/busy/stats?stream=0", b"");
+    assert!(status.contains("200"), "{status}");
+    let s: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(s["precpu_stats"]["system_cpu_usage"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap()
+            > s["precpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap()
+    );
+    assert_eq!(s["memory_stats"]["limit"].as_u64(), Some(64 << 20));
+    assert!(s["networks"]["eth0"]["rx_packets"].is_u64(), "{s}");
+    assert_eq!(s["name"], "/busy");
+    // A stopped container: zeros, as Docker shows them.
+    w.ok(&["stop", "-t", "0", "busy"]);
+    let out = w.ok(&["stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}", "busy"]);
+    assert_eq!(out.trim(), "0.00% 0");
+}

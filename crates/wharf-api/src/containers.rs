@@ -100,6 +100,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         (&Method::POST, "exec") => exec_create(&d, req, name).await,
         (&Method::POST, "update") => update(&d, req, name).await,
         (&Method::GET, "logs") => logs(&d, name, q),
+        (&Method::GET, "stats") => stats(d.clone(), name, q).await,
         (&Method::HEAD, "archive") => archive_head(&d, name, q).await,
         (&Method::GET, "archive") => archive_get(&d, name, q).await,
         (&Method::PUT, "archive") => archive_put(&d, req, name, q).await,
@@ -115,6 +116,58 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         }
         _ => Err(ApiError::not_found("page not found")),
     }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `GET /containers/{id}/stats`: one sample (`stream=0`; with `one-shot`, no CPU baseline) or a
+/// sample a second for as long as the client reads and the container runs.
+async fn stats(d: Arc<Daemon>, name: &str, q: &Query) -> Res {
+    use wharf_container::stats::{cpu_json, sample, system_cpu_usage};
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let stream = q.get("stream").is_none_or(|v| v != "0" && v != "false");
+    let one_shot = q.bool("one-shot");
+    let (rec, raw) = d.containers.cgroup_reading(name).await?;
+    let empty_pre = move || (cpu_json(None, 0, ncpu), ZERO_TIME.to_string());
+    if !stream {
+        let (mut rec, mut raw, mut pre) = (rec, raw, empty_pre());
+        if !one_shot && raw.is_some() {
+            pre = (cpu_json(raw.as_ref(), system_cpu_usage(), ncpu), now_rfc3339());
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            (rec, raw) = d.containers.cgroup_reading(name).await?;
+        }
+        let cpu = cpu_json(raw.as_ref(), system_cpu_usage(), ncpu);
+        return json_res(StatusCode::OK, &sample(&rec, raw.as_ref(), &now_rfc3339(), cpu, pre));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let name = rec.id.clone();
+    tokio::spawn(async move {
+        let (mut rec, mut raw) = (rec, raw);
+        let mut pre = empty_pre();
+        loop {
+            let read = now_rfc3339();
+            let cpu = cpu_json(raw.as_ref(), system_cpu_usage(), ncpu);
+            let mut line = serde_json::to_vec(&sample(&rec, raw.as_ref(), &read, cpu.clone(), pre)).expect("json");
+            line.push(b'\n');
+            if tx.send(Ok(line.into())).await.is_err() || raw.is_none() {
+                return;
+            }
+            pre = (cpu, read);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match d.containers.cgroup_reading(&name).await {
+                Ok(r) => (rec, raw) = r,
+                Err(_) => return,
+            }
+        }
+    });
+    let mut r = Response::new(body::from_receiver(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
 }
 
 fn archive_path(q: &Query) -> Result<String, ApiError> {

@@ -3,7 +3,7 @@
 //! turns a container's config into an OCI runtime spec with Docker's defaults; `seccomp` holds
 //! Docker's default profile; `record` is the on-disk record; `logs` reads json-file logs;
 //! `shim` speaks the shim protocol; `names` makes and checks names; `mounts` parses and
-//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks.
+//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks; `stats` shapes resource readings.
 
 pub mod archive;
 pub mod error;
@@ -16,6 +16,7 @@ pub mod seccomp;
 pub mod service;
 pub mod shim;
 pub mod spec;
+pub mod stats;
 
 pub use error::ContainerError;
 pub use record::{Record, State};

@@ -1588,6 +1588,18 @@ impl ContainerService {
         Ok(())
     }
 
+    /// One reading of a container's cgroup through its shim (`None`: it is not running).
+    pub async fn cgroup_reading(&self, name: &str) -> Result<(Record, Option<Value>)> {
+        let rec = self.lookup(name)?.snapshot();
+        if !rec.state.is_running() {
+            return Ok((rec, None));
+        }
+        match shim::call(&self.shim_socket(&rec.id), &Request::Stats).await {
+            Ok(r) => Ok((rec, r.stats)),
+            Err(_) => Ok((rec, None)),
+        }
+    }
+
     /// `POST /networks/{id}/connect`: join a network now (running) or at the next start.
     pub async fn network_connect(&self, name: &str, network: &str, settings: Option<&Value>) -> Result<()> {
         let e = self.lookup(name)?;

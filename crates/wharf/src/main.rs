@@ -11,6 +11,7 @@ mod format;
 mod images;
 mod networks;
 mod run;
+mod stats;
 mod stream;
 mod term;
 mod volumes;
@@ -78,6 +79,8 @@ enum Cmd {
     Volume(volumes::VolumeCmd),
     /// Manage networks
     Network(networks::NetworkCmd),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsCmd),
     /// List port mappings or a specific mapping for the container
     Port(networks::PortCmd),
     /// List images
@@ -310,6 +313,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Cp(x) => x.run(c).await,
         Cmd::Volume(x) => x.run(c).await,
         Cmd::Network(x) => x.run(c).await,
+        Cmd::Stats(x) => x.run(c).await,
         Cmd::Port(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
         Cmd::Rmi(x) => x.run(c).await,
