@@ -29,13 +29,7 @@ impl From<ContainerError> for ApiError {
     }
 }
 
-fn json_res(status: StatusCode, v: &Value) -> Res {
-    let mut r = Response::new(body::full(serde_json::to_vec(v).expect("json")));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(r)
-}
+use crate::routes::json_response as json_res;
 
 fn no_content() -> Res {
     let mut r = Response::new(body::empty());

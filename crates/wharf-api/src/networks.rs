@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use wharf_network::{CreateRequest, Network, NetworkError};
@@ -23,13 +22,7 @@ impl From<NetworkError> for ApiError {
     }
 }
 
-fn json_res(status: StatusCode, v: &Value) -> Res {
-    let mut r = Response::new(body::full(serde_json::to_vec(v).expect("json")));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(r)
-}
+use crate::routes::json_response as json_res;
 
 /// The `Containers` map of a network: every running container with an endpoint on it.
 fn containers_of(d: &Daemon, n: &Network) -> Value {

@@ -65,7 +65,8 @@ fn error_response(e: ApiError) -> Response<Body> {
     r
 }
 
-fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Res {
+/// A JSON answer with its content type (every route answers JSON through here).
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Res {
     let body = serde_json::to_vec(v).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     let mut r = Response::new(body::full(body));
     *r.status_mut() = status;

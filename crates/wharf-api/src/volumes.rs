@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use bollard_stubs::models as m;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use wharf_volume::{CreateOptions, VolumeError};
 
 use crate::body::{self, Body};
@@ -24,13 +23,7 @@ impl From<VolumeError> for ApiError {
     }
 }
 
-fn json_res(status: StatusCode, v: &Value) -> Res {
-    let mut r = Response::new(body::full(serde_json::to_vec(v).expect("json")));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(r)
-}
+use crate::routes::json_response as json_res;
 
 /// Dispatch `/volumes...` (the path without the version prefix).
 pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {

@@ -171,17 +171,7 @@ fn random_hex(n: usize) -> String {
 /// Create (or enter) the namespace and wire `wires` into it; returns the host-side veth names.
 /// Runs on its own thread: `unshare`/`setns` move only the calling thread.
 pub async fn wire(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new().name("wharf-netns".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        let r = match rt {
-            Ok(rt) => rt.block_on(wire_here(target, wires)),
-            Err(e) => Err(NetworkError::System(e.to_string())),
-        };
-        let _ = tx.send(r);
-    })?;
-    rx.await
-        .map_err(|_| NetworkError::System("the namespace thread died".into()))?
+    on_thread(wire_here(target, wires)).await
 }
 
 async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
@@ -208,17 +198,7 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
             )
             .map_err(|e| NetworkError::System(e.to_string()))?
         }
-        Target::Existing(path) => {
-            let fd = rustix::fs::open(
-                path.as_path(),
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| NetworkError::System(format!("opening {}: {e}", path.display())))?;
-            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-                .map_err(|e| NetworkError::System(format!("setns: {e}")))?;
-            fd
-        }
+        Target::Existing(path) => enter(path)?,
     };
     let inner = connect()?;
     if matches!(target, Target::New(_)) {
@@ -293,22 +273,34 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
 
 /// Remove the interface `ifname` from the namespace pinned at `path` (its veth peer goes too).
 pub async fn unwire(path: PathBuf, ifname: String) -> Result<()> {
+    on_thread(async move {
+        enter(&path)?;
+        let h = connect()?;
+        delete_link(&h, &ifname).await
+    })
+    .await
+}
+
+/// Move the calling thread into the namespace pinned at `path`; its descriptor.
+fn enter(path: &Path) -> Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| NetworkError::System(format!("opening {}: {e}", path.display())))?;
+    rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+        .map_err(|e| NetworkError::System(format!("setns: {e}")))?;
+    Ok(fd)
+}
+
+/// Run `f` on a thread of its own with a runtime of its own: `unshare` and `setns` move only
+/// the calling thread, which must not be one of the daemon's workers.
+async fn on_thread<T: Send + 'static>(f: impl std::future::Future<Output = Result<T>> + Send + 'static) -> Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("wharf-netns".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        let r = match rt {
-            Ok(rt) => rt.block_on(async move {
-                let fd = rustix::fs::open(
-                    path.as_path(),
-                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(|e| NetworkError::System(format!("opening {}: {e}", path.display())))?;
-                rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-                    .map_err(|e| NetworkError::System(format!("setns: {e}")))?;
-                let h = connect()?;
-                delete_link(&h, &ifname).await
-            }),
+        let r = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(f),
             Err(e) => Err(NetworkError::System(e.to_string())),
         };
         let _ = tx.send(r);

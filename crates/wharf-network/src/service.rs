@@ -80,6 +80,24 @@ pub struct Network {
 }
 
 impl Network {
+    /// A new network of `driver` with a fresh ID and nothing else set.
+    fn blank(name: &str, driver: &str) -> Network {
+        Network {
+            id: random_id(),
+            name: name.to_string(),
+            driver: driver.to_string(),
+            created: now(),
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            pool: None,
+            bridge: String::new(),
+            default_bridge: false,
+            user_subnet: false,
+        }
+    }
+
     /// `bridge`, `host` and `none`.
     pub fn predefined(&self) -> bool {
         self.default_bridge || self.driver == "host" || self.driver == "null"
@@ -221,20 +239,7 @@ impl NetworkService {
         let h = link::connect()?;
         for (driver, name) in [("host", "host"), ("null", "none")] {
             if svc.find(name).is_none() {
-                svc.insert(Network {
-                    id: random_id(),
-                    name: name.into(),
-                    driver: driver.into(),
-                    created: now(),
-                    internal: false,
-                    attachable: false,
-                    labels: BTreeMap::new(),
-                    options: BTreeMap::new(),
-                    pool: None,
-                    bridge: String::new(),
-                    default_bridge: false,
-                    user_subnet: false,
-                })?;
+                svc.insert(Network::blank(name, driver))?;
             }
         }
         if svc.cfg.bridge != "none" {
@@ -263,21 +268,15 @@ impl NetworkService {
                 (p.gateway, p.subnet)
             }
             _ => {
-                // Like Docker: the first default pool that overlaps no route on the host.
-                let mut taken = link::routed_subnets(h).await?;
-                taken.retain(|t| t.prefix > 0);
-                taken.extend(
-                    self.list()
-                        .iter()
-                        .filter(|n| !n.default_bridge)
-                        .filter_map(|n| n.pool.as_ref().map(|p| p.subnet)),
-                );
-                let pools = if self.cfg.pools.is_empty() {
-                    ipam::default_pools()
-                } else {
-                    self.cfg.pools.clone()
-                };
-                let s = ipam::pick_subnet(&pools, &taken)
+                let others: Vec<Subnet> = self
+                    .list()
+                    .iter()
+                    .filter(|n| !n.default_bridge)
+                    .filter_map(|n| n.pool.as_ref().map(|p| p.subnet))
+                    .collect();
+                let s = self
+                    .free_subnet(h, others)
+                    .await?
                     .ok_or_else(|| NetworkError::System("no free subnet for the default bridge".into()))?;
                 (s.first_host(), s)
             }
@@ -293,18 +292,8 @@ impl NetworkService {
                 n
             }
             None => Network {
-                id: random_id(),
-                name: "bridge".into(),
-                driver: "bridge".into(),
-                created: now(),
-                internal: false,
-                attachable: false,
-                labels: BTreeMap::new(),
-                options: BTreeMap::new(),
-                pool: None,
-                bridge: bridge.clone(),
                 default_bridge: true,
-                user_subnet: false,
+                ..Network::blank("bridge", "bridge")
             },
         };
         n.bridge = bridge.clone();
@@ -324,6 +313,20 @@ impl NetworkService {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         self.insert(n)
+    }
+
+    /// Like Docker: the first subnet of the address pools that overlaps no route on the host
+    /// and none of `others`.
+    async fn free_subnet(&self, h: &rtnetlink::Handle, others: Vec<Subnet>) -> Result<Option<Subnet>> {
+        let mut taken = link::routed_subnets(h).await?;
+        taken.retain(|t| t.prefix > 0);
+        taken.extend(others);
+        let pools = if self.cfg.pools.is_empty() {
+            ipam::default_pools()
+        } else {
+            self.cfg.pools.clone()
+        };
+        Ok(ipam::pick_subnet(&pools, &taken))
     }
 
     fn record_path(&self, id: &str) -> PathBuf {
@@ -454,19 +457,9 @@ impl NetworkService {
                 }
                 s
             }
-            None => {
-                let mut taken = link::routed_subnets(&h).await?;
-                taken.retain(|t| t.prefix > 0);
-                taken.extend(others);
-                let pools = if self.cfg.pools.is_empty() {
-                    ipam::default_pools()
-                } else {
-                    self.cfg.pools.clone()
-                };
-                ipam::pick_subnet(&pools, &taken).ok_or_else(|| {
-                    NetworkError::Forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into())
-                })?
-            }
+            None => self.free_subnet(&h, others).await?.ok_or_else(|| {
+                NetworkError::Forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into())
+            })?,
         };
         let pool = Pool::new(subnet, range, gateway)?;
         let id = random_id();

@@ -219,7 +219,7 @@ fn ps_row(i: &Value, no_trunc: bool) -> Value {
 }
 
 /// A command over several containers that prints each name and reports each failure.
-async fn each<F, Fut>(names: &[String], f: F) -> Result<()>
+pub(crate) async fn each<F, Fut>(names: &[String], f: F) -> Result<()>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -232,7 +232,7 @@ where
 }
 
 /// Like [`each`], printing what each call returns.
-async fn each_print<F, Fut>(names: &[String], f: F) -> Result<()>
+pub(crate) async fn each_print<F, Fut>(names: &[String], f: F) -> Result<()>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<String>>,

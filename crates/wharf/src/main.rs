@@ -122,6 +122,51 @@ struct InspectCmd {
     names: Vec<String>,
 }
 
+/// `volume inspect`, `network inspect`: each object by name, printed with the template or as
+/// a JSON array; a missing one is reported as the docker CLI reports it and fails the command.
+pub async fn inspect_each(
+    c: &Client,
+    kind: &str,
+    names: &[String],
+    format: Option<&str>,
+    path: impl Fn(&str) -> String,
+) -> Result<()> {
+    let mut found = Vec::new();
+    let mut failed = false;
+    for n in names {
+        match c.get(&path(n)).await {
+            Ok(v) => found.push(v),
+            Err(CliError::Daemon { status: 404, .. }) => {
+                eprintln!("Error: No such {kind}: {n}");
+                failed = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    print_objects(&found, format)?;
+    if failed {
+        Err(CliError::Status(1))
+    } else {
+        Ok(())
+    }
+}
+
+/// Objects as `inspect` prints them: one rendering of the template per object, or a JSON array.
+fn print_objects(found: &[serde_json::Value], format: Option<&str>) -> Result<()> {
+    match format {
+        Some(f) => {
+            let f = Format::parse(f)?;
+            let mut out = String::new();
+            for v in found {
+                out.push_str(&f.render(v)?);
+                out.push('\n');
+            }
+            stdout(&out)
+        }
+        None => images::print_json_array(found),
+    }
+}
+
 /// Commands with only `--format`.
 #[derive(clap::Args, Debug)]
 struct FormatOnly {
@@ -198,18 +243,7 @@ impl InspectCmd {
                 None => missing.push(n.clone()),
             }
         }
-        match &self.format {
-            Some(f) => {
-                let f = Format::parse(f)?;
-                let mut out = String::new();
-                for v in &found {
-                    out.push_str(&f.render(v)?);
-                    out.push('\n');
-                }
-                stdout(&out)?;
-            }
-            None => images::print_json_array(&found)?,
-        }
+        print_objects(&found, self.format.as_deref())?;
         if missing.is_empty() {
             Ok(())
         } else {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::client::{q, Client};
 use crate::error::{CliError, Result};
 use crate::format::Format;
-use crate::images::{filters_param, print_json_array};
+use crate::images::filters_param;
 use crate::{short_id, stdout};
 
 /// `wharf network`.
@@ -150,24 +150,6 @@ fn key_values(list: &[String]) -> Value {
     )
 }
 
-fn each_result(results: Vec<(String, Result<()>)>) -> Result<()> {
-    let mut failed = false;
-    for (name, r) in results {
-        match r {
-            Ok(()) => stdout(&format!("{name}\n"))?,
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Status(1))
-    } else {
-        Ok(())
-    }
-}
-
 impl NetworkCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
@@ -234,46 +216,18 @@ impl NetworkCmd {
                 )?)
             }
             NetworkSub::Inspect(x) => {
-                let mut found = Vec::new();
-                let mut failed = false;
-                for n in &x.names {
-                    match c.get(&format!("/networks/{}", q(n))).await {
-                        Ok(v) => found.push(v),
-                        Err(CliError::Daemon { status: 404, .. }) => {
-                            eprintln!("Error: No such network: {n}");
-                            failed = true;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                match x.format {
-                    Some(f) => {
-                        let f = Format::parse(&f)?;
-                        let mut out = String::new();
-                        for v in &found {
-                            out.push_str(&f.render(v)?);
-                            out.push('\n');
-                        }
-                        stdout(&out)?;
-                    }
-                    None => print_json_array(&found)?,
-                }
-                if failed {
-                    Err(CliError::Status(1))
-                } else {
-                    Ok(())
-                }
+                crate::inspect_each(c, "network", &x.names, x.format.as_deref(), |n| {
+                    format!("/networks/{}", q(n))
+                })
+                .await
             }
             NetworkSub::Rm(x) => {
-                let mut results = Vec::new();
-                for n in x.names {
-                    let r = c
-                        .json(Method::DELETE, &format!("/networks/{}", q(&n)), None)
+                crate::containers::each(&x.names, |n| async move {
+                    c.json(Method::DELETE, &format!("/networks/{}", q(&n)), None)
                         .await
-                        .map(|_| ());
-                    results.push((n, r));
-                }
-                each_result(results)
+                        .map(|_| ())
+                })
+                .await
             }
             NetworkSub::Connect(x) => {
                 let mut ep = json!({"Aliases": x.alias, "Links": x.link});

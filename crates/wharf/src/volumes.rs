@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::client::{q, Client};
 use crate::error::{CliError, Result};
 use crate::format::Format;
-use crate::images::{filters_param, print_json_array};
+use crate::images::filters_param;
 use crate::stdout;
 
 /// `wharf volume`.
@@ -162,59 +162,19 @@ impl VolumeCmd {
                 )?)
             }
             VolumeSub::Inspect(x) => {
-                let mut found = Vec::new();
-                let mut failed = false;
-                for n in &x.names {
-                    match c.get(&format!("/volumes/{}", q(n))).await {
-                        Ok(v) => found.push(v),
-                        Err(CliError::Daemon { status: 404, .. }) => {
-                            eprintln!("Error: No such volume: {n}");
-                            failed = true;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                match x.format {
-                    Some(f) => {
-                        let f = Format::parse(&f)?;
-                        let mut out = String::new();
-                        for v in &found {
-                            out.push_str(&f.render(v)?);
-                            out.push('\n');
-                        }
-                        stdout(&out)?;
-                    }
-                    None => print_json_array(&found)?,
-                }
-                if failed {
-                    Err(CliError::Status(1))
-                } else {
-                    Ok(())
-                }
+                crate::inspect_each(c, "volume", &x.names, x.format.as_deref(), |n| {
+                    format!("/volumes/{}", q(n))
+                })
+                .await
             }
             VolumeSub::Rm(x) => {
-                let mut failed = false;
-                for n in &x.names {
-                    match c
-                        .json(
-                            Method::DELETE,
-                            &format!("/volumes/{}?force={}", q(n), x.force as u8),
-                            None,
-                        )
+                let force = x.force as u8;
+                crate::containers::each(&x.names, |n| async move {
+                    c.json(Method::DELETE, &format!("/volumes/{}?force={force}", q(&n)), None)
                         .await
-                    {
-                        Ok(_) => stdout(&format!("{n}\n"))?,
-                        Err(e) => {
-                            eprintln!("{e}");
-                            failed = true;
-                        }
-                    }
-                }
-                if failed {
-                    Err(CliError::Status(1))
-                } else {
-                    Ok(())
-                }
+                        .map(|_| ())
+                })
+                .await
             }
             VolumeSub::Prune(x) => {
                 if !x.force {
