@@ -1014,3 +1014,74 @@ fn stats_like_docker_stats() {
     let out = w.ok(&["stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}", "busy"]);
     assert_eq!(out.trim(), "0.00% 0");
 }
+
+#[test]
+fn diff_export_and_prune() {
+    let w = daemon();
+    w.ok(&[
+        "run",
+        "--name",
+        "changed",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /added; echo more >> /etc/passwd; rm /bin/true; mkdir -p /tmp/d && touch /tmp/d/f",
+    ]);
+    let diff = w.ok(&["diff", "changed"]);
+    for line in [
+        "A /added",
+        "C /etc",
+        "C /etc/passwd",
+        "C /bin",
+        "D /bin/true",
+        "C /tmp",
+        "A /tmp/d",
+        "A /tmp/d/f",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line} missing from:\n{diff}");
+    }
+    assert!(
+        !diff.contains("/etc/hosts"),
+        "the init layer is never part of a diff:\n{diff}"
+    );
+    let o = w.wharf(&["diff", "changed"], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), diff);
+    // export: the whole filesystem, the container's changes included, no /proc contents.
+    let o = w.docker(&["export", "changed"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names = Vec::new();
+    let mut added = String::new();
+    for e in tar::Archive::new(&o.stdout[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().display().to_string();
+        if p == "added" {
+            std::io::Read::read_to_string(&mut e, &mut added).unwrap();
+        }
+        names.push(p);
+    }
+    assert_eq!(added, "new\n");
+    assert!(
+        names.iter().any(|n| n == "bin/busybox") && !names.iter().any(|n| n == "bin/true"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("proc/")), "{names:?}");
+    let file = w.dir.path().join("ex.tar");
+    let o = w.wharf(&["export", "-o", file.to_str().unwrap(), "changed"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        w.docker(&["export", "changed"]).stdout.len() as u64
+    );
+    // container prune takes stopped containers only, and the filters select.
+    w.ok(&["run", "-d", "--name", "alive", "busybox", "sleep", "60"]);
+    w.ok(&["create", "--name", "kept", "-l", "keep=yes", "busybox", "true"]);
+    let out = w.ok(&["container", "prune", "-f", "--filter", "label!=keep=yes"]);
+    assert!(
+        out.contains("Deleted Containers:") && out.contains("Total reclaimed space:"),
+        "{out}"
+    );
+    let left = w.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let mut left: Vec<&str> = left.lines().collect();
+    left.sort();
+    assert_eq!(left, ["alive", "kept"]);
+}

@@ -70,6 +70,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
     let rest = path.strip_prefix("/containers/").unwrap_or("");
     match (method, rest) {
         (&Method::POST, "create") => return create(d, req, q).await,
+        (&Method::POST, "prune") => return prune(&d, q).await,
         (&Method::GET, "json") => return list(&d, q),
         _ => {}
     }
@@ -95,6 +96,15 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         (&Method::POST, "update") => update(&d, req, name).await,
         (&Method::GET, "logs") => logs(&d, name, q),
         (&Method::GET, "stats") => stats(d.clone(), name, q).await,
+        (&Method::GET, "changes") => {
+            let changes = d.containers.changes(name)?;
+            let v: Vec<Value> = changes
+                .into_iter()
+                .map(|(p, k)| json!({"Path": p, "Kind": k}))
+                .collect();
+            json_res(StatusCode::OK, &Value::Array(v))
+        }
+        (&Method::GET, "export") => export(&d, name).await,
         (&Method::HEAD, "archive") => archive_head(&d, name, q).await,
         (&Method::GET, "archive") => archive_get(&d, name, q).await,
         (&Method::PUT, "archive") => archive_put(&d, req, name, q).await,
@@ -110,6 +120,53 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         }
         _ => Err(ApiError::not_found("page not found")),
     }
+}
+
+/// `POST /containers/prune` with `until`, `label` and `label!` filters.
+async fn prune(d: &Arc<Daemon>, q: &Query) -> Res {
+    let filters = q.filters()?;
+    for k in filters.keys() {
+        if !["until", "label", "label!"].contains(&k.as_str()) {
+            return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let until = match filters.get("until").and_then(|v| v.first()) {
+        Some(u) => Some(
+            parse_time(u)
+                .map(|n| (n / 1_000_000_000) as i64)
+                .ok_or_else(|| ApiError::invalid(format!("invalid filter 'until={u}'")))?,
+        ),
+        None => None,
+    };
+    let keep = |r: &Record| {
+        until.is_some_and(|u| unix(&r.created) >= u)
+            || !filters.get("label").is_none_or(|v| v.iter().all(|l| label_match(r, l)))
+            || filters
+                .get("label!")
+                .is_some_and(|v| v.iter().any(|l| label_match(r, l)))
+    };
+    let (gone, bytes) = d.containers.prune(&keep).await;
+    json_res(
+        StatusCode::OK,
+        &json!({"ContainersDeleted": gone, "SpaceReclaimed": bytes}),
+    )
+}
+
+/// `GET /containers/{id}/export`: the filesystem as a tar, streamed.
+async fn export(d: &Arc<Daemon>, name: &str) -> Res {
+    d.containers.get(name)?;
+    let (mut w, b) = body::channel();
+    let svc = d.containers.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = svc.export(&name, &mut w) {
+            w.fail(std::io::Error::other(e.to_string()));
+        }
+    });
+    let mut r = Response::new(b);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(r)
 }
 
 fn now_rfc3339() -> String {

@@ -95,6 +95,33 @@ pub fn make_destination(rootfs: &Path, dest: &str, is_dir: bool) -> Result<()> {
     }
 }
 
+/// Walk an overlay upper directory: a 0/0 character device is a deletion, a path the lower
+/// layers have too is a change, anything else an addition (Docker's overlay2 diff).
+pub fn overlay_changes(upper: &Path, lowers: &[PathBuf], out: &mut Vec<(String, u8)>) -> Result<()> {
+    fn walk(dir: &Path, rel: &Path, lowers: &[PathBuf], out: &mut Vec<(String, u8)>) -> std::io::Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut ents: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
+        ents.sort_by_key(|e| e.file_name());
+        for e in ents {
+            let md = e.path().symlink_metadata()?;
+            let r = rel.join(e.file_name());
+            let path = format!("/{}", r.display());
+            if md.file_type().is_char_device() && md.rdev() == 0 {
+                out.push((path, 2));
+                continue;
+            }
+            let in_lower = lowers.iter().any(|l| l.join(&r).symlink_metadata().is_ok());
+            out.push((path, if in_lower { 0 } else { 1 }));
+            if md.is_dir() {
+                walk(&e.path(), &r, lowers, out)?;
+            }
+        }
+        Ok(())
+    }
+    walk(upper, Path::new(""), lowers, out)?;
+    Ok(())
+}
+
 /// Where `GET .../archive` writes its tar: a writer that can also end the stream as failed, so
 /// that a client never takes a cut-short archive for a whole one.
 pub trait ArchiveSink: Write + Send {

@@ -1588,6 +1588,66 @@ impl ContainerService {
         Ok(())
     }
 
+    /// `GET /containers/{id}/changes`: what the read-write layer adds (`A`, kind 1), changes
+    /// (`C`, 0) and deletes (`D`, 2) against the image, sorted by path.
+    pub fn changes(&self, name: &str) -> Result<Vec<(String, u8)>> {
+        let rec = self.lookup(name)?.snapshot();
+        if self.images.driver() != Driver::Overlay2 {
+            return Err(ContainerError::Invalid(
+                "diff needs the overlay2 storage driver (vfs keeps no read-write layer)".into(),
+            ));
+        }
+        let image: Digest = rec
+            .image
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
+        let (_, layers) = self.images.rootfs_of(&image)?;
+        let lowers = self.images.layer_store().lower_dirs(&layers);
+        let upper = self.container_dir(&rec.id).join("rw/diff");
+        let mut out = Vec::new();
+        crate::archive::overlay_changes(&upper, &lowers, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// `GET /containers/{id}/export`: the container's filesystem (image and read-write layer,
+    /// no volumes) as a tar, written to `w` (blocking: call from a blocking thread).
+    pub fn export(&self, name: &str, w: &mut dyn std::io::Write) -> Result<()> {
+        let rec = self.lookup(name)?.snapshot();
+        let was_mounted = is_mountpoint(&self.container_dir(&rec.id).join("merged"));
+        let merged = self.mount_root(&rec)?;
+        let root = wharf_store::saferoot::SafeRoot::open(&merged)?;
+        let r = wharf_store::archive::stat(&root, "/.")
+            .map_err(ContainerError::from)
+            .and_then(|s| {
+                let (r, _) = s.ok_or_else(|| ContainerError::Internal("the root vanished".into()))?;
+                wharf_store::archive::write_tar(&r, ".", w).map_err(ContainerError::from)
+            });
+        let running = self.get(&rec.id).map(|r| r.state.is_running()).unwrap_or(false);
+        if !was_mounted && !running {
+            self.unmount_root_only(&rec.id);
+        }
+        r
+    }
+
+    /// `POST /containers/prune`: remove every stopped container that `keep` spares not; their
+    /// IDs and the bytes their read-write layers held.
+    pub async fn prune(&self, keep: &(dyn Fn(&Record) -> bool + Sync)) -> (Vec<String>, u64) {
+        let mut gone = Vec::new();
+        let mut bytes = 0;
+        for r in self.records() {
+            if r.state.is_running() || r.state.status == "restarting" || keep(&r) {
+                continue;
+            }
+            let size = self.sizes(&r.id).map(|s| s.0).unwrap_or(0);
+            if self.remove(&r.id, false, false).await.is_ok() {
+                bytes += size;
+                gone.push(r.id);
+            }
+        }
+        (gone, bytes)
+    }
+
     /// One reading of a container's cgroup through its shim (`None`: it is not running).
     pub async fn cgroup_reading(&self, name: &str) -> Result<(Record, Option<Value>)> {
         let rec = self.lookup(name)?.snapshot();

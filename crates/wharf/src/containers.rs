@@ -738,3 +738,133 @@ impl UpdateCmd {
         .await
     }
 }
+
+/// `wharf diff`.
+#[derive(Args, Debug)]
+pub struct DiffCmd {
+    /// The container
+    container: String,
+}
+
+impl DiffCmd {
+    /// Run it: `A`, `C` or `D` and the path, a line each.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        let v = c.get(&format!("/containers/{}/changes", q(&self.container))).await?;
+        let mut out = String::new();
+        for ch in v.as_array().into_iter().flatten() {
+            let kind = match ch["Kind"].as_u64() {
+                Some(1) => "A",
+                Some(2) => "D",
+                _ => "C",
+            };
+            out.push_str(&format!("{kind} {}\n", ch["Path"].as_str().unwrap_or("")));
+        }
+        stdout(&out)
+    }
+}
+
+/// `wharf export`.
+#[derive(Args, Debug)]
+pub struct ExportCmd {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    output: Option<String>,
+    /// The container
+    container: String,
+}
+
+impl ExportCmd {
+    /// Run it.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+        if self.output.is_none() && rustix::termios::isatty(std::io::stdout()) {
+            return Err(CliError::Usage(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+            ));
+        }
+        let res = c
+            .call(
+                Method::GET,
+                &format!("/containers/{}/export", q(&self.container)),
+                Body::empty(),
+            )
+            .await?;
+        let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &self.output {
+            Some(p) => Box::new(tokio::fs::File::create(p).await?),
+            None => Box::new(tokio::io::stdout()),
+        };
+        let mut body = res.into_body();
+        while let Some(f) = body.frame().await {
+            if let Ok(d) = f?.into_data() {
+                out.write_all(&d).await?;
+            }
+        }
+        out.flush().await?;
+        Ok(())
+    }
+}
+
+/// `wharf container prune`.
+#[derive(Args, Debug)]
+pub struct PruneCmd {
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+impl PruneCmd {
+    /// Run it.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        if !self.force {
+            return Err(CliError::Usage(
+                "container prune asks for confirmation; pass -f/--force to prune without it".into(),
+            ));
+        }
+        let filters = filters_param(&self.filter, None)?;
+        let r = c
+            .json(
+                Method::POST,
+                &format!("/containers/prune?{}", filters.trim_start_matches('&')),
+                None,
+            )
+            .await?;
+        let mut out = String::new();
+        let gone = r["ContainersDeleted"].as_array().cloned().unwrap_or_default();
+        if !gone.is_empty() {
+            out.push_str("Deleted Containers:\n");
+            for g in gone {
+                out.push_str(&format!("{}\n", g.as_str().unwrap_or("")));
+            }
+            out.push('\n');
+        }
+        let bytes = r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
+        out.push_str(&format!("Total reclaimed space: {}\n", wharf_units::human_size(bytes)));
+        stdout(&out)
+    }
+}
+
+/// `wharf container`: the commands that exist only in that group.
+#[derive(Args, Debug)]
+pub struct ContainerCmd {
+    #[command(subcommand)]
+    cmd: ContainerSub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ContainerSub {
+    /// Remove all stopped containers
+    Prune(PruneCmd),
+}
+
+impl ContainerCmd {
+    /// Run it.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        match self.cmd {
+            ContainerSub::Prune(x) => x.run(c).await,
+        }
+    }
+}

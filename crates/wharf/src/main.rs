@@ -75,6 +75,12 @@ enum Cmd {
     Update(containers::UpdateCmd),
     /// Copy files/folders between a container and the local filesystem
     Cp(cp::CpCmd),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(containers::DiffCmd),
+    /// Export a container's filesystem as a tar archive
+    Export(containers::ExportCmd),
+    /// Manage containers
+    Container(containers::ContainerCmd),
     /// Manage volumes
     Volume(volumes::VolumeCmd),
     /// Manage networks
@@ -345,6 +351,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Top(x) => x.run(c).await,
         Cmd::Update(x) => x.run(c).await,
         Cmd::Cp(x) => x.run(c).await,
+        Cmd::Diff(x) => x.run(c).await,
+        Cmd::Export(x) => x.run(c).await,
+        Cmd::Container(x) => x.run(c).await,
         Cmd::Volume(x) => x.run(c).await,
         Cmd::Network(x) => x.run(c).await,
         Cmd::Stats(x) => x.run(c).await,
