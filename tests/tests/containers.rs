@@ -1085,3 +1085,72 @@ fn diff_export_and_prune() {
     left.sort();
     assert_eq!(left, ["alive", "kept"]);
 }
+
+#[test]
+fn events_follow_a_run_in_order_and_at_once() {
+    use std::io::BufRead;
+    let w = daemon();
+    // Follow with the real docker CLI, timestamping each line as it arrives.
+    let mut child = std::process::Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+        .args([
+            "events",
+            "--filter",
+            "container=evt",
+            "--format",
+            "{{.Action}} {{.TimeNano}} {{.Actor.Attributes.name}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i128;
+            if tx.send((line, now)).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    w.ok(&["run", "--rm", "--name", "evt", "busybox", "true"]);
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let (line, arrived) = rx.recv_timeout(Duration::from_secs(10)).expect("events arrive");
+        let f: Vec<&str> = line.split(' ').collect();
+        let at: i128 = f[1].parse().unwrap();
+        let late = (arrived - at) / 1_000_000;
+        assert!(late < 50, "{} reached the client {late} ms after it happened", f[0]);
+        assert_eq!(f[2], "evt");
+        got.push(f[0].to_string());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got, ["create", "start", "die", "destroy"]);
+    // The kept events replay with --since and stop at --until; the die carries the exit code.
+    let o = w.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Type}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(o, "container 0\n");
+    let o = w.wharf(
+        &["events", "--since", "1m", "--until", "0s", "--filter", "container=evt"],
+        None,
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let actions: Vec<&str> = text.lines().map(|l| l.split(' ').nth(2).unwrap_or("")).collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"], "{text}");
+    assert!(text.contains("(image=busybox, name=evt)"), "{text}");
+}

@@ -122,6 +122,7 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
         (&Method::GET, "/images/get") => images_save(d, q.all("names")).await,
         (&Method::POST, "/images/prune") => images_prune(d, &q).await,
         (&Method::GET, "/system/df") => system_df(d).await,
+        (&Method::GET, "/events") => events(d, &q),
         _ => {
             if p.starts_with("/containers/") || p.starts_with("/exec/") {
                 return crate::containers::route(d, req, method, p, &q).await;
@@ -170,6 +171,81 @@ async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> 
         _ => {}
     }
     Err(ApiError::not_found("page not found"))
+}
+
+/// `GET /events`: the kept events since `since`, then the new ones as they happen, until
+/// `until` (or for as long as the client reads), each a JSON line, filtered.
+fn events(d: Arc<Daemon>, q: &Query) -> Res {
+    use wharf_container::logs::parse_time;
+    let filters = q.filters()?;
+    for k in filters.keys() {
+        if ![
+            "type",
+            "event",
+            "action",
+            "container",
+            "image",
+            "label",
+            "network",
+            "volume",
+            "scope",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let time = |k: &str| -> Result<Option<i128>, ApiError> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| parse_time(v).ok_or_else(|| ApiError::invalid(format!("invalid value for {k}: {v}"))))
+            .transpose()
+    };
+    let (since, until) = (time("since")?, time("until")?);
+    let (past, mut rx) = d.containers.events().subscribe(since);
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
+    tokio::spawn(async move {
+        let line = |e: &wharf_container::events::Event| {
+            let mut b = serde_json::to_vec(&e.to_json()).expect("json");
+            b.push(b'\n');
+            bytes::Bytes::from(b)
+        };
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(0)
+        };
+        for e in past.iter().filter(|e| until.is_none_or(|u| e.time_nano <= u)) {
+            if e.matches(&filters) && tx.send(Ok(line(e))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let wait = match until {
+                Some(u) if u <= now() => return,
+                Some(u) => std::time::Duration::from_nanos((u - now()) as u64),
+                None => std::time::Duration::from_secs(3600),
+            };
+            let e = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(_)) => return,
+                Err(_) if until.is_some() => return,
+                Err(_) => continue,
+            };
+            if until.is_some_and(|u| e.time_nano > u) {
+                return;
+            }
+            if e.matches(&filters) && tx.send(Ok(line(&e))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(body::from_receiver(body_rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
 }
 
 fn ping(method: &Method) -> Res {

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod error;
+pub mod events;
 pub mod logs;
 pub mod mounts;
 pub mod names;

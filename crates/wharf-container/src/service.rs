@@ -132,6 +132,7 @@ pub struct ContainerService {
     images: Arc<ImageService>,
     volumes: Arc<VolumeStore>,
     net: Arc<NetworkService>,
+    events: Arc<crate::events::Events>,
     map: RwLock<HashMap<String, Arc<Entry>>>,
     names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, ExecEntry>>,
@@ -218,6 +219,7 @@ impl ContainerService {
             images,
             volumes,
             net,
+            events: Arc::default(),
             map: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -280,6 +282,23 @@ impl ContainerService {
             .collect();
         svc.net.release_all_except(&running);
         Ok(svc)
+    }
+
+    /// The daemon's event stream.
+    pub fn events(&self) -> &Arc<crate::events::Events> {
+        &self.events
+    }
+
+    /// Publish a container event with Docker's attributes: image, name, labels, and `extra`.
+    fn emit(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+        let mut a: std::collections::BTreeMap<String, String> =
+            rec.config.labels.clone().unwrap_or_default().into_iter().collect();
+        a.insert("image".into(), rec.config.image.clone().unwrap_or_default());
+        a.insert("name".into(), rec.name.clone());
+        for (k, v) in extra {
+            a.insert(k.to_string(), v.to_string());
+        }
+        self.events.publish("container", action, &rec.id, a);
     }
 
     /// The network service containers join networks through.
@@ -619,6 +638,7 @@ impl ContainerService {
             }
             return Err(e);
         }
+        self.emit(&rec, "create", &[]);
         self.insert(rec);
         Ok((id, Vec::new()))
     }
@@ -899,6 +919,7 @@ impl ContainerService {
                 }
                 self.save(e)?;
                 Self::bump(e, false, false);
+                self.emit(&e.snapshot(), "start", &[]);
                 self.spawn_monitor(e.clone(), stream);
                 Ok(())
             }
@@ -1241,6 +1262,7 @@ impl ContainerService {
             tracing::warn!(%id, "saving exit: {err}");
         }
         Self::bump(e, true, false);
+        self.emit(&e.snapshot(), "die", &[("exitCode", &exit.exit_code.to_string())]);
         if auto_remove {
             let me = self.clone();
             tokio::spawn(async move {
@@ -1367,6 +1389,7 @@ impl ContainerService {
             },
         )
         .await?;
+        self.emit(&rec, "kill", &[("signal", &sig.to_string())]);
         Ok(())
     }
 
@@ -1384,7 +1407,9 @@ impl ContainerService {
     pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let e = self.lookup(name)?;
         let _op = e.op.lock().await;
-        self.stop_locked(&e, timeout, signal).await
+        self.stop_locked(&e, timeout, signal).await?;
+        self.emit(&e.snapshot(), "stop", &[]);
+        Ok(())
     }
 
     async fn stop_locked(&self, e: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
@@ -1469,6 +1494,7 @@ impl ContainerService {
         shim::call(&self.shim_socket(&rec.id), &req).await?;
         e.rec.lock().expect("record lock").state.status = if pause { "paused" } else { "running" }.into();
         self.save(&e)?;
+        self.emit(&rec, if pause { "pause" } else { "unpause" }, &[]);
         Ok(())
     }
 
@@ -1526,6 +1552,7 @@ impl ContainerService {
             let _ = a.tx.send(Err(ContainerError::NotFound(rec.id.clone())));
         }
         Self::bump(&e, false, true);
+        self.emit(&rec, "destroy", &[]);
         if volumes {
             for mp in rec.mount_points.iter().filter(|m| m.typ == "volume" && m.anonymous) {
                 if let Err(err) = self.volumes.remove(&mp.name, true) {
@@ -1585,6 +1612,7 @@ impl ContainerService {
             e.rec.lock().expect("record lock").name = old;
             return Err(err);
         }
+        self.emit(&e.snapshot(), "rename", &[("oldName", &format!("/{old}"))]);
         Ok(())
     }
 
@@ -1914,6 +1942,7 @@ impl ContainerService {
             return Err(ContainerError::Invalid("No exec command specified".into()));
         }
         let id = hex::encode(random_bytes(32));
+        let cmd = config.cmd.clone().unwrap_or_default().join(" ");
         self.execs.lock().expect("execs").insert(
             id.clone(),
             ExecEntry {
@@ -1926,6 +1955,7 @@ impl ContainerService {
             },
         );
         e.rec.lock().expect("record lock").exec_ids.push(id.clone());
+        self.emit(&rec, &format!("exec_create: {cmd}"), &[("execID", &id)]);
         Ok(id)
     }
 
@@ -2007,10 +2037,17 @@ impl ContainerService {
 
     /// Record an exec's end.
     pub fn exec_exited(&self, id: &str, code: Option<i32>) {
-        if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
+        let container = {
+            let mut execs = self.execs.lock().expect("execs");
+            let Some(x) = execs.get_mut(id) else { return };
             x.running = false;
             x.exit_code = Some(i64::from(code.unwrap_or(-1)));
             x.pid = 0;
+            x.container.clone()
+        };
+        if let Ok(e) = self.lookup(&container) {
+            let code = code.unwrap_or(-1).to_string();
+            self.emit(&e.snapshot(), "exec_die", &[("execID", id), ("exitCode", &code)]);
         }
     }
 

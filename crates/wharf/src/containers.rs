@@ -868,3 +868,114 @@ impl ContainerCmd {
         }
     }
 }
+
+/// `wharf events`.
+#[derive(Args, Debug)]
+pub struct EventsCmd {
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    until: Option<String>,
+}
+
+/// A `--since`/`--until` value as the API takes it: relative durations (`10m`, `1h30m`) become
+/// unix seconds, anything else goes as given.
+fn timestamp(v: &str) -> String {
+    let (mut total, mut num) = (0f64, String::new());
+    let mut ok = !v.is_empty();
+    for ch in v.chars() {
+        match ch {
+            '0'..='9' | '.' => num.push(ch),
+            'h' | 'm' | 's' if !num.is_empty() => {
+                let n: f64 = num.parse().unwrap_or(0.0);
+                total += n * match ch {
+                    'h' => 3600.0,
+                    'm' => 60.0,
+                    _ => 1.0,
+                };
+                num.clear();
+            }
+            _ => ok = false,
+        }
+    }
+    if !ok || !num.is_empty() {
+        return v.to_string();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    format!("{:.9}", now - total)
+}
+
+impl EventsCmd {
+    /// Run it: one line an event, as they happen.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        use http_body_util::BodyExt;
+        let mut url = format!("/events?{}", filters_param(&self.filter, None)?.trim_start_matches('&'));
+        for (k, v) in [("since", &self.since), ("until", &self.until)] {
+            if let Some(v) = v {
+                url.push_str(&format!("&{k}={}", q(&timestamp(v))));
+            }
+        }
+        let f = self.format.as_deref().map(Format::parse).transpose()?;
+        let res = c.call(Method::GET, &url, Body::empty()).await?;
+        let mut body = res.into_body();
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(d) = frame?.into_data() else { continue };
+            buf.extend_from_slice(&d);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Ok(e) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                let text = match &f {
+                    Some(f) => f.render(&e)?,
+                    None => {
+                        let nanos = e["timeNano"].as_i64().unwrap_or(0);
+                        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+                            .map(|t| {
+                                format!(
+                                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+                                    t.year(),
+                                    t.month() as u8,
+                                    t.day(),
+                                    t.hour(),
+                                    t.minute(),
+                                    t.second(),
+                                    t.nanosecond()
+                                )
+                            })
+                            .unwrap_or_default();
+                        let attrs: Vec<String> = e["Actor"]["Attributes"]
+                            .as_object()
+                            .map(|o| {
+                                o.iter()
+                                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            "{t} {} {} {} ({})",
+                            e["Type"].as_str().unwrap_or(""),
+                            e["Action"].as_str().unwrap_or(""),
+                            e["Actor"]["ID"].as_str().unwrap_or(""),
+                            attrs.join(", ")
+                        )
+                    }
+                };
+                stdout(&format!("{text}\n"))?;
+            }
+        }
+        Ok(())
+    }
+}

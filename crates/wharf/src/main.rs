@@ -81,6 +81,8 @@ enum Cmd {
     Export(containers::ExportCmd),
     /// Manage containers
     Container(containers::ContainerCmd),
+    /// Get real time events from the server
+    Events(containers::EventsCmd),
     /// Manage volumes
     Volume(volumes::VolumeCmd),
     /// Manage networks
@@ -354,6 +356,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Diff(x) => x.run(c).await,
         Cmd::Export(x) => x.run(c).await,
         Cmd::Container(x) => x.run(c).await,
+        Cmd::Events(x) => x.run(c).await,
         Cmd::Volume(x) => x.run(c).await,
         Cmd::Network(x) => x.run(c).await,
         Cmd::Stats(x) => x.run(c).await,
