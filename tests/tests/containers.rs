@@ -1133,6 +1133,8 @@ fn events_follow_a_run_in_order_and_at_once() {
     let _ = child.wait();
     assert_eq!(got, ["create", "start", "die", "destroy"]);
     // The kept events replay with --since and stop at --until; the die carries the exit code.
+    // The CLI sends relative times as whole seconds: let the events' second pass first.
+    std::thread::sleep(Duration::from_millis(1100));
     let o = w.ok(&[
         "events",
         "--since",
