@@ -1156,3 +1156,22 @@ fn events_follow_a_run_in_order_and_at_once() {
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{text}");
     assert!(text.contains("(image=busybox, name=evt)"), "{text}");
 }
+
+#[test]
+fn system_prune_takes_what_nothing_uses() {
+    let w = daemon();
+    w.ok(&["run", "--name", "done", "-v", "/anon", "busybox", "true"]);
+    w.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "60"]);
+    w.ok(&["network", "create", "--subnet", &common::test_subnet(&w, 6), "idle"]);
+    w.ok(&["volume", "create", "named"]);
+    let out = w.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.contains("Deleted Containers:") && out.contains("Deleted Networks:\nidle"),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    assert_eq!(w.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    // Named volumes stay (Docker 23+), the anonymous one went with its container's prune.
+    assert_eq!(w.ok(&["volume", "ls", "-q"]), "named\n");
+    assert_eq!(w.ok(&["images", "-q"]).lines().count(), 1, "busybox is in use");
+}
