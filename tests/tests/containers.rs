@@ -1164,6 +1164,9 @@ fn system_prune_takes_what_nothing_uses() {
     w.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "60"]);
     w.ok(&["network", "create", "--subnet", &common::test_subnet(&w, 6), "idle"]);
     w.ok(&["volume", "create", "named"]);
+    // system df counts every kind, and what is in use.
+    let df = w.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"]);
+    assert_eq!(df, "Images 1 1\nContainers 2 1\nLocal Volumes 2 1\nBuild Cache 0 0\n");
     let out = w.ok(&["system", "prune", "-f", "--volumes"]);
     assert!(
         out.contains("Deleted Containers:") && out.contains("Deleted Networks:\nidle"),

@@ -374,7 +374,8 @@ fn command_text(r: &Record) -> String {
     parts.join(" ")
 }
 
-fn summary(r: &Record) -> Value {
+/// A container as `GET /containers/json` lists it.
+pub(crate) fn summary(r: &Record) -> Value {
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],

@@ -644,7 +644,8 @@ async fn images_prune(d: Arc<Daemon>, q: &Query) -> Res {
 }
 
 async fn system_df(d: Arc<Daemon>) -> Res {
-    let rows = blocking(move || Ok(d.images.disk_usage()?)).await?;
+    let d2 = d.clone();
+    let rows = blocking(move || Ok(d2.images.disk_usage()?)).await?;
     let mut layers_size = 0i64;
     let mut seen = std::collections::HashSet::new();
     let mut images = Vec::new();
@@ -656,13 +657,46 @@ async fn system_df(d: Arc<Daemon>) -> Res {
         }
         images.push(summary(v, *shared as i64, *users as i64));
     }
-    ok_json(&m::SystemDataUsageResponse {
+    let mut v = serde_json::to_value(m::SystemDataUsageResponse {
         layers_size: Some(layers_size),
         images: Some(images),
         containers: Some(vec![]),
         volumes: Some(vec![]),
         build_cache: Some(vec![]),
     })
+    .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    // Containers with their sizes, volumes with their sizes and users (the blocking pool walks
+    // the directories).
+    let (containers, volumes) = blocking(move || {
+        let containers: Vec<serde_json::Value> = d
+            .containers
+            .records()
+            .iter()
+            .map(|r| {
+                let mut s = crate::containers::summary(r);
+                let (rw, root) = d.containers.sizes(&r.id).unwrap_or((0, 0));
+                s["SizeRw"] = json!(rw);
+                s["SizeRootFs"] = json!(root);
+                s
+            })
+            .collect();
+        let store = d.containers.volumes();
+        let volumes: Vec<serde_json::Value> = store
+            .list()
+            .iter()
+            .map(|vol| {
+                let mut j = store.to_json(vol);
+                let size = wharf_volume::dir_size(&store.path(&vol.name));
+                j["UsageData"] = json!({"Size": size, "RefCount": store.users(&vol.name).len()});
+                j
+            })
+            .collect();
+        Ok((containers, volumes))
+    })
+    .await?;
+    v["Containers"] = json!(containers);
+    v["Volumes"] = json!(volumes);
+    ok_json(&v)
 }
 
 /// A chunked JSON-lines progress response fed from blocking code.
