@@ -479,20 +479,35 @@ fn data_root_lock_refuses_a_second_daemon_and_shutdown_is_clean() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("already using data root"), "{err}");
-    // Plain TCP is refused unless forced.
+    // Plain TCP is refused unless forced, before anything is set up on the machine.
+    let refused_bridge = format!("{}x", common::bridge_name(d.dir.path()));
     let o = Command::new(bin("wharfd"))
         .args([
             "--data-root",
             d.dir.path().join("d3").to_str().unwrap(),
+            "--exec-root",
+            d.dir.path().join("exec3").to_str().unwrap(),
             "-H",
             "tcp://127.0.0.1:0",
             "--config-file",
             "/nonexistent.json",
+            "--bridge",
+            &refused_bridge,
         ])
         .output()
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("without TLS"));
+    let link = Command::new("ip")
+        .args(["link", "show", &refused_bridge])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "a refused start made a bridge");
+    let table = Command::new("nft")
+        .args(["list", "table", "ip", &format!("wharf_{refused_bridge}")])
+        .output()
+        .unwrap();
+    assert!(!table.status.success(), "a refused start made an nftables table");
     // A flag and the config file naming the same setting is an error, as in dockerd.
     let cfg = d.dir.path().join("daemon.json");
     std::fs::write(&cfg, br#"{"data-root": "/tmp/x"}"#).unwrap();

@@ -190,6 +190,17 @@ async fn run(s: Settings) -> Result<()> {
     make_dir(&s.data_root, 0o711)?;
     make_dir(&s.exec_root, 0o700)?;
     let _lock = lock_root(&s.data_root)?;
+    // Listen first: a host that cannot be used (plain TCP without --tls=false, a socket in use)
+    // fails the start before anything is set up on the machine. Clients wait until serving.
+    let mut listeners = Vec::new();
+    let mut socket_files = Vec::new();
+    for h in &s.hosts {
+        for (l, path) in bind(h, s.tls == Some(false)).await? {
+            listeners.push(l);
+            socket_files.extend(path);
+        }
+    }
+
     let driver = match s.storage_driver.as_deref() {
         Some(name) => {
             Driver::parse(name).with_context(|| format!("unknown storage driver {name:?}: use overlay2 or vfs"))?
@@ -234,19 +245,29 @@ async fn run(s: Settings) -> Result<()> {
     })
     .await
     .context("setting up networking")?;
-    let containers = ContainerService::open(
-        ServiceConfig {
-            data_root: s.data_root.clone(),
-            exec_root: s.exec_root.clone(),
-            shim: shim_path()?,
-            cgroup_parent: s.cgroup_parent.clone(),
-            init_path: s.init_path.clone(),
-            default_init: s.init,
-        },
-        images.clone(),
-        volumes,
-        net.clone(),
-    )?;
+    let opened = shim_path().and_then(|shim| {
+        Ok(ContainerService::open(
+            ServiceConfig {
+                data_root: s.data_root.clone(),
+                exec_root: s.exec_root.clone(),
+                shim,
+                cgroup_parent: s.cgroup_parent.clone(),
+                init_path: s.init_path.clone(),
+                default_init: s.init,
+            },
+            images.clone(),
+            volumes,
+            net.clone(),
+        )?)
+    });
+    let containers = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing may be left behind: the bridges and the table go with the failed start.
+            net.shutdown(daemon_running(&s)).await;
+            return Err(e);
+        }
+    };
     containers.restore().await;
     let daemon = Arc::new(Daemon {
         images,
@@ -258,14 +279,6 @@ async fn run(s: Settings) -> Result<()> {
             started: 0,
         },
     });
-    let mut listeners = Vec::new();
-    let mut socket_files = Vec::new();
-    for h in &s.hosts {
-        for (l, path) in bind(h, s.tls == Some(false)).await? {
-            listeners.push(l);
-            socket_files.extend(path);
-        }
-    }
     if let Some(p) = &s.pidfile {
         if let Some(dir) = p.parent() {
             fs::create_dir_all(dir)?;
