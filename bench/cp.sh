@@ -8,31 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-work=$(mktemp -d /tmp/wcp.XXXXXX)
-W="docker -H unix://$work/w.sock"; D="docker -H unix://$work/d.sock"
-cleanup() {
-  for e in "$W" "$D"; do $e rm -f $($e ps -aq 2>/dev/null) >/dev/null 2>&1 || true; done
-  [ -f "$work/w.pid" ] && kill "$(cat "$work/w.pid")" 2>/dev/null || true
-  [ -f "$work/d.pid" ] && kill "$(cat "$work/d.pid")" 2>/dev/null || true
-  sleep 2
-  grep -F "$work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
-  for c in /sys/fs/cgroup/*/wharf-bench-cp; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cargo build --release --bins --quiet
-scripts/make-images.sh "$work/img" >/dev/null
-echo '{}' > "$work/d.json"
-target/release/wharfd --data-root "$work/w" --exec-root "$work/wx" -H "unix://$work/w.sock" --pidfile "$work/w.pid" \
-  --config-file "$work/d.json" --cgroup-parent wharf-bench-cp 2>"$work/w.log" &
-dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --pidfile "$work/d.pid" --config-file "$work/d.json" \
-  --bridge none --iptables=false --ip-masq=false --containerd-namespace wharf-bench-cp --containerd-plugins-namespace wharf-bench-cp-p 2>"$work/d.log" &
-for e in "$W" "$D"; do for _ in $(seq 300); do $e version >/dev/null 2>&1 && break; sleep 0.2; done; done
-for e in "$W" "$D"; do
-  $e import -c 'CMD ["/bin/sh"]' "$work/img/busybox-rootfs.tar" busybox:latest >/dev/null
-  $e run -d --name box --network none busybox sleep 100000 >/dev/null
-done
-echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), $(date -u +%F)"
+. bench/lib.sh
+bench_init wharf-bench-cp
+bench_start "--bridge wbench-cp0 --bip 10.212.0.1/24" "--bridge none --iptables=false --ip-masq=false"
+for e in "$W" "$D"; do $e run -d --name box --network none busybox sleep 100000 >/dev/null; done
+bench_machine
 tree="$work/tree"
 for d in $(seq 32); do
   mkdir -p "$tree/d$d"

@@ -12,37 +12,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-work=$(mktemp -d /tmp/wnb.XXXXXX)
-W="docker -H unix://$work/w.sock"; D="docker -H unix://$work/d.sock"
+. bench/lib.sh
+bench_init wharf-bench-net
 iptables-save > "$work/iptables.before"
-cleanup() {
-  for e in "$W" "$D"; do $e rm -f $($e ps -aq 2>/dev/null) >/dev/null 2>&1 || true; done
-  for e in "$W" "$D"; do $e network rm benchnet >/dev/null 2>&1 || true; done
-  [ -f "$work/w.pid" ] && kill "$(cat "$work/w.pid")" 2>/dev/null || true
-  [ -f "$work/d.pid" ] && kill "$(cat "$work/d.pid")" 2>/dev/null || true
-  sleep 2
-  grep -F "$work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
-  for c in /sys/fs/cgroup/*/wharf-bench-net; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
-  ip link del wbench0 2>/dev/null || true; ip link del dbench0 2>/dev/null || true
+bench_extra_cleanup() {
+  for e in "$W" "$D"; do $e rm -f $($e ps -aq 2>/dev/null) >/dev/null 2>&1 || true; $e network rm benchnet >/dev/null 2>&1 || true; done
+}
+bench_after_cleanup() {
+  ip link del wbench0 2>/dev/null || true
+  ip link del dbench0 2>/dev/null || true
   # dockerd leaves its chains behind; put the host's rules back as they were (none: none).
   for tb in nat filter; do iptables -t "$tb" -F; iptables -t "$tb" -X; done 2>/dev/null || true
-  [ -s "$work/iptables.before" ] && iptables-restore < "$work/iptables.before" || true
-  rm -rf "$work"
+  if [ -s "$work/iptables.before" ]; then iptables-restore < "$work/iptables.before" || true; fi
 }
-trap cleanup EXIT
-cargo build --release --bins --quiet
-scripts/make-images.sh "$work/img" >/dev/null
-echo '{}' > "$work/d.json"
 ip link add dbench0 type bridge && ip addr add 10.202.0.1/24 dev dbench0 && ip link set dbench0 up
-target/release/wharfd --data-root "$work/w" --exec-root "$work/wx" -H "unix://$work/w.sock" --pidfile "$work/w.pid" \
-  --config-file "$work/d.json" --cgroup-parent wharf-bench-net --bridge wbench0 --bip 10.201.0.1/24 2>"$work/w.log" &
-dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --pidfile "$work/d.pid" --config-file "$work/d.json" \
-  --bridge dbench0 --containerd-namespace wharf-bench-net --containerd-plugins-namespace wharf-bench-net-p 2>"$work/d.log" &
-for e in "$W" "$D"; do for _ in $(seq 300); do $e version >/dev/null 2>&1 && break; sleep 0.2; done; done
-for e in "$W" "$D"; do $e import -c 'CMD ["/bin/sh"]' "$work/img/busybox-rootfs.tar" busybox:latest >/dev/null; done
+bench_start "--bridge wbench0 --bip 10.201.0.1/24" "--bridge dbench0"
 $W network create --subnet 10.203.0.0/16 benchnet >/dev/null
 $D network create --subnet 10.204.0.0/16 benchnet >/dev/null
-echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), $(date -u +%F)"
+bench_machine
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 declare -A t
 for i in $(seq 0 "$runs"); do   # run 0 is the warm-up
