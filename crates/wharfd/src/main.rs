@@ -190,14 +190,18 @@ async fn run(s: Settings) -> Result<()> {
     make_dir(&s.data_root, 0o711)?;
     make_dir(&s.exec_root, 0o700)?;
     let _lock = lock_root(&s.data_root)?;
-    // Listen first: a host that cannot be used (plain TCP without --tls=false, a socket in use)
-    // fails the start before anything is set up on the machine. Clients wait until serving.
-    let mut listeners = Vec::new();
-    let mut socket_files = Vec::new();
+    // A host that cannot be used (plain TCP without --tls=false, an unknown scheme) fails the
+    // start before anything is set up on the machine.
     for h in &s.hosts {
-        for (l, path) in bind(h, s.tls == Some(false)).await? {
-            listeners.push(l);
-            socket_files.extend(path);
+        let tcp = h.starts_with("tcp://");
+        if tcp && s.tls != Some(false) {
+            bail!(
+                "refusing to listen on {h} without TLS: anyone who can reach it controls this host as root; \
+                 pass --tls=false to do it anyway"
+            );
+        }
+        if !tcp && !h.starts_with("unix://") && !h.starts_with("fd://") {
+            bail!("invalid host {h:?}: use unix://PATH, tcp://HOST:PORT or fd://");
         }
     }
 
@@ -279,6 +283,21 @@ async fn run(s: Settings) -> Result<()> {
             started: 0,
         },
     });
+    let mut listeners = Vec::new();
+    let mut socket_files = Vec::new();
+    for h in &s.hosts {
+        let bound = match bind(h, s.tls == Some(false)).await {
+            Ok(b) => b,
+            Err(e) => {
+                net.shutdown(daemon_running(&s)).await;
+                return Err(e);
+            }
+        };
+        for (l, path) in bound {
+            listeners.push(l);
+            socket_files.extend(path);
+        }
+    }
     if let Some(p) = &s.pidfile {
         if let Some(dir) = p.parent() {
             fs::create_dir_all(dir)?;
