@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod networks;
 pub mod query;

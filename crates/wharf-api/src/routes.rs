@@ -122,6 +122,8 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
         (&Method::GET, "/images/get") => images_save(d, q.all("names")).await,
         (&Method::POST, "/images/prune") => images_prune(d, &q).await,
         (&Method::GET, "/system/df") => system_df(d).await,
+        (&Method::GET, "/images/search") => crate::distribution::search(d, req, &q).await,
+        (&Method::POST, "/auth") => crate::distribution::auth(d, req).await,
         (&Method::GET, "/events") => events(d, &q),
         // No builder yet, so no build cache: what `docker system prune` asks for is empty.
         (&Method::POST, "/build/prune") => ok_json(&json!({"CachesDeleted": null, "SpaceReclaimed": 0})),
@@ -136,14 +138,14 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
                 return crate::volumes::route(d, req, method, p, &q).await;
             }
             if let Some(rest) = p.strip_prefix("/images/") {
-                return image_route(d, method, rest, &q).await;
+                return image_route(d, req, method, rest, &q).await;
             }
             Err(ApiError::not_found("page not found"))
         }
     }
 }
 
-async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> Res {
+async fn image_route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, rest: &str, q: &Query) -> Res {
     // Names hold '/' and ':': match the operation from the end, greedily.
     let split = |suffix: &str| rest.strip_suffix(suffix).map(decode_path);
     match *method {
@@ -162,8 +164,8 @@ async fn image_route(d: Arc<Daemon>, method: &Method, rest: &str, q: &Query) -> 
             if let Some(name) = split("/tag") {
                 return image_tag(&d, &name, q).await;
             }
-            if split("/push").is_some() {
-                return Err(ApiError::new(ErrorKind::Unavailable, "push is not implemented yet"));
+            if let Some(name) = split("/push") {
+                return crate::distribution::push(d, req, &name, q).await;
             }
         }
         Method::DELETE => {
@@ -431,7 +433,25 @@ async fn info(d: &Arc<Daemon>) -> Res {
     j["Plugins"] = json!({"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file"]});
     j["Swarm"] = json!({"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null});
     j["Runtimes"] = json!({"runc": {"path": "wharf-shim"}});
-    j["RegistryConfig"] = json!({"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []});
+    let reg = d.dist.config();
+    let mut index = serde_json::Map::new();
+    index.insert(
+        "docker.io".into(),
+        json!({"Name": "docker.io", "Mirrors": reg.mirrors, "Secure": true, "Official": true}),
+    );
+    for n in reg.insecure_names() {
+        index.insert(
+            n.clone(),
+            json!({"Name": n, "Mirrors": [], "Secure": false, "Official": false}),
+        );
+    }
+    j["RegistryConfig"] = json!({
+        "AllowNondistributableArtifactsCIDRs": null,
+        "AllowNondistributableArtifactsHostnames": null,
+        "IndexConfigs": index,
+        "InsecureRegistryCIDRs": reg.insecure_cidrs(),
+        "Mirrors": reg.mirrors,
+    });
     j["ExecRoot"] = json!(d.info.exec_root.display().to_string());
     ok_json(&j)
 }
@@ -733,11 +753,8 @@ fn drain_on_error<T>(r: Result<T, wharf_image::ImageError>, reader: &mut body::B
 }
 
 async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
-    if let Some(img) = q.get("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError::new(
-            ErrorKind::Unavailable,
-            format!("pulling {img} is not implemented yet: load the image with `docker load` instead"),
-        ));
+    if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
+        return crate::distribution::pull(d, req, q).await;
     }
     let Some(src) = q.get("fromSrc") else {
         return Err(ApiError::invalid("fromImage or fromSrc is required"));

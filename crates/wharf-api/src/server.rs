@@ -36,6 +36,8 @@ pub struct Daemon {
     pub images: Arc<ImageService>,
     /// The container service.
     pub containers: Arc<wharf_container::ContainerService>,
+    /// The registry client.
+    pub dist: Arc<wharf_distribution::Distribution>,
     /// Static facts.
     pub info: DaemonInfo,
 }

@@ -177,6 +177,7 @@ impl ImageService {
             write_lock: Mutex::new(()),
             usage: RwLock::new(None),
         };
+        svc.drop_unreached_layers()?;
         svc.gc()?;
         Ok(svc)
     }
@@ -201,6 +202,32 @@ impl ImageService {
     /// The layer store (for mounting container roots).
     pub fn layer_store(&self) -> &LayerStore {
         &self.layers
+    }
+
+    /// At start only (a pull in progress registers layers before its image): remove the layers
+    /// no image reaches, which a pull that did not finish left.
+    fn drop_unreached_layers(&self) -> Result<()> {
+        let layers = self.meta.layers()?;
+        let images = self.meta.images()?;
+        let mut reached: HashSet<Digest> = HashSet::new();
+        for rec in images.values() {
+            let mut cur = rec.top_layer;
+            while let Some(c) = cur {
+                if !reached.insert(c) {
+                    break;
+                }
+                cur = layers.get(&c).and_then(|l| l.parent);
+            }
+        }
+        let orphans: Vec<Digest> = layers.keys().filter(|c| !reached.contains(c)).copied().collect();
+        if !orphans.is_empty() {
+            tracing::info!(layers = orphans.len(), "removing layers of an unfinished pull");
+            self.meta.commit(Batch {
+                del_layers: orphans.clone(),
+                ..Default::default()
+            })?;
+        }
+        Ok(())
     }
 
     /// Remove layer directories and blobs that no committed record references.
@@ -714,6 +741,101 @@ impl ImageService {
             batch.put_refs.push((t.to_string(), id));
         }
         Ok(id)
+    }
+
+    /// The registered layer with this chain ID, if any.
+    pub fn layer(&self, chain: &Digest) -> Result<Option<LayerRecord>> {
+        Ok(self.meta.layer(chain)?)
+    }
+
+    /// True when an image with this ID is registered.
+    pub fn has_image(&self, id: &Digest) -> Result<bool> {
+        Ok(self.meta.images()?.contains_key(id))
+    }
+
+    /// The uncompressed tar of a registered layer (what `save` and `push` send).
+    pub fn layer_tar(&self, diff_id: &Digest) -> Result<std::fs::File> {
+        Ok(self.content.open_blob(diff_id)?)
+    }
+
+    /// Extract one pulled layer (a possibly compressed tar) over the layer `parent` and register
+    /// it at once, verified against `diff_id`. A layer that no image references is invisible,
+    /// and the next start collects those an interrupted pull left. When the chain is already
+    /// registered (another pull won the race) the registered record is returned and the new
+    /// extraction discarded. overlay2 needs only the parent's chain ID, so the layers of one
+    /// image may be extracted in any order; vfs copies the parent, which must be registered.
+    pub fn add_layer(&self, parent: Option<Digest>, reader: impl Read, diff_id: Digest) -> Result<LayerRecord> {
+        let chain = match parent {
+            None => diff_id,
+            Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
+        };
+        if let Some(existing) = self.meta.layer(&chain)? {
+            return Ok(existing);
+        }
+        let base = match (self.layers.driver(), parent) {
+            (Driver::Vfs, Some(p)) => Some(
+                self.meta
+                    .layer(&p)?
+                    .ok_or_else(|| ImageError::Invalid(format!("parent layer {p} is not registered")))?,
+            ),
+            _ => None,
+        };
+        let rec = self.layers.create(parent, base.as_ref(), reader, Some(diff_id))?;
+        let _g = self.write_lock.lock().expect("image lock");
+        if let Some(existing) = self.meta.layer(&chain)? {
+            drop(_g);
+            self.layers.discard(&rec)?;
+            return Ok(existing);
+        }
+        self.meta.commit(Batch {
+            put_layers: vec![rec.clone()],
+            ..Default::default()
+        })?;
+        Ok(rec)
+    }
+
+    /// Register a pulled image: `config` over the registered layer `top`, with `names` (tags
+    /// and `repo@digest` names) pointing at it. Returns the image ID and whether every tag in
+    /// `names` already pointed at it (Docker's "Image is up to date").
+    pub fn register_image(&self, config: &[u8], top: Option<Digest>, names: &[Reference]) -> Result<(Digest, bool)> {
+        let cfg = ImageConfig::parse(config).map_err(ImageError::Invalid)?;
+        let want_top = wharf_reference::chain_ids(&cfg.rootfs.diff_ids).last().copied();
+        if want_top != top {
+            return Err(ImageError::Invalid(
+                "the image's layers do not match the diff IDs in its config".into(),
+            ));
+        }
+        let _g = self.write_lock.lock().expect("image lock");
+        let layers = self.meta.layers()?;
+        self.chain(&layers, top)?;
+        let refs = self.meta.refs()?;
+        let id = Digest::of(config);
+        let up_to_date = self.meta.images()?.contains_key(&id)
+            && names
+                .iter()
+                .filter(|n| n.digest().is_none())
+                .all(|n| refs.get(&n.to_string()) == Some(&id));
+        let mut batch = Batch::default();
+        let tags: Vec<Reference> = names.iter().filter(|n| n.digest().is_none()).cloned().collect();
+        self.register(config, top, vec![], &tags, None, &mut batch)?;
+        for n in names.iter().filter(|n| n.digest().is_some()) {
+            batch.put_refs.push((n.to_string(), id));
+        }
+        self.meta.commit(batch)?;
+        Ok((id, up_to_date))
+    }
+
+    /// Point `name` (a `repo@digest` name, as push records) at the image `id`.
+    pub fn add_name(&self, name: &Reference, id: Digest) -> Result<()> {
+        let _g = self.write_lock.lock().expect("image lock");
+        if !self.meta.images()?.contains_key(&id) {
+            return Err(ImageError::NotFound(id.to_string()));
+        }
+        self.meta.commit(Batch {
+            put_refs: vec![(name.to_string(), id)],
+            ..Default::default()
+        })?;
+        Ok(())
     }
 
     /// `import`: one layer from a (possibly compressed) filesystem tar.

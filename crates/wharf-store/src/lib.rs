@@ -13,6 +13,6 @@ pub mod meta;
 pub mod saferoot;
 
 pub use apply::{apply_tar, apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
-pub use content::{ContentError, ContentStore};
+pub use content::{random_name, ContentError, ContentStore};
 pub use layer::{Driver, LayerError, LayerStore};
 pub use meta::{Batch, ImageRecord, LayerRecord, Meta, MetaError};

@@ -66,6 +66,23 @@ pub struct Flags {
     /// (also from the host's loopback), with no proxy process.
     #[arg(long = "userland-proxy", num_args = 0..=1, default_missing_value = "true")]
     pub userland_proxy: Option<bool>,
+    /// Registries reached over plain HTTP or unverified TLS (`host:port` or a CIDR).
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Preferred Docker Hub mirrors (URLs).
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
+    /// Maximum concurrent layer downloads per pull (default 3).
+    #[arg(long = "max-concurrent-downloads")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Maximum concurrent layer uploads per push (default 5).
+    #[arg(long = "max-concurrent-uploads")]
+    pub max_concurrent_uploads: Option<usize>,
+    /// wharf's own directory of registry certificates in Docker's `certs.d` layout
+    /// (`<host:port>/ca.crt`, `client.cert`, `client.key`), read besides /etc/docker/certs.d
+    /// (default /etc/wharf/certs.d).
+    #[arg(long = "certs-dir")]
+    pub certs_dir: Option<PathBuf>,
 }
 
 /// `daemon.json` keys wharf reads (Docker's spelling).
@@ -89,6 +106,11 @@ struct FileConfig {
     mtu: Option<u32>,
     iptables: Option<bool>,
     userland_proxy: Option<bool>,
+    insecure_registries: Option<Vec<String>>,
+    registry_mirrors: Option<Vec<String>>,
+    max_concurrent_downloads: Option<usize>,
+    max_concurrent_uploads: Option<usize>,
+    certs_dir: Option<PathBuf>,
     #[serde(flatten)]
     _other: serde_json::Map<String, serde_json::Value>,
 }
@@ -114,6 +136,7 @@ pub struct Settings {
     pub init: bool,
     pub init_path: Option<PathBuf>,
     pub net: NetSettings,
+    pub registry: wharf_distribution::RegistryConfig,
 }
 
 /// Networking settings.
@@ -178,6 +201,27 @@ impl Settings {
         let mtu = pick!(f.mtu, file.mtu, "mtu");
         let iptables = pick!(f.iptables, file.iptables, "iptables");
         let _userland_proxy = pick!(f.userland_proxy, file.userland_proxy, "userland-proxy");
+        let insecure = pick!(
+            (!f.insecure_registries.is_empty()).then_some(f.insecure_registries),
+            file.insecure_registries,
+            "insecure-registries"
+        );
+        let mirrors = pick!(
+            (!f.registry_mirrors.is_empty()).then_some(f.registry_mirrors),
+            file.registry_mirrors,
+            "registry-mirrors"
+        );
+        let max_dl = pick!(
+            f.max_concurrent_downloads,
+            file.max_concurrent_downloads,
+            "max-concurrent-downloads"
+        );
+        let max_ul = pick!(
+            f.max_concurrent_uploads,
+            file.max_concurrent_uploads,
+            "max-concurrent-uploads"
+        );
+        let certs_dir = pick!(f.certs_dir, file.certs_dir, "certs-dir");
         let file_pools: Option<Vec<(String, u8)>> = file
             .default_address_pools
             .map(|v| v.into_iter().map(|p| (p.base, p.size)).collect());
@@ -242,6 +286,21 @@ impl Settings {
                 pools: pools.unwrap_or_default(),
                 mtu,
                 iptables: iptables.unwrap_or(true),
+            },
+            registry: {
+                let d = wharf_distribution::RegistryConfig::default();
+                let registry = wharf_distribution::RegistryConfig {
+                    insecure: insecure.unwrap_or_default(),
+                    mirrors: mirrors.unwrap_or_default(),
+                    cert_dirs: vec![
+                        "/etc/docker/certs.d".into(),
+                        certs_dir.unwrap_or_else(|| "/etc/wharf/certs.d".into()),
+                    ],
+                    max_downloads: max_dl.unwrap_or(d.max_downloads),
+                    max_uploads: max_ul.unwrap_or(d.max_uploads),
+                };
+                registry.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+                registry
             },
         })
     }

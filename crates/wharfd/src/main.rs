@@ -273,7 +273,13 @@ async fn run(s: Settings) -> Result<()> {
         }
     };
     containers.restore().await;
+    let dist = Arc::new(wharf_distribution::Distribution::open(
+        s.registry.clone(),
+        images.clone(),
+        &s.data_root,
+    )?);
     let daemon = Arc::new(Daemon {
+        dist,
         images,
         containers,
         info: DaemonInfo {
