@@ -229,6 +229,7 @@ impl Wharfd {
         let mut cmd = Command::new(bin("wharf"));
         cmd.args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .env_remove("WHARF_HOST");
         output_with_stdin(cmd, stdin)
     }
@@ -505,4 +506,111 @@ pub fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// The real dockerd on its own socket, data root, exec root and pidfile, with no bridge and no
+/// iptables rules; stopped and cleaned up on drop.
+pub struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Dockerd {
+    pub fn start() -> Dockerd {
+        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("dockerd is required for interop tests: apt-get install docker.io (.ci/run does)");
+        let dir = tempfile::Builder::new().prefix("wharf-dockerd-").tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        std::fs::write(dir.path().join("none.json"), b"{}").unwrap();
+        let mut child = Command::new(dockerd)
+            .args([
+                "--data-root",
+                &p("data"),
+                "--exec-root",
+                &p("exec"),
+                "--pidfile",
+                &p("dockerd.pid"),
+                "-H",
+                &format!("unix://{}", p("docker.sock")),
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--config-file",
+                &p("none.json"),
+                "--storage-driver",
+                "vfs",
+                "--containerd-namespace",
+                "wharf-interop",
+                "--containerd-plugins-namespace",
+                "wharf-interop-p",
+            ])
+            .env("XDG_RUNTIME_DIR", p("xdg"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sock = dir.path().join("docker.sock");
+        let start = std::time::Instant::now();
+        loop {
+            let ok = Command::new("docker")
+                .args(["version"])
+                .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "dockerd exited: {st}: {}",
+                    std::fs::read_to_string(dir.path().join("dockerd.log")).unwrap_or_default()
+                );
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "dockerd did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Dockerd {
+            dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn docker(&self, args: &[&str]) -> String {
+        let o = Command::new("docker")
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.path().join("docker.sock").display()),
+            )
+            .env("DOCKER_CONFIG", self.dir.path().join("cfg"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "dockerd: docker {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            if wait_timeout(&mut c, Duration::from_secs(20)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        // dockerd's managed containerd exits with it; make sure nothing it mounted stays.
+        unmount_below(self.dir.path());
+    }
 }

@@ -49,16 +49,19 @@ where
         let _ = done_tx.send(r);
     });
     // Wait for the first message or the end.
-    let first = tokio::select! {
-        biased;
-        m = rx.recv() => m,
-        r = &mut done_rx => {
-            match r {
-                Ok(Err(e)) => return Err(e.into()),
-                Ok(Ok(())) => None,
-                Err(_) => return Err(ApiError::new(ErrorKind::Internal, "the operation was cancelled")),
+    let first = match rx.recv().await {
+        Some(m) => Some(m),
+        // The work ended (its sender dropped) before saying anything.
+        None => match (&mut done_rx).await {
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(())) => {
+                let mut r = Response::new(body::empty());
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return Ok(r);
             }
-        }
+            Err(_) => return Err(ApiError::new(ErrorKind::Internal, "the operation was cancelled")),
+        },
     };
     let (btx, brx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
     tokio::spawn(async move {
@@ -70,10 +73,12 @@ where
         if let Some(m) = first {
             let _ = btx.send(Ok(line(&m))).await;
         }
+        // `first` was a message, so the work had not ended and `done_rx` is still pending.
         while let Some(m) = rx.recv().await {
             let _ = btx.send(Ok(line(&m))).await;
         }
         if let Ok(Err(e)) = done_rx.await {
+            // (A failure before the first message was answered as an HTTP error above.)
             let msg = e.to_string();
             let _ = btx
                 .send(Ok(line(&json!({"errorDetail": {"message": msg}, "error": msg}))))

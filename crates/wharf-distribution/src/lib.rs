@@ -37,9 +37,13 @@ pub enum DistError {
     /// No such repository, tag, manifest or blob; or access denied to it.
     #[error("{0}")]
     NotFound(String),
-    /// The registry refused the credentials, or there were none.
+    /// The registry refused the credentials, or there were none (during a pull or push:
+    /// dockerd answers those with 500, and the docker CLI does not prompt for a login).
     #[error("{0}")]
     Unauthorized(String),
+    /// `login` with credentials the registry refused (401).
+    #[error("{0}")]
+    LoginFailed(String),
     /// Something valid that wharf does not pull (schema 1, unknown media types).
     #[error("{0}")]
     Unsupported(String),
@@ -72,7 +76,7 @@ impl DistError {
         match self {
             DistError::Invalid(_) | DistError::Unsupported(_) => ErrorKind::InvalidArgument,
             DistError::NotFound(_) => ErrorKind::NotFound,
-            DistError::Unauthorized(_) => ErrorKind::Unauthorized,
+            DistError::LoginFailed(_) => ErrorKind::Unauthorized,
             DistError::Image(e) => e.kind(),
             _ => ErrorKind::Internal,
         }

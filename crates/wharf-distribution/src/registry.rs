@@ -538,7 +538,11 @@ impl Session {
         }
         let (st, _, msg) = error_text(r).await;
         if st == StatusCode::UNAUTHORIZED {
-            return Err(DistError::Unauthorized(format!("unauthorized: {msg}")));
+            return Err(DistError::Unauthorized(format!(
+                "login attempt to {url} failed with status: {} {}",
+                st.as_u16(),
+                st.canonical_reason().unwrap_or("")
+            )));
         }
         Err(DistError::Unavailable(format!("login: {url} answered {st}: {msg}")))
     }
@@ -743,7 +747,7 @@ impl Session {
                 }
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+            tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
         }
         // Verify the whole file.
         let path = partial.to_path_buf();

@@ -269,7 +269,11 @@ impl Distribution {
                 .await
                 .map_err(blocking_err)??
         };
-        if !have_image {
+        if have_image {
+            for l in &im.layers {
+                p.item(&l.digest()?.hex()[..12], "Already exists");
+            }
+        } else {
             self.pull_layers(s, &im, &diff_ids, &chains, p).await?;
         }
         // Register: the tag (if pulled by tag) and the repository digest.
@@ -523,9 +527,9 @@ impl Distribution {
             }
         }
         scopes.truncate(16);
+        p.status(format!("The push refers to repository [{}]", name.name()));
         let eps = endpoints(&self.cfg, name.domain(), true);
         let session = Session::open(&self.clients, &self.cfg, &eps, name.path(), scopes, auth).await?;
-        p.status(format!("The push refers to repository [{}]", name.name()));
         for (r, id) in wanted {
             self.push_one(&session, &r, id, p).await?;
         }
@@ -606,14 +610,16 @@ impl Distribution {
                 continue;
             };
             let Ok(d) = m.digest.parse::<Digest>() else { continue };
-            if src.domain() != registry || m.media_type.contains("zstd") {
+            // A schema2 manifest names gzip layers only: other compressions are uploaded anew.
+            let gzip = m.media_type.is_empty() || m.media_type.contains("gzip");
+            if src.domain() != registry || !gzip {
                 continue;
             }
             if src.path() == r.path() {
                 if s.has_blob(&d).await? {
                     let size = self.remote_size(s, &d).await?;
                     p.item(&short, "Layer already exists");
-                    return Ok(desc(&m.digest, size, &m.media_type));
+                    return Ok(desc(&m.digest, size, manifest::DOCKER_LAYER));
                 }
             } else if s.mount(&d, src.path()).await? {
                 let size = self.remote_size(s, &d).await?;
@@ -626,7 +632,7 @@ impl Distribution {
                         media_type: m.media_type.clone(),
                     },
                 );
-                return Ok(desc(&m.digest, size, &m.media_type));
+                return Ok(desc(&m.digest, size, manifest::DOCKER_LAYER));
             }
         }
         // Compress the layer (gzip, deterministic for the same tar) and upload it.
@@ -707,8 +713,14 @@ impl Distribution {
         auth.fill_from_auth();
         let registry = normalize_server(&auth.server_address);
         let eps = endpoints(&self.cfg, &registry, true);
-        let s = Session::open(&self.clients, &self.cfg, &eps, "", vec![], Some(auth)).await?;
-        s.check_login().await?;
+        let login = async {
+            let s = Session::open(&self.clients, &self.cfg, &eps, "", vec![], Some(auth)).await?;
+            s.check_login().await
+        };
+        login.await.map_err(|e| match e {
+            DistError::Unauthorized(m) => DistError::LoginFailed(m),
+            e => e,
+        })?;
         Ok("Login Succeeded".into())
     }
 

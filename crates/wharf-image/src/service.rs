@@ -536,17 +536,22 @@ impl ImageService {
             .filter(|r| my_refs.contains(r));
         let to_untag: Vec<String> = match &by_ref {
             Some(r) => {
-                let repo = Reference::parse_normalized(r).map(|x| x.name()).unwrap_or_default();
-                let others_same_repo_digest = my_refs.iter().filter(|x| *x != r).all(|x| {
+                // As in Docker: untagging the repository's last tag also removes the
+                // repository's digest names (`repo@sha256:...`) for this image.
+                let parsed = Reference::parse_normalized(r).ok();
+                let repo = parsed.as_ref().map(|x| x.name()).unwrap_or_default();
+                let is_digest = parsed.as_ref().is_some_and(|x| x.digest().is_some());
+                let same_repo = |x: &String, digest: bool| {
                     Reference::parse_normalized(x)
-                        .map(|rr| rr.digest().is_some() && rr.name() == repo)
+                        .map(|rr| rr.name() == repo && rr.digest().is_some() == digest)
                         .unwrap_or(false)
-                });
-                if others_same_repo_digest {
-                    my_refs.clone() // the last tag takes its repo's digest names with it
-                } else {
-                    vec![r.clone()]
+                };
+                let other_tag = my_refs.iter().any(|x| x != r && same_repo(x, false));
+                let mut v = vec![r.clone()];
+                if !is_digest && !other_tag {
+                    v.extend(my_refs.iter().filter(|x| *x != r && same_repo(x, true)).cloned());
                 }
+                v
             }
             None => {
                 let repos: BTreeSet<String> = my_refs

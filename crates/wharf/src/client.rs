@@ -171,6 +171,31 @@ impl Client {
         Ok(res)
     }
 
+    /// Like [`Client::call`] with one extra header (`X-Registry-Auth`).
+    pub async fn call_with_header(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        name: &'static str,
+        value: &str,
+    ) -> Result<Response<Incoming>> {
+        let mut req = self.build(method, path, body, false);
+        req.headers_mut().insert(
+            name,
+            value
+                .parse()
+                .map_err(|_| CliError::Usage(format!("invalid {name} header value")))?,
+        );
+        let res = self.send(req).await?;
+        if res.status().is_client_error() || res.status().is_server_error() {
+            let status = res.status();
+            let bytes = res.into_body().collect().await?.to_bytes();
+            return Err(daemon_error(status, &bytes));
+        }
+        Ok(res)
+    }
+
     /// Like [`Client::call`] with a tar (or other raw) body.
     pub async fn call_raw(
         &self,

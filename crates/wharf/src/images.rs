@@ -85,15 +85,23 @@ impl ImagesCmd {
                 .as_array()
                 .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
                 .unwrap_or_default();
-            let tags = if tags.is_empty() {
-                vec!["<none>:<none>".to_string()]
-            } else {
-                tags
-            };
             let digests: Vec<&str> = img["RepoDigests"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
                 .unwrap_or_default();
+            // As the docker CLI: a repository known only by digest gets a `<none>` tag row.
+            let mut tags = tags;
+            let tagged: Vec<String> = tags.iter().map(|t| split_repo_tag(t).0).collect();
+            for d in &digests {
+                if let Some((repo, _)) = d.split_once('@') {
+                    if !tagged.iter().any(|r| r == repo) && !tags.iter().any(|t| t == repo) {
+                        tags.push(repo.to_string());
+                    }
+                }
+            }
+            if tags.is_empty() {
+                tags.push("<none>:<none>".to_string());
+            }
             for t in tags {
                 let (repo, tag) = split_repo_tag(&t);
                 let digest = digests

@@ -10,6 +10,7 @@ mod error;
 mod format;
 mod images;
 mod networks;
+mod registry;
 mod run;
 mod stats;
 mod stream;
@@ -93,6 +94,16 @@ enum Cmd {
     Port(networks::PortCmd),
     /// List images
     Images(images::ImagesCmd),
+    /// Download an image from a registry
+    Pull(registry::PullCmd),
+    /// Upload an image to a registry
+    Push(registry::PushCmd),
+    /// Authenticate to a registry
+    Login(registry::LoginCmd),
+    /// Log out from a registry
+    Logout(registry::LogoutCmd),
+    /// Search Docker Hub (or a registry with the v1 search API) for images
+    Search(registry::SearchCmd),
     /// Remove one or more images
     Rmi(images::RmiCmd),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -362,6 +373,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Stats(x) => x.run(c).await,
         Cmd::Port(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
+        Cmd::Pull(x) => x.run(c).await,
+        Cmd::Push(x) => x.run(c).await,
+        Cmd::Login(x) => x.run(c).await,
+        Cmd::Logout(x) => x.run().await,
+        Cmd::Search(x) => x.run(c).await,
         Cmd::Rmi(x) => x.run(c).await,
         Cmd::Tag(x) => x.run(c).await,
         Cmd::History(x) => x.run(c).await,

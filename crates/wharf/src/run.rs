@@ -87,6 +87,15 @@ pub struct CreateOpts {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
+    /// Pull image before creating ("always", "missing", "never")
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Suppress the pull output
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet_pull: bool,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Keep STDIN open even if not attached
     #[arg(short, long)]
     pub interactive: bool,
@@ -502,9 +511,31 @@ impl CreateOpts {
             Some(n) => format!("/containers/create?name={}", q(n)),
             None => "/containers/create".to_string(),
         };
+        let image = self.argv[0].clone();
+        let shown = if image.contains('@') || image.rsplit('/').next().unwrap_or("").contains(':') {
+            image.clone()
+        } else {
+            format!("{image}:latest")
+        };
+        match self.pull.as_str() {
+            "always" => crate::registry::pull_image(c, &image, self.platform.as_deref(), self.quiet_pull).await?,
+            "missing" | "never" => {}
+            other => {
+                return Err(CliError::Usage(format!(
+                    "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
+                )))
+            }
+        }
         let res = match c.json(Method::POST, &path, Some(&body)).await {
+            Err(CliError::Daemon { status: 404, message })
+                if message.starts_with("No such image") && self.pull == "missing" =>
+            {
+                eprintln!("Unable to find image '{shown}' locally");
+                crate::registry::pull_image(c, &image, self.platform.as_deref(), self.quiet_pull).await?;
+                c.json(Method::POST, &path, Some(&body)).await?
+            }
             Err(CliError::Daemon { status: 404, message }) if message.starts_with("No such image") => {
-                eprintln!("Unable to find image '{}' locally", self.argv[0]);
+                eprintln!("Unable to find image '{shown}' locally");
                 return Err(CliError::Daemon { status: 404, message });
             }
             r => r?,

@@ -1,0 +1,966 @@
+//! Pull, push and login against real registries: Debian's `docker-registry` (Distribution
+//! 2.8) started by each test on loopback, plain, with htpasswd auth and with TLS, images
+//! written into it by `skopeo copy` from OCI layouts built here, and read back by skopeo and
+//! the real dockerd. Hostile registries are the real one behind a proxy of the test's own that
+//! corrupts, truncates, lies about content types, cuts transfers and sends clients to a token
+//! service on another host.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+// ------------------------------------------------------------------ a real registry
+
+struct Registry {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// `127.0.0.1:PORT` or `[::1]:PORT`.
+    host: String,
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Registry {
+    /// Start a registry on `ip`, with htpasswd users and TLS (a CA of its own) if asked.
+    fn start(ip: &str, users: Option<(&str, &str)>, tls: bool) -> Registry {
+        let dir = tempfile::Builder::new().prefix("wharf-reg-").tempdir().unwrap();
+        let port = free_port(ip);
+        let host = if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        };
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: \"{host}\"\n  secret: wharf-test\n",
+            p("data")
+        );
+        if tls {
+            make_certs(dir.path());
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                p("cert.pem"),
+                p("key.pem")
+            ));
+        }
+        if let Some((u, pw)) = users {
+            let out = run_ok(Command::new("htpasswd").args(["-Bbn", u, pw]));
+            std::fs::write(dir.path().join("htpasswd"), out).unwrap();
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+                p("htpasswd")
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", &p("config.yml")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (Debian's docker-registry package; .ci/run installs it)");
+        let r = Registry {
+            dir,
+            child: Some(child),
+            host,
+        };
+        let start = Instant::now();
+        while TcpStream::connect((ip, port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "registry did not start: {}",
+                std::fs::read_to_string(r.dir.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// `skopeo copy` of an OCI layout into this registry.
+    fn seed(&self, layout: &Path, tag: &str, dest: &str, creds: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--all", "-q"]);
+        if self.ca().exists() {
+            let certs = self.dir.path().join("skopeo-certs");
+            std::fs::create_dir_all(&certs).unwrap();
+            std::fs::copy(self.ca(), certs.join("ca.crt")).unwrap();
+            cmd.arg(format!("--dest-cert-dir={}", certs.display()));
+        } else {
+            cmd.arg("--dest-tls-verify=false");
+        }
+        if let Some(c) = creds {
+            cmd.arg(format!("--dest-creds={c}"));
+        }
+        cmd.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{dest}", self.host));
+        run_ok(&mut cmd);
+    }
+
+    /// `skopeo inspect` of a reference in this registry.
+    fn inspect(&self, name: &str, creds: Option<&str>) -> Value {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["inspect", "--tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.arg(format!("--creds={c}"));
+        }
+        cmd.arg(format!("docker://{}/{name}", self.host));
+        serde_json::from_str(&run_ok(&mut cmd)).unwrap()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 and ::1 signed by it (rustls refuses a CA
+/// certificate as a server's own).
+fn make_certs(dir: &Path) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-keyout", &p("ca.key"), "-out", &p("ca.crt"), "-days", "2"])
+            .args(["-subj", "/CN=wharf test CA"]),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["req"])
+            .args(ec)
+            .args(["-keyout", &p("key.pem"), "-out", &p("leaf.csr")])
+            .args(["-subj", "/CN=wharf test registry"]),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run_ok(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("cert.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext.cnf"),
+    ]));
+}
+
+// ------------------------------------------------------------------ OCI layouts
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A layer tar holding `files`.
+fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Deterministic bytes gzip cannot shrink.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn new(dir: PathBuf) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir }
+    }
+
+    fn blob(&self, data: &[u8]) -> (String, usize) {
+        let d = sha(data);
+        std::fs::write(self.dir.join("blobs/sha256").join(&d[7..]), data).unwrap();
+        (d, data.len())
+    }
+
+    /// An image of `layers` (uncompressed tars, gzipped here) for `arch`; returns its manifest
+    /// descriptor (with the platform) and the compressed layers' digests.
+    fn image(&self, arch: &str, variant: &str, layers: &[Vec<u8>], cmd: &[&str]) -> (Value, Vec<String>) {
+        let mut descs = Vec::new();
+        let mut diffs = Vec::new();
+        let mut digests = Vec::new();
+        for l in layers {
+            let c = gz(l);
+            let (d, n) = self.blob(&c);
+            digests.push(d.clone());
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+            diffs.push(sha(l));
+        }
+        let mut config = json!({
+            "architecture": arch,
+            "os": "linux",
+            "created": "2026-01-01T00:00:00Z",
+            "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": diffs},
+            "history": layers.iter().map(|_| json!({"created_by": "wharf test"})).collect::<Vec<_>>(),
+        });
+        if !variant.is_empty() {
+            config["variant"] = json!(variant);
+        }
+        let (cd, cn) = self.blob(serde_json::to_string(&config).unwrap().as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+            "layers": descs,
+        });
+        let (md, mn) = self.blob(serde_json::to_string(&manifest).unwrap().as_bytes());
+        let mut platform = json!({"architecture": arch, "os": "linux"});
+        if !variant.is_empty() {
+            platform["variant"] = json!(variant);
+        }
+        (
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn, "platform": platform}),
+            digests,
+        )
+    }
+
+    /// `index.json` naming `desc` as `tag`.
+    fn tag(&self, mut desc: Value, tag: &str) {
+        desc.as_object_mut().unwrap().remove("platform");
+        desc["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        let idx =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [desc]});
+        std::fs::write(self.dir.join("index.json"), serde_json::to_string(&idx).unwrap()).unwrap();
+    }
+
+    /// An image index of `entries`, named `tag`; returns its digest.
+    fn index(&self, entries: Vec<Value>, tag: &str) -> String {
+        let idx =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+        let (d, n) = self.blob(serde_json::to_string(&idx).unwrap().as_bytes());
+        self.tag(
+            json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": n}),
+            tag,
+        );
+        d
+    }
+}
+
+fn busybox_layer() -> Vec<u8> {
+    std::fs::read(images_dir().join("busybox-rootfs.tar")).unwrap()
+}
+
+/// A two-layer busybox image whose second layer holds /etc/marker.
+fn busybox_layout(dir: PathBuf, tag: &str, marker: &str) -> (Layout, Vec<String>) {
+    let l = Layout::new(dir);
+    let (desc, digests) = l.image(
+        "amd64",
+        "",
+        &[busybox_layer(), layer(&[("etc/marker", marker.as_bytes())])],
+        &["/bin/sh"],
+    );
+    l.tag(desc, tag);
+    (l, digests)
+}
+
+fn digest_line(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap_or_else(|| panic!("no Digest line in {out}"))
+        .trim()
+        .to_string()
+}
+
+// ------------------------------------------------------------------ the tests
+
+#[test]
+fn pull_run_push_round_trip_with_skopeo_and_dockerd() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "layer two");
+    reg.seed(&layout.dir, "v1", "stand/bb:v1", None);
+    let want = reg.inspect("stand/bb:v1", None)["Digest"].as_str().unwrap().to_string();
+
+    // docker pull through wharfd, then run it.
+    let img = format!("{}/stand/bb:v1", reg.host);
+    let out = w.ok(&["pull", &img]);
+    assert!(out.contains("v1: Pulling from stand/bb"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {img}")),
+        "{out}"
+    );
+    assert_eq!(digest_line(&out), want);
+    let digests = w.ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", &img]);
+    assert!(digests.contains(&format!("{}/stand/bb@{want}", reg.host)), "{digests}");
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "layer two");
+    let again = w.ok(&["pull", &img]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {img}")),
+        "{again}"
+    );
+    // By digest.
+    let by_digest = format!("{}/stand/bb@{want}", reg.host);
+    let out = w.ok(&["pull", &by_digest]);
+    assert_eq!(digest_line(&out), want);
+    // A missing tag is Docker's error, as an HTTP error before any progress.
+    let e = w.fails(&["pull", &format!("{}/stand/bb:nope", reg.host)]);
+    assert!(
+        e.contains(&format!("manifest for {}/stand/bb:nope not found", reg.host)),
+        "{e}"
+    );
+
+    // Push to another repository on the same registry: both layers are mounted.
+    let other = format!("{}/pushed/bb:v2", reg.host);
+    w.ok(&["tag", &img, &other]);
+    let out = w.ok(&["push", &other]);
+    assert!(
+        out.contains(&format!("The push refers to repository [{}/pushed/bb]", reg.host)),
+        "{out}"
+    );
+    assert_eq!(out.matches("Mounted from stand/bb").count(), 2, "{out}");
+    let pushed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v2: digest: "))
+        .unwrap_or_else(|| panic!("no digest line: {out}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(reg.inspect("pushed/bb:v2", None)["Digest"].as_str().unwrap(), pushed);
+    let out = w.ok(&["push", &other]);
+    assert_eq!(out.matches("Layer already exists").count(), 2, "{out}");
+
+    // A local image goes up layer by layer; skopeo and the real dockerd read it back.
+    let fresh = format!("{}/fresh:v1", reg.host);
+    let hello = images_dir().join("hello-rootfs.tar");
+    let id = w
+        .ok(&["import", "-c", "CMD [\"/hello\"]", hello.to_str().unwrap(), &fresh])
+        .trim()
+        .to_string();
+    let out = w.ok(&["push", &fresh]);
+    assert!(out.contains("Pushed"), "{out}");
+    let fresh_digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v1: digest: "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let info = reg.inspect("fresh:v1", None);
+    assert_eq!(info["Digest"].as_str().unwrap(), fresh_digest);
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
+    let real = Dockerd::start();
+    let out = real.docker(&["pull", &fresh]);
+    assert!(out.contains(&format!("Digest: {fresh_digest}")), "{out}");
+    let real_id = real.docker(&["image", "inspect", "--format", "{{.Id}}", &fresh]);
+    assert_eq!(real_id.trim(), id);
+    // And the native CLI pulls and pushes too.
+    w.ok(&["rmi", &img, &other]);
+    let o = w.wharf(&["pull", &img], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.trim_end().ends_with(&img), "{out}");
+    let o = w.wharf(&["push", &img], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn multi_arch_index_picks_the_platform() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let l = Layout::new(w.dir.path().join("oci"));
+    let (amd, _) = l.image(
+        "amd64",
+        "",
+        &[busybox_layer(), layer(&[("etc/arch", b"amd64")])],
+        &["/bin/sh"],
+    );
+    let (arm64, _) = l.image("arm64", "v8", &[layer(&[("etc/arch", b"arm64")])], &["/x"]);
+    let (arm, _) = l.image("arm", "v7", &[layer(&[("etc/arch", b"arm")])], &["/x"]);
+    let index = l.index(vec![arm64, arm, amd], "multi");
+    reg.seed(&l.dir, "multi", "multi:1", None);
+    let img = format!("{}/multi:1", reg.host);
+
+    let out = w.ok(&["pull", &img]);
+    assert_eq!(digest_line(&out), index, "Docker prints the index's digest");
+    assert_eq!(
+        w.ok(&["image", "inspect", "--format", "{{.Architecture}}", &img])
+            .trim(),
+        "amd64"
+    );
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/arch"]), "amd64");
+
+    w.ok(&["pull", "--platform", "linux/arm64", &img]);
+    assert_eq!(
+        w.ok(&["image", "inspect", "--format", "{{.Architecture}}", &img])
+            .trim(),
+        "arm64"
+    );
+    w.ok(&["pull", "--platform", "linux/arm/v7", &img]);
+    assert_eq!(
+        w.ok(&["image", "inspect", "--format", "{{.Architecture}}/{{.Variant}}", &img])
+            .trim(),
+        "arm/v7"
+    );
+    let e = w.fails(&["pull", "--platform", "linux/s390x", &img]);
+    assert!(
+        e.contains("no matching manifest for linux/s390x in the manifest list entries"),
+        "{e}"
+    );
+}
+
+#[test]
+fn basic_auth_login_pull_and_push() {
+    let reg = Registry::start("127.0.0.1", Some(("wharf", "s3cret")), false);
+    let w = Wharfd::start();
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "private");
+    reg.seed(&layout.dir, "v1", "priv/bb:v1", Some("wharf:s3cret"));
+    let img = format!("{}/priv/bb:v1", reg.host);
+
+    let e = w.fails(&["pull", &img]);
+    assert!(e.contains("no basic auth credentials"), "{e}");
+    let o = w.docker_stdin(
+        &["login", "-u", "wharf", "--password-stdin", &reg.host],
+        Some(b"wrong\n"),
+    );
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("401 Unauthorized"), "{e}");
+    let o = w.docker_stdin(
+        &["login", "-u", "wharf", "--password-stdin", &reg.host],
+        Some(b"s3cret\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Login Succeeded"));
+    let cfg = std::fs::read_to_string(w.dir.path().join("docker-config/config.json")).unwrap();
+    assert!(cfg.contains(&reg.host), "{cfg}");
+
+    w.ok(&["pull", &img]);
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "private");
+    let mine = format!("{}/mine/bb:v1", reg.host);
+    w.ok(&["tag", &img, &mine]);
+    let out = w.ok(&["push", &mine]);
+    let d = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v1: digest: "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        reg.inspect("mine/bb:v1", Some("wharf:s3cret"))["Digest"]
+            .as_str()
+            .unwrap(),
+        d
+    );
+
+    // The native CLI shares the docker CLI's config file.
+    let o = w.wharf(&["logout", &reg.host], None);
+    assert!(o.status.success());
+    let cfg = std::fs::read_to_string(w.dir.path().join("docker-config/config.json")).unwrap();
+    assert!(!cfg.contains(&reg.host), "{cfg}");
+    w.ok(&["rmi", &img, &mine]);
+    let o = w.wharf(&["pull", &img], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no basic auth credentials"));
+    let o = w.wharf(
+        &["login", "-u", "wharf", "--password-stdin", &reg.host],
+        Some(b"s3cret\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = w.wharf(&["pull", &img], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn tls_registry_is_verified_against_certs_d() {
+    // ::1 is outside Docker's default insecure range (127.0.0.0/8), so TLS is verified.
+    let reg = Registry::start("::1", None, true);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(certs.path().join(&reg.host)).unwrap();
+    std::fs::copy(reg.ca(), certs.path().join(&reg.host).join("ca.crt")).unwrap();
+    let w = Wharfd::start_with(&["--certs-dir", certs.path().to_str().unwrap()]);
+    // skopeo 1.9 cannot name an IPv6 registry, so wharf itself puts the image there.
+    let img = format!("{}/tls/bb:v1", reg.host);
+    w.import_busybox(&img);
+    let out = w.ok(&["push", &img]);
+    assert!(out.contains("Pushed"), "{out}");
+    w.ok(&["rmi", &img]);
+    w.ok(&["pull", &img]);
+    assert_eq!(w.ok(&["run", "--rm", &img, "echo", "over tls"]), "over tls\n");
+    // Without the CA the certificate is refused...
+    let plain = Wharfd::start();
+    let e = plain.fails(&["pull", &img]);
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // ...unless the registry is named insecure.
+    let insecure = Wharfd::start_with(&["--insecure-registry", &reg.host]);
+    insecure.ok(&["pull", &img]);
+    let info = insecure.ok(&["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"]);
+    assert!(info.contains(&format!("\"Name\":\"{}\"", reg.host)), "{info}");
+    assert!(info.contains("\"Secure\":false"), "{info}");
+}
+
+// ------------------------------------------------------------------ a hostile proxy
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BlobMode {
+    /// Flip a byte.
+    Corrupt,
+    /// Send half the body once, then behave.
+    TruncateOnce,
+    /// Always send half the body and hang up.
+    Cut,
+    /// Send at this many bytes per second.
+    Throttle(u64),
+}
+
+#[derive(Default)]
+struct ProxyState {
+    blobs: HashMap<String, BlobMode>,
+    truncated: Vec<String>,
+    /// Serve every manifest with this Content-Type.
+    manifest_type: Option<String>,
+    /// Answer everything with a Bearer challenge for this realm.
+    realm: Option<String>,
+    /// (method, path, Range header).
+    log: Vec<(String, String, Option<String>)>,
+}
+
+struct Proxy {
+    host: String,
+    state: Arc<Mutex<ProxyState>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Header lines, in order.
+type Headers = Vec<(String, String)>;
+
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<(String, Headers)> {
+    let mut first = String::new();
+    if r.read_line(&mut first).ok()? == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).ok()?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Some((first.trim_end().to_string(), headers))
+}
+
+fn hget<'a>(h: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(k))
+        .map(|(_, v)| v.as_str())
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp, up) = (state.clone(), stop.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let (st, up) = (st.clone(), up.clone());
+                        std::thread::spawn(move || {
+                            let _ = Proxy::serve(c, &up, &st);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Proxy { host, state, stop }
+    }
+
+    fn serve(c: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::io::Result<()> {
+        c.set_nonblocking(false)?;
+        let mut out = c.try_clone()?;
+        let mut r = BufReader::new(c);
+        let Some((line, headers)) = read_head(&mut r) else {
+            return Ok(());
+        };
+        let mut parts = line.split(' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut body = vec![
+            0u8;
+            hget(&headers, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        ];
+        r.read_exact(&mut body)?;
+        let (realm, ctype, blob_mode) = {
+            let mut s = st.lock().unwrap();
+            s.log.push((
+                method.clone(),
+                path.clone(),
+                hget(&headers, "range").map(str::to_string),
+            ));
+            let blob = path.rsplit_once("/blobs/").map(|(_, d)| d.to_string());
+            let mode = blob.as_ref().and_then(|b| s.blobs.get(b).copied());
+            let mode = match (mode, &blob) {
+                (Some(BlobMode::TruncateOnce), Some(b)) if method == "GET" => {
+                    if s.truncated.contains(b) {
+                        None
+                    } else {
+                        s.truncated.push(b.clone());
+                        mode
+                    }
+                }
+                (m, _) if method == "GET" => m,
+                _ => None,
+            };
+            (s.realm.clone(), s.manifest_type.clone(), mode)
+        };
+        if let Some(realm) = realm {
+            let authed = hget(&headers, "authorization").is_some_and(|a| a.starts_with("Bearer "));
+            if !authed {
+                let msg = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+                write!(
+                    out,
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"hostile\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    msg.len()
+                )?;
+                out.write_all(msg)?;
+                return Ok(());
+            }
+        }
+        let mut up = TcpStream::connect(upstream)?;
+        write!(up, "{method} {path} HTTP/1.1\r\n")?;
+        for (k, v) in &headers {
+            if !k.eq_ignore_ascii_case("connection") {
+                write!(up, "{k}: {v}\r\n")?;
+            }
+        }
+        write!(up, "Connection: close\r\n\r\n")?;
+        up.write_all(&body)?;
+        let mut ur = BufReader::new(up);
+        let (status, mut rh) = read_head(&mut ur).unwrap_or_default();
+        let mut rbody = Vec::new();
+        if method != "HEAD" {
+            ur.read_to_end(&mut rbody)?;
+        }
+        if let (Some(ct), true) = (&ctype, path.contains("/manifests/")) {
+            for (k, v) in rh.iter_mut() {
+                if k.eq_ignore_ascii_case("content-type") {
+                    *v = ct.clone();
+                }
+            }
+        }
+        if blob_mode == Some(BlobMode::Corrupt) && !rbody.is_empty() {
+            let n = rbody.len();
+            rbody[n / 2] ^= 0xff;
+        }
+        write!(out, "{status}\r\n")?;
+        for (k, v) in &rh {
+            if !k.eq_ignore_ascii_case("connection") {
+                write!(out, "{k}: {v}\r\n")?;
+            }
+        }
+        write!(out, "Connection: close\r\n\r\n")?;
+        match blob_mode {
+            Some(BlobMode::TruncateOnce) | Some(BlobMode::Cut) => {
+                out.write_all(&rbody[..rbody.len() / 2])?;
+                out.flush()?;
+                let _ = out.shutdown(std::net::Shutdown::Both);
+            }
+            Some(BlobMode::Throttle(bps)) => {
+                let chunk = 16 << 10;
+                for c in rbody.chunks(chunk) {
+                    out.write_all(c)?;
+                    std::thread::sleep(Duration::from_secs_f64(c.len() as f64 / bps as f64));
+                }
+            }
+            _ => out.write_all(&rbody)?,
+        }
+        Ok(())
+    }
+
+    fn set(&self, f: impl FnOnce(&mut ProxyState)) {
+        f(&mut self.state.lock().unwrap());
+    }
+
+    fn take_log(&self) -> Vec<(String, String, Option<String>)> {
+        std::mem::take(&mut self.state.lock().unwrap().log)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn blob_gets(log: &[(String, String, Option<String>)], digest: &str) -> Vec<Option<String>> {
+    log.iter()
+        .filter(|(m, p, _)| m == "GET" && p.ends_with(&format!("/blobs/{digest}")))
+        .map(|(_, _, r)| r.clone())
+        .collect()
+}
+
+#[test]
+fn hostile_registries_get_clear_errors_and_lose_nothing() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let (layout, digests) = busybox_layout(w.dir.path().join("oci"), "v1", "hostile");
+    reg.seed(&layout.dir, "v1", "h/bb:v1", None);
+    let proxy = Proxy::start(&reg.host);
+    let img = format!("{}/h/bb:v1", proxy.host);
+    let gone = |w: &Wharfd| {
+        let o = w.docker(&["image", "inspect", &img]);
+        assert!(!o.status.success(), "no image may be registered after a failed pull");
+    };
+
+    // A blob whose bytes do not match its digest.
+    proxy.set(|s| {
+        s.blobs.insert(digests[1].clone(), BlobMode::Corrupt);
+    });
+    let e = w.fails(&["pull", &img]);
+    assert!(
+        e.contains(&format!("verification failed for digest {}", digests[1])),
+        "{e}"
+    );
+    gone(&w);
+
+    // A manifest whose media type disagrees with its Content-Type.
+    proxy.set(|s| {
+        s.blobs.clear();
+        s.manifest_type = Some("application/vnd.oci.image.index.v1+json".into());
+    });
+    let e = w.fails(&["pull", &img]);
+    assert!(e.contains("disagrees with its Content-Type"), "{e}");
+    gone(&w);
+
+    // A token realm on another host: the credentials stay home.
+    let token = TcpListener::bind("127.0.0.2:0").unwrap();
+    let token_host = token.local_addr().unwrap().to_string();
+    let seen: Arc<Mutex<Vec<Headers>>> = Arc::default();
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for c in token.incoming().flatten() {
+                let mut out = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                if let Some((_, h)) = read_head(&mut r) {
+                    seen.lock().unwrap().push(h);
+                }
+                let _ = out.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+    }
+    proxy.set(|s| {
+        s.manifest_type = None;
+        s.realm = Some(format!("http://{token_host}/token"));
+    });
+    let cfg_dir = w.dir.path().join("docker-config");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(
+        cfg_dir.join("config.json"),
+        json!({"auths": {proxy.host.clone(): {"auth": "d2hhcmY6czNjcmV0"}}}).to_string(),
+    )
+    .unwrap();
+    let e = w.fails(&["pull", &img]);
+    assert!(e.contains("does not send the registry's credentials there"), "{e}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the token service was asked");
+    for h in &seen {
+        assert!(
+            hget(h, "authorization").is_none(),
+            "credentials went to another host: {h:?}"
+        );
+    }
+    std::fs::remove_file(cfg_dir.join("config.json")).unwrap();
+    gone(&w);
+
+    // A registry that goes away mid-blob: a clean error, and the next pull resumes. (The
+    // first layer is in the store already: the failed pulls above extracted and kept it.)
+    proxy.set(|s| {
+        s.realm = None;
+        s.blobs.insert(digests[1].clone(), BlobMode::Cut);
+    });
+    proxy.take_log();
+    let e = w.fails(&["pull", &img]);
+    assert!(e.contains(&digests[1]), "{e}");
+    gone(&w);
+    let partial = w.data_root().join("distribution/partial").join(&digests[1][7..]);
+    let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0, "the partial download is kept for the next attempt");
+    proxy.set(|s| {
+        s.blobs.clear();
+    });
+    proxy.take_log();
+    w.ok(&["pull", &img]);
+    let gets = blob_gets(&proxy.take_log(), &digests[1]);
+    assert_eq!(
+        gets,
+        vec![Some(format!("bytes={kept}-"))],
+        "the pull resumed where it stopped"
+    );
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "hostile");
+
+    // A truncated download is retried from where it broke off, within one pull.
+    w.ok(&["rmi", &img]);
+    proxy.set(|s| {
+        s.blobs.insert(digests[0].clone(), BlobMode::TruncateOnce);
+    });
+    proxy.take_log();
+    w.ok(&["pull", &img]);
+    let gets = blob_gets(&proxy.take_log(), &digests[0]);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0], None);
+    assert!(
+        gets[1]
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-"),
+        "{gets:?}"
+    );
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "hostile");
+}
+
+#[test]
+fn kill_9_mid_pull_leaves_no_image_and_the_next_pull_reuses_verified_blobs() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let mut w = Wharfd::start();
+    let l = Layout::new(w.dir.path().join("oci"));
+    let big = noise(6 << 20, 7);
+    let (desc, digests) = l.image(
+        "amd64",
+        "",
+        &[busybox_layer(), layer(&[("big.bin", &big)])],
+        &["/bin/sh"],
+    );
+    l.tag(desc, "v1");
+    reg.seed(&l.dir, "v1", "k/bb:v1", None);
+    let proxy = Proxy::start(&reg.host);
+    proxy.set(|s| {
+        s.blobs.insert(digests[1].clone(), BlobMode::Throttle(1 << 20));
+    });
+    let img = format!("{}/k/bb:v1", proxy.host);
+    let mut pull = Command::new("docker")
+        .args(["pull", &img])
+        .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+        .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = w.data_root().join("distribution");
+    let small_done = root.join("blobs").join(&digests[0][7..]);
+    let big_partial = root.join("partial").join(&digests[1][7..]);
+    let start = Instant::now();
+    loop {
+        let partial = std::fs::metadata(&big_partial).map(|m| m.len()).unwrap_or(0);
+        if small_done.exists() && partial > 1 << 20 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the pull did not get going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.kill9();
+    let _ = pull.wait();
+    let kept = std::fs::metadata(&big_partial).unwrap().len();
+    w.spawn();
+    let o = w.docker(&["image", "inspect", &img]);
+    assert!(!o.status.success(), "a half-pulled image is not visible");
+    assert!(!w.ok(&["images", "-a", "-q"]).contains(char::is_alphanumeric));
+    proxy.set(|s| {
+        s.blobs.clear();
+    });
+    proxy.take_log();
+    let out = w.ok(&["pull", &img]);
+    assert!(out.contains("Pull complete"), "{out}");
+    let log = proxy.take_log();
+    assert!(
+        blob_gets(&log, &digests[0]).is_empty(),
+        "the verified blob was downloaded again: {log:?}"
+    );
+    let big_gets = blob_gets(&log, &digests[1]);
+    assert_eq!(big_gets.len(), 1, "{big_gets:?}");
+    let from: u64 = big_gets[0]
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the big blob was not resumed: {big_gets:?}"));
+    assert!(from >= kept.min(1 << 20) && from > 0, "resumed from {from}, had {kept}");
+    let sum = w.ok(&["run", "--rm", &img, "sha256sum", "/big.bin"]);
+    assert_eq!(format!("sha256:{}", sum.split_whitespace().next().unwrap()), sha(&big));
+}
