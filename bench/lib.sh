@@ -19,6 +19,10 @@ bench_cleanup() {
   grep -F "$work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
   for c in /sys/fs/cgroup/*/"$bench_name"; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
   declare -F bench_after_cleanup >/dev/null && bench_after_cleanup
+  # dockerd creates iptables' base tables even with --iptables=false: drop the ones it made.
+  nft list tables 2>/dev/null | while read -r _ fam name; do
+    grep -qx "table $fam $name" "$work/nft-before" || nft delete table "$fam" "$name" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 
@@ -27,6 +31,7 @@ bench_init() {
   work=$(mktemp -d "/tmp/$bench_name.XXXXXX")
   W="docker -H unix://$work/w.sock"
   D="docker -H unix://$work/d.sock"
+  nft list tables >"$work/nft-before" 2>/dev/null || true
   trap bench_cleanup EXIT
   cargo build --release --bins --quiet
   scripts/make-images.sh "$work/img" >/dev/null

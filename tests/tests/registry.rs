@@ -247,16 +247,30 @@ impl Layout {
     /// An image of `layers` (uncompressed tars, gzipped here) for `arch`; returns its manifest
     /// descriptor (with the platform) and the compressed layers' digests.
     fn image(&self, arch: &str, variant: &str, layers: &[Vec<u8>], cmd: &[&str]) -> (Value, Vec<String>) {
+        let gzipped: Vec<(Vec<u8>, &str)> = layers.iter().map(|l| (l.clone(), "gzip")).collect();
+        self.image_with(arch, variant, &gzipped, cmd)
+    }
+
+    /// As [`image`](Self::image), each layer compressed as named: `gzip`, `zstd` or `none`.
+    fn image_with(&self, arch: &str, variant: &str, layers: &[(Vec<u8>, &str)], cmd: &[&str]) -> (Value, Vec<String>) {
         let mut descs = Vec::new();
         let mut diffs = Vec::new();
         let mut digests = Vec::new();
-        for l in layers {
-            let c = gz(l);
+        for (l, how) in layers {
+            let (c, mt) = match *how {
+                "gzip" => (gz(l), "application/vnd.oci.image.layer.v1.tar+gzip"),
+                "zstd" => (
+                    zstd::encode_all(&l[..], 3).unwrap(),
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                ),
+                _ => (l.clone(), "application/vnd.oci.image.layer.v1.tar"),
+            };
             let (d, n) = self.blob(&c);
             digests.push(d.clone());
-            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+            descs.push(json!({"mediaType": mt, "digest": d, "size": n}));
             diffs.push(sha(l));
         }
+        let layers: Vec<Vec<u8>> = layers.iter().map(|(l, _)| l.clone()).collect();
         let mut config = json!({
             "architecture": arch,
             "os": "linux",
@@ -331,6 +345,71 @@ fn digest_line(out: &str) -> String {
         .unwrap_or_else(|| panic!("no Digest line in {out}"))
         .trim()
         .to_string()
+}
+
+/// One plain HTTP/1.1 request (Connection: close); returns (status, headers, body).
+fn http(host: &str, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, Headers, Vec<u8>) {
+    let mut c = TcpStream::connect(host).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
+    let mut r = BufReader::new(c);
+    let (status, h) = read_head(&mut r).unwrap();
+    let mut b = Vec::new();
+    r.read_to_end(&mut b).unwrap();
+    (status.split(' ').nth(1).unwrap().parse().unwrap(), h, b)
+}
+
+/// Upload an image of `layout` (its config, layers and manifest, byte for byte) as `repo:tag`.
+fn upload_raw(host: &str, repo: &str, tag: &str, layout: &Layout, desc: &Value) {
+    let read = |d: &str| std::fs::read(layout.dir.join("blobs/sha256").join(&d[7..])).unwrap();
+    let manifest = read(desc["digest"].as_str().unwrap());
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    blobs.extend(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string()),
+    );
+    for d in blobs {
+        let (st, h, _) = http(
+            host,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            "application/octet-stream",
+            b"",
+        );
+        assert_eq!(st, 202);
+        let loc = hget(&h, "location").unwrap().to_string();
+        let path = loc
+            .split_once("://")
+            .map(|(_, r)| &r[r.find('/').unwrap()..])
+            .unwrap_or(&loc)
+            .to_string();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (st, _, b) = http(
+            host,
+            "PUT",
+            &format!("{path}{sep}digest={d}"),
+            "application/octet-stream",
+            &read(&d),
+        );
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
+    }
+    let (st, _, b) = http(
+        host,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
 }
 
 // ------------------------------------------------------------------ the tests
@@ -471,6 +550,103 @@ fn multi_arch_index_picks_the_platform() {
         e.contains("no matching manifest for linux/s390x in the manifest list entries"),
         "{e}"
     );
+}
+
+#[test]
+fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let l = Layout::new(w.dir.path().join("oci"));
+    let (desc, _) = l.image_with(
+        "amd64",
+        "",
+        &[
+            (busybox_layer(), "none"),
+            (layer(&[("etc/marker", b"zstd layer")]), "zstd"),
+        ],
+        &["/bin/sh"],
+    );
+    // skopeo compresses plain layers on the way to a registry, so the Distribution API is
+    // spoken directly here to store them as built.
+    upload_raw(&reg.host, "comp/bb", "v1", &l, &desc);
+    let img = format!("{}/comp/bb:v1", reg.host);
+    let raw =
+        run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{img}")]));
+    let seeded: Value = serde_json::from_str(&raw).unwrap();
+    let types: Vec<&str> = seeded["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        ],
+        "the registry holds the layers as built"
+    );
+    w.ok(&["pull", &img]);
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "zstd layer");
+    // Pushed back, the layers are Docker's gzip (schema2 has no zstd), with the same diff IDs.
+    let back = format!("{}/comp/back:v1", reg.host);
+    w.ok(&["tag", &img, &back]);
+    let out = w.ok(&["push", &back]);
+    assert_eq!(out.matches(": Pushed").count(), 2, "{out}");
+    let raw =
+        run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{back}")]));
+    let m: Value = serde_json::from_str(&raw).unwrap();
+    for l in m["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "{raw}"
+        );
+    }
+    let w2 = Wharfd::start();
+    w2.ok(&["pull", &back]);
+    assert_eq!(w2.image_id(&back), w.image_id(&img));
+}
+
+#[test]
+fn concurrent_pulls_download_each_layer_once() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let l = Layout::new(w.dir.path().join("oci"));
+    let (desc, digests) = l.image(
+        "amd64",
+        "",
+        &[busybox_layer(), layer(&[("big.bin", &noise(2 << 20, 3))])],
+        &["/bin/sh"],
+    );
+    l.tag(desc, "v1");
+    reg.seed(&l.dir, "v1", "c/bb:v1", None);
+    let proxy = Proxy::start(&reg.host);
+    proxy.set(|s| {
+        s.blobs.insert(digests[1].clone(), BlobMode::Throttle(2 << 20));
+    });
+    let img = format!("{}/c/bb:v1", proxy.host);
+    let pulls: Vec<Child> = (0..3)
+        .map(|_| {
+            Command::new("docker")
+                .args(["pull", &img])
+                .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+                .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pulls {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let log = proxy.take_log();
+    for d in &digests {
+        assert_eq!(blob_gets(&log, d).len(), 1, "{d} downloaded more than once: {log:?}");
+    }
+    assert_eq!(w.ok(&["run", "--rm", &img, "ls", "/big.bin"]), "/big.bin\n");
 }
 
 #[test]
@@ -963,4 +1139,85 @@ fn kill_9_mid_pull_leaves_no_image_and_the_next_pull_reuses_verified_blobs() {
     assert!(from >= kept.min(1 << 20) && from > 0, "resumed from {from}, had {kept}");
     let sum = w.ok(&["run", "--rm", &img, "sha256sum", "/big.bin"]);
     assert_eq!(format!("sha256:{}", sum.split_whitespace().next().unwrap()), sha(&big));
+}
+
+#[test]
+fn docker_hub_names_go_to_the_configured_mirror() {
+    // Only names the mirror has are pulled, so nothing ever leaves for Docker Hub.
+    let mirror = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start_with(&["--registry-mirror", &format!("http://{}", mirror.host)]);
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "from the mirror");
+    mirror.seed(&layout.dir, "v1", "library/mirrored:v1", None);
+    let out = w.ok(&["pull", "mirrored:v1"]);
+    assert!(out.contains("v1: Pulling from library/mirrored"), "{out}");
+    assert!(out.contains("Status: Downloaded newer image for mirrored:v1"), "{out}");
+    assert_eq!(
+        w.ok(&["run", "--rm", "mirrored:v1", "cat", "/etc/marker"]),
+        "from the mirror"
+    );
+    let digests = w.ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", "mirrored:v1"]);
+    assert!(digests.contains("\"mirrored@sha256:"), "{digests}");
+    let info = w.ok(&["info", "--format", "{{json .RegistryConfig.Mirrors}}"]);
+    assert!(info.contains(&mirror.host), "{info}");
+}
+
+#[test]
+fn search_reads_a_registrys_v1_search_api() {
+    // Distribution has no v1 search API (Docker Hub's index has): a small server of the test's
+    // own answers it, so the daemon's client, its filters and the CLI's table are exercised.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = l.local_addr().unwrap().to_string();
+    let queries: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let queries = queries.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let mut out = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                let Some((line, _)) = read_head(&mut r) else { continue };
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                queries.lock().unwrap().push(path.clone());
+                let body = json!({"num_results": 3, "query": "bb", "results": [
+                    {"name": "library/busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": true, "is_automated": false},
+                    {"name": "someone/bb", "description": "a busybox with a very long description that the table truncates", "star_count": 12, "is_official": false, "is_automated": false},
+                    {"name": "other/bb", "description": "", "star_count": 0, "is_official": false, "is_automated": false},
+                ]})
+                .to_string();
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+    let w = Wharfd::start();
+    let out = w.ok(&["search", &format!("{host}/bb")]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("STARS") && lines[0].contains("OFFICIAL"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[1].starts_with("library/busybox") && lines[1].contains("[OK]"),
+        "{out}"
+    );
+    assert!(!out.contains("the table truncates"), "{out}");
+    let q = queries.lock().unwrap().clone();
+    assert!(q.iter().any(|p| p.starts_with("/v1/search?q=bb")), "{q:?}");
+    let out = w.ok(&[
+        "search",
+        "--filter",
+        "stars=10",
+        "--filter",
+        "is-official=false",
+        &format!("{host}/bb"),
+    ]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("someone/bb"), "{out}");
+    let out = w.ok(&["search", "--limit", "1", "--format", "{{.Name}}", &format!("{host}/bb")]);
+    assert_eq!(out, "library/busybox\n");
+    let e = w.fails(&["search", "--filter", "color=red", &format!("{host}/bb")]);
+    assert!(e.contains("invalid filter 'color'"), "{e}");
 }

@@ -26,6 +26,18 @@ use crate::DistError;
 
 type Result<T, E = DistError> = std::result::Result<T, E>;
 
+/// One async lock, shared by whoever waits on the same thing.
+type AsyncLock = Arc<tokio::sync::Mutex<()>>;
+
+/// What a lock in [`Distribution::lock_for`] guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum LockKind {
+    /// Pulling one layer (by chain ID).
+    Layer,
+    /// Downloading one blob (by digest).
+    Blob,
+}
+
 /// One `v2metadata` entry: a compressed form of a layer known to be on a registry.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct V2Meta {
@@ -61,7 +73,9 @@ pub struct Distribution {
     images: Arc<ImageService>,
     root: PathBuf,
     clients: Clients,
-    locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per-layer (by chain ID) and per-blob (by digest) locks: kept apart, since the first
+    /// layer's chain ID is its diff ID, which an uncompressed layer's blob digest equals.
+    locks: Mutex<HashMap<(LockKind, Digest), AsyncLock>>,
     downloads: Arc<Semaphore>,
     uploads: Arc<Semaphore>,
     extracts: Arc<Semaphore>,
@@ -127,14 +141,14 @@ impl Distribution {
         &self.cfg
     }
 
-    fn lock_for(&self, d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().expect("locks").entry(*d).or_default().clone()
+    fn lock_for(&self, kind: LockKind, d: &Digest) -> AsyncLock {
+        self.locks.lock().expect("locks").entry((kind, *d)).or_default().clone()
     }
 
-    fn unlock_done(&self, d: &Digest) {
+    fn unlock_done(&self, kind: LockKind, d: &Digest) {
         let mut m = self.locks.lock().expect("locks");
-        if m.get(d).is_some_and(|l| Arc::strong_count(l) == 1) {
-            m.remove(d);
+        if m.get(&(kind, *d)).is_some_and(|l| Arc::strong_count(l) == 1) {
+            m.remove(&(kind, *d));
         }
     }
 
@@ -376,7 +390,7 @@ impl Distribution {
     ) -> Result<()> {
         // One pull at a time per layer: a concurrent pull of the same layer waits, then finds
         // it registered.
-        let lock = self.lock_for(&chain);
+        let lock = self.lock_for(LockKind::Layer, &chain);
         let guard = lock.lock().await;
         let result = async {
             if self.layer_registered(chain).await? {
@@ -422,15 +436,23 @@ impl Distribution {
         .await;
         drop(guard);
         drop(lock);
-        self.unlock_done(&chain);
+        self.unlock_done(LockKind::Layer, &chain);
         result
     }
 
     /// A verified copy of blob `d` in `blobs/`: kept from an earlier attempt, or downloaded.
     async fn fetch_blob(&self, s: &Session, d: Digest, size: u64, short: &str, p: &Progress) -> Result<PathBuf> {
+        let lock = self.lock_for(LockKind::Blob, &d);
+        let guard = lock.lock().await;
+        let r = self.fetch_blob_locked(s, d, size, short, p).await;
+        drop(guard);
+        drop(lock);
+        self.unlock_done(LockKind::Blob, &d);
+        r
+    }
+
+    async fn fetch_blob_locked(&self, s: &Session, d: Digest, size: u64, short: &str, p: &Progress) -> Result<PathBuf> {
         let done = self.root.join("blobs").join(d.hex());
-        let lock = self.lock_for(&d);
-        let _g = lock.lock().await;
         if tokio::fs::metadata(&done).await.is_ok_and(|m| m.len() == size) {
             p.item(short, "Download complete");
             return Ok(done);
