@@ -1221,3 +1221,65 @@ fn search_reads_a_registrys_v1_search_api() {
     let e = w.fails(&["search", "--filter", "color=red", &format!("{host}/bb")]);
     assert!(e.contains("invalid filter 'color'"), "{e}");
 }
+
+#[test]
+fn credential_helpers_keep_the_secrets_for_both_clis() {
+    let reg = Registry::start("127.0.0.1", Some(("helped", "pw-in-helper")), false);
+    let w = Wharfd::start();
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "helped");
+    reg.seed(&layout.dir, "v1", "h/bb:v1", Some("helped:pw-in-helper"));
+    let img = format!("{}/h/bb:v1", reg.host);
+    // A credential helper speaking the docker-credential protocol, keeping one secret in a file.
+    let helpers = w.dir.path().join("helper-bin");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let store = w.dir.path().join("helper-store.json");
+    let script = helpers.join("docker-credential-wharftest");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nstore={}\ncase \"$1\" in\n  store) cat > \"$store\" ;;\n  get) read -r server; [ -f \"$store\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}; cat \"$store\" ;;\n  erase) read -r server; rm -f \"$store\" ;;\n  list) echo '{{}}' ;;\nesac\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg_dir = w.dir.path().join("docker-config");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(cfg_dir.join("config.json"), r#"{"credsStore": "wharftest"}"#).unwrap();
+    let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap_or_default());
+    let cli = |prog: &str, args: &[&str], stdin: Option<&[u8]>| {
+        let mut c = Command::new(prog);
+        c.args(args)
+            .env("PATH", &path)
+            .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+            .env("DOCKER_CONFIG", &cfg_dir);
+        output_with_stdin(c, stdin)
+    };
+    let wharf = bin("wharf").display().to_string();
+    let o = cli(
+        &wharf,
+        &["login", "-u", "helped", "--password-stdin", &reg.host],
+        Some(b"pw-in-helper\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored = std::fs::read_to_string(&store).unwrap();
+    assert!(
+        stored.contains("pw-in-helper") && stored.contains(&reg.host),
+        "{stored}"
+    );
+    let cfg = std::fs::read_to_string(cfg_dir.join("config.json")).unwrap();
+    assert!(
+        !cfg.contains("pw-in-helper") && !cfg.contains("auths\": {\""),
+        "the secret stays in the helper: {cfg}"
+    );
+    // Both CLIs read it from the helper.
+    let o = cli(&wharf, &["pull", &img], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w.ok(&["rmi", &img]);
+    let o = cli("docker", &["pull", &img], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli(&wharf, &["logout", &reg.host], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!store.exists(), "logout erased the secret");
+}
