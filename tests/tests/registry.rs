@@ -56,7 +56,7 @@ impl Registry {
         };
         let p = |n: &str| dir.path().join(n).display().to_string();
         let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: \"{host}\"\n  secret: wharf-test\n",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - '^http://127\\.0\\.0\\.1:'\nhttp:\n  addr: \"{host}\"\n  secret: wharf-test\n",
             p("data")
         );
         if tls {
@@ -375,6 +375,8 @@ fn upload_raw(host: &str, repo: &str, tag: &str, layout: &Layout, desc: &Value) 
             .as_array()
             .unwrap()
             .iter()
+            // Foreign layers stay where their URLs say.
+            .filter(|l| l["urls"].is_null())
             .map(|l| l["digest"].as_str().unwrap().to_string()),
     );
     for d in blobs {
@@ -763,6 +765,8 @@ struct ProxyState {
     manifest_type: Option<String>,
     /// Answer everything with a Bearer challenge for this realm.
     realm: Option<String>,
+    /// With `realm`: the only bearer token let through (any when `None`).
+    token: Option<String>,
     /// (method, path, Range header).
     log: Vec<(String, String, Option<String>)>,
 }
@@ -843,7 +847,7 @@ impl Proxy {
                 .unwrap_or(0)
         ];
         r.read_exact(&mut body)?;
-        let (realm, ctype, blob_mode) = {
+        let (realm, token, ctype, blob_mode) = {
             let mut s = st.lock().unwrap();
             s.log.push((
                 method.clone(),
@@ -864,10 +868,13 @@ impl Proxy {
                 (m, _) if method == "GET" => m,
                 _ => None,
             };
-            (s.realm.clone(), s.manifest_type.clone(), mode)
+            (s.realm.clone(), s.token.clone(), s.manifest_type.clone(), mode)
         };
         if let Some(realm) = realm {
-            let authed = hget(&headers, "authorization").is_some_and(|a| a.starts_with("Bearer "));
+            let authed = hget(&headers, "authorization").is_some_and(|a| match &token {
+                Some(t) => a == format!("Bearer {t}"),
+                None => a.starts_with("Bearer "),
+            });
             if !authed {
                 let msg = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
                 write!(
@@ -1282,4 +1289,189 @@ fn credential_helpers_keep_the_secrets_for_both_clis() {
     let o = cli(&wharf, &["logout", &reg.host], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!store.exists(), "logout erased the secret");
+}
+
+#[test]
+fn bearer_challenges_get_scoped_tokens_with_the_credentials() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "behind a token");
+    reg.seed(&layout.dir, "v1", "t/bb:v1", None);
+    let proxy = Proxy::start(&reg.host);
+    // A token service on the registry's own host: it grants "tok-42" to wharf:s3cret only.
+    let token = TcpListener::bind("127.0.0.1:0").unwrap();
+    let token_host = token.local_addr().unwrap().to_string();
+    let asked: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    {
+        let asked = asked.clone();
+        std::thread::spawn(move || {
+            for c in token.incoming().flatten() {
+                let mut out = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                let Some((line, h)) = read_head(&mut r) else { continue };
+                let auth = hget(&h, "authorization").map(str::to_string);
+                asked
+                    .lock()
+                    .unwrap()
+                    .push((line.split(' ').nth(1).unwrap_or("").to_string(), auth.clone()));
+                let good = auth.as_deref() == Some("Basic d2hhcmY6czNjcmV0");
+                let body = if good {
+                    r#"{"token":"tok-42","expires_in":300}"#
+                } else {
+                    ""
+                };
+                let status = if good { "200 OK" } else { "401 Unauthorized" };
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+    proxy.set(|s| {
+        s.realm = Some(format!("http://{token_host}/token"));
+        s.token = Some("tok-42".into());
+    });
+    let img = format!("{}/t/bb:v1", proxy.host);
+    let e = w.fails(&["pull", &img]);
+    assert!(e.contains("unauthorized"), "{e}");
+    let o = w.docker_stdin(
+        &["login", "-u", "wharf", "--password-stdin", &proxy.host],
+        Some(b"s3cret\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    asked.lock().unwrap().clear();
+    w.ok(&["pull", &img]);
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "behind a token");
+    let asked = asked.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    for (path, auth) in &asked {
+        assert!(path.contains("service=hostile"), "{path}");
+        assert!(path.contains("scope=repository%3At%2Fbb%3Apull"), "{path}");
+        assert_eq!(auth.as_deref(), Some("Basic d2hhcmY6czNjcmV0"));
+    }
+}
+
+#[test]
+fn foreign_layers_come_from_their_urls_and_are_never_pushed() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    // The foreign layer's bytes live on a server of their own.
+    let plain = layer(&[("etc/marker", b"foreign")]);
+    let foreign = gz(&plain);
+    let fd = sha(&foreign);
+    let srv = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/layers/foreign.tar.gz", srv.local_addr().unwrap());
+    let hits: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    {
+        let (hits, body) = (hits.clone(), foreign.clone());
+        std::thread::spawn(move || {
+            for c in srv.incoming().flatten() {
+                let mut out = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                let Some((_, h)) = read_head(&mut r) else { continue };
+                hits.lock().unwrap().push(hget(&h, "authorization").map(str::to_string));
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = out.write_all(&body);
+            }
+        });
+    }
+    let l = Layout::new(w.dir.path().join("oci"));
+    let (desc, _) = l.image("amd64", "", &[busybox_layer()], &["/bin/sh"]);
+    let read = |d: &str| std::fs::read(l.dir.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut m: Value = serde_json::from_slice(&read(desc["digest"].as_str().unwrap())).unwrap();
+    let mut cfg: Value = serde_json::from_slice(&read(m["config"]["digest"].as_str().unwrap())).unwrap();
+    cfg["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(sha(&plain)));
+    cfg["history"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"created_by": "foreign"}));
+    let (cd, cn) = l.blob(serde_json::to_string(&cfg).unwrap().as_bytes());
+    m["config"]["digest"] = json!(cd);
+    m["config"]["size"] = json!(cn);
+    m["layers"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "digest": fd, "size": foreign.len(), "urls": [url],
+    }));
+    let (md, mn) = l.blob(serde_json::to_string(&m).unwrap().as_bytes());
+    let desc = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn});
+    upload_raw(&reg.host, "f/bb", "v1", &l, &desc);
+
+    let img = format!("{}/f/bb:v1", reg.host);
+    w.ok(&["pull", &img]);
+    assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "foreign");
+    let seen = hits.lock().unwrap().clone();
+    assert_eq!(seen, vec![None], "fetched once from its URL, with no credentials");
+
+    let pushed = format!("{}/f/again:v1", reg.host);
+    w.ok(&["tag", &img, &pushed]);
+    let out = w.ok(&["push", &pushed]);
+    assert!(out.contains("Skipped foreign layer"), "{out}");
+    let raw =
+        run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{pushed}")]));
+    let pm: Value = serde_json::from_str(&raw).unwrap();
+    let last = &pm["layers"][1];
+    assert_eq!(
+        last["mediaType"], "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "{raw}"
+    );
+    assert_eq!(last["urls"], json!([url]), "{raw}");
+    assert_eq!(last["digest"], json!(fd), "{raw}");
+    let (st, _, _) = http(&reg.host, "HEAD", &format!("/v2/f/again/blobs/{fd}"), "text/plain", b"");
+    assert_eq!(st, 404, "the foreign layer was not uploaded");
+}
+
+#[test]
+fn all_tags_both_ways_and_unreachable_registries() {
+    let reg = Registry::start("127.0.0.1", None, false);
+    let w = Wharfd::start();
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "tags");
+    reg.seed(&layout.dir, "v1", "tags/bb:v1", None);
+    reg.seed(&layout.dir, "v1", "tags/bb:v2", None);
+    let repo = format!("{}/tags/bb", reg.host);
+    let out = w.ok(&["pull", "-a", &repo]);
+    assert!(
+        out.contains("v1: Pulling from tags/bb") && out.contains("v2: Pulling from tags/bb"),
+        "{out}"
+    );
+    let tags = w.ok(&["images", "--format", "{{.Tag}}", &repo]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2"]);
+
+    let other = format!("{}/alltags/bb", reg.host);
+    w.ok(&["tag", &format!("{repo}:v1"), &format!("{other}:a")]);
+    w.ok(&["tag", &format!("{repo}:v1"), &format!("{other}:b")]);
+    let out = w.ok(&["push", "-a", &other]);
+    assert!(
+        out.contains("a: digest: sha256:") && out.contains("b: digest: sha256:"),
+        "{out}"
+    );
+    let listed: Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{other}"),
+    ])))
+    .unwrap();
+    let mut got: Vec<String> = serde_json::from_value(listed["Tags"].clone()).unwrap();
+    got.sort();
+    assert_eq!(got, ["a", "b"]);
+
+    // Nothing listens here: a clear error, and nothing changes.
+    let before = w.ok(&["images", "-a", "-q", "--no-trunc"]);
+    let port = free_port("127.0.0.1");
+    let e = w.fails(&["pull", &format!("127.0.0.1:{port}/gone:v1")]);
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) && e.contains("Connection refused"),
+        "{e}"
+    );
+    assert_eq!(w.ok(&["images", "-a", "-q", "--no-trunc"]), before);
 }

@@ -292,12 +292,18 @@ async fn archive_put(d: &Arc<Daemon>, req: Request<Incoming>, name: &str, q: &Qu
     let copy_uid_gid = q.bool("copyUIDGID");
     // Missing containers and paths are reported before any byte is read.
     d.containers.get(name)?;
-    let reader = body::reader(req.into_body());
+    let mut reader = body::reader(req.into_body());
     let svc = d.containers.clone();
     let name = name.to_string();
-    tokio::task::spawn_blocking(move || svc.archive_put(&name, &path, reader, no_overwrite, copy_uid_gid))
-        .await
-        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))??;
+    tokio::task::spawn_blocking(move || {
+        let r = svc.archive_put(&name, &path, &mut reader, no_overwrite, copy_uid_gid);
+        // Read what follows the tar's end (padding, the last chunk) so the client finishes its
+        // upload and reads the answer instead of failing with a broken pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        r
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))??;
     Ok(Response::new(body::empty()))
 }
 

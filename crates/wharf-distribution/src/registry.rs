@@ -652,14 +652,21 @@ impl Session {
     /// Download a blob into `partial`, continuing from what is already there (a `Range`
     /// request) and retrying broken transfers up to five times. The file is complete and its
     /// digest and size verified when this returns; a mismatch deletes it.
+    ///
+    /// `foreign` names a URL of a foreign (non-distributable) layer to fetch instead of the
+    /// registry's blob; no credentials are ever sent there.
     pub async fn download(
         &self,
         d: &Digest,
         size: u64,
         partial: &Path,
+        foreign: Option<&str>,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), DistError> {
-        let url = self.url(&format!("blobs/{d}"));
+        let url = match foreign {
+            Some(u) => u.to_string(),
+            None => self.url(&format!("blobs/{d}")),
+        };
         let mut attempt = 0u32;
         loop {
             let mut file = tokio::fs::OpenOptions::new()
@@ -677,16 +684,21 @@ impl Session {
                 if have == size {
                     return Ok(true);
                 }
-                let r = self
-                    .send(|c| {
-                        let rb = c.get(&url);
-                        if have > 0 {
-                            rb.header(RANGE, format!("bytes={have}-"))
-                        } else {
-                            rb
-                        }
-                    })
-                    .await?;
+                let get = |c: &Client| {
+                    let rb = c.get(&url);
+                    if have > 0 {
+                        rb.header(RANGE, format!("bytes={have}-"))
+                    } else {
+                        rb
+                    }
+                };
+                let r = match foreign {
+                    Some(u) => get(&self.client)
+                        .send()
+                        .await
+                        .map_err(|e| DistError::Retry(format!("foreign layer {u}: {e}")))?,
+                    None => self.send(get).await?,
+                };
                 match r.status() {
                     StatusCode::PARTIAL_CONTENT => {}
                     StatusCode::OK => {

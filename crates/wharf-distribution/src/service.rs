@@ -46,6 +46,12 @@ struct V2Meta {
     source: String,
     #[serde(default)]
     media_type: String,
+    /// The compressed size (kept for foreign layers, which are never uploaded).
+    #[serde(default)]
+    size: u64,
+    /// Where a foreign layer is fetched from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    urls: Vec<String>,
 }
 
 /// One `search` result, as the v1 search API and the Engine API name its fields.
@@ -311,6 +317,8 @@ impl Distribution {
                     digest: d.to_string(),
                     source: r.name(),
                     media_type: l.media_type.clone(),
+                    size: l.size()?,
+                    urls: if l.is_foreign() { l.urls.clone() } else { Vec::new() },
                 },
             );
             let _ = std::fs::remove_file(self.root.join("blobs").join(d.hex()));
@@ -350,9 +358,18 @@ impl Distribution {
             p.item(&short, "Pulling fs layer");
             let this = self.clone();
             let p2 = p.clone();
+            let urls: Vec<String> = if l.is_foreign() {
+                l.urls
+                    .iter()
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
             tasks.push(async move {
                 let r = this
-                    .pull_layer(s, d, size, &short, chain, parent, diff, wait_parent, &p2)
+                    .pull_layer(s, (d, size, urls), &short, chain, parent, diff, wait_parent, &p2)
                     .await;
                 let _ = tx.send(Some(r.is_ok()));
                 r
@@ -379,8 +396,7 @@ impl Distribution {
     async fn pull_layer(
         &self,
         s: &Session,
-        d: Digest,
-        size: u64,
+        (d, size, urls): (Digest, u64, Vec<String>),
         short: &str,
         chain: Digest,
         parent: Option<Digest>,
@@ -397,7 +413,7 @@ impl Distribution {
                 p.item(short, "Already exists");
                 return Ok(());
             }
-            let blob = self.fetch_blob(s, d, size, short, p).await?;
+            let blob = self.fetch_blob(s, d, size, &urls, short, p).await?;
             if let Some(mut w) = wait_parent {
                 while w.borrow().is_none() {
                     if w.changed().await.is_err() {
@@ -440,18 +456,35 @@ impl Distribution {
         result
     }
 
-    /// A verified copy of blob `d` in `blobs/`: kept from an earlier attempt, or downloaded.
-    async fn fetch_blob(&self, s: &Session, d: Digest, size: u64, short: &str, p: &Progress) -> Result<PathBuf> {
+    /// A verified copy of blob `d` in `blobs/`: kept from an earlier attempt, or downloaded
+    /// (a foreign layer from its URLs first, then from the registry, as Docker does).
+    async fn fetch_blob(
+        &self,
+        s: &Session,
+        d: Digest,
+        size: u64,
+        urls: &[String],
+        short: &str,
+        p: &Progress,
+    ) -> Result<PathBuf> {
         let lock = self.lock_for(LockKind::Blob, &d);
         let guard = lock.lock().await;
-        let r = self.fetch_blob_locked(s, d, size, short, p).await;
+        let r = self.fetch_blob_locked(s, d, size, urls, short, p).await;
         drop(guard);
         drop(lock);
         self.unlock_done(LockKind::Blob, &d);
         r
     }
 
-    async fn fetch_blob_locked(&self, s: &Session, d: Digest, size: u64, short: &str, p: &Progress) -> Result<PathBuf> {
+    async fn fetch_blob_locked(
+        &self,
+        s: &Session,
+        d: Digest,
+        size: u64,
+        urls: &[String],
+        short: &str,
+        p: &Progress,
+    ) -> Result<PathBuf> {
         let done = self.root.join("blobs").join(d.hex());
         if tokio::fs::metadata(&done).await.is_ok_and(|m| m.len() == size) {
             p.item(short, "Download complete");
@@ -476,7 +509,19 @@ impl Distribution {
                 p.bar(short, "Downloading", n, size);
             }
         };
-        s.download(&d, size, &partial, &mut report).await?;
+        let mut fetched = false;
+        for u in urls {
+            match s.download(&d, size, &partial, Some(u), &mut report).await {
+                Ok(()) => {
+                    fetched = true;
+                    break;
+                }
+                Err(e) => tracing::info!(url = %u, "foreign layer: {e}; trying the next source"),
+            }
+        }
+        if !fetched {
+            s.download(&d, size, &partial, None, &mut report).await?;
+        }
         drop(permit);
         p.item(short, "Verifying Checksum");
         tokio::fs::rename(&partial, &done).await?;
@@ -626,6 +671,17 @@ impl Distribution {
             urls: vec![],
             platform: None,
         };
+        // A foreign layer is never uploaded: the manifest names it with its URLs, as Docker's.
+        if let Some(m) = self.v2meta(&diff).into_iter().find(|m| !m.urls.is_empty()) {
+            p.item(&short, "Skipped foreign layer");
+            return Ok(Descriptor {
+                media_type: manifest::DOCKER_FOREIGN_LAYER.into(),
+                digest: m.digest,
+                size: m.size as i64,
+                urls: m.urls,
+                platform: None,
+            });
+        }
         // What this registry is known to have.
         for m in self.v2meta(&diff) {
             let Ok(src) = Reference::parse_normalized(&m.source) else {
@@ -652,6 +708,8 @@ impl Distribution {
                         digest: m.digest.clone(),
                         source: r.name(),
                         media_type: m.media_type.clone(),
+                        size,
+                        urls: Vec::new(),
                     },
                 );
                 return Ok(desc(&m.digest, size, manifest::DOCKER_LAYER));
@@ -713,6 +771,8 @@ impl Distribution {
                 digest: digest.to_string(),
                 source: r.name(),
                 media_type: manifest::DOCKER_LAYER.into(),
+                size,
+                urls: Vec::new(),
             },
         );
         Ok(desc(&digest.to_string(), size, manifest::DOCKER_LAYER))
