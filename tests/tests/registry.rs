@@ -1301,7 +1301,9 @@ fn bearer_challenges_get_scoped_tokens_with_the_credentials() {
     // A token service on the registry's own host: it grants "tok-42" to wharf:s3cret only.
     let token = TcpListener::bind("127.0.0.1:0").unwrap();
     let token_host = token.local_addr().unwrap().to_string();
-    let asked: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    // (path, Authorization) of every token request.
+    type Asked = Vec<(String, Option<String>)>;
+    let asked: Arc<Mutex<Asked>> = Arc::default();
     {
         let asked = asked.clone();
         std::thread::spawn(move || {
