@@ -140,6 +140,11 @@ impl Wharfd {
         let log = std::fs::File::create(self.dir.path().join(format!("wharfd-{}.log", now_ms()))).unwrap();
         let child = Command::new(bin("wharfd"))
             .args(self.args())
+            // Test traffic stays on this host: anything bound for a registry elsewhere (Docker
+            // Hub, when the docker CLI pulls a missing image) goes to a closed loopback port.
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.0/8,localhost,::1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

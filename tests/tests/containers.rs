@@ -1178,3 +1178,119 @@ fn system_prune_takes_what_nothing_uses() {
     assert_eq!(w.ok(&["volume", "ls", "-q"]), "named\n");
     assert_eq!(w.ok(&["images", "-q"]).lines().count(), 1, "busybox is in use");
 }
+
+#[test]
+fn commit_keeps_the_read_write_layer_and_the_changes() {
+    let w = Wharfd::start();
+    let base = w.import_busybox("commitbase:1");
+    // A parent with a directory that the child replaces (an opaque directory in overlay).
+    w.ok(&[
+        "run",
+        "--name",
+        "c0",
+        "commitbase:1",
+        "sh",
+        "-c",
+        "mkdir /opq && touch /opq/a /opq/keep",
+    ]);
+    let mid = w.ok(&["commit", "c0", "commitmid:1"]).trim().to_string();
+    w.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "-v",
+        "cvol:/data",
+        "commitmid:1",
+        "sh",
+        "-c",
+        "echo hi > /newfile; rm /bin/ls; rm -rf /opq && mkdir /opq && touch /opq/b; mkfifo /fifo; echo vol > /data/x",
+    ]);
+    let id = w
+        .ok(&[
+            "commit",
+            "-a",
+            "Ann <ann@example.com>",
+            "-m",
+            "the message",
+            "-c",
+            "CMD [\"cat\", \"/newfile\"]",
+            "-c",
+            "ENV FOO=bar",
+            "-c",
+            "LABEL k=v",
+            "-c",
+            "EXPOSE 8080",
+            "-c",
+            "WORKDIR /opq",
+            "-c",
+            "USER nobody",
+            "c1",
+            "committed:v1",
+        ])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(w.ok(&["run", "--rm", "committed:v1"]), "hi\n");
+    let listing = w.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "root",
+        "committed:v1",
+        "sh",
+        "-c",
+        "ls /opq; ls /data | wc -l; ls /bin/ls 2>&1; ls -l /fifo; pwd; echo $FOO",
+    ]);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines[0], "b", "the opaque directory replaced the parent's: {listing}");
+    assert_eq!(lines[1].trim(), "0", "volume contents are not committed: {listing}");
+    assert!(lines[2].contains("No such file"), "{listing}");
+    assert!(lines[3].starts_with('p'), "{listing}");
+    assert_eq!(&lines[4..], ["/opq", "bar"], "{listing}");
+    let f =
+        "{{.Author}}|{{.Comment}}|{{.Parent}}|{{json .Config.Labels}}|{{json .Config.ExposedPorts}}|{{.Config.User}}";
+    assert_eq!(
+        w.ok(&["image", "inspect", "--format", f, "committed:v1"]).trim(),
+        format!("Ann <ann@example.com>|the message|{mid}|{{\"k\":\"v\"}}|{{\"8080/tcp\":{{}}}}|nobody")
+    );
+    let hist = w.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}|{{.Comment}}",
+        "committed:v1",
+    ]);
+    let rows: Vec<&str> = hist.lines().collect();
+    assert_eq!(rows[0], format!("{id}|the message"), "{hist}");
+    assert!(rows[1].starts_with(&format!("{mid}|")), "{hist}");
+    assert!(rows[2].starts_with(&format!("{base}|")), "{hist}");
+
+    // A running container is frozen for the copy and runs on after it.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "runner",
+        "commitbase:1",
+        "sh",
+        "-c",
+        "echo run > /r; sleep 1000",
+    ]);
+    let start = std::time::Instant::now();
+    while !w.docker(&["exec", "runner", "cat", "/r"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.ok(&["commit", "runner", "fromrunning:1"]);
+    assert_eq!(
+        w.ok(&["inspect", "--format", "{{.State.Status}}", "runner"]).trim(),
+        "running"
+    );
+    assert_eq!(w.ok(&["run", "--rm", "fromrunning:1", "cat", "/r"]), "run\n");
+    let e = w.fails(&["commit", "nosuch"]);
+    assert!(e.contains("No such container: nosuch"), "{e}");
+    let o = w.wharf(&["commit", "c1"], None);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("sha256:"));
+    w.ok(&["rm", "-f", "runner", "c0", "c1"]);
+}

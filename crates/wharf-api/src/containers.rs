@@ -960,3 +960,45 @@ mod tests {
         assert_eq!(detach_keys(&q), vec![1, b'x']);
     }
 }
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`: a new image from a
+/// container's changes; the body may carry config fields for the image.
+pub(crate) async fn commit(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+    let container = q
+        .get("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::invalid("container is required"))?
+        .to_string();
+    let repo = q.get("repo").unwrap_or("");
+    let tag = q.get("tag").unwrap_or("");
+    let reference = match (repo.is_empty(), tag.is_empty()) {
+        (true, true) => None,
+        (true, false) => return Err(ApiError::invalid("tag without repository")),
+        (false, true) => Some(repo.to_string()),
+        (false, false) => Some(format!("{repo}:{tag}")),
+    };
+    if let Some(r) = &reference {
+        wharf_reference::Reference::parse_tagged_default(r)?;
+    }
+    let body = body::collect(req.into_body(), 1 << 20).await?;
+    let config: Option<serde_json::Value> = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid config: {e}")))?
+    };
+    let opts = wharf_container::CommitOptions {
+        reference,
+        comment: q.get("comment").unwrap_or("").to_string(),
+        author: q.get("author").unwrap_or("").to_string(),
+        changes: q
+            .all("changes")
+            .into_iter()
+            .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|c| !c.trim().is_empty())
+            .collect(),
+        pause: q.get("pause").is_none_or(|p| p.is_empty() || q.bool("pause")),
+        config,
+    };
+    let id = d.containers.commit(&container, opts).await?;
+    crate::routes::json_response(StatusCode::CREATED, &serde_json::json!({"Id": id.to_string()}))
+}

@@ -124,6 +124,7 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
         (&Method::GET, "/system/df") => system_df(d).await,
         (&Method::GET, "/images/search") => crate::distribution::search(d, req, &q).await,
         (&Method::POST, "/auth") => crate::distribution::auth(d, req).await,
+        (&Method::POST, "/commit") => crate::containers::commit(d, req, &q).await,
         (&Method::GET, "/events") => events(d, &q),
         // No builder yet, so no build cache: what `docker system prune` asks for is empty.
         (&Method::POST, "/build/prune") => ok_json(&json!({"CachesDeleted": null, "SpaceReclaimed": 0})),

@@ -21,4 +21,4 @@ pub mod stats;
 
 pub use error::ContainerError;
 pub use record::{Record, State};
-pub use service::{ContainerService, CreateBody, ExecEntry, ServiceConfig, UpdateBody, WaitCondition};
+pub use service::{CommitOptions, ContainerService, CreateBody, ExecEntry, ServiceConfig, UpdateBody, WaitCondition};

@@ -29,6 +29,23 @@ use crate::record::{Record, State, ZERO_TIME};
 use crate::shim::{self, ShimStream};
 use crate::{names, netsetup, spec};
 
+/// What `commit` takes besides the container.
+#[derive(Debug, Default)]
+pub struct CommitOptions {
+    /// `repo[:tag]` for the new image.
+    pub reference: Option<String>,
+    /// `-m`.
+    pub comment: String,
+    /// `-a`.
+    pub author: String,
+    /// `-c` lines.
+    pub changes: Vec<String>,
+    /// Freeze a running container while its layer is copied (`-p`, default true).
+    pub pause: bool,
+    /// Config fields to set on the new image (the request body).
+    pub config: Option<Value>,
+}
+
 /// Where the service keeps things and how it starts shims.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -1636,6 +1653,92 @@ impl ContainerService {
         crate::archive::overlay_changes(&upper, &lowers, &mut out)?;
         out.sort();
         Ok(out)
+    }
+
+    /// `POST /commit`: the container's read-write layer as a new image over its image, with
+    /// the container's config (`config` fields the caller set win) and `changes` applied.
+    /// A running container is frozen for the copy when `pause` is set, as Docker does.
+    pub async fn commit(&self, name: &str, opts: CommitOptions) -> Result<Digest> {
+        let e = self.lookup(name)?;
+        let rec = e.snapshot();
+        if self.images.driver() != Driver::Overlay2 {
+            return Err(ContainerError::Invalid(
+                "commit needs the overlay2 storage driver (vfs keeps no read-write layer)".into(),
+            ));
+        }
+        let image: Digest = rec
+            .image
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
+        let container_config =
+            serde_json::to_value(&rec.config).map_err(|e| ContainerError::Internal(e.to_string()))?;
+        let mut config = container_config.clone();
+        if let (Some(Value::Object(user)), Some(cfg)) = (opts.config, config.as_object_mut()) {
+            for (k, v) in user {
+                let unset = match &v {
+                    Value::Null => true,
+                    Value::String(s) => s.is_empty(),
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::Bool(b) => !b,
+                    _ => false,
+                };
+                if !unset {
+                    cfg.insert(k, v);
+                }
+            }
+        }
+        let spec = wharf_image::CommitSpec {
+            config,
+            changes: opts.changes,
+            container: rec.id.clone(),
+            container_config,
+            author: opts.author,
+            comment: opts.comment.clone(),
+            created_by: std::iter::once(rec.path.clone())
+                .chain(rec.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            tag: opts.reference.clone(),
+        };
+        let freeze = opts.pause && rec.state.is_running() && rec.state.status != "paused";
+        if freeze {
+            shim::call(&self.shim_socket(&rec.id), &Request::Pause).await?;
+        }
+        let upper = self.container_dir(&rec.id).join("rw/diff");
+        let tmp = self
+            .container_dir(&rec.id)
+            .join(format!("commit-{}.tar", wharf_store::random_name()));
+        let images = self.images.clone();
+        let tmp2 = tmp.clone();
+        let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
+            {
+                let f = fs::File::create(&tmp2)?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                wharf_store::archive::write_overlay_diff(&upper, &mut w)?;
+            }
+            let f = fs::File::open(&tmp2)?;
+            Ok(images.commit(&image, std::io::BufReader::with_capacity(1 << 20, f), spec)?)
+        })
+        .await
+        .map_err(|e| ContainerError::Internal(e.to_string()));
+        let _ = fs::remove_file(&tmp);
+        if freeze {
+            if let Err(e) = shim::call(&self.shim_socket(&rec.id), &Request::Resume).await {
+                tracing::warn!(container = %rec.id, "resuming after commit: {e}");
+            }
+        }
+        let id = r??;
+        self.emit(
+            &rec,
+            "commit",
+            &[
+                ("comment", &opts.comment),
+                ("imageID", &id.to_string()),
+                ("imageRef", opts.reference.as_deref().unwrap_or("")),
+            ],
+        );
+        Ok(id)
     }
 
     /// `GET /containers/{id}/export`: the container's filesystem (image and read-write layer,

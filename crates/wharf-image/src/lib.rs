@@ -11,7 +11,7 @@ pub mod config;
 pub mod service;
 
 pub use config::ImageConfig;
-pub use service::{DeleteItem, HistoryRow, ImageError, ImageService, ImageView, ListFilter, UsageCheck};
+pub use service::{CommitSpec, DeleteItem, HistoryRow, ImageError, ImageService, ImageView, ListFilter, UsageCheck};
 
 /// The Docker engine version wharf reports itself compatible with.
 pub const ENGINE_VERSION: &str = "28.2.2";

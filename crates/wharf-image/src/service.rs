@@ -116,6 +116,27 @@ pub struct HistoryRow {
     pub comment: String,
 }
 
+/// What [`ImageService::commit`] makes of a container.
+#[derive(Clone, Debug, Default)]
+pub struct CommitSpec {
+    /// The new image's `config` object (the container's, with the caller's overrides).
+    pub config: Value,
+    /// `--change` lines applied on top.
+    pub changes: Vec<String>,
+    /// The container ID (`container` in the config).
+    pub container: String,
+    /// The container's config as it ran (`container_config`).
+    pub container_config: Value,
+    /// `-a`.
+    pub author: String,
+    /// `-m`.
+    pub comment: String,
+    /// The history line: the container's command.
+    pub created_by: String,
+    /// `repo[:tag]` to name the image, if any.
+    pub tag: Option<String>,
+}
+
 /// Filters for [`ImageService::list`].
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
@@ -474,6 +495,26 @@ impl ImageService {
                 size,
                 comment: h.comment.clone().unwrap_or_default(),
             });
+        }
+        // As Docker: the rows where a local parent image (commit, build) ends carry its ID.
+        let mut cur = v.record.parent;
+        let mut seen = 0;
+        while let Some(pid) = cur {
+            let Ok(pv) = self.inspect(&pid.to_string()) else { break };
+            let n = if pv.config.history.is_empty() {
+                pv.layers.len()
+            } else {
+                pv.config.history.len()
+            };
+            if n > 0 && n <= rows.len() {
+                rows[n - 1].id = pid.to_string();
+                rows[n - 1].tags = pv.repo_tags.clone();
+            }
+            cur = pv.record.parent;
+            seen += 1;
+            if seen > 1000 {
+                break;
+            }
         }
         rows.reverse();
         if let Some(top) = rows.first_mut() {
@@ -841,6 +882,90 @@ impl ImageService {
             ..Default::default()
         })?;
         Ok(())
+    }
+
+    /// `commit`: a new image of `base` plus one layer read from `layer` (a tar in the image
+    /// format), with `spec`'s config, history line and names. The new image's `Parent` is
+    /// `base`. Returns its ID.
+    pub fn commit(&self, base: &Digest, layer: impl Read, spec: CommitSpec) -> Result<Digest> {
+        let tags = spec
+            .tag
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(Reference::parse_tagged_default)
+            .transpose()?;
+        let parent_raw = self.content.read(base, MAX_CONFIG_BYTES)?;
+        let parent: Value = serde_json::from_slice(&parent_raw)
+            .map_err(|e| ImageError::Invalid(format!("the image's config is not JSON: {e}")))?;
+        let mut cfg = match spec.config {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        for c in &spec.changes {
+            apply_change(&mut cfg, c).map_err(ImageError::Invalid)?;
+        }
+        let _g = self.write_lock.lock().expect("image lock");
+        let images = self.meta.images()?;
+        let rec = images.get(base).ok_or_else(|| ImageError::NotFound(base.to_string()))?;
+        let top = match rec.top_layer {
+            Some(t) => self.meta.layer(&t)?,
+            None => None,
+        };
+        let new = self
+            .layers
+            .create(top.as_ref().map(|t| t.chain_id), top.as_ref(), layer, None)?;
+        let (layer, new_layers) = match self.meta.layer(&new.chain_id)? {
+            Some(existing) => {
+                self.layers.discard(&new)?;
+                (existing, vec![])
+            }
+            None => (new.clone(), vec![new]),
+        };
+        let created = now_rfc3339();
+        let mut diff_ids: Vec<Value> = parent["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+        diff_ids.push(json!(layer.diff_id.to_string()));
+        let mut history: Vec<Value> = parent["history"].as_array().cloned().unwrap_or_default();
+        let mut h = Map::new();
+        h.insert("created".into(), json!(created));
+        h.insert("created_by".into(), json!(spec.created_by));
+        if !spec.author.is_empty() {
+            h.insert("author".into(), json!(spec.author));
+        }
+        if !spec.comment.is_empty() {
+            h.insert("comment".into(), json!(spec.comment));
+        }
+        history.push(Value::Object(h));
+        let mut out = Map::new();
+        for k in ["architecture", "os", "os.version", "variant"] {
+            if let Some(v) = parent.get(k).filter(|v| !v.is_null()) {
+                out.insert(k.into(), v.clone());
+            }
+        }
+        if !spec.author.is_empty() {
+            out.insert("author".into(), json!(spec.author));
+        }
+        if !spec.comment.is_empty() {
+            out.insert("comment".into(), json!(spec.comment));
+        }
+        out.insert("config".into(), Value::Object(cfg));
+        out.insert("container".into(), json!(spec.container));
+        out.insert("container_config".into(), spec.container_config);
+        out.insert("created".into(), json!(created));
+        out.insert("docker_version".into(), json!(crate::ENGINE_VERSION));
+        out.insert("history".into(), Value::Array(history));
+        out.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
+        let bytes = serde_json::to_vec(&Value::Object(out)).expect("serialise");
+        let mut batch = Batch::default();
+        let id = self.register(
+            &bytes,
+            Some(layer.chain_id),
+            new_layers,
+            &tags.into_iter().collect::<Vec<_>>(),
+            Some(*base),
+            &mut batch,
+        )?;
+        self.meta.commit(batch)?;
+        Ok(id)
     }
 
     /// `import`: one layer from a (possibly compressed) filesystem tar.

@@ -763,6 +763,56 @@ impl DiffCmd {
     }
 }
 
+/// `wharf commit`.
+#[derive(Args, Debug)]
+pub struct CommitCmd {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long)]
+    change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pause: bool,
+    /// The container
+    container: String,
+    /// REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+impl CommitCmd {
+    /// Run it: prints the new image's ID.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        let mut path = format!("/commit?container={}&pause={}", q(&self.container), self.pause as u8);
+        if let Some(r) = &self.reference {
+            let last = r.rsplit('/').next().unwrap_or(r);
+            match last.rsplit_once(':') {
+                Some((_, tag)) => {
+                    let repo = &r[..r.len() - tag.len() - 1];
+                    path.push_str(&format!("&repo={}&tag={}", q(repo), q(tag)));
+                }
+                None => path.push_str(&format!("&repo={}", q(r))),
+            }
+        }
+        if let Some(m) = &self.message {
+            path.push_str(&format!("&comment={}", q(m)));
+        }
+        if let Some(a) = &self.author {
+            path.push_str(&format!("&author={}", q(a)));
+        }
+        for ch in &self.change {
+            path.push_str(&format!("&changes={}", q(ch)));
+        }
+        let v = c.json(Method::POST, &path, Some(&serde_json::json!({}))).await?;
+        println!("{}", v["Id"].as_str().unwrap_or_default());
+        Ok(())
+    }
+}
+
 /// `wharf export`.
 #[derive(Args, Debug)]
 pub struct ExportCmd {

@@ -80,6 +80,8 @@ enum Cmd {
     Diff(containers::DiffCmd),
     /// Export a container's filesystem as a tar archive
     Export(containers::ExportCmd),
+    /// Create a new image from a container's changes
+    Commit(containers::CommitCmd),
     /// Manage containers
     Container(containers::ContainerCmd),
     /// Get real time events from the server
@@ -373,6 +375,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Stats(x) => x.run(c).await,
         Cmd::Port(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
+        Cmd::Commit(x) => x.run(c).await,
         Cmd::Pull(x) => x.run(c).await,
         Cmd::Push(x) => x.run(c).await,
         Cmd::Login(x) => x.run(c).await,
