@@ -948,19 +948,6 @@ fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_key_specs() {
-        let q = Query::parse(None);
-        assert_eq!(detach_keys(&q), vec![16, 17]);
-        let q = Query::parse(Some("detachKeys=ctrl-a,x"));
-        assert_eq!(detach_keys(&q), vec![1, b'x']);
-    }
-}
-
 /// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`: a new image from a
 /// container's changes; the body may carry config fields for the image.
 pub(crate) async fn commit(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
@@ -1001,4 +988,17 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) ->
     };
     let id = d.containers.commit(&container, opts).await?;
     crate::routes::json_response(StatusCode::CREATED, &serde_json::json!({"Id": id.to_string()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_key_specs() {
+        let q = Query::parse(None);
+        assert_eq!(detach_keys(&q), vec![16, 17]);
+        let q = Query::parse(Some("detachKeys=ctrl-a,x"));
+        assert_eq!(detach_keys(&q), vec![1, b'x']);
+    }
 }
