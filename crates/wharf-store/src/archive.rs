@@ -448,6 +448,86 @@ fn children<W: Write>(
     Ok(())
 }
 
+/// Write an overlay upper directory as a layer tar in the image format: a 0/0 character
+/// device becomes a `.wh.<name>` whiteout and a directory marked opaque
+/// (`trusted.overlay.opaque=y`, or `user.overlay.opaque` with `userxattr`) gets a
+/// `.wh..wh..opq` entry. Entries are sorted by name so the same tree gives the same diff ID.
+/// Symlinks are stored, never followed.
+pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn opaque(p: &Path) -> bool {
+        let mut buf = [0u8; 4];
+        ["trusted.overlay.opaque", "user.overlay.opaque"]
+            .iter()
+            .any(|k| matches!(rfs::lgetxattr(p, *k, &mut buf[..]), Ok(1) if buf[0] == b'y'))
+    }
+    fn marker<W: Write>(b: &mut tar::Builder<W>, name: &Path, md: &std::fs::Metadata) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(md.uid() as u64);
+        h.set_gid(md.gid() as u64);
+        h.set_mtime(md.mtime().max(0) as u64);
+        b.append_data(&mut h, name, io::empty())
+    }
+    fn walk<W: Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> io::Result<()> {
+        let mut ents: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+        ents.sort_by_key(|e| e.file_name());
+        for e in ents {
+            let p = e.path();
+            let name = e.file_name();
+            let r = rel.join(&name);
+            let md = p.symlink_metadata()?;
+            if md.file_type().is_char_device() && md.rdev() == 0 {
+                let mut wh = OsString::from(".wh.");
+                wh.push(&name);
+                marker(b, &rel.join(wh), &md)?;
+                continue;
+            }
+            let ft = md.file_type();
+            if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+                // (The tar crate's own path for special files sets the name wrongly.)
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(if ft.is_fifo() {
+                    tar::EntryType::Fifo
+                } else if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                });
+                h.set_size(0);
+                h.set_mode(md.mode() & 0o7777);
+                h.set_uid(md.uid() as u64);
+                h.set_gid(md.gid() as u64);
+                h.set_mtime(md.mtime().max(0) as u64);
+                if !ft.is_fifo() {
+                    h.set_device_major(rustix::fs::major(md.rdev()))?;
+                    h.set_device_minor(rustix::fs::minor(md.rdev()))?;
+                }
+                b.append_data(&mut h, &r, io::empty())?;
+                continue;
+            }
+            if ft.is_socket() {
+                continue; // tar has no sockets; Docker leaves them out too
+            }
+            b.append_path_with_name(&p, &r)?;
+            if md.is_dir() {
+                if opaque(&p) {
+                    marker(b, &r.join(".wh..wh..opq"), &md)?;
+                }
+                walk(b, &p, &r)?;
+            }
+        }
+        Ok(())
+    }
+    let mut b = tar::Builder::new(w);
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    walk(&mut b, upper, Path::new(""))?;
+    b.into_inner()?.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,84 +613,4 @@ mod tests {
         );
         assert_eq!(list("/data/l"), ["l Symlink"]);
     }
-}
-
-/// Write an overlay upper directory as a layer tar in the image format: a 0/0 character
-/// device becomes a `.wh.<name>` whiteout and a directory marked opaque
-/// (`trusted.overlay.opaque=y`, or `user.overlay.opaque` with `userxattr`) gets a
-/// `.wh..wh..opq` entry. Entries are sorted by name so the same tree gives the same diff ID.
-/// Symlinks are stored, never followed.
-pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    fn opaque(p: &Path) -> bool {
-        let mut buf = [0u8; 4];
-        ["trusted.overlay.opaque", "user.overlay.opaque"]
-            .iter()
-            .any(|k| matches!(rfs::lgetxattr(p, *k, &mut buf[..]), Ok(1) if buf[0] == b'y'))
-    }
-    fn marker<W: Write>(b: &mut tar::Builder<W>, name: &Path, md: &std::fs::Metadata) -> io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(0);
-        h.set_mode(0o644);
-        h.set_uid(md.uid() as u64);
-        h.set_gid(md.gid() as u64);
-        h.set_mtime(md.mtime().max(0) as u64);
-        b.append_data(&mut h, name, io::empty())
-    }
-    fn walk<W: Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> io::Result<()> {
-        let mut ents: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
-        ents.sort_by_key(|e| e.file_name());
-        for e in ents {
-            let p = e.path();
-            let name = e.file_name();
-            let r = rel.join(&name);
-            let md = p.symlink_metadata()?;
-            if md.file_type().is_char_device() && md.rdev() == 0 {
-                let mut wh = OsString::from(".wh.");
-                wh.push(&name);
-                marker(b, &rel.join(wh), &md)?;
-                continue;
-            }
-            let ft = md.file_type();
-            if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-                // (The tar crate's own path for special files sets the name wrongly.)
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(if ft.is_fifo() {
-                    tar::EntryType::Fifo
-                } else if ft.is_char_device() {
-                    tar::EntryType::Char
-                } else {
-                    tar::EntryType::Block
-                });
-                h.set_size(0);
-                h.set_mode(md.mode() & 0o7777);
-                h.set_uid(md.uid() as u64);
-                h.set_gid(md.gid() as u64);
-                h.set_mtime(md.mtime().max(0) as u64);
-                if !ft.is_fifo() {
-                    h.set_device_major(rustix::fs::major(md.rdev()))?;
-                    h.set_device_minor(rustix::fs::minor(md.rdev()))?;
-                }
-                b.append_data(&mut h, &r, io::empty())?;
-                continue;
-            }
-            if ft.is_socket() {
-                continue; // tar has no sockets; Docker leaves them out too
-            }
-            b.append_path_with_name(&p, &r)?;
-            if md.is_dir() {
-                if opaque(&p) {
-                    marker(b, &r.join(".wh..wh..opq"), &md)?;
-                }
-                walk(b, &p, &r)?;
-            }
-        }
-        Ok(())
-    }
-    let mut b = tar::Builder::new(w);
-    b.follow_symlinks(false);
-    b.mode(tar::HeaderMode::Complete);
-    walk(&mut b, upper, Path::new(""))?;
-    b.into_inner()?.flush()
 }
