@@ -188,7 +188,7 @@ def main():
             [f"{' '.join(ENG[e])} run -d --network none busybox sleep 600 >/dev/null &" for _ in range(50)]
         ) + " wait"
         return ["sh", "-c", script]
-    scenario("50 concurrent docker run -d", conc, teardown=lambda e, i: rm_all(e), runs=max(3, RUNS // 2))
+    scenario("50 concurrent docker run -d", conc, teardown=lambda e, i: rm_all(e))
 
     # Memory per container: 100 idle containers, average shim PSS.
     for e in ("w", "d"):
@@ -290,7 +290,7 @@ PY
             reg2["p"].wait()
         scenario("docker push (6 layers, 262 MB, to an empty registry)",
                  lambda e, i: ENG[e] + ["push", f"127.0.0.1:{port2}/pushed/big:v1"],
-                 setup=reg2_up, teardown=reg2_down, runs=max(3, RUNS // 2))
+                 setup=reg2_up, teardown=reg2_down)
 
     skipped("docker build (small Dockerfile, cold and cached)", "wharf has no builder yet (the builds issue)")
     write()
@@ -298,7 +298,7 @@ PY
 
 def write():
     md = ["# wharfd vs dockerd", "", MACHINE, "",
-          f"Medians of {RUNS} interleaved runs after a warm-up (fewer where noted in the JSON); "
+          f"Medians of {RUNS} interleaved runs after a warm-up; "
           "CPU is what the whole machine spent per run.", "",
           "| scenario | wharfd | dockerd | dockerd/wharfd | wharfd CPU | dockerd CPU |", "|---|---|---|---|---|---|"]
     for r in results:
