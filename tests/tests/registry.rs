@@ -414,6 +414,80 @@ fn upload_raw(host: &str, repo: &str, tag: &str, layout: &Layout, desc: &Value) 
     assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
 }
 
+/// What a [`Server`] saw of one request: its path and headers.
+type Seen = Vec<(String, Headers)>;
+
+/// A one-route HTTP server of the test's own on `ip` (a token service, a search API, a
+/// foreign layer's URL): `answer(path, headers)` gives the status line and body; every request
+/// is remembered.
+struct Server {
+    host: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Server {
+    fn start(ip: &str, answer: impl Fn(&str, &Headers) -> (&'static str, Vec<u8>) + Send + 'static) -> Server {
+        let l = TcpListener::bind((ip, 0)).unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let mut out = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                let Some((line, h)) = read_head(&mut r) else { continue };
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let (status, body) = answer(&path, &h);
+                log.lock().unwrap().push((path, h));
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = out.write_all(&body);
+            }
+        });
+        Server { host, seen }
+    }
+
+    fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A busybox image with a second layer of `big` random bytes in `repo` on `reg`, behind a
+/// proxy that sends that layer at `bps`. Returns the proxy, the layers' digests and the name
+/// to pull through the proxy.
+fn throttled_image(w: &Wharfd, reg: &Registry, repo: &str, big: &[u8], bps: u64) -> (Proxy, Vec<String>, String) {
+    let l = Layout::new(w.dir.path().join("oci"));
+    let (desc, digests) = l.image(
+        "amd64",
+        "",
+        &[busybox_layer(), layer(&[("big.bin", big)])],
+        &["/bin/sh"],
+    );
+    l.tag(desc, "v1");
+    reg.seed(&l.dir, "v1", &format!("{repo}:v1"), None);
+    let proxy = Proxy::start(&reg.host);
+    proxy.set(|s| {
+        s.blobs.insert(digests[1].clone(), BlobMode::Throttle(bps));
+    });
+    let img = format!("{}/{repo}:v1", proxy.host);
+    (proxy, digests, img)
+}
+
+/// `docker pull img` against `w`, in the background.
+fn pull_in_background(w: &Wharfd, img: &str) -> Child {
+    Command::new("docker")
+        .args(["pull", img])
+        .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+        .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 // ------------------------------------------------------------------ the tests
 
 #[test]
@@ -614,32 +688,8 @@ fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip() {
 fn concurrent_pulls_download_each_layer_once() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
-    let l = Layout::new(w.dir.path().join("oci"));
-    let (desc, digests) = l.image(
-        "amd64",
-        "",
-        &[busybox_layer(), layer(&[("big.bin", &noise(2 << 20, 3))])],
-        &["/bin/sh"],
-    );
-    l.tag(desc, "v1");
-    reg.seed(&l.dir, "v1", "c/bb:v1", None);
-    let proxy = Proxy::start(&reg.host);
-    proxy.set(|s| {
-        s.blobs.insert(digests[1].clone(), BlobMode::Throttle(2 << 20));
-    });
-    let img = format!("{}/c/bb:v1", proxy.host);
-    let pulls: Vec<Child> = (0..3)
-        .map(|_| {
-            Command::new("docker")
-                .args(["pull", &img])
-                .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
-                .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let (proxy, digests, img) = throttled_image(&w, &reg, "c/bb", &noise(2 << 20, 3), 2 << 20);
+    let pulls: Vec<Child> = (0..3).map(|_| pull_in_background(&w, &img)).collect();
     for p in pulls {
         let o = p.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -993,22 +1043,8 @@ fn hostile_registries_get_clear_errors_and_lose_nothing() {
     gone(&w);
 
     // A token realm on another host: the credentials stay home.
-    let token = TcpListener::bind("127.0.0.2:0").unwrap();
-    let token_host = token.local_addr().unwrap().to_string();
-    let seen: Arc<Mutex<Vec<Headers>>> = Arc::default();
-    {
-        let seen = seen.clone();
-        std::thread::spawn(move || {
-            for c in token.incoming().flatten() {
-                let mut out = c.try_clone().unwrap();
-                let mut r = BufReader::new(c);
-                if let Some((_, h)) = read_head(&mut r) {
-                    seen.lock().unwrap().push(h);
-                }
-                let _ = out.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            }
-        });
-    }
+    let token = Server::start("127.0.0.2", |_, _| ("401 Unauthorized", Vec::new()));
+    let token_host = token.host.clone();
     proxy.set(|s| {
         s.manifest_type = None;
         s.realm = Some(format!("http://{token_host}/token"));
@@ -1022,9 +1058,9 @@ fn hostile_registries_get_clear_errors_and_lose_nothing() {
     .unwrap();
     let e = w.fails(&["pull", &img]);
     assert!(e.contains("does not send the registry's credentials there"), "{e}");
-    let seen = seen.lock().unwrap().clone();
+    let seen = token.seen();
     assert!(!seen.is_empty(), "the token service was asked");
-    for h in &seen {
+    for (_, h) in &seen {
         assert!(
             hget(h, "authorization").is_none(),
             "credentials went to another host: {h:?}"
@@ -1082,29 +1118,9 @@ fn hostile_registries_get_clear_errors_and_lose_nothing() {
 fn kill_9_mid_pull_leaves_no_image_and_the_next_pull_reuses_verified_blobs() {
     let reg = Registry::start("127.0.0.1", None, false);
     let mut w = Wharfd::start();
-    let l = Layout::new(w.dir.path().join("oci"));
     let big = noise(6 << 20, 7);
-    let (desc, digests) = l.image(
-        "amd64",
-        "",
-        &[busybox_layer(), layer(&[("big.bin", &big)])],
-        &["/bin/sh"],
-    );
-    l.tag(desc, "v1");
-    reg.seed(&l.dir, "v1", "k/bb:v1", None);
-    let proxy = Proxy::start(&reg.host);
-    proxy.set(|s| {
-        s.blobs.insert(digests[1].clone(), BlobMode::Throttle(1 << 20));
-    });
-    let img = format!("{}/k/bb:v1", proxy.host);
-    let mut pull = Command::new("docker")
-        .args(["pull", &img])
-        .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
-        .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (proxy, digests, img) = throttled_image(&w, &reg, "k/bb", &big, 1 << 20);
+    let mut pull = pull_in_background(&w, &img);
     let root = w.data_root().join("distribution");
     let small_done = root.join("blobs").join(&digests[0][7..]);
     let big_partial = root.join("partial").join(&digests[1][7..]);
@@ -1172,32 +1188,15 @@ fn docker_hub_names_go_to_the_configured_mirror() {
 fn search_reads_a_registrys_v1_search_api() {
     // Distribution has no v1 search API (Docker Hub's index has): a small server of the test's
     // own answers it, so the daemon's client, its filters and the CLI's table are exercised.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = l.local_addr().unwrap().to_string();
-    let queries: Arc<Mutex<Vec<String>>> = Arc::default();
-    {
-        let queries = queries.clone();
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                let mut out = c.try_clone().unwrap();
-                let mut r = BufReader::new(c);
-                let Some((line, _)) = read_head(&mut r) else { continue };
-                let path = line.split(' ').nth(1).unwrap_or("").to_string();
-                queries.lock().unwrap().push(path.clone());
-                let body = json!({"num_results": 3, "query": "bb", "results": [
-                    {"name": "library/busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": true, "is_automated": false},
-                    {"name": "someone/bb", "description": "a busybox with a very long description that the table truncates", "star_count": 12, "is_official": false, "is_automated": false},
-                    {"name": "other/bb", "description": "", "star_count": 0, "is_official": false, "is_automated": false},
-                ]})
-                .to_string();
-                let _ = write!(
-                    out,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-    }
+    let srv = Server::start("127.0.0.1", |_, _| {
+        let body = json!({"num_results": 3, "query": "bb", "results": [
+            {"name": "library/busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": true, "is_automated": false},
+            {"name": "someone/bb", "description": "a busybox with a very long description that the table truncates", "star_count": 12, "is_official": false, "is_automated": false},
+            {"name": "other/bb", "description": "", "star_count": 0, "is_official": false, "is_automated": false},
+        ]});
+        ("200 OK", body.to_string().into_bytes())
+    });
+    let host = srv.host.clone();
     let w = Wharfd::start();
     let out = w.ok(&["search", &format!("{host}/bb")]);
     let lines: Vec<&str> = out.lines().collect();
@@ -1211,7 +1210,7 @@ fn search_reads_a_registrys_v1_search_api() {
         "{out}"
     );
     assert!(!out.contains("the table truncates"), "{out}");
-    let q = queries.lock().unwrap().clone();
+    let q: Vec<String> = srv.seen().into_iter().map(|(p, _)| p).collect();
     assert!(q.iter().any(|p| p.starts_with("/v1/search?q=bb")), "{q:?}");
     let out = w.ok(&[
         "search",
@@ -1299,38 +1298,14 @@ fn bearer_challenges_get_scoped_tokens_with_the_credentials() {
     reg.seed(&layout.dir, "v1", "t/bb:v1", None);
     let proxy = Proxy::start(&reg.host);
     // A token service on the registry's own host: it grants "tok-42" to wharf:s3cret only.
-    let token = TcpListener::bind("127.0.0.1:0").unwrap();
-    let token_host = token.local_addr().unwrap().to_string();
-    // (path, Authorization) of every token request.
-    type Asked = Vec<(String, Option<String>)>;
-    let asked: Arc<Mutex<Asked>> = Arc::default();
-    {
-        let asked = asked.clone();
-        std::thread::spawn(move || {
-            for c in token.incoming().flatten() {
-                let mut out = c.try_clone().unwrap();
-                let mut r = BufReader::new(c);
-                let Some((line, h)) = read_head(&mut r) else { continue };
-                let auth = hget(&h, "authorization").map(str::to_string);
-                asked
-                    .lock()
-                    .unwrap()
-                    .push((line.split(' ').nth(1).unwrap_or("").to_string(), auth.clone()));
-                let good = auth.as_deref() == Some("Basic d2hhcmY6czNjcmV0");
-                let body = if good {
-                    r#"{"token":"tok-42","expires_in":300}"#
-                } else {
-                    ""
-                };
-                let status = if good { "200 OK" } else { "401 Unauthorized" };
-                let _ = write!(
-                    out,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-    }
+    let token = Server::start("127.0.0.1", |_, h| {
+        if hget(h, "authorization") == Some("Basic d2hhcmY6czNjcmV0") {
+            ("200 OK", br#"{"token":"tok-42","expires_in":300}"#.to_vec())
+        } else {
+            ("401 Unauthorized", Vec::new())
+        }
+    });
+    let token_host = token.host.clone();
     proxy.set(|s| {
         s.realm = Some(format!("http://{token_host}/token"));
         s.token = Some("tok-42".into());
@@ -1343,15 +1318,15 @@ fn bearer_challenges_get_scoped_tokens_with_the_credentials() {
         Some(b"s3cret\n"),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    asked.lock().unwrap().clear();
+    let before = token.seen().len();
     w.ok(&["pull", &img]);
     assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "behind a token");
-    let asked = asked.lock().unwrap().clone();
+    let asked = token.seen()[before..].to_vec();
     assert!(!asked.is_empty());
-    for (path, auth) in &asked {
+    for (path, h) in &asked {
         assert!(path.contains("service=hostile"), "{path}");
         assert!(path.contains("scope=repository%3At%2Fbb%3Apull"), "{path}");
-        assert_eq!(auth.as_deref(), Some("Basic d2hhcmY6czNjcmV0"));
+        assert_eq!(hget(h, "authorization"), Some("Basic d2hhcmY6czNjcmV0"));
     }
 }
 
@@ -1363,26 +1338,9 @@ fn foreign_layers_come_from_their_urls_and_are_never_pushed() {
     let plain = layer(&[("etc/marker", b"foreign")]);
     let foreign = gz(&plain);
     let fd = sha(&foreign);
-    let srv = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/layers/foreign.tar.gz", srv.local_addr().unwrap());
-    let hits: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    {
-        let (hits, body) = (hits.clone(), foreign.clone());
-        std::thread::spawn(move || {
-            for c in srv.incoming().flatten() {
-                let mut out = c.try_clone().unwrap();
-                let mut r = BufReader::new(c);
-                let Some((_, h)) = read_head(&mut r) else { continue };
-                hits.lock().unwrap().push(hget(&h, "authorization").map(str::to_string));
-                let _ = write!(
-                    out,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = out.write_all(&body);
-            }
-        });
-    }
+    let body = foreign.clone();
+    let srv = Server::start("127.0.0.1", move |_, _| ("200 OK", body.clone()));
+    let url = format!("http://{}/layers/foreign.tar.gz", srv.host);
     let l = Layout::new(w.dir.path().join("oci"));
     let (desc, _) = l.image("amd64", "", &[busybox_layer()], &["/bin/sh"]);
     let read = |d: &str| std::fs::read(l.dir.join("blobs/sha256").join(&d[7..])).unwrap();
@@ -1410,8 +1368,9 @@ fn foreign_layers_come_from_their_urls_and_are_never_pushed() {
     let img = format!("{}/f/bb:v1", reg.host);
     w.ok(&["pull", &img]);
     assert_eq!(w.ok(&["run", "--rm", &img, "cat", "/etc/marker"]), "foreign");
-    let seen = hits.lock().unwrap().clone();
-    assert_eq!(seen, vec![None], "fetched once from its URL, with no credentials");
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 1, "fetched once from its URL");
+    assert_eq!(hget(&seen[0].1, "authorization"), None, "with no credentials");
 
     let pushed = format!("{}/f/again:v1", reg.host);
     w.ok(&["tag", &img, &pushed]);

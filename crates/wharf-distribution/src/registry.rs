@@ -819,14 +819,8 @@ impl Session {
         }
     }
 
-    /// Upload a blob from `file` (monolithic: POST then PUT with the digest).
-    pub async fn upload(
-        &self,
-        d: &Digest,
-        size: u64,
-        file: &Path,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), DistError> {
+    /// Open an upload session; returns the URL to PUT the blob `d` to.
+    async fn start_upload(&self, d: &Digest) -> Result<reqwest::Url, DistError> {
         let url = format!("{}/v2/{}/blobs/uploads/", self.endpoint.base, self.repo);
         let r = self
             .send(|c| c.post(&url).header(reqwest::header::CONTENT_LENGTH, "0"))
@@ -843,6 +837,18 @@ impl Session {
         let mut put = reqwest::Url::parse(&self.absolute(loc))
             .map_err(|e| DistError::Unavailable(format!("invalid upload location {loc:?}: {e}")))?;
         put.query_pairs_mut().append_pair("digest", &d.to_string());
+        Ok(put)
+    }
+
+    /// Upload a blob from `file` (monolithic: POST then PUT with the digest).
+    pub async fn upload(
+        &self,
+        d: &Digest,
+        size: u64,
+        file: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), DistError> {
+        let put = self.start_upload(d).await?;
         let f = tokio::fs::File::open(file).await?;
         let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stream = futures_util::stream::unfold((f, sent.clone()), |(mut f, sent)| async move {
@@ -887,22 +893,7 @@ impl Session {
 
     /// Upload a small blob from memory.
     pub async fn upload_bytes(&self, d: &Digest, data: &[u8]) -> Result<(), DistError> {
-        let url = format!("{}/v2/{}/blobs/uploads/", self.endpoint.base, self.repo);
-        let r = self
-            .send(|c| c.post(&url).header(reqwest::header::CONTENT_LENGTH, "0"))
-            .await?;
-        if r.status() != StatusCode::ACCEPTED {
-            let (st, _, msg) = error_text(r).await;
-            return Err(push_error(&self.repo, st, &msg));
-        }
-        let loc = r
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| DistError::Unavailable("the registry gave no upload location".into()))?;
-        let mut put = reqwest::Url::parse(&self.absolute(loc))
-            .map_err(|e| DistError::Unavailable(format!("invalid upload location {loc:?}: {e}")))?;
-        put.query_pairs_mut().append_pair("digest", &d.to_string());
+        let put = self.start_upload(d).await?;
         let data = bytes::Bytes::copy_from_slice(data);
         let r = self
             .send(|c| {
