@@ -10,29 +10,8 @@ pub struct Progress {
     tx: Option<UnboundedSender<Value>>,
 }
 
-/// Docker's decimal size: `2.048kB`, `32.3MB` (four significant digits).
 fn size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = format!("{v:.4}");
-    let s = if s.contains('.') {
-        // %.4g: four significant digits, trailing zeros dropped.
-        let digits_before = s.split('.').next().unwrap_or("").len();
-        let keep = 4usize.saturating_sub(digits_before);
-        let mut t = format!("{v:.keep$}");
-        if t.contains('.') {
-            t = t.trim_end_matches('0').trim_end_matches('.').to_string();
-        }
-        t
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    wharf_units::human_size_4(n as f64)
 }
 
 /// Docker's bar: `[=====>      ]  1.2MB/3.4MB`.

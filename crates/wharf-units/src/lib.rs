@@ -74,6 +74,13 @@ pub fn human_size(size: f64) -> String {
     format!("{}{u}", sig_digits(v, 3))
 }
 
+/// `units.HumanSize`: decimal units, four significant digits ("2.048kB"), as Docker's
+/// progress bars print sizes.
+pub fn human_size_4(size: f64) -> String {
+    let (v, u) = scaled(size, 1000.0, &DECIMAL);
+    format!("{}{u}", sig_digits(v, 4))
+}
+
 /// `units.BytesSize`: binary units, as `docker stats` and `ps -s` print them ("1.5MiB").
 pub fn bytes_size(size: f64) -> String {
     let (v, u) = scaled(size, 1024.0, &BINARY);
