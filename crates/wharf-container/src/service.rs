@@ -1706,23 +1706,12 @@ impl ContainerService {
             shim::call(&self.shim_socket(&rec.id), &Request::Pause).await?;
         }
         let upper = self.container_dir(&rec.id).join("rw/diff");
-        let tmp = self
-            .container_dir(&rec.id)
-            .join(format!("commit-{}.tar", wharf_store::random_name()));
         let images = self.images.clone();
-        let tmp2 = tmp.clone();
         let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
-            {
-                let f = fs::File::create(&tmp2)?;
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-                wharf_store::archive::write_overlay_diff(&upper, &mut w)?;
-            }
-            let f = fs::File::open(&tmp2)?;
-            Ok(images.commit(&image, std::io::BufReader::with_capacity(1 << 20, f), spec)?)
+            Ok(images.commit(&image, |w| wharf_store::archive::write_overlay_diff(&upper, w), spec)?)
         })
         .await
         .map_err(|e| ContainerError::Internal(e.to_string()));
-        let _ = fs::remove_file(&tmp);
         if freeze {
             if let Err(e) = shim::call(&self.shim_socket(&rec.id), &Request::Resume).await {
                 tracing::warn!(container = %rec.id, "resuming after commit: {e}");

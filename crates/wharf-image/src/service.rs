@@ -887,7 +887,31 @@ impl ImageService {
     /// `commit`: a new image of `base` plus one layer read from `layer` (a tar in the image
     /// format), with `spec`'s config, history line and names. The new image's `Parent` is
     /// `base`. Returns its ID.
-    pub fn commit(&self, base: &Digest, layer: impl Read, spec: CommitSpec) -> Result<Digest> {
+    ///
+    /// `write_layer` writes the layer tar; it goes to scratch space of the content store first
+    /// (emptied at start, so a `kill -9` mid-commit leaves nothing).
+    pub fn commit(
+        &self,
+        base: &Digest,
+        write_layer: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+        spec: CommitSpec,
+    ) -> Result<Digest> {
+        let scratch = self.content.scratch_path();
+        let r = (|| {
+            {
+                let f = std::fs::File::create(&scratch)?;
+                let mut w = io::BufWriter::with_capacity(1 << 20, f);
+                write_layer(&mut w)?;
+                w.flush()?;
+            }
+            let f = std::fs::File::open(&scratch)?;
+            self.commit_layer(base, io::BufReader::with_capacity(1 << 20, f), spec)
+        })();
+        let _ = std::fs::remove_file(&scratch);
+        r
+    }
+
+    fn commit_layer(&self, base: &Digest, layer: impl Read, spec: CommitSpec) -> Result<Digest> {
         let tags = spec
             .tag
             .as_deref()

@@ -77,6 +77,12 @@ impl ContentStore {
         })
     }
 
+    /// A fresh path for scratch data under `ingest/` (emptied at every start, so a crash leaves
+    /// nothing behind). The caller removes it when done.
+    pub fn scratch_path(&self) -> PathBuf {
+        self.root.join("ingest").join(format!("scratch-{}", random_name()))
+    }
+
     /// Where the blob lives (whether or not it exists).
     pub fn path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
