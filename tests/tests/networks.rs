@@ -333,7 +333,23 @@ fn hosts_links_dns_options_and_concurrent_addresses() {
     let s = test_subnet(&w, 2);
     w.ok(&["network", "create", "--subnet", &s, "many"]);
     let gw = gateway(&w);
-    w.ok(&["run", "-d", "--name", "srv", "busybox", "sleep", "1000"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--expose",
+        "5432",
+        "--expose",
+        "53/udp",
+        "--expose",
+        "53",
+        "-e",
+        "SECRET=s3",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     let hosts = w.ok(&[
         "run",
         "--rm",
@@ -363,6 +379,28 @@ fn hosts_links_dns_options_and_concurrent_addresses() {
         hosts.contains("nameserver 10.9.9.9") && hosts.contains("search example.test"),
         "{hosts}"
     );
+    // The legacy link variables, as Docker sets them.
+    let env = w.ok(&["run", "--rm", "--name", "app", "--link", "srv:my-db", "busybox", "env"]);
+    let mut vars: Vec<&str> = env.lines().filter(|l| l.starts_with("MY_DB_")).collect();
+    vars.sort();
+    let want = [
+        "MY_DB_ENV_SECRET=s3".to_string(),
+        "MY_DB_NAME=/app/my-db".to_string(),
+        format!("MY_DB_PORT=tcp://{srv_ip}:53"),
+        format!("MY_DB_PORT_53_TCP=tcp://{srv_ip}:53"),
+        format!("MY_DB_PORT_53_TCP_ADDR={srv_ip}"),
+        "MY_DB_PORT_53_TCP_PORT=53".to_string(),
+        "MY_DB_PORT_53_TCP_PROTO=tcp".to_string(),
+        format!("MY_DB_PORT_53_UDP=udp://{srv_ip}:53"),
+        format!("MY_DB_PORT_53_UDP_ADDR={srv_ip}"),
+        "MY_DB_PORT_53_UDP_PORT=53".to_string(),
+        "MY_DB_PORT_53_UDP_PROTO=udp".to_string(),
+        format!("MY_DB_PORT_5432_TCP=tcp://{srv_ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={srv_ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_string(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_string(),
+    ];
+    assert_eq!(vars, want, "{env}");
     // 20 containers started at once on one network: 20 distinct addresses.
     let handles: Vec<_> = (0..20)
         .map(|i| {

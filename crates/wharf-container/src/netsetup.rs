@@ -473,3 +473,44 @@ pub fn ports_summary(rec: &Record) -> Value {
     }
     Value::Array(v)
 }
+
+/// The legacy link variables Docker gives a container for `--link other:alias`: `ALIAS_NAME`,
+/// the first exposed port as `ALIAS_PORT`, each port's `ALIAS_PORT_<n>_<PROTO>{,_ADDR,_PORT,
+/// _PROTO}`, and the other container's environment as `ALIAS_ENV_<NAME>` (not HOME or PATH).
+pub fn link_env(alias: &str, me: &str, ip: Ipv4Addr, other: &Record) -> Vec<String> {
+    let prefix = alias.to_ascii_uppercase().replace('-', "_");
+    let mut out = vec![format!("{prefix}_NAME=/{me}/{alias}")];
+    let mut ports: Vec<(u16, String)> = other
+        .config
+        .exposed_ports
+        .iter()
+        .flat_map(|e| e.keys())
+        .filter_map(|k| {
+            let (n, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            Some((n.parse().ok()?, proto.to_string()))
+        })
+        .collect();
+    // Ascending by number, tcp before the others at the same number (Docker's nat.Sort).
+    ports.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then((a.1 != "tcp").cmp(&(b.1 != "tcp")))
+            .then(a.1.cmp(&b.1))
+    });
+    if let Some((n, proto)) = ports.first() {
+        out.push(format!("{prefix}_PORT={proto}://{ip}:{n}"));
+    }
+    for (n, proto) in &ports {
+        let p = format!("{prefix}_PORT_{n}_{}", proto.to_ascii_uppercase());
+        out.push(format!("{p}={proto}://{ip}:{n}"));
+        out.push(format!("{p}_ADDR={ip}"));
+        out.push(format!("{p}_PORT={n}"));
+        out.push(format!("{p}_PROTO={proto}"));
+    }
+    for e in other.config.env.iter().flatten() {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        if k != "HOME" && k != "PATH" {
+            out.push(format!("{prefix}_ENV_{k}={v}"));
+        }
+    }
+    out
+}

@@ -997,7 +997,7 @@ impl ContainerService {
             (netsetup::NetState::default(), None)
         };
         let r = match self.write_net_files(rec, &st) {
-            Ok(()) => self.launch_with(rec, net_ns).await,
+            Ok(link_env) => self.launch_with(rec, net_ns, &link_env).await,
             Err(e) => Err(e),
         };
         match r {
@@ -1010,11 +1010,13 @@ impl ContainerService {
     }
 
     /// `/etc/hosts` and `/etc/resolv.conf` for this start: its own address, its links, the
-    /// network's DNS responder on user networks.
-    fn write_net_files(&self, rec: &Record, st: &netsetup::NetState) -> Result<()> {
+    /// network's DNS responder on user networks. Returns the legacy link environment
+    /// variables (`DB_PORT=tcp://...`, `DB_ENV_X=...`) for the process.
+    fn write_net_files(&self, rec: &Record, st: &netsetup::NetState) -> Result<Vec<String>> {
         let dir = self.container_dir(&rec.id);
         let gateway = self.net.get("bridge").ok().and_then(|n| n.pool.map(|p| p.gateway));
         let mut links = Vec::new();
+        let mut link_env = Vec::new();
         let link_specs: Vec<String> = rec
             .networks
             .values()
@@ -1043,6 +1045,7 @@ impl ContainerService {
                 .any(|(a, _, _): &(String, String, std::net::Ipv4Addr)| a == alias)
             {
                 links.push((alias.to_string(), other.name.clone(), ip));
+                link_env.extend(netsetup::link_env(alias, &rec.name, ip, &other));
             }
         }
         fs::write(dir.join("hosts"), netsetup::hosts_file(rec, st, gateway, &links))?;
@@ -1052,10 +1055,15 @@ impl ContainerService {
             .filter(|e| e.network_name != "bridge")
             .map(|e| e.gateway);
         fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, embedded))?;
-        Ok(())
+        Ok(link_env)
     }
 
-    async fn launch_with(&self, rec: &Record, net_ns: Option<String>) -> Result<(i32, Option<ShimStream>)> {
+    async fn launch_with(
+        &self,
+        rec: &Record,
+        net_ns: Option<String>,
+        link_env: &[String],
+    ) -> Result<(i32, Option<ShimStream>)> {
         let rootfs = self.mount_root(rec)?;
         let bundle = self.bundle_dir(&rec.id);
         let _ = fs::remove_dir_all(&bundle);
@@ -1084,7 +1092,8 @@ impl ContainerService {
             base_env.push("TERM=xterm".into());
         }
         base_env.push(format!("HOME={}", user.home));
-        let env = spec::merge_env(&[&base_env, rec.config.env.as_deref().unwrap_or(&[])]);
+        // Docker's order: the daemon's variables, the links', then the container's own.
+        let env = spec::merge_env(&[&base_env, link_env, rec.config.env.as_deref().unwrap_or(&[])]);
         let mut argv = vec![rec.path.clone()];
         argv.extend(rec.args.iter().cloned());
         let cgroup_parent = rec
