@@ -287,9 +287,22 @@ fn user_networks_names_aliases_isolation_and_connect() {
         "reached\n"
     );
     w.ok(&["exec", "app", "ping", "-c1", "-W2", &fixed]);
+    // /etc/hosts follows: a line for each network's address, as Docker rewrites it.
+    let ips = inspect(&w, "app", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}");
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    let hosts = w.ok(&["exec", "app", "cat", "/etc/hosts"]);
+    for ip in &ips {
+        assert!(hosts.contains(&format!("{ip}\t")), "{ip} missing: {hosts}");
+    }
     w.ok(&["network", "disconnect", "front", "app"]);
     let o = w.docker(&["exec", "app", "ping", "-c1", "-W1", &fixed]);
     assert!(!o.status.success(), "still connected after disconnect");
+    let left = inspect(&w, "app", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let hosts = w.ok(&["exec", "app", "cat", "/etc/hosts"]);
+    for ip in &ips {
+        assert_eq!(hosts.contains(&format!("{ip}\t")), *ip == left, "{hosts}");
+    }
     // --network container: shares the namespace.
     let shared = w.ok(&[
         "run",

@@ -363,8 +363,9 @@ pub fn hosts_file(
             hosts.push_str(&format!("{ip}\t{alias} {name}\n"));
         }
     }
-    if let Some(ep) = st.endpoints.first() {
-        let host = rec.config.hostname.clone().unwrap_or_default();
+    // One line per network the container is on, as Docker writes them.
+    let host = rec.config.hostname.clone().unwrap_or_default();
+    for ep in &st.endpoints {
         hosts.push_str(&format!("{}\t{host}\n", ep.ip));
     }
     hosts

@@ -1828,7 +1828,21 @@ impl ContainerService {
             e.rec.lock().expect("record lock").net.endpoints.extend(eps);
         }
         e.rec.lock().expect("record lock").networks.insert(n.name.clone(), ec);
-        self.save(&e)
+        self.save(&e)?;
+        self.rewrite_hosts(&e)
+    }
+
+    /// After a running container joined or left a network: its `/etc/hosts` (the file its
+    /// bind mount shows) gets the addresses it has now, as Docker rewrites it.
+    fn rewrite_hosts(&self, e: &Arc<Entry>) -> Result<()> {
+        let rec = e.snapshot();
+        if rec.state.is_running() {
+            let st = rec.net.clone();
+            if let Err(err) = self.write_net_files(&rec, &st) {
+                tracing::warn!(container = %rec.id, "rewriting /etc/hosts: {err}");
+            }
+        }
+        Ok(())
     }
 
     /// `POST /networks/{id}/disconnect`: leave a network at once.
@@ -1857,7 +1871,8 @@ impl ContainerService {
                 .retain(|x| x.network_id != n.id);
         }
         e.rec.lock().expect("record lock").networks.remove(&n.name);
-        self.save(&e)
+        self.save(&e)?;
+        self.rewrite_hosts(&e)
     }
 
     /// `POST /containers/{id}/update`: merge the new limits into the container's config as
