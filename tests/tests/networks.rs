@@ -287,6 +287,29 @@ fn user_networks_names_aliases_isolation_and_connect() {
         "reached\n"
     );
     w.ok(&["exec", "app", "ping", "-c1", "-W2", &fixed]);
+    // The network's DNS answers over TCP too (a query with a two-byte length, RFC 7766).
+    let gw = inspect(&w, "front", "{{(index .IPAM.Config 0).Gateway}}");
+    let pid = inspect(&w, "app", "{{.State.Pid}}");
+    let script = format!(
+        "import socket,struct\n\
+         q=b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x02db\\x00\\x00\\x01\\x00\\x01'\n\
+         s=socket.create_connection(('{gw}',53),timeout=5)\n\
+         s.sendall(struct.pack('>H',len(q))+q)\n\
+         n=struct.unpack('>H',s.recv(2))[0]\n\
+         r=b''\n\
+         while len(r)<n: r+=s.recv(n-len(r))\n\
+         print('.'.join(map(str,r[-4:])))"
+    );
+    let o = Command::new("nsenter")
+        .args(["-t", &pid, "-n", "python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        fixed,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // /etc/hosts follows: a line for each network's address, as Docker rewrites it.
     let ips = inspect(&w, "app", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}");
     let ips: Vec<&str> = ips.split_whitespace().collect();

@@ -1,5 +1,5 @@
-//! The DNS responder of a user-defined network (as podman's aardvark-dns): a UDP server on the
-//! network's gateway address, port 53, that answers A queries for the names and aliases of the
+//! The DNS responder of a user-defined network (as podman's aardvark-dns): a UDP and TCP server
+//! on the network's gateway address, port 53, that answers A queries for the names and aliases of the
 //! containers on that network and forwards every other query to the host's resolvers. Messages
 //! are parsed and written with hickory-proto.
 
@@ -11,7 +11,8 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// Name (lower case, no trailing dot) → addresses, for one network.
 pub type Names = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
@@ -20,6 +21,7 @@ pub type Names = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
 #[derive(Debug)]
 pub struct Responder {
     task: tokio::task::JoinHandle<()>,
+    tcp: tokio::task::JoinHandle<()>,
     /// The names it answers for.
     pub names: Names,
 }
@@ -27,6 +29,7 @@ pub struct Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         self.task.abort();
+        self.tcp.abort();
     }
 }
 
@@ -43,9 +46,22 @@ pub fn upstreams() -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Start answering on `addr:53`.
+/// Start answering on `addr:53`, UDP and TCP.
 pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
     let sock = Arc::new(UdpSocket::bind((addr, 53)).await?);
+    let listener = TcpListener::bind((addr, 53)).await?;
+    let n = names.clone();
+    let tcp = tokio::spawn(async move {
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let n = n.clone();
+            tokio::spawn(async move {
+                let _ = serve_tcp(conn, &n).await;
+            });
+        }
+    });
     let n = names.clone();
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
@@ -62,7 +78,31 @@ pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
             });
         }
     });
-    Ok(Responder { task, names })
+    Ok(Responder { task, tcp, names })
+}
+
+/// DNS over TCP (RFC 7766): each message behind a two-byte length, several per connection;
+/// an idle connection is closed after ten seconds.
+async fn serve_tcp(mut conn: TcpStream, names: &Names) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
+        }
+        let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut query))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let Some(reply) = answer(&query, names).await else {
+            return Ok(());
+        };
+        let Ok(n) = u16::try_from(reply.len()) else {
+            return Ok(());
+        };
+        conn.write_all(&n.to_be_bytes()).await?;
+        conn.write_all(&reply).await?;
+    }
 }
 
 /// The answer to one query packet (`None`: not a query we can read at all).
