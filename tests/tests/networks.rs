@@ -559,3 +559,46 @@ fn nothing_is_left_after_shutdown_or_a_crash() {
     ]);
     assert!(o.contains(s.trim_end_matches("0/24")), "{o}");
 }
+
+#[test]
+fn iptables_off_serves_published_ports_through_the_userland_proxy() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // As dockerd: no NAT rules, the daemon itself listens on the published port.
+    let w = Wharfd::start_with(&["--iptables=false"]);
+    w.import_busybox("busybox:latest");
+    let table = format!("wharf_{}", bridge_name(w.dir.path()));
+    let port = free();
+    web(&w, &["--name", "proxied", "-p", &format!("{port}:80")], "via-proxy");
+    assert_eq!(wait_http(&format!("127.0.0.1:{port}")), "via-proxy\n");
+    let tables = String::from_utf8(Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).unwrap();
+    assert!(!tables.contains(&table), "{tables}");
+    // A second container cannot take the same host port.
+    let e = w.fails(&["run", "-d", "-p", &format!("{port}:80"), "busybox", "true"]);
+    assert!(e.contains("port is already allocated"), "{e}");
+    w.ok(&["stop", "-t", "0", "proxied"]);
+    assert!(
+        http_get(&format!("127.0.0.1:{port}")).is_err(),
+        "the proxy closes with the container"
+    );
+    // With the proxy off too, a published port is not reachable (as in Docker).
+    let bare = Wharfd::start_with(&["--iptables=false", "--userland-proxy=false"]);
+    bare.import_busybox("busybox:latest");
+    let port = free();
+    web(&bare, &["--name", "unreached", "-p", &format!("{port}:80")], "inside");
+    let start = Instant::now();
+    while bare
+        .docker(&["exec", "unreached", "wget", "-qO-", "127.0.0.1:80"])
+        .stdout
+        .is_empty()
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "httpd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(http_get(&format!("127.0.0.1:{port}")).is_err());
+}

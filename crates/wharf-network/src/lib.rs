@@ -8,6 +8,7 @@ pub mod error;
 pub mod ipam;
 pub mod link;
 pub mod nft;
+pub mod proxy;
 pub mod service;
 
 pub use error::NetworkError;

@@ -39,6 +39,8 @@ pub struct NetConfig {
     pub mtu: Option<u32>,
     /// `--iptables`: manage the nftables table.
     pub iptables: bool,
+    /// `--userland-proxy`: with `iptables` off, serve published ports from the daemon.
+    pub userland_proxy: bool,
 }
 
 impl NetConfig {
@@ -171,6 +173,8 @@ pub struct NetworkService {
     cfg: NetConfig,
     nets: Mutex<BTreeMap<String, Network>>,
     ports: Mutex<BTreeMap<String, Vec<PortRule>>>,
+    /// The userland proxies of each container (`--iptables=false`).
+    proxies: tokio::sync::Mutex<HashMap<String, Vec<crate::proxy::Proxy>>>,
     dns: Mutex<HashMap<String, Responder>>,
     usage: Mutex<Option<UsageCheck>>,
     rules: tokio::sync::Mutex<()>,
@@ -231,6 +235,7 @@ impl NetworkService {
             cfg,
             nets: Mutex::new(nets),
             ports: Mutex::new(BTreeMap::new()),
+            proxies: tokio::sync::Mutex::new(HashMap::new()),
             dns: Mutex::new(HashMap::new()),
             usage: Mutex::new(None),
             rules: tokio::sync::Mutex::new(()),
@@ -760,6 +765,24 @@ impl NetworkService {
 
     /// Publish `rules` for `container` (replacing what it had) in one transaction.
     pub async fn set_ports(&self, container: &str, rules: Vec<PortRule>) -> Result<()> {
+        if !self.cfg.iptables && self.cfg.userland_proxy {
+            let mut proxies = self.proxies.lock().await;
+            proxies.remove(container);
+            let mut started = Vec::new();
+            for r in &rules {
+                let p = crate::proxy::start(r).await.map_err(|e| {
+                    NetworkError::Conflict(format!(
+                        "driver failed programming external connectivity on endpoint {container}: Bind for {}:{} failed: {e}",
+                        r.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                        r.host_port
+                    ))
+                })?;
+                started.push(p);
+            }
+            if !started.is_empty() {
+                proxies.insert(container.to_string(), started);
+            }
+        }
         let changed = {
             let mut ports = self.ports.lock().expect("ports");
             if rules.is_empty() {
@@ -870,6 +893,7 @@ mod tests {
             pools: vec![],
             mtu: None,
             iptables: true,
+            userland_proxy: true,
         };
         assert_eq!(c.table(), "wharf_whtest0");
     }

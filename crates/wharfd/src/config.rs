@@ -62,8 +62,9 @@ pub struct Flags {
     /// Manage the daemon's nftables table (NAT, published ports, isolation).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub iptables: Option<bool>,
-    /// Accepted for dockerd compatibility: published ports are always served by nftables DNAT
-    /// (also from the host's loopback), with no proxy process.
+    /// With `--iptables=false`, serve published ports from the daemon (dockerd's docker-proxy);
+    /// with nftables on, DNAT serves them, from the host's loopback too, and this changes
+    /// nothing.
     #[arg(long = "userland-proxy", num_args = 0..=1, default_missing_value = "true")]
     pub userland_proxy: Option<bool>,
     /// Registries reached over plain HTTP or unverified TLS (`host:port` or a CIDR).
@@ -147,6 +148,7 @@ pub struct NetSettings {
     pub pools: Vec<(String, u8)>,
     pub mtu: Option<u32>,
     pub iptables: bool,
+    pub userland_proxy: bool,
 }
 
 fn parse_pool(s: &str) -> Result<(String, u8)> {
@@ -200,7 +202,7 @@ impl Settings {
         let bip = pick!(f.bip, file.bip, "bip");
         let mtu = pick!(f.mtu, file.mtu, "mtu");
         let iptables = pick!(f.iptables, file.iptables, "iptables");
-        let _userland_proxy = pick!(f.userland_proxy, file.userland_proxy, "userland-proxy");
+        let userland_proxy = pick!(f.userland_proxy, file.userland_proxy, "userland-proxy");
         let insecure = pick!(
             (!f.insecure_registries.is_empty()).then_some(f.insecure_registries),
             file.insecure_registries,
@@ -286,6 +288,7 @@ impl Settings {
                 pools: pools.unwrap_or_default(),
                 mtu,
                 iptables: iptables.unwrap_or(true),
+                userland_proxy: userland_proxy.unwrap_or(true),
             },
             registry: {
                 let d = wharf_distribution::RegistryConfig::default();

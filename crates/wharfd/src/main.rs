@@ -246,6 +246,7 @@ async fn run(s: Settings) -> Result<()> {
         pools,
         mtu: s.net.mtu,
         iptables: s.net.iptables,
+        userland_proxy: s.net.userland_proxy,
     })
     .await
     .context("setting up networking")?;
