@@ -180,20 +180,7 @@ impl Client {
         name: &'static str,
         value: &str,
     ) -> Result<Response<Incoming>> {
-        let mut req = self.build(method, path, body, false);
-        req.headers_mut().insert(
-            name,
-            value
-                .parse()
-                .map_err(|_| CliError::Usage(format!("invalid {name} header value")))?,
-        );
-        let res = self.send(req).await?;
-        if res.status().is_client_error() || res.status().is_server_error() {
-            let status = res.status();
-            let bytes = res.into_body().collect().await?.to_bytes();
-            return Err(daemon_error(status, &bytes));
-        }
-        Ok(res)
+        self.call_headers(method, path, body, name, value).await
     }
 
     /// Like [`Client::call`] with a tar (or other raw) body.
@@ -204,9 +191,24 @@ impl Client {
         body: Body,
         content_type: &str,
     ) -> Result<Response<Incoming>> {
+        self.call_headers(method, path, body, "Content-Type", content_type).await
+    }
+
+    async fn call_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        name: &'static str,
+        value: &str,
+    ) -> Result<Response<Incoming>> {
         let mut req = self.build(method, path, body, false);
-        req.headers_mut()
-            .insert("Content-Type", content_type.parse().expect("content type"));
+        req.headers_mut().insert(
+            name,
+            value
+                .parse()
+                .map_err(|_| CliError::Usage(format!("invalid {name} header value")))?,
+        );
         let res = self.send(req).await?;
         if res.status().is_client_error() || res.status().is_server_error() {
             let status = res.status();
