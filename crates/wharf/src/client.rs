@@ -171,30 +171,8 @@ impl Client {
         Ok(res)
     }
 
-    /// Like [`Client::call`] with one extra header (`X-Registry-Auth`).
+    /// Like [`Client::call`] with one extra header (`X-Registry-Auth`, a content type).
     pub async fn call_with_header(
-        &self,
-        method: Method,
-        path: &str,
-        body: Body,
-        name: &'static str,
-        value: &str,
-    ) -> Result<Response<Incoming>> {
-        self.call_headers(method, path, body, name, value).await
-    }
-
-    /// Like [`Client::call`] with a tar (or other raw) body.
-    pub async fn call_raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Body,
-        content_type: &str,
-    ) -> Result<Response<Incoming>> {
-        self.call_headers(method, path, body, "Content-Type", content_type).await
-    }
-
-    async fn call_headers(
         &self,
         method: Method,
         path: &str,
@@ -216,6 +194,18 @@ impl Client {
             return Err(daemon_error(status, &bytes));
         }
         Ok(res)
+    }
+
+    /// Like [`Client::call`] with a tar (or other raw) body.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: &str,
+    ) -> Result<Response<Incoming>> {
+        self.call_with_header(method, path, body, "Content-Type", content_type)
+            .await
     }
 
     /// A request answered with JSON (or nothing: `Value::Null`).
