@@ -523,3 +523,56 @@ fn data_root_lock_refuses_a_second_daemon_and_shutdown_is_clean() {
         "pidfile removed on shutdown"
     );
 }
+
+#[test]
+fn import_from_a_url() {
+    // A server of the test's own on loopback hands out the busybox rootfs.
+    let tar = std::fs::read(images_dir().join("busybox-rootfs.tar")).unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for c in l.incoming().flatten() {
+            let mut out = c.try_clone().unwrap();
+            let mut line = String::new();
+            let mut r = BufReader::new(c);
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            if line.contains(" /rootfs.tar ") {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    tar.len()
+                );
+                let _ = out.write_all(&tar);
+            } else {
+                let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    let w = Wharfd::start();
+    let out = w.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/sh\"]",
+        &format!("http://{host}/rootfs.tar"),
+        "fromurl:1",
+    ]);
+    let id = out.lines().last().unwrap_or("").trim().to_string();
+    assert!(id.starts_with("sha256:"), "{out}");
+    assert_eq!(w.image_id("fromurl:1"), id);
+    assert_eq!(w.ok(&["run", "--rm", "fromurl:1", "echo", "imported"]), "imported\n");
+    let hist = w.ok(&["history", "--no-trunc", "--format", "{{.Comment}}", "fromurl:1"]);
+    assert_eq!(hist.trim(), format!("Imported from http://{host}/rootfs.tar"));
+    let e = w.fails(&["import", &format!("http://{host}/missing.tar"), "nope:1"]);
+    assert!(e.contains("404"), "{e}");
+    // Only http and https are fetched (the docker CLI takes other names for files).
+    let (status, _, body) = w.http("POST", "/images/create?fromSrc=ftp://example.invalid/x.tar", b"");
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(String::from_utf8_lossy(&body).contains("unsupported URL scheme"));
+}

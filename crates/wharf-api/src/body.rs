@@ -67,6 +67,11 @@ pub fn reader(body: Incoming) -> BodyReader {
     BodyReader { rx, cur: Bytes::new() }
 }
 
+/// A blocking reader over chunks that a task sends (a download for `import`).
+pub fn reader_from(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyReader {
+    BodyReader { rx, cur: Bytes::new() }
+}
+
 /// Read a whole request body into memory, refusing more than `limit` bytes.
 pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, crate::error::ApiError> {
     let limited = http_body_util::Limited::new(body, limit);

@@ -760,11 +760,7 @@ async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res
     let Some(src) = q.get("fromSrc") else {
         return Err(ApiError::invalid("fromImage or fromSrc is required"));
     };
-    if src != "-" {
-        return Err(ApiError::invalid(format!(
-            "importing from a URL ({src}) is not supported: pass the tarball on stdin"
-        )));
-    }
+    let url = (src != "-").then(|| src.to_string());
     let repo = q.get("repo").unwrap_or("").to_string();
     let tag = q.get("tag").unwrap_or("").to_string();
     let reference = if repo.is_empty() {
@@ -780,8 +776,20 @@ async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res
     }
     let changes = q.all("changes");
     let message = q.get("message").map(str::to_string);
-    let mut reader = body::reader(req.into_body());
+    let mut reader = match &url {
+        // The tarball comes from a URL, as Docker's `import URL` (an error before any byte
+        // is an HTTP error).
+        Some(u) => body::reader_from(d.dist.open_url(u).await?),
+        None => body::reader(req.into_body()),
+    };
+    let message = match (&url, message) {
+        (Some(u), None) => Some(format!("Imported from {u}")),
+        (_, m) => m,
+    };
     progress_stream(move |emit| {
+        if let Some(u) = &url {
+            emit(json!({"status": format!("Downloading from {u}")}));
+        }
         let r = d
             .images
             .import(&mut reader, reference.as_deref(), &changes, message.as_deref());

@@ -788,6 +788,48 @@ impl Distribution {
             .ok_or_else(|| DistError::Unavailable(format!("the registry did not say how large {d} is")))
     }
 
+    // ---------------------------------------------------------------- import from a URL
+
+    /// Open `url` (http or https, no credentials) for `import`: its body as a channel of
+    /// chunks, pumped by a task. A status other than 2xx is an error before any byte.
+    pub async fn open_url(&self, url: &str) -> Result<tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>> {
+        use futures_util::StreamExt;
+        let u = reqwest::Url::parse(url).map_err(|e| DistError::Invalid(format!("invalid URL {url:?}: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(DistError::Invalid(format!(
+                "unsupported URL scheme in {url:?}: use http or https"
+            )));
+        }
+        let host = host_port(&u);
+        let ep = crate::registry::Endpoint {
+            base: format!("{}://{host}", u.scheme()),
+            registry: host.clone(),
+            skip_verify: false,
+            mirror: false,
+        };
+        let client = self.clients.get(&self.cfg, &ep)?;
+        let r = client
+            .get(u)
+            .send()
+            .await
+            .map_err(|e| DistError::Unavailable(format!("Get {url:?}: {e}")))?;
+        if !r.status().is_success() {
+            return Err(DistError::NotFound(format!("Get {url:?}: {}", r.status())));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut body = r.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let item = chunk.map_err(std::io::Error::other);
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     // ---------------------------------------------------------------- login and search
 
     /// `login`: check `auth` against its registry. Returns Docker's status line.
@@ -868,6 +910,15 @@ impl Distribution {
             }
         }
         Err(last)
+    }
+}
+
+/// `host[:port]` of a URL.
+fn host_port(u: &reqwest::Url) -> String {
+    let h = u.host_str().unwrap_or("");
+    match u.port() {
+        Some(p) => format!("{h}:{p}"),
+        None => h.to_string(),
     }
 }
 
