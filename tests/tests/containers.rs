@@ -1177,6 +1177,28 @@ fn system_prune_takes_what_nothing_uses() {
     // Named volumes stay (Docker 23+), the anonymous one went with its container's prune.
     assert_eq!(w.ok(&["volume", "ls", "-q"]), "named\n");
     assert_eq!(w.ok(&["images", "-q"]).lines().count(), 1, "busybox is in use");
+    // The native CLI prunes the same things and prints the same sections; -a takes unused
+    // tagged images too.
+    w.ok(&["run", "--name", "done2", "busybox", "true"]);
+    w.ok(&["network", "create", "--subnet", &common::test_subnet(&w, 7), "idle2"]);
+    let spare = w.import_busybox("spare:1");
+    let o = w.wharf(&["system", "prune", "-f", "-a"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("Deleted Containers:\n"), "{out}");
+    assert!(out.contains("Deleted Networks:\nidle2\n"), "{out}");
+    assert!(
+        out.contains(&format!("Deleted Images:\nuntagged: spare:1\ndeleted: {spare}\n")),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap_or("").starts_with("Total reclaimed space: "),
+        "{out}"
+    );
+    assert_eq!(w.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    assert_eq!(w.ok(&["images", "--format", "{{.Repository}}"]), "busybox\n");
+    let o = w.wharf(&["system", "prune"], None);
+    assert!(!o.status.success(), "asks for confirmation without -f");
 }
 
 #[test]

@@ -1029,3 +1029,115 @@ impl EventsCmd {
         Ok(())
     }
 }
+
+/// `wharf system`.
+#[derive(Args, Debug)]
+pub struct SystemCmd {
+    #[command(subcommand)]
+    cmd: SystemSub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SystemSub {
+    /// Remove unused data
+    Prune(SystemPruneCmd),
+}
+
+/// `wharf system prune`: stopped containers, unused networks, dangling (with `-a`: unused)
+/// images, build cache, and with `--volumes` anonymous volumes, as `docker system prune`.
+#[derive(Args, Debug)]
+pub struct SystemPruneCmd {
+    /// Remove all unused images not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Provide filter values (e.g. "label=<key>=<value>")
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    volumes: bool,
+}
+
+impl SystemCmd {
+    /// Run it.
+    pub async fn run(self, c: &Client) -> Result<()> {
+        match self.cmd {
+            SystemSub::Prune(p) => p.run(c).await,
+        }
+    }
+}
+
+impl SystemPruneCmd {
+    async fn run(self, c: &Client) -> Result<()> {
+        if !self.force {
+            return Err(CliError::Usage(
+                "system prune asks for confirmation; pass -f/--force to prune without it".into(),
+            ));
+        }
+        let filters = filters_param(&self.filter, None)?;
+        let q = filters.trim_start_matches('&').to_string();
+        let mut out = String::new();
+        let mut reclaimed = 0.0;
+        let mut section = |title: &str, items: Vec<String>| {
+            if !items.is_empty() {
+                out.push_str(&format!("{title}:\n"));
+                for i in items {
+                    out.push_str(&i);
+                    out.push('\n');
+                }
+                out.push('\n');
+            }
+        };
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        };
+        let r = c.json(Method::POST, &format!("/containers/prune?{q}"), None).await?;
+        reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
+        section("Deleted Containers", strings(&r["ContainersDeleted"]));
+        let r = c.json(Method::POST, &format!("/networks/prune?{q}"), None).await?;
+        section("Deleted Networks", strings(&r["NetworksDeleted"]));
+        if self.volumes {
+            let r = c.json(Method::POST, &format!("/volumes/prune?{q}"), None).await?;
+            reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
+            section("Deleted Volumes", strings(&r["VolumesDeleted"]));
+        }
+        let img_filters = filters_param(
+            &self.filter,
+            Some(("dangling", if self.all { "false" } else { "true" })),
+        )?;
+        let r = c
+            .json(
+                Method::POST,
+                &format!("/images/prune?{}", img_filters.trim_start_matches('&')),
+                None,
+            )
+            .await?;
+        reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
+        let images: Vec<String> = r["ImagesDeleted"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                i["Untagged"]
+                    .as_str()
+                    .map(|u| format!("untagged: {u}"))
+                    .or_else(|| i["Deleted"].as_str().map(|d| format!("deleted: {d}")))
+            })
+            .collect();
+        section("Deleted Images", images);
+        let r = c.json(Method::POST, "/build/prune", None).await?;
+        reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
+        out.push_str(&format!(
+            "Total reclaimed space: {}\n",
+            wharf_units::human_size(reclaimed)
+        ));
+        stdout(&out)
+    }
+}

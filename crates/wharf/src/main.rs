@@ -82,6 +82,8 @@ enum Cmd {
     Export(containers::ExportCmd),
     /// Create a new image from a container's changes
     Commit(containers::CommitCmd),
+    /// Manage Docker
+    System(containers::SystemCmd),
     /// Manage containers
     Container(containers::ContainerCmd),
     /// Get real time events from the server
@@ -376,6 +378,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Port(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
         Cmd::Commit(x) => x.run(c).await,
+        Cmd::System(x) => x.run(c).await,
         Cmd::Pull(x) => x.run(c).await,
         Cmd::Push(x) => x.run(c).await,
         Cmd::Login(x) => x.run(c).await,
