@@ -883,14 +883,7 @@ impl PruneCmd {
             )
             .await?;
         let mut out = String::new();
-        let gone = r["ContainersDeleted"].as_array().cloned().unwrap_or_default();
-        if !gone.is_empty() {
-            out.push_str("Deleted Containers:\n");
-            for g in gone {
-                out.push_str(&format!("{}\n", g.as_str().unwrap_or("")));
-            }
-            out.push('\n');
-        }
+        deleted_section(&mut out, "Deleted Containers", &r["ContainersDeleted"]);
         let bytes = r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
         out.push_str(&format!("Total reclaimed space: {}\n", wharf_units::human_size(bytes)));
         stdout(&out)
@@ -1081,32 +1074,15 @@ impl SystemPruneCmd {
         let q = filters.trim_start_matches('&').to_string();
         let mut out = String::new();
         let mut reclaimed = 0.0;
-        let mut section = |title: &str, items: Vec<String>| {
-            if !items.is_empty() {
-                out.push_str(&format!("{title}:\n"));
-                for i in items {
-                    out.push_str(&i);
-                    out.push('\n');
-                }
-                out.push('\n');
-            }
-        };
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        };
         let r = c.json(Method::POST, &format!("/containers/prune?{q}"), None).await?;
         reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
-        section("Deleted Containers", strings(&r["ContainersDeleted"]));
+        deleted_section(&mut out, "Deleted Containers", &r["ContainersDeleted"]);
         let r = c.json(Method::POST, &format!("/networks/prune?{q}"), None).await?;
-        section("Deleted Networks", strings(&r["NetworksDeleted"]));
+        deleted_section(&mut out, "Deleted Networks", &r["NetworksDeleted"]);
         if self.volumes {
             let r = c.json(Method::POST, &format!("/volumes/prune?{q}"), None).await?;
             reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
-            section("Deleted Volumes", strings(&r["VolumesDeleted"]));
+            deleted_section(&mut out, "Deleted Volumes", &r["VolumesDeleted"]);
         }
         let img_filters = filters_param(
             &self.filter,
@@ -1120,7 +1096,7 @@ impl SystemPruneCmd {
             )
             .await?;
         reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
-        let images: Vec<String> = r["ImagesDeleted"]
+        let images: Vec<Value> = r["ImagesDeleted"]
             .as_array()
             .into_iter()
             .flatten()
@@ -1130,8 +1106,9 @@ impl SystemPruneCmd {
                     .map(|u| format!("untagged: {u}"))
                     .or_else(|| i["Deleted"].as_str().map(|d| format!("deleted: {d}")))
             })
+            .map(Value::String)
             .collect();
-        section("Deleted Images", images);
+        deleted_section(&mut out, "Deleted Images", &Value::Array(images));
         let r = c.json(Method::POST, "/build/prune", None).await?;
         reclaimed += r["SpaceReclaimed"].as_f64().unwrap_or(0.0);
         out.push_str(&format!(
@@ -1139,5 +1116,24 @@ impl SystemPruneCmd {
             wharf_units::human_size(reclaimed)
         ));
         stdout(&out)
+    }
+}
+
+/// A prune report's section as the docker CLI prints it: the title, one line per name, a
+/// blank line; nothing when nothing went.
+pub(crate) fn deleted_section(out: &mut String, title: &str, items: &Value) {
+    let items: Vec<&str> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    if !items.is_empty() {
+        out.push_str(&format!("{title}:\n"));
+        for i in items {
+            out.push_str(i);
+            out.push('\n');
+        }
+        out.push('\n');
     }
 }

@@ -186,14 +186,7 @@ impl VolumeCmd {
                 let filters = filters.strip_prefix('&').unwrap_or("");
                 let r = c.json(Method::POST, &format!("/volumes/prune?{filters}"), None).await?;
                 let mut out = String::new();
-                let gone = r["VolumesDeleted"].as_array().cloned().unwrap_or_default();
-                if !gone.is_empty() {
-                    out.push_str("Deleted Volumes:\n");
-                    for g in gone {
-                        out.push_str(&format!("{}\n", g.as_str().unwrap_or("")));
-                    }
-                    out.push('\n');
-                }
+                crate::containers::deleted_section(&mut out, "Deleted Volumes", &r["VolumesDeleted"]);
                 let bytes = r["SpaceReclaimed"].as_u64().unwrap_or(0);
                 out.push_str(&format!(
                     "Total reclaimed space: {}\n",
