@@ -1316,3 +1316,183 @@ fn commit_keeps_the_read_write_layer_and_the_changes() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("sha256:"));
     w.ok(&["rm", "-f", "runner", "c0", "c1"]);
 }
+
+#[test]
+fn healthchecks_probe_and_report() {
+    let w = daemon();
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "good",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; touch /tmp/ok; sleep 600",
+    ]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bad",
+        "--health-cmd",
+        "echo nope; exit 1",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    w.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "600"]);
+    // Both start as `starting`; the probes decide.
+    wait_until("good healthy", || {
+        inspect(&w, "good", "{{.State.Health.Status}}") == "healthy"
+    });
+    wait_until("bad unhealthy", || {
+        inspect(&w, "bad", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    assert_eq!(inspect(&w, "plain", "{{json .State.Health}}"), "null");
+    let log = inspect(&w, "bad", "{{json .State.Health}}");
+    let v: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert!(v["FailingStreak"].as_i64().unwrap() >= 2, "{log}");
+    let last = v["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ExitCode"], 1);
+    assert_eq!(last["Output"], "nope\n");
+    assert!(v["Log"].as_array().unwrap().len() <= 5);
+    // `ps` shows it, and filters on it.
+    let status = w.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("good Up") && l.ends_with("(healthy)")),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("bad Up") && l.ends_with("(unhealthy)")),
+        "{status}"
+    );
+    assert_eq!(
+        w.ok(&["ps", "--filter", "health=unhealthy", "--format", "{{.Names}}"]),
+        "bad\n"
+    );
+    assert_eq!(
+        w.ok(&["ps", "--filter", "health=none", "--format", "{{.Names}}"]),
+        "plain\n"
+    );
+    // The config as Docker keeps it, and the change as an event.
+    assert_eq!(
+        inspect(&w, "bad", "{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD-SHELL","echo nope; exit 1"]"#
+    );
+    let events = || {
+        w.ok(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "container=good",
+            "--format",
+            "{{.Action}}",
+        ])
+    };
+    // (The state changes a moment before its event is published, as in dockerd.)
+    wait_until("the health event", || {
+        events().lines().any(|l| l == "health_status: healthy")
+    });
+    let ev = events();
+    assert!(
+        ev.lines().any(|l| l == "exec_start: /bin/sh -c test -f /tmp/ok"),
+        "{ev}"
+    );
+    // A probe that outlives its timeout fails with Docker's words; a bad value is refused.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    wait_until("slow unhealthy", || {
+        inspect(&w, "slow", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    assert_eq!(
+        inspect(&w, "slow", "{{(index .State.Health.Log 0).Output}}"),
+        "Health check exceeded timeout (300ms)"
+    );
+    let err = w.fails(&["create", "--health-cmd", "true", "--health-interval", "1us", "busybox"]);
+    assert!(err.contains("Interval in Healthcheck cannot be less than 1ms"), "{err}");
+    // The probes' execs do not pile up on the container.
+    assert_eq!(inspect(&w, "bad", "{{len .ExecIDs}}"), "0");
+    w.ok(&["rm", "-f", "good", "bad", "plain", "slow"]);
+}
+
+#[test]
+fn kill_exec_and_create_answer_as_dockerd() {
+    let w = daemon();
+    w.ok(&["run", "-d", "--name", "k1", "busybox", "sleep", "600"]);
+    // SIGKILL returns once the container is gone, exit code and all.
+    w.ok(&["kill", "k1"]);
+    assert_eq!(inspect(&w, "k1", "{{.State.Running}} {{.State.ExitCode}}"), "false 137");
+    // An exec that cannot start: dockerd's words on the stream, exit 126.
+    w.ok(&["start", "k1"]);
+    let o = w.docker(&["exec", "k1", "nosuch"]);
+    assert_eq!(o.status.code(), Some(126));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH: unknown"
+    );
+    // The runtime is dockerd's default name; others and unknown log drivers are refused.
+    assert_eq!(
+        inspect(&w, "k1", "{{.HostConfig.Runtime}} {{.HostConfig.LogConfig.Type}}"),
+        "runc json-file"
+    );
+    let err = w.fails(&["create", "--runtime", "kata", "busybox"]);
+    assert!(err.contains("unknown or invalid runtime name: kata"), "{err}");
+    let err = w.fails(&["create", "--log-driver", "asdf", "busybox"]);
+    assert!(
+        err.contains("error looking up logging plugin asdf: plugin \"asdf\" not found"),
+        "{err}"
+    );
+    let err = w.fails(&["create", "--log-opt", "bogus=1", "busybox"]);
+    assert!(
+        err.contains("unknown log opt 'bogus' for json-file log driver"),
+        "{err}"
+    );
+    // A legacy link is removed from its container, which keeps running.
+    w.ok(&[
+        "run", "-d", "--name", "linker", "--link", "k1:kk", "busybox", "sleep", "600",
+    ]);
+    assert!(w.ok(&["exec", "linker", "cat", "/etc/hosts"]).contains("kk"));
+    w.ok(&["rm", "--link", "/linker/kk"]);
+    assert_eq!(inspect(&w, "linker", "{{.HostConfig.Links}}"), "[]");
+    assert!(!w.ok(&["exec", "linker", "cat", "/etc/hosts"]).contains("kk"));
+    assert!(w.fails(&["rm", "--link", "/linker/kk"]).contains("No such link"));
+    // `stream=False` (docker-py's spelling) is one sample, not a stream.
+    let (status, _, body) = w.http("GET", "/containers/k1/stats?stream=False&one-shot=True", b"");
+    assert!(status.contains("200"), "{status}");
+    let one: serde_json::Value = serde_json::from_slice(&body).expect("one JSON document");
+    assert!(one["memory_stats"].is_object());
+    w.ok(&["rm", "-f", "k1", "linker"]);
+}

@@ -576,3 +576,45 @@ fn import_from_a_url() {
     assert!(status.contains(" 400 "), "{status}");
     assert!(String::from_utf8_lossy(&body).contains("unsupported URL scheme"));
 }
+
+#[test]
+fn answers_follow_the_api_version_asked_and_there_is_no_swarm() {
+    let d = Wharfd::start();
+    d.import_busybox("busybox:latest");
+    // Before API 1.45 image inspect carried the image's container and its config.
+    d.ok(&["run", "--name", "src", "busybox", "touch", "/made"]);
+    let img = d.ok(&["commit", "src", "committed:1"]).trim().to_string();
+    let cid = d.ok(&["inspect", "-f", "{{.Id}}", "src"]).trim().to_string();
+    let get = |path: &str| -> Value {
+        let (st, _, body) = d.http("GET", path, b"");
+        assert!(st.contains("200"), "{path}: {st}");
+        serde_json::from_slice(&body).unwrap()
+    };
+    let old = get("/v1.44/images/committed:1/json");
+    assert_eq!(old["Id"], img.as_str());
+    assert_eq!(old["Container"], cid.as_str());
+    assert_eq!(old["ContainerConfig"]["Cmd"], serde_json::json!(["touch", "/made"]));
+    let new = get("/v1.50/images/committed:1/json");
+    assert!(
+        new.get("Container").is_none() && new.get("ContainerConfig").is_none(),
+        "{new}"
+    );
+    // Before API 1.42 a volume prune took named volumes too; since, only anonymous ones.
+    d.ok(&["volume", "create", "named1"]);
+    let (_, _, body) = d.http("POST", "/v1.50/volumes/prune", b"");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["VolumesDeleted"], serde_json::json!([]), "{v}");
+    let (_, _, body) = d.http("POST", "/v1.41/volumes/prune", b"");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["VolumesDeleted"], serde_json::json!(["named1"]), "{v}");
+    // Swarm endpoints answer as dockerd does on a node outside a swarm.
+    let e = d.fails(&["swarm", "leave"]);
+    assert!(e.contains("This node is not part of a swarm"), "{e}");
+    let e = d.fails(&["node", "ls"]);
+    assert!(e.contains("This node is not a swarm manager."), "{e}");
+    let (st, _, _) = d.http("GET", "/services", b"");
+    assert!(st.contains("503"), "{st}");
+    let e = d.fails(&["swarm", "init"]);
+    assert!(e.contains("swarm mode is not supported"), "{e}");
+    d.ok(&["rm", "src"]);
+}

@@ -602,3 +602,108 @@ fn iptables_off_serves_published_ports_through_the_userland_proxy() {
     }
     assert!(http_get(&format!("127.0.0.1:{port}")).is_err());
 }
+
+#[test]
+fn user_network_links_aux_addresses_and_endpoint_settings() {
+    let w = daemon();
+    let s = test_subnet(&w, 7);
+    let base = s.trim_end_matches("0/24");
+    // dockerd takes any name; auxiliary addresses are kept out of every container's reach.
+    w.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &s,
+        "--aux-address",
+        &format!("router={base}2"),
+        "my net",
+    ]);
+    assert_eq!(
+        inspect(&w, "my net", "{{json (index .IPAM.Config 0).AuxiliaryAddresses}}"),
+        format!(r#"{{"router":"{base}2"}}"#)
+    );
+    // A link on a user network is an alias only its container resolves, to a container that
+    // may come later.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "linker",
+        "--network",
+        "my net",
+        "--link",
+        "upstream:bar",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        inspect(
+            &w,
+            "linker",
+            r#"{{json (index .NetworkSettings.Networks "my net").Links}}"#
+        ),
+        r#"["upstream:bar"]"#
+    );
+    // The first address handed out skips the gateway (.1) and the auxiliary one (.2).
+    assert_eq!(
+        inspect(
+            &w,
+            "linker",
+            r#"{{(index .NetworkSettings.Networks "my net").IPAddress}}"#
+        ),
+        format!("{base}3")
+    );
+    let none = w.docker(&["exec", "linker", "nslookup", "bar"]);
+    assert!(!none.status.success(), "bar resolved before upstream existed");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "upstream",
+        "--network",
+        "my net",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let up_ip = inspect(
+        &w,
+        "upstream",
+        r#"{{(index .NetworkSettings.Networks "my net").IPAddress}}"#,
+    );
+    let found = w.ok(&["exec", "linker", "nslookup", "bar"]);
+    assert!(found.contains(&up_ip), "{found}");
+    // Only the linking container has the alias.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "my net",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert!(!w.docker(&["exec", "other", "nslookup", "bar"]).status.success());
+    // Endpoint settings a client gives are kept and shown, as dockerd shows them.
+    let body = serde_json::json!({
+        "Image": "busybox", "Cmd": ["sleep", "600"], "MacAddress": "02:42:ac:11:00:0a",
+        "HostConfig": {"NetworkMode": "bridge"},
+        "NetworkingConfig": {"EndpointsConfig": {"bridge": {
+            "IPAMConfig": {"LinkLocalIPs": ["169.254.8.8"]}, "DriverOpts": {"com.example.setting": "on"}
+        }}}
+    });
+    let (status, _, out) = w.http("POST", "/containers/create?name=ep", body.to_string().as_bytes());
+    assert!(status.contains("201"), "{status} {}", String::from_utf8_lossy(&out));
+    w.ok(&["start", "ep"]);
+    assert_eq!(
+        inspect(&w, "ep", "{{.NetworkSettings.Networks.bridge.MacAddress}} {{json .NetworkSettings.Networks.bridge.IPAMConfig.LinkLocalIPs}} {{json .NetworkSettings.Networks.bridge.DriverOpts}}"),
+        r#"02:42:ac:11:00:0a ["169.254.8.8"] {"com.example.setting":"on"}"#
+    );
+    let mac = w.ok(&["exec", "ep", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(mac.trim(), "02:42:ac:11:00:0a");
+    w.ok(&["rm", "-f", "linker", "upstream", "other", "ep"]);
+    w.ok(&["network", "rm", "my net"]);
+}

@@ -626,6 +626,29 @@ fn multi_arch_index_picks_the_platform() {
         e.contains("no matching manifest for linux/s390x in the manifest list entries"),
         "{e}"
     );
+    // `GET /distribution/{name}/json`: the index's descriptor and its platforms, as dockerd
+    // answers it (the CLI asks it before `service create`; docker-py's inspect_distribution).
+    let (st, _, body) = w.http("GET", &format!("/distribution/{img}/json"), b"");
+    assert!(st.contains("200"), "{st}: {}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["Descriptor"]["digest"], index.as_str());
+    assert_eq!(v["Descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let plats: Vec<String> = v["Platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+                p["variant"].as_str().map(|x| format!("/{x}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(plats, ["linux/arm64/v8", "linux/arm/v7", "linux/amd64"]);
+    let (st, _, body) = w.http("GET", &format!("/distribution/{}/multi:nosuch/json", reg.host), b"");
+    assert!(st.contains("404"), "{st}: {}", String::from_utf8_lossy(&body));
 }
 
 #[test]

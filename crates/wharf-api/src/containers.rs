@@ -67,7 +67,8 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
             _ => Err(ApiError::not_found("page not found")),
         };
     }
-    let rest = path.strip_prefix("/containers/").unwrap_or("");
+    // The CLI names a link `/parent/alias`: `/containers//parent/alias`.
+    let rest = path.strip_prefix("/containers/").unwrap_or("").trim_start_matches('/');
     match (method, rest) {
         (&Method::POST, "create") => return create(d, req, q).await,
         (&Method::POST, "prune") => return prune(&d, q).await,
@@ -109,15 +110,21 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
         (&Method::GET, "archive") => archive_get(&d, name, q).await,
         (&Method::PUT, "archive") => archive_put(&d, req, name, q).await,
         (&Method::GET, "top") => top(&d, name, q).await,
-        (&Method::DELETE, "") => {
-            if q.bool("link") {
-                return Err(ApiError::invalid("links are not supported"));
+        (&Method::DELETE, alias) if q.bool("link") => {
+            // `parent/alias` names a legacy link, not a container.
+            if alias.is_empty() {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    "Conflict, cannot remove the default link name of the container",
+                ));
             }
-            match c.remove(name, q.bool("force"), q.bool("v")).await {
-                Ok(()) => no_content(),
-                Err(e) => Err(e.into()),
-            }
+            c.remove_link(name, alias).await?;
+            no_content()
         }
+        (&Method::DELETE, "") => match c.remove(name, q.bool("force"), q.bool("v")).await {
+            Ok(()) => no_content(),
+            Err(e) => Err(e.into()),
+        },
         _ => Err(ApiError::not_found("page not found")),
     }
 }
@@ -180,7 +187,7 @@ fn now_rfc3339() -> String {
 async fn stats(d: Arc<Daemon>, name: &str, q: &Query) -> Res {
     use wharf_container::stats::{cpu_json, sample, system_cpu_usage};
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let stream = q.get("stream").is_none_or(|v| v != "0" && v != "false");
+    let stream = q.bool_or("stream", true);
     let one_shot = q.bool("one-shot");
     let (rec, raw) = d.containers.cgroup_reading(name).await?;
     let empty_pre = move || (cpu_json(None, 0, ncpu), ZERO_TIME.to_string());
@@ -353,7 +360,14 @@ fn now_unix() -> i64 {
 fn status_text(r: &Record) -> String {
     let now = now_unix();
     match r.state.status.as_str() {
-        "running" => format!("Up {}", wharf_units::human_duration(now - unix(&r.state.started_at))),
+        "running" => {
+            let up = wharf_units::human_duration(now - unix(&r.state.started_at));
+            match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("Up {up} (health: starting)"),
+                Some(h) => format!("Up {up} ({h})"),
+                None => format!("Up {up}"),
+            }
+        }
         "paused" => format!(
             "Up {} (Paused)",
             wharf_units::human_duration(now - unix(&r.state.started_at))
@@ -425,7 +439,7 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
         .transpose()?;
     for k in filters.keys() {
         if ![
-            "status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume",
+            "status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "health",
         ]
         .contains(&k.as_str())
         {
@@ -477,6 +491,10 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
                 .iter()
                 .any(|m| m.name == v || m.source == v || m.destination == v)
         }) {
+            continue;
+        }
+        let health = r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none");
+        if !any("health", &|h| h == health) {
             continue;
         }
         if has("ancestor") && !ancestors.contains(&r.image) {
@@ -548,6 +566,9 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
         "Config": r.config,
         "NetworkSettings": wharf_container::netsetup::settings_json(&r),
     });
+    if let Some(h) = &r.state.health {
+        v["State"]["Health"] = json!(h);
+    }
     if q.bool("size") {
         let (rw, root) = d.containers.sizes(&r.id)?;
         v["SizeRw"] = json!(rw);
@@ -589,9 +610,14 @@ fn stream_type(tty: bool) -> &'static str {
     }
 }
 
+/// Whether the container's log driver keeps a log to read back (`none` does not).
+fn log_readable(r: &Record) -> bool {
+    r.host_config.log_config.as_ref().and_then(|l| l.typ.as_deref()) != Some("none")
+}
+
 fn logs(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let r = d.containers.get(name)?;
-    if r.host_config.log_config.as_ref().and_then(|l| l.typ.as_deref()) == Some("none") {
+    if !log_readable(&r) {
         return Err(ApiError::invalid("configured logging driver does not support reading"));
     }
     let opts = LogOptions {
@@ -697,21 +723,34 @@ fn detach_keys(q: &Query) -> Vec<u8> {
     wharf_shim_proto::detach_keys(q.get("detachKeys").filter(|s| !s.is_empty()))
 }
 
-/// Copy between the client's hijacked connection and a shim stream. Returns the exit code
-/// when the shim sent one (exec).
+/// How [`pump`] treats the shim stream once the client is gone or has detached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Stop reading (an attach: the container's output goes on to its log).
+    Stop,
+    /// Keep reading, discarding, until the shim sends the exit code (an exec: its end is
+    /// only learnt from this stream).
+    UntilExit,
+}
+
+/// Copy between the client's hijacked connection and a shim stream: the shim's frames go out
+/// multiplexed, or as raw bytes when `raw`; the client's bytes go in until the `detach`
+/// sequence. Returns the exit code when the shim sent one (exec).
 async fn pump<C>(
     client: C,
     shim: wharf_container::shim::ShimStream,
-    tty: bool,
+    raw: bool,
     detach: Vec<u8>,
+    drain: Drain,
     on_stdin_eof: impl std::future::Future<Output = ()> + Send,
     on_exit: impl FnOnce(Option<i32>) + Send,
 ) -> Option<i32>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut cr, cw) = tokio::io::split(client);
     let (mut sr, mut sw) = tokio::io::split(shim);
+    let (detached_tx, mut detached_rx) = tokio::sync::watch::channel(false);
     let input = async move {
         let mut buf = vec![0u8; 32 * 1024];
         let mut matched = 0usize;
@@ -730,6 +769,7 @@ where
                     matched += 1;
                     if matched == detach.len() {
                         let _ = sw.write_all(&out).await;
+                        let _ = detached_tx.send(true);
                         return true;
                     }
                     continue;
@@ -746,6 +786,7 @@ where
         }
     };
     let output = async move {
+        let mut cw = Some(cw);
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut chunk = vec![0u8; 32 * 1024];
         let mut code = None;
@@ -755,41 +796,84 @@ where
                     if payload.len() == 4 {
                         code = Some(i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]));
                     }
-                } else {
-                    let r = if tty {
-                        cw.write_all(payload).await
-                    } else {
-                        cw.write_all(&buf[..used]).await
-                    };
-                    if r.is_err() {
-                        return (code, cw);
+                } else if let Some(w) = cw.as_mut() {
+                    let bytes = if raw { payload } else { &buf[..used] };
+                    if w.write_all(bytes).await.is_err() {
+                        cw = None;
+                        if drain == Drain::Stop {
+                            return (code, None);
+                        }
                     }
                 }
                 buf.drain(..used);
             }
-            match sr.read(&mut chunk).await {
-                Ok(0) | Err(_) => return (code, cw),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            tokio::select! {
+                r = sr.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => return (code, cw),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                },
+                _ = async { detached_rx.wait_for(|d| *d).await.is_ok() }, if cw.is_some() => {
+                    // The client detached: its connection closes now.
+                    if let Some(mut w) = cw.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    if drain == Drain::Stop {
+                        return (code, None);
+                    }
+                }
             }
         }
     };
     tokio::pin!(input);
     tokio::pin!(output);
-    tokio::select! {
-        (code, mut cw) = &mut output => {
-            // Recorded before the client sees the end, so its inspect finds the exit code.
-            on_exit(code);
+    let finish = |code: Option<i32>, cw: Option<tokio::io::WriteHalf<C>>| async move {
+        if let Some(mut cw) = cw {
             let _ = cw.flush().await;
             let _ = cw.shutdown().await;
-            code
+        }
+        code
+    };
+    tokio::select! {
+        (code, cw) = &mut output => {
+            // Recorded before the client sees the end, so its inspect finds the exit code.
+            on_exit(code);
+            finish(code, cw).await
         }
         detached = &mut input => {
-            // A detach (attach only) leaves the process running; a dead shim does not.
+            if detached && drain == Drain::UntilExit {
+                // The process runs on; its exit still has to be read and recorded.
+                let (code, _) = output.await;
+                on_exit(code);
+                return code;
+            }
+            // A detach (attach) leaves the process running; a dead shim does not.
             if !detached {
                 on_exit(None);
             }
             None
         }
+    }
+}
+
+/// Write a container's log so far (`attach` with `logs=1`) to the client. False when the
+/// client is gone.
+async fn replay_logs(
+    io: &mut TokioIo<hyper::upgrade::Upgraded>,
+    past: Option<(std::path::PathBuf, LogOptions)>,
+    tty: bool,
+) -> bool {
+    let Some((path, opts)) = past else { return true };
+    let read = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        wharf_container::logs::write_logs(&path, tty, &opts, &mut out, &|| false).map(|_| out)
+    });
+    match read.await {
+        Ok(Ok(out)) => io.write_all(&out).await.is_ok(),
+        Ok(Err(e)) => {
+            tracing::debug!("attach: reading the log: {e}");
+            true
+        }
+        Err(_) => true,
     }
 }
 
@@ -806,10 +890,34 @@ async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Quer
     let detach = detach_keys(q);
     let id = r.id.clone();
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // `logs=1`: what the container wrote so far comes first, from its log, read once the
+    // connection is the client's (as dockerd replays it after the hijack).
+    let past = (q.bool("logs") && (stdout || stderr) && log_readable(&r)).then(|| {
+        let opts = LogOptions {
+            stdout,
+            stderr,
+            ..Default::default()
+        };
+        (d.containers.log_path(&id), opts)
+    });
+    if !q.bool("stream") {
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            replay_logs(&mut io, past, tty).await;
+            let _ = io.shutdown().await;
+        });
+        return Ok(upgrade_response(tty));
+    }
     // Register before answering, so a start that follows at once finds this attach.
     let stream = d.containers.attach(&id, stdin, stdout, stderr)?;
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
+        let mut io = TokioIo::new(upgraded);
+        if !replay_logs(&mut io, past, tty).await {
+            return;
+        }
+        let upgraded = io.into_inner();
         let shim = match stream.await {
             Ok(s) => s,
             Err(e) => {
@@ -824,7 +932,7 @@ async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Quer
                 let _ = d3.containers.close_stdin(&id3, None).await;
             }
         };
-        pump(TokioIo::new(upgraded), shim, tty, detach, eof, |_| {}).await;
+        pump(TokioIo::new(upgraded), shim, tty, detach, Drain::Stop, eof, |_| {}).await;
     });
     Ok(upgrade_response(tty))
 }
@@ -837,14 +945,58 @@ async fn update(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
     json_res(StatusCode::OK, &json!({"Warnings": null}))
 }
 
+/// ExecConfig's fields, for matching keys as Go's JSON decoding does (case-insensitively:
+/// docker-py sends `detachKeys`).
+const EXEC_CONFIG_FIELDS: &[&str] = &[
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ConsoleSize",
+    "DetachKeys",
+    "Tty",
+    "Env",
+    "Cmd",
+    "Privileged",
+    "User",
+    "WorkingDir",
+];
+
+/// Rename the top-level keys of `v` that match one of `fields` but for case.
+fn go_keys(mut v: Value, fields: &[&str]) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        let wrong: Vec<(String, &str)> = o
+            .keys()
+            .filter(|k| !fields.contains(&k.as_str()))
+            .filter_map(|k| {
+                fields
+                    .iter()
+                    .find(|f| f.eq_ignore_ascii_case(k))
+                    .map(|f| (k.clone(), *f))
+            })
+            .collect();
+        for (k, f) in wrong {
+            if let Some(x) = o.remove(&k) {
+                o.entry(f.to_string()).or_insert(x);
+            }
+        }
+    }
+    v
+}
+
 async fn exec_create(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
     let bytes = body::collect(req.into_body(), 1 << 20).await?;
-    let cfg: bollard_stubs::models::ExecConfig =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let cfg: bollard_stubs::models::ExecConfig = serde_json::from_value(go_keys(v, EXEC_CONFIG_FIELDS))
+        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let id = d.containers.exec_create(name, cfg)?;
     json_res(StatusCode::CREATED, &json!({"Id": id}))
 }
 
+/// `POST /exec/{id}/start`. The body's `Tty` decides the framing (raw or multiplexed), as in
+/// dockerd; the exec's own `Tty` decides whether the process gets a terminal. As in dockerd,
+/// an attached exec starts once the response head is on its way (a client that reads the
+/// socket past its HTTP reader must not miss the first output), and a failure to start is
+/// written to the stream (the exec's exit code is 126).
 async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res {
     let upgrade = wants_upgrade(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -855,52 +1007,67 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
     };
     let detach = cfg["Detach"].as_bool().unwrap_or(false);
-    let tty_req = cfg["Tty"].as_bool();
-    let (tty, shim) = d.containers.exec_start(id, tty_req).await?;
+    let raw = cfg["Tty"].as_bool().unwrap_or(false);
     let id = id.to_string();
+    let (x, _) = d.containers.exec_startable(&id)?;
     if detach {
+        let shim = d.containers.exec_start(&id).await?;
         tokio::spawn(async move {
             // Nobody reads a detached exec's output; it is drained and dropped.
             let (client, mut sink) = tokio::io::duplex(64 * 1024);
             tokio::spawn(async move { tokio::io::copy(&mut sink, &mut tokio::io::sink()).await });
-            pump(client, shim, tty, Vec::new(), async {}, |code| {
+            pump(client, shim, raw, Vec::new(), Drain::UntilExit, async {}, |code| {
                 d.containers.exec_exited(&id, code)
             })
             .await;
         });
-        return json_res(StatusCode::OK, &json!({}));
+        return Ok(Response::new(body::empty()));
     }
-    let stdin = d.containers.exec_get(&id)?.config.attach_stdin.unwrap_or(false);
+    let stdin = x.config.attach_stdin.unwrap_or(false);
+    let keys = if stdin {
+        wharf_shim_proto::detach_keys(x.config.detach_keys.as_deref().filter(|k| !k.is_empty()))
+    } else {
+        Vec::new()
+    };
+    // Start the exec and pump it through `client`, or write why it could not start.
+    let run = move |client: Box<dyn ClientIo>, d: Arc<Daemon>, id: String| async move {
+        let mut client = client;
+        let shim = match d.containers.exec_start(&id).await {
+            Ok(shim) => shim,
+            Err(e) => {
+                let text = format!("{e}\r\n").into_bytes();
+                let out = if raw { text } else { wharf_shim_proto::frame(1, &text) };
+                let _ = client.write_all(&out).await;
+                let _ = client.shutdown().await;
+                return;
+            }
+        };
+        let d3 = d.clone();
+        let id3 = id.clone();
+        let eof = async move {
+            if stdin {
+                if let Ok(x) = d3.containers.exec_get(&id3) {
+                    let _ = d3.containers.close_stdin(&x.container, Some(&id3)).await;
+                }
+            }
+        };
+        let d4 = d.clone();
+        let done = move |code| d4.containers.exec_exited(&id, code);
+        pump(client, shim, raw, keys, Drain::UntilExit, eof, done).await;
+    };
     if upgrade {
         tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else {
-                d.containers.exec_exited(&id, None);
-                return;
-            };
-            let d3 = d.clone();
-            let id3 = id.clone();
-            let eof = async move {
-                if stdin {
-                    if let Ok(x) = d3.containers.exec_get(&id3) {
-                        let _ = d3.containers.close_stdin(&x.container, Some(&id3)).await;
-                    }
-                }
-            };
-            let d4 = d.clone();
-            let done = move |code| d4.containers.exec_exited(&id, code);
-            pump(TokioIo::new(upgraded), shim, tty, Vec::new(), eof, done).await;
+            match on_upgrade.await {
+                Ok(upgraded) => run(Box::new(TokioIo::new(upgraded)), d, id).await,
+                Err(_) => d.containers.exec_exited(&id, None),
+            }
         });
-        return Ok(upgrade_response(tty));
+        return Ok(upgrade_response(raw));
     }
-    // No upgrade (docker-py without socket): stream the output as the body.
+    // No upgrade: the output is the response body.
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
-    tokio::spawn(async move {
-        pump(client, shim, tty, Vec::new(), async {}, |code| {
-            d.containers.exec_exited(&id, code)
-        })
-        .await;
-    });
+    tokio::spawn(run(Box::new(client), d, id));
     tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -916,9 +1083,13 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res
     });
     let mut r = Response::new(body::from_receiver(rx));
     r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(stream_type(tty)));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(stream_type(raw)));
     Ok(r)
 }
+
+/// A client connection a stream is pumped through (upgraded, or the body's pipe).
+trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientIo for T {}
 
 fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
     let x = d.containers.exec_get(id)?;
@@ -942,7 +1113,7 @@ fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
             "OpenStdout": c.attach_stdout.unwrap_or(false),
             "CanRemove": false,
             "ContainerID": x.container,
-            "DetachKeys": "",
+            "DetachKeys": c.detach_keys.clone().unwrap_or_default(),
             "Pid": x.pid,
         }),
     )
@@ -983,7 +1154,7 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) ->
             .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
             .filter(|c| !c.trim().is_empty())
             .collect(),
-        pause: q.get("pause").is_none_or(|p| p.is_empty() || q.bool("pause")),
+        pause: q.bool_or("pause", true),
         config,
     };
     let id = d.containers.commit(&container, opts).await?;
@@ -993,6 +1164,18 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_match_as_go_decodes_them() {
+        let v = go_keys(
+            json!({"detachKeys": "ctrl-p", "cmd": ["x"], "Tty": true, "Other": 1}),
+            EXEC_CONFIG_FIELDS,
+        );
+        assert_eq!(
+            v,
+            json!({"DetachKeys": "ctrl-p", "Cmd": ["x"], "Tty": true, "Other": 1})
+        );
+    }
 
     #[test]
     fn detach_key_specs() {

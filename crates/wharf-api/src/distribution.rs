@@ -1,5 +1,5 @@
 //! Registry routes: `POST /images/create?fromImage=` (pull), `POST /images/{name}/push`,
-//! `POST /auth` (login) and `GET /images/search`, with credentials from `X-Registry-Auth`.
+//! `POST /auth` (login), `GET /images/search` and `GET /distribution/{name}/json`, with credentials from `X-Registry-Auth`.
 //!
 //! Pull and push stream Docker's JSON progress. As in dockerd, the status line is decided by
 //! the first event: a failure before any progress (no such image, denied, unreachable) is an
@@ -118,6 +118,22 @@ pub async fn pull(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
         })
     })
     .await
+}
+
+/// `GET /distribution/{name}/json`: the manifest descriptor and platforms of `name` in its
+/// registry (a name without tag or digest means `latest`).
+pub async fn inspect(d: Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
+    let r = Reference::parse_normalized(name)?;
+    let r = if r.tag().is_none() && r.digest().is_none() {
+        r.with_tag("latest").map_err(|e| ApiError::invalid(e.to_string()))?
+    } else {
+        r
+    };
+    let v = d.dist.inspect(&r, registry_auth(&req)?).await?;
+    let mut res = Response::new(body::full(serde_json::to_vec(&v).expect("json")));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(res)
 }
 
 /// `POST /images/{name}/push?tag=t`.

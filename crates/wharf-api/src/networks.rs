@@ -127,6 +127,15 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
                     attachable: v.get("Attachable").and_then(|x| x.as_bool()).unwrap_or(false),
                     labels: map("Labels"),
                     options: map("Options"),
+                    aux: ipam
+                        .get("AuxiliaryAddresses")
+                        .and_then(|x| x.as_object())
+                        .map(|o| {
+                            o.iter()
+                                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .await?;
             let ev = wharf_container::events::attrs(&[("name", &n.name), ("type", &n.driver)]);

@@ -71,6 +71,14 @@ impl Query {
             Some(v) => !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "no" | "false" | "none"),
         }
     }
+    /// A boolean parameter that defaults to `default` when absent or empty (moby's
+    /// `BoolValueOrDefault`): `stream=False` from docker-py is false, as `stream=0` is.
+    pub fn bool_or(&self, k: &str, default: bool) -> bool {
+        match self.get(k) {
+            None | Some("") => default,
+            Some(_) => self.bool(k),
+        }
+    }
     /// The `filters` parameter.
     pub fn filters(&self) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
         parse_filters(self.get("filters").unwrap_or(""))
@@ -126,5 +134,10 @@ mod tests {
         assert!(!q.bool("e"));
         assert!(!q.bool("missing"));
         assert_eq!(q.get("f"), Some("/x y"));
+        let q = Query::parse(Some("stream=False&pause=&x=0"));
+        assert!(!q.bool_or("stream", true));
+        assert!(q.bool_or("pause", true));
+        assert!(q.bool_or("missing", true));
+        assert!(!q.bool_or("x", true));
     }
 }

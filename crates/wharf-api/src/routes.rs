@@ -79,9 +79,32 @@ fn ok_json<T: Serialize>(v: &T) -> Res {
     json_response(StatusCode::OK, v)
 }
 
+/// The API version a request asked for (its path prefix; the newest without one), kept in
+/// the request's extensions for the few routes whose behaviour depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl ApiVersion {
+    /// The version of `req` (the newest when unversioned).
+    pub fn of<B>(req: &Request<B>) -> ApiVersion {
+        req.extensions()
+            .get::<ApiVersion>()
+            .copied()
+            .unwrap_or_else(ApiVersion::newest)
+    }
+    fn newest() -> ApiVersion {
+        let (a, b) = parse_version(API_VERSION).expect("const");
+        ApiVersion(a, b)
+    }
+}
+
 /// Handle one request.
-pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(d: Arc<Daemon>, mut req: Request<Incoming>) -> Response<Body> {
     let (version, path) = split_version(req.uri().path());
+    let asked = version
+        .and_then(parse_version)
+        .map(|(a, b)| ApiVersion(a, b))
+        .unwrap_or_else(ApiVersion::newest);
     if let Some(v) = version {
         let max = parse_version(API_VERSION).expect("const");
         let min = parse_version(MIN_API_VERSION).expect("const");
@@ -100,6 +123,7 @@ pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
         }
     }
     let path = path.to_string();
+    req.extensions_mut().insert(asked);
     let method = req.method().clone();
     tracing::debug!(%method, %path, "request");
     let r = match dispatch(d, req, &method, &path).await {
@@ -141,8 +165,35 @@ async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path:
             if let Some(rest) = p.strip_prefix("/images/") {
                 return image_route(d, req, method, rest, &q).await;
             }
+            if let Some(rest) = p.strip_prefix("/distribution/").and_then(|r| r.strip_suffix("/json")) {
+                if method == Method::GET {
+                    return crate::distribution::inspect(d, req, &decode_path(rest)).await;
+                }
+            }
+            if let Some(e) = swarm_error(method, p) {
+                return Err(e);
+            }
             Err(ApiError::not_found("page not found"))
         }
+    }
+}
+
+/// wharf is a single-host engine and never part of a swarm: the swarm endpoints answer as
+/// dockerd does on a node outside one (503), and `init`/`join` say why they cannot.
+fn swarm_error(method: &Method, p: &str) -> Option<ApiError> {
+    const NOT_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" \
+                               to connect this node to swarm and try again.";
+    let first = p.trim_start_matches('/').split('/').next().unwrap_or("");
+    if !matches!(first, "swarm" | "nodes" | "services" | "tasks" | "secrets" | "configs") {
+        return None;
+    }
+    let unavailable = |m: &str| Some(ApiError::new(ErrorKind::Unavailable, m));
+    match (method, p) {
+        (&Method::POST, "/swarm/leave") => unavailable("This node is not part of a swarm"),
+        (&Method::POST, "/swarm/init" | "/swarm/join") => {
+            unavailable("swarm mode is not supported: wharf is a single-host engine")
+        }
+        _ => unavailable(NOT_MANAGER),
     }
 }
 
@@ -152,7 +203,7 @@ async fn image_route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, re
     match *method {
         Method::GET => {
             if let Some(name) = split("/json") {
-                return image_inspect(&d, &name).await;
+                return image_inspect(&d, &name, ApiVersion::of(&req)).await;
             }
             if let Some(name) = split("/history") {
                 return image_history(&d, &name).await;
@@ -582,11 +633,17 @@ fn inspect_json(d: &Daemon, v: &ImageView) -> Result<serde_json::Value, ApiError
     Ok(j)
 }
 
-async fn image_inspect(d: &Arc<Daemon>, name: &str) -> Res {
+async fn image_inspect(d: &Arc<Daemon>, name: &str, version: ApiVersion) -> Res {
     let d2 = d.clone();
     let n = name.to_string();
     let v = blocking(move || Ok(d2.images.inspect(&n)?)).await?;
-    ok_json(&inspect_json(d, &v)?)
+    let mut j = inspect_json(d, &v)?;
+    // Before API 1.45 the image's container and its config were part of the answer.
+    if version < ApiVersion(1, 45) {
+        j["Container"] = json!(v.config.rest.get("container").and_then(|c| c.as_str()).unwrap_or(""));
+        j["ContainerConfig"] = v.config.container_config.clone().unwrap_or_else(|| json!({}));
+    }
+    ok_json(&j)
 }
 
 async fn image_history(d: &Arc<Daemon>, name: &str) -> Res {
@@ -642,7 +699,7 @@ fn delete_items(items: Vec<DeleteItem>) -> Vec<m::ImageDeleteResponseItem> {
 
 async fn image_delete(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let force = q.bool("force");
-    let prune = q.get("noprune").map(|_| !q.bool("noprune")).unwrap_or(true);
+    let prune = !q.bool("noprune");
     let d2 = d.clone();
     let n = name.to_string();
     let items = blocking(move || Ok(d2.images.remove(&n, force, prune)?)).await?;

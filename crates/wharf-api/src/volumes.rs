@@ -67,9 +67,11 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
                     return Err(ApiError::invalid(format!("invalid filter '{k}'")));
                 }
             }
-            let all = filters
-                .get("all")
-                .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+            // Before API 1.42 a prune took named volumes too; since, only with `all`.
+            let all = match filters.get("all") {
+                Some(v) => v.iter().any(|x| x == "true" || x == "1"),
+                None => crate::routes::ApiVersion::of(&req) < crate::routes::ApiVersion(1, 42),
+            };
             let label_filters: HashMap<String, Vec<String>> = filters.into_iter().filter(|(k, _)| k != "all").collect();
             let (gone, bytes) = store.prune(all, &|v| !store.matches(v, &label_filters).unwrap_or(false));
             json_res(

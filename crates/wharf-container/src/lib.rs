@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod logs;
 pub mod mounts;
 pub mod names;

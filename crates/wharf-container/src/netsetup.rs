@@ -27,8 +27,14 @@ pub struct EndpointConfig {
     pub ipv4: Option<String>,
     /// `--mac-address`.
     pub mac: Option<String>,
-    /// `--link` (default bridge only).
+    /// `--link`: legacy links on the default bridge, DNS aliases on a user network.
     pub links: Vec<String>,
+    /// `--link-local-ip`, kept and shown (the address is not configured).
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    /// `--driver-opt`s of the endpoint, kept and shown.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// One published port while the container runs.
@@ -126,6 +132,9 @@ pub fn endpoint_configs(
             "invalid config for network {}: invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks with user configured subnets",
             n.name
         )));
+    } else if ec.links.is_empty() {
+        // `--link` with a user network: aliases on it (its DNS answers them).
+        ec.links = hc.links.clone().unwrap_or_default();
     }
     out.insert(n.name.clone(), ec);
     Ok(out)
@@ -156,13 +165,45 @@ pub fn endpoint_config(network_id: &str, v: Option<&Value>) -> Result<EndpointCo
             return Err(ContainerError::Invalid(format!("invalid MAC address: {mac}")));
         }
     }
+    let link_local_ips: Vec<String> = v
+        .and_then(|v| v.pointer("/IPAMConfig/LinkLocalIPs"))
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    for ip in &link_local_ips {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| ContainerError::Invalid(format!("invalid link-local IP address: {ip}")))?;
+    }
+    let driver_opts = v
+        .and_then(|v| v.get("DriverOpts"))
+        .and_then(|o| o.as_object())
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(EndpointConfig {
         network_id: network_id.to_string(),
         aliases: list("Aliases"),
         ipv4,
         mac,
         links: list("Links"),
+        link_local_ips,
+        driver_opts,
     })
+}
+
+/// A container's links on a network as (alias, container name): `name:alias` or `name`.
+pub fn link_aliases(ec: &EndpointConfig) -> Vec<(String, String)> {
+    ec.links
+        .iter()
+        .map(|l| {
+            let (name, alias) = l.split_once(':').unwrap_or((l, l));
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            (alias.to_string(), name.trim_start_matches('/').to_string())
+        })
+        .collect()
 }
 
 /// The names a container answers to on a user network: its name, its aliases, its short ID.
@@ -201,6 +242,7 @@ pub fn requests(rec: &Record) -> Result<Vec<EndpointRequest>> {
                     .map_err(|_| ContainerError::Invalid("bad --ip".into()))?,
                 mac: ec.mac.as_deref().and_then(wharf_network::link::parse_mac),
                 dns_names: dns_names(rec, ec),
+                links: link_aliases(ec),
             })
         })
         .collect()
@@ -426,9 +468,22 @@ pub fn settings_json(rec: &Record) -> Value {
 }
 
 fn endpoint_json(ec: Option<&EndpointConfig>, ep: Option<&Endpoint>) -> Value {
-    let ipam = ec
-        .and_then(|c| c.ipv4.as_ref())
-        .map(|ip| json!({"IPv4Address": ip}))
+    let ipam = match ec {
+        Some(c) if c.ipv4.is_some() || !c.link_local_ips.is_empty() => {
+            let mut v = json!({});
+            if let Some(ip) = &c.ipv4 {
+                v["IPv4Address"] = json!(ip);
+            }
+            if !c.link_local_ips.is_empty() {
+                v["LinkLocalIPs"] = json!(c.link_local_ips);
+            }
+            v
+        }
+        _ => Value::Null,
+    };
+    let driver_opts = ec
+        .filter(|c| !c.driver_opts.is_empty())
+        .map(|c| json!(c.driver_opts))
         .unwrap_or(Value::Null);
     let aliases = ec
         .filter(|c| !c.aliases.is_empty())
@@ -442,8 +497,11 @@ fn endpoint_json(ec: Option<&EndpointConfig>, ep: Option<&Endpoint>) -> Value {
         "IPAMConfig": ipam,
         "Links": links,
         "Aliases": aliases,
-        "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
-        "DriverOpts": null,
+        "MacAddress": ep
+            .map(|e| e.mac.clone())
+            .or_else(|| ec.and_then(|c| c.mac.clone()))
+            .unwrap_or_default(),
+        "DriverOpts": driver_opts,
         "GwPriority": 0,
         "NetworkID": ec.map(|c| c.network_id.clone()).unwrap_or_default(),
         "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),

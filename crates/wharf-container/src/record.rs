@@ -28,6 +28,9 @@ pub struct State {
     pub finished_at: String,
     /// The OOM killer acted in the last run.
     pub oom_killed: bool,
+    /// The healthcheck's state, when the container has one and has started.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Default for State {
@@ -40,6 +43,7 @@ impl Default for State {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
+            health: None,
         }
     }
 }

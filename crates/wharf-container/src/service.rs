@@ -24,6 +24,7 @@ use wharf_store::Driver;
 use wharf_volume::VolumeStore;
 
 use crate::error::{ContainerError, Result};
+use crate::health;
 use crate::mounts::{self, MountPoint};
 use crate::record::{Record, State, ZERO_TIME};
 use crate::shim::{self, ShimStream};
@@ -161,6 +162,21 @@ impl std::fmt::Debug for ContainerService {
     }
 }
 
+/// A duration as Go prints it (`1s`, `1.5s`, `500ms`, `1m30s`), for Docker's messages.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (m, s) = (d.as_secs() / 60, d.as_secs_f64() % 60.0);
+    let secs = format!("{s}").trim_end_matches(".0").to_string();
+    match m {
+        0 => format!("{secs}s"),
+        m if m < 60 => format!("{m}m{secs}s"),
+        m => format!("{}h{}m{secs}s", m / 60, m % 60),
+    }
+}
+
 fn now_nanos() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -215,6 +231,69 @@ fn start_error(e: &str) -> String {
         }
     }
     format!("failed to create task for container: OCI runtime create failed: {e}: unknown")
+}
+
+/// Check a container's log driver and options as dockerd does at create: `json-file` (with
+/// its options) and `none` are wharf's; Docker's other built-in drivers are named as not
+/// supported, anything else is a plugin that is not there.
+fn validate_log_config(log: &m::HostConfigLogConfig) -> Result<()> {
+    const BUILTIN: &[&str] = &[
+        "local",
+        "syslog",
+        "journald",
+        "gelf",
+        "fluentd",
+        "awslogs",
+        "splunk",
+        "etwlogs",
+        "gcplogs",
+        "logentries",
+    ];
+    let driver = log.typ.as_deref().unwrap_or("json-file");
+    let opts = log.config.as_ref();
+    match driver {
+        "json-file" => {
+            const KNOWN: &[&str] = &[
+                "max-file",
+                "max-size",
+                "compress",
+                "labels",
+                "labels-regex",
+                "env",
+                "env-regex",
+                "tag",
+            ];
+            for k in opts.into_iter().flat_map(|o| o.keys()) {
+                if !KNOWN.contains(&k.as_str()) {
+                    return Err(ContainerError::Invalid(format!(
+                        "unknown log opt '{k}' for json-file log driver"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        "none" => match opts.and_then(|o| o.keys().next()) {
+            Some(k) => Err(ContainerError::Invalid(format!(
+                "unknown log opt '{k}' for none log driver"
+            ))),
+            None => Ok(()),
+        },
+        d if BUILTIN.contains(&d) => Err(ContainerError::Invalid(format!(
+            "logging driver \"{d}\" is not supported by wharf (json-file and none are)"
+        ))),
+        d => Err(ContainerError::Invalid(format!(
+            "error looking up logging plugin {d}: plugin \"{d}\" not found"
+        ))),
+    }
+}
+
+/// How an exec's start error reads in dockerd (runc's words through containerd).
+fn exec_start_error(e: &str) -> String {
+    let detail = match e.split("executable '").nth(1).and_then(|r| r.split('\'').next()) {
+        Some(name) => format!("exec: \"{name}\": executable file not found in $PATH"),
+        None => e.to_string(),
+    };
+    format!("OCI runtime exec failed: exec failed: unable to start container process: {detail}: unknown")
 }
 
 impl ContainerService {
@@ -360,6 +439,7 @@ impl ContainerService {
                         }
                         netsetup::restore(&self.net, &rec.id, &rec.net).await;
                         self.spawn_monitor(e.clone(), Some(stream));
+                        self.spawn_health(e.clone());
                         continue;
                     }
                     Err(_) => {
@@ -556,6 +636,10 @@ impl ContainerService {
         if cfg.stop_signal.is_none() {
             cfg.stop_signal = ic.get("StopSignal").and_then(|v| v.as_str()).map(String::from);
         }
+        cfg.healthcheck = health::merge(cfg.healthcheck.take(), ic.get("Healthcheck"));
+        if let Some(h) = &cfg.healthcheck {
+            health::validate(h)?;
+        }
         let mut labels: HashMap<String, String> = ic
             .get("Labels")
             .and_then(|v| v.as_object())
@@ -597,13 +681,41 @@ impl ContainerService {
         if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
             hc.ipc_mode = Some("private".into());
         }
-        if hc.log_config.is_none() {
-            hc.log_config = Some(m::HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(HashMap::new()),
-            });
+        // wharf-shim is the one runtime; it answers to dockerd's default name.
+        match hc.runtime.as_deref().unwrap_or("") {
+            "" | "runc" => hc.runtime = Some("runc".into()),
+            other => {
+                return Err(ContainerError::Invalid(format!(
+                    "unknown or invalid runtime name: {other}"
+                )));
+            }
         }
-        let networks = netsetup::endpoint_configs(&self.net, &hc, body.networking_config.as_ref())?;
+        let log = hc.log_config.get_or_insert_with(Default::default);
+        if log.typ.as_deref().unwrap_or("").is_empty() {
+            log.typ = Some("json-file".into());
+        }
+        log.config.get_or_insert_with(HashMap::new);
+        validate_log_config(log)?;
+        let mut networks = netsetup::endpoint_configs(&self.net, &hc, body.networking_config.as_ref())?;
+        // The container-wide MacAddress (deprecated in API 1.44) is the network mode's
+        // endpoint's, unless that endpoint names its own.
+        if let Some(mac) = cfg.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            if wharf_network::link::parse_mac(mac).is_none() {
+                return Err(ContainerError::Invalid(format!("invalid MAC address: {mac}")));
+            }
+            let mode = hc.network_mode.clone().unwrap_or_default();
+            let only = networks.len() == 1;
+            let ec = networks.iter_mut().find(|(k, _)| **k == mode || only).map(|(_, ec)| ec);
+            match ec {
+                Some(ec) if ec.mac.is_none() => ec.mac = Some(mac.to_string()),
+                Some(_) => {}
+                None => {
+                    return Err(ContainerError::Invalid(
+                        "conflicting options: mac-address and the network mode".into(),
+                    ))
+                }
+            }
+        }
         if hc.network_mode.as_deref() == Some("host") {
             // Docker: published ports are discarded in host mode.
             hc.port_bindings = None;
@@ -817,9 +929,15 @@ impl ContainerService {
     pub(crate) fn unmount_root_only(&self, id: &str) {
         let dir = self.container_dir(id);
         for m in [dir.join("merged"), dir.join("mounts/shm")] {
-            if is_mountpoint(&m) {
+            // Mounts may be stacked (a copy or export mounted the root as the container
+            // started): take them all off.
+            for _ in 0..8 {
+                if !is_mountpoint(&m) {
+                    break;
+                }
                 if let Err(e) = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH) {
                     tracing::warn!(%id, "unmount {}: {e}", m.display());
+                    break;
                 }
             }
         }
@@ -932,12 +1050,14 @@ impl ContainerService {
                     r.state.started_at = now_nanos();
                     r.state.error.clear();
                     r.state.oom_killed = false;
+                    r.state.health = health::probe(&r.config).map(|_| health::Health::starting());
                     r.manually_stopped = false;
                 }
                 self.save(e)?;
                 Self::bump(e, false, false);
                 self.emit(&e.snapshot(), "start", &[]);
                 self.spawn_monitor(e.clone(), stream);
+                self.spawn_health(e.clone());
                 Ok(())
             }
             Err(err) => {
@@ -1017,12 +1137,19 @@ impl ContainerService {
         let gateway = self.net.get("bridge").ok().and_then(|n| n.pool.map(|p| p.gateway));
         let mut links = Vec::new();
         let mut link_env = Vec::new();
-        let link_specs: Vec<String> = rec
+        // Legacy links (the default bridge's): /etc/hosts lines and variables. A user
+        // network's links are aliases its DNS answers, for containers that may come later.
+        let mut link_specs: Vec<String> = Vec::new();
+        for l in rec
             .networks
-            .values()
-            .flat_map(|n| n.links.iter().cloned())
-            .chain(rec.host_config.links.iter().flatten().cloned())
-            .collect();
+            .iter()
+            .filter(|(name, _)| name.as_str() == "bridge")
+            .flat_map(|(_, n)| n.links.iter().chain(rec.host_config.links.iter().flatten()))
+        {
+            if !link_specs.contains(l) {
+                link_specs.push(l.clone());
+            }
+        }
         for l in link_specs {
             let (name, alias) = l.split_once(':').unwrap_or((&l, &l));
             let name = name.trim_start_matches('/');
@@ -1257,6 +1384,116 @@ impl ContainerService {
         });
     }
 
+    /// Probe a started container's health for as long as this run lasts (see [`health`]).
+    fn spawn_health(self: &Arc<Self>, e: Arc<Entry>) {
+        let rec = e.snapshot();
+        let Some(p) = health::probe(&rec.config) else { return };
+        let run = e.gen.borrow().exits;
+        let started = crate::logs::parse_time(&rec.state.started_at).unwrap_or(0);
+        let since_start = move || {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+            Duration::from_nanos(u64::try_from(now - started).unwrap_or(0))
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut gen = e.gen.subscribe();
+            loop {
+                let status = e.snapshot().state.health.map(|h| h.status).unwrap_or_default();
+                let wait = p.next_interval(since_start(), &status);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = async { gen.wait_for(|g| g.exits != run || g.removed).await.is_ok() } => return,
+                }
+                let rec = e.snapshot();
+                if e.gen.borrow().exits != run || !rec.state.is_running() {
+                    return;
+                }
+                let begun = since_start();
+                let start = now_nanos();
+                let (exit_code, output) = me.run_probe(&rec, &p).await;
+                let result = health::ProbeResult {
+                    start,
+                    end: now_nanos(),
+                    exit_code,
+                    output,
+                };
+                let changed = {
+                    let mut r = e.rec.lock().expect("record lock");
+                    if e.gen.borrow().exits != run {
+                        return;
+                    }
+                    let h = r.state.health.get_or_insert_with(health::Health::starting);
+                    health::record(h, &p, result, begun)
+                };
+                if let Some(status) = changed {
+                    if let Err(err) = me.save(&e) {
+                        tracing::warn!(id = %rec.id, "saving health: {err}");
+                    }
+                    me.emit(&e.snapshot(), &format!("health_status: {status}"), &[]);
+                }
+            }
+        });
+    }
+
+    /// One health probe: an exec of `p.argv` in the container, its output and exit code, or
+    /// -1 and why when it could not run or outlived its timeout. The exec is forgotten after.
+    async fn run_probe(&self, rec: &Record, p: &health::Probe) -> (i64, String) {
+        let cfg = m::ExecConfig {
+            cmd: Some(p.argv.clone()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let xid = match self.exec_create(&rec.id, cfg) {
+            Ok(x) => x,
+            Err(err) => return (-1, err.to_string()),
+        };
+        let run = async {
+            let mut s = self.exec_start(&xid).await?;
+            let (mut buf, mut out, mut code) = (Vec::new(), Vec::new(), -1i64);
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                while let Some((stream, payload, used)) = wharf_shim_proto::parse_frame(&buf) {
+                    if stream == wharf_shim_proto::STREAM_EXIT {
+                        if let Ok(b) = <[u8; 4]>::try_from(payload) {
+                            code = i64::from(i32::from_be_bytes(b));
+                        }
+                    } else if out.len() < health::MAX_OUTPUT {
+                        out.extend_from_slice(payload);
+                    }
+                    buf.drain(..used);
+                }
+                match tokio::io::AsyncReadExt::read(&mut s, &mut chunk).await {
+                    Ok(0) | Err(_) => return Ok::<_, ContainerError>((code, out)),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        let (code, output) = match tokio::time::timeout(p.timeout, run).await {
+            Ok(Ok((code, out))) => (code, health::clip_output(&out)),
+            Ok(Err(err)) => (-1, err.to_string()),
+            Err(_) => {
+                if let Some(pid) = self
+                    .exec_get(&xid)
+                    .ok()
+                    .and_then(|x| rustix::process::Pid::from_raw(x.pid as i32))
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                (
+                    -1,
+                    format!("Health check exceeded timeout ({})", go_duration(p.timeout)),
+                )
+            }
+        };
+        self.exec_exited(&xid, i32::try_from(code).ok());
+        self.execs.lock().expect("execs").remove(&xid);
+        if let Ok(e) = self.lookup(&rec.id) {
+            e.rec.lock().expect("record lock").exec_ids.retain(|x| *x != xid);
+        }
+        (code, output)
+    }
+
     async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: ExitInfo) {
         let (id, auto_remove, policy, max_retry, manually, restarts, started_at) = {
             let mut r = e.rec.lock().expect("record lock");
@@ -1407,6 +1644,7 @@ impl ContainerService {
         if sig == 9 || sig == 15 || sig == 2 {
             e.rec.lock().expect("record lock").manually_stopped = true;
         }
+        let seen = e.gen.borrow().exits;
         shim::call(
             &self.shim_socket(&rec.id),
             &Request::Kill {
@@ -1416,6 +1654,11 @@ impl ContainerService {
         )
         .await?;
         self.emit(&rec, "kill", &[("signal", &sig.to_string())]);
+        // As dockerd: a SIGKILL returns once the container has exited (up to 10 s), so an
+        // inspect that follows sees it stopped with its exit code.
+        if sig == 9 {
+            Self::wait_exit(&e, seen, Some(Duration::from_secs(10))).await;
+        }
         Ok(())
     }
 
@@ -1567,9 +1810,22 @@ impl ContainerService {
         e.rec.lock().expect("record lock").state.status = "removing".into();
         self.unmount_root(&rec.id);
         let dir = self.container_dir(&rec.id);
+        if is_mountpoint(&dir.join("merged")) {
+            // Removing through a mounted root would delete the image's files in it.
+            e.rec.lock().expect("record lock").state.status = rec.state.status.clone();
+            return Err(ContainerError::Internal(format!(
+                "container {}: its root filesystem is still mounted; try again",
+                rec.id
+            )));
+        }
         // The record goes first, so a crash mid-removal never resurrects half a container.
         let _ = fs::remove_file(dir.join("config.v2.json"));
-        fs::remove_dir_all(&dir)?;
+        if let Err(err) = fs::remove_dir_all(&dir) {
+            // A file written as the removal ran (the shim's last log line): once more.
+            tracing::debug!(id = %rec.id, "removing {}: {err}; retrying", dir.display());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            fs::remove_dir_all(&dir)?;
+        }
         let _ = fs::remove_dir_all(self.bundle_dir(&rec.id));
         self.map.write().expect("map").remove(&rec.id);
         self.names.lock().expect("names").remove(&rec.name);
@@ -1710,9 +1966,18 @@ impl ContainerService {
                 .join(" "),
             tag: opts.reference.clone(),
         };
-        let freeze = opts.pause && rec.state.is_running() && rec.state.status != "paused";
+        let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != "paused";
         if freeze {
-            shim::call(&self.shim_socket(&rec.id), &Request::Pause).await?;
+            let seen = e.gen.borrow().exits;
+            if let Err(err) = shim::call(&self.shim_socket(&rec.id), &Request::Pause).await {
+                // A container that was exiting as the commit began has nothing left to
+                // freeze: commit it as it stands. Any other failure is the caller's.
+                Self::wait_exit(&e, seen, Some(Duration::from_secs(1))).await;
+                if e.snapshot().state.is_running() {
+                    return Err(err);
+                }
+                freeze = false;
+            }
         }
         let upper = self.container_dir(&rec.id).join("rw/diff");
         let images = self.images.clone();
@@ -1819,6 +2084,7 @@ impl ContainerService {
                 ip: ec.ipv4.as_deref().and_then(|i| i.parse().ok()),
                 mac: ec.mac.as_deref().and_then(wharf_network::link::parse_mac),
                 dns_names: netsetup::dns_names(&rec, &ec),
+                links: netsetup::link_aliases(&ec),
             };
             let target = wharf_network::link::Target::Existing(self.net.sandbox_key(&rec.id));
             let eps = self
@@ -1828,6 +2094,40 @@ impl ContainerService {
             e.rec.lock().expect("record lock").net.endpoints.extend(eps);
         }
         e.rec.lock().expect("record lock").networks.insert(n.name.clone(), ec);
+        self.save(&e)?;
+        self.rewrite_hosts(&e)
+    }
+
+    /// `DELETE /containers/{parent}/{alias}?link=1`: remove the legacy link `alias` from
+    /// `parent` (both containers stay); a running parent's `/etc/hosts` loses the name.
+    pub async fn remove_link(&self, parent: &str, alias: &str) -> Result<()> {
+        let e = self.lookup(parent)?;
+        let _op = e.op.lock().await;
+        let matches = |l: &String| {
+            let (target, a) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            a.trim_start_matches('/') == alias || (a == target && target.trim_start_matches('/') == alias)
+        };
+        let found = {
+            let mut rec = e.rec.lock().expect("record lock");
+            let mut found = false;
+            if let Some(links) = rec.host_config.links.as_mut() {
+                let before = links.len();
+                links.retain(|l| !matches(l));
+                found |= links.len() != before;
+            }
+            for ec in rec.networks.values_mut() {
+                let before = ec.links.len();
+                ec.links.retain(|l| !matches(l));
+                found |= ec.links.len() != before;
+            }
+            found
+        };
+        if !found {
+            return Err(ContainerError::NotFound(format!(
+                "No such link: /{}/{alias}",
+                e.snapshot().name
+            )));
+        }
         self.save(&e)?;
         self.rewrite_hosts(&e)
     }
@@ -2085,8 +2385,9 @@ impl ContainerService {
             .ok_or_else(|| ContainerError::NoSuchExec(id.to_string()))
     }
 
-    /// Start an exec: the stream carries its output and ends with its exit frame.
-    pub async fn exec_start(&self, id: &str, tty_override: Option<bool>) -> Result<(bool, ShimStream)> {
+    /// The exec and its container, when the exec may start: it has not run and its
+    /// container runs.
+    pub fn exec_startable(&self, id: &str) -> Result<(ExecEntry, Record)> {
         let x = self.exec_get(id)?;
         if x.running || x.exit_code.is_some() {
             return Err(ContainerError::Conflict(format!(
@@ -2097,11 +2398,16 @@ impl ContainerService {
         if !rec.state.is_running() {
             return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
         }
+        Ok((x, rec))
+    }
+
+    /// Start an exec: the stream carries its output and ends with its exit frame.
+    pub async fn exec_start(&self, id: &str) -> Result<ShimStream> {
+        let (x, rec) = self.exec_startable(id)?;
         let spec: Value = serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
             .map_err(|e| ContainerError::Internal(e.to_string()))?;
         let mut process = spec["process"].clone();
-        let tty = tty_override.unwrap_or(false) || x.config.tty.unwrap_or(false);
-        process["terminal"] = json!(tty);
+        process["terminal"] = json!(x.config.tty.unwrap_or(false));
         process["args"] = json!(x.config.cmd.clone().unwrap_or_default());
         if let Some(extra) = &x.config.env {
             let base: Vec<String> = serde_json::from_value(process["env"].clone()).unwrap_or_default();
@@ -2133,22 +2439,19 @@ impl ContainerService {
         };
         let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
         if let Some(err) = reply.error {
-            let msg = start_error(&err);
-            let code = if msg.contains("executable file not found") {
-                127
-            } else {
-                126
-            };
+            // dockerd records 126 for any exec that could not start.
             if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-                x.exit_code = Some(code);
+                x.exit_code = Some(126);
             }
-            return Err(ContainerError::Runtime(msg));
+            return Err(ContainerError::Runtime(exec_start_error(&err)));
         }
         if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
             x.running = true;
             x.pid = i64::from(reply.pid.unwrap_or(0));
         }
-        Ok((tty, stream))
+        let cmd = x.config.cmd.clone().unwrap_or_default().join(" ");
+        self.emit(&rec, &format!("exec_start: {cmd}"), &[("execID", id)]);
+        Ok(stream)
     }
 
     /// Record an exec's end.
@@ -2292,11 +2595,46 @@ mod tests {
     }
 
     #[test]
+    fn durations_read_like_go() {
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+    }
+
+    #[test]
+    fn log_configs_checked_like_dockerd() {
+        let lc = |t: &str, opts: &[(&str, &str)]| m::HostConfigLogConfig {
+            typ: Some(t.into()),
+            config: Some(opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        };
+        assert!(validate_log_config(&lc("json-file", &[("max-size", "1m"), ("max-file", "3")])).is_ok());
+        assert!(validate_log_config(&lc("none", &[])).is_ok());
+        let err = |c| validate_log_config(&c).unwrap_err().to_string();
+        assert_eq!(
+            err(lc("asdf", &[])),
+            "error looking up logging plugin asdf: plugin \"asdf\" not found"
+        );
+        assert_eq!(
+            err(lc("json-file", &[("bogus", "1")])),
+            "unknown log opt 'bogus' for json-file log driver"
+        );
+        assert!(err(lc("syslog", &[])).contains("not supported"));
+    }
+
+    #[test]
     fn start_errors_read_like_docker() {
         let m = start_error("executor validation failed: executable 'nosuch' not found in $PATH");
         assert!(
             m.contains("exec: \"nosuch\": executable file not found in $PATH"),
             "{m}"
+        );
+        let m = exec_start_error("executor validation failed: executable 'nosuch' not found in $PATH");
+        assert_eq!(
+            m,
+            "OCI runtime exec failed: exec failed: unable to start container process: \
+             exec: \"nosuch\": executable file not found in $PATH: unknown"
         );
     }
 }

@@ -830,6 +830,65 @@ impl Distribution {
         Ok(rx)
     }
 
+    /// `GET /distribution/{name}/json`: the descriptor of `r`'s manifest (or index) in its
+    /// registry and the platforms it offers: an index lists its entries' platforms, an image
+    /// manifest the platform its config names. Nothing is stored.
+    pub async fn inspect(&self, r: &Reference, auth: Option<AuthConfig>) -> Result<serde_json::Value> {
+        let eps = endpoints(&self.cfg, r.domain(), false);
+        let scope = vec![format!("repository:{}:pull", r.path())];
+        let s = Session::open(&self.clients, &self.cfg, &eps, r.path(), scope, auth).await?;
+        let reference = match (r.digest(), r.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let shown = r.familiar();
+        let (body, digest, m) = s.manifest(&reference, &shown).await?;
+        let declared = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+            .filter(|t| !t.is_empty());
+        let platform_json = |p: &Platform| {
+            let mut v = json!({"architecture": p.architecture, "os": p.os});
+            if !p.variant.is_empty() {
+                v["variant"] = json!(p.variant);
+            }
+            v
+        };
+        let (media_type, platforms) = match m {
+            Manifest::Index(list) => (
+                declared.unwrap_or_else(|| manifest::OCI_INDEX.to_string()),
+                list.iter()
+                    .filter_map(|d| d.platform.as_ref())
+                    .map(platform_json)
+                    .collect(),
+            ),
+            Manifest::Image(im) => {
+                let cfg = s
+                    .small_blob(
+                        &im.config.digest()?,
+                        im.config.size()?,
+                        wharf_image::config::MAX_CONFIG_BYTES,
+                    )
+                    .await?;
+                let parsed = ImageConfig::parse(&cfg).map_err(DistError::BadManifest)?;
+                let p = Platform {
+                    architecture: parsed.architecture.clone(),
+                    os: parsed.os.clone(),
+                    variant: parsed.variant.clone().unwrap_or_default(),
+                };
+                (
+                    declared.unwrap_or_else(|| manifest::OCI_MANIFEST.to_string()),
+                    vec![platform_json(&p)],
+                )
+            }
+        };
+        Ok(json!({
+            "Descriptor": {"mediaType": media_type, "digest": digest.to_string(), "size": body.len()},
+            "Platforms": platforms,
+        }))
+    }
+
     // ---------------------------------------------------------------- login and search
 
     /// `login`: check `auth` against its registry. Returns Docker's status line.

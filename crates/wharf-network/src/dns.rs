@@ -1,7 +1,9 @@
 //! The DNS responder of a user-defined network (as podman's aardvark-dns): a UDP and TCP server
 //! on the network's gateway address, port 53, that answers A queries for the names and aliases of the
-//! containers on that network and forwards every other query to the host's resolvers. Messages
-//! are parsed and written with hickory-proto.
+//! containers on that network and forwards every other query to the host's resolvers. A
+//! container's links on the network (`--link name:alias`) are aliases only it resolves: the
+//! responder tells containers apart by the address a query comes from. Messages are parsed and
+//! written with hickory-proto.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,8 +16,32 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// Name (lower case, no trailing dot) → addresses, for one network.
-pub type Names = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
+/// What one network's responder knows.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Name (lower case, no trailing dot) → addresses.
+    pub names: HashMap<String, Vec<Ipv4Addr>>,
+    /// A container's address → its link aliases (lower case) → the names they stand for.
+    pub links: HashMap<Ipv4Addr, HashMap<String, String>>,
+}
+
+impl Table {
+    /// The addresses `name` has for a query from `from`: its links first, then the network's
+    /// names.
+    pub fn lookup(&self, name: &str, from: Option<Ipv4Addr>) -> Option<Vec<Ipv4Addr>> {
+        let target = from
+            .and_then(|ip| self.links.get(&ip))
+            .and_then(|l| l.get(name))
+            .map(|t| t.to_ascii_lowercase());
+        // A link to a container that is not on the network (yet) is no name at all.
+        target
+            .and_then(|t| self.names.get(&t).cloned())
+            .or_else(|| self.names.get(name).cloned())
+    }
+}
+
+/// One network's [`Table`], shared with the network service.
+pub type Names = Arc<RwLock<Table>>;
 
 /// A running responder; dropping it stops the server.
 #[derive(Debug)]
@@ -53,12 +79,12 @@ pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
     let n = names.clone();
     let tcp = tokio::spawn(async move {
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let Ok((conn, peer)) = listener.accept().await else {
                 continue;
             };
             let n = n.clone();
             tokio::spawn(async move {
-                let _ = serve_tcp(conn, &n).await;
+                let _ = serve_tcp(conn, &n, peer_v4(&peer)).await;
             });
         }
     });
@@ -72,7 +98,7 @@ pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
             let query = buf[..len].to_vec();
             let (sock, n) = (sock.clone(), n.clone());
             tokio::spawn(async move {
-                if let Some(reply) = answer(&query, &n).await {
+                if let Some(reply) = answer(&query, &n, peer_v4(&peer)).await {
                     let _ = sock.send_to(&reply, peer).await;
                 }
             });
@@ -81,9 +107,16 @@ pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
     Ok(Responder { task, tcp, names })
 }
 
+fn peer_v4(peer: &SocketAddr) -> Option<Ipv4Addr> {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+    }
+}
+
 /// DNS over TCP (RFC 7766): each message behind a two-byte length, several per connection;
 /// an idle connection is closed after ten seconds.
-async fn serve_tcp(mut conn: TcpStream, names: &Names) -> std::io::Result<()> {
+async fn serve_tcp(mut conn: TcpStream, names: &Names, from: Option<Ipv4Addr>) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
@@ -94,7 +127,7 @@ async fn serve_tcp(mut conn: TcpStream, names: &Names) -> std::io::Result<()> {
         tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut query))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(reply) = answer(&query, names).await else {
+        let Some(reply) = answer(&query, names, from).await else {
             return Ok(());
         };
         let Ok(n) = u16::try_from(reply.len()) else {
@@ -105,8 +138,8 @@ async fn serve_tcp(mut conn: TcpStream, names: &Names) -> std::io::Result<()> {
     }
 }
 
-/// The answer to one query packet (`None`: not a query we can read at all).
-pub async fn answer(query: &[u8], names: &Names) -> Option<Vec<u8>> {
+/// The answer to one query packet from `from` (`None`: not a query we can read at all).
+pub async fn answer(query: &[u8], names: &Names, from: Option<Ipv4Addr>) -> Option<Vec<u8>> {
     let req = Message::from_vec(query).ok()?;
     if req.message_type() != MessageType::Query {
         return None;
@@ -123,7 +156,7 @@ pub async fn answer(query: &[u8], names: &Names) -> Option<Vec<u8>> {
         return resp.to_vec().ok();
     };
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
-    let known = names.read().expect("names").get(&name).cloned();
+    let known = names.read().expect("names").lookup(&name, from);
     match known {
         Some(ips) => {
             // A name on this network: its addresses for A, nothing (but no error) for others.
@@ -190,16 +223,43 @@ mod tests {
         names
             .write()
             .unwrap()
+            .names
             .insert("web".into(), vec!["10.0.0.2".parse().unwrap()]);
-        let r = Message::from_vec(&answer(&query("Web.", RecordType::A), &names).await.unwrap()).unwrap();
+        let r = Message::from_vec(&answer(&query("Web.", RecordType::A), &names, None).await.unwrap()).unwrap();
         assert_eq!(r.id(), 7);
         assert_eq!(r.response_code(), ResponseCode::NoError);
         assert_eq!(r.answers().len(), 1);
         assert_eq!(r.answers()[0].data(), &RData::A(A("10.0.0.2".parse().unwrap())));
-        let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names).await.unwrap()).unwrap();
+        let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names, None).await.unwrap()).unwrap();
         assert_eq!((r.response_code(), r.answers().len()), (ResponseCode::NoError, 0));
-        let r = Message::from_vec(&answer(&query("elsewhere.", RecordType::A), &names).await.unwrap()).unwrap();
+        let r = Message::from_vec(&answer(&query("elsewhere.", RecordType::A), &names, None).await.unwrap()).unwrap();
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
-        assert!(answer(b"garbage", &names).await.is_none());
+        assert!(answer(b"garbage", &names, None).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn links_are_the_linking_containers_own() {
+        let names: Names = Arc::default();
+        let (a, b): (Ipv4Addr, Ipv4Addr) = ("10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
+        {
+            let mut t = names.write().unwrap();
+            t.names.insert("upstream".into(), vec!["10.0.0.2".parse().unwrap()]);
+            t.links
+                .insert(a, HashMap::from([("bar".to_string(), "upstream".to_string())]));
+            t.links
+                .insert(b, HashMap::from([("gone".to_string(), "nobody".to_string())]));
+        }
+        let ask = |from| {
+            let names = names.clone();
+            async move { Message::from_vec(&answer(&query("bar.", RecordType::A), &names, from).await.unwrap()).unwrap() }
+        };
+        let r = ask(Some(a)).await;
+        assert_eq!(r.answers()[0].data(), &RData::A(A("10.0.0.2".parse().unwrap())));
+        // Another container does not see a's alias.
+        assert_eq!(ask(Some(b)).await.response_code(), ResponseCode::NXDomain);
+        assert_eq!(ask(None).await.response_code(), ResponseCode::NXDomain);
+        // A link to a container not (yet) on the network is no name.
+        let r = Message::from_vec(&answer(&query("gone.", RecordType::A), &names, Some(b)).await.unwrap()).unwrap();
+        assert_eq!(r.response_code(), ResponseCode::NXDomain);
     }
 }

@@ -109,6 +109,9 @@ pub struct Pool {
     /// Address → holder (a container ID).
     #[serde(default)]
     pub allocated: BTreeMap<Ipv4Addr, String>,
+    /// `--aux-address`: name → an address kept out of every container's reach.
+    #[serde(default)]
+    pub aux: BTreeMap<String, Ipv4Addr>,
 }
 
 impl Pool {
@@ -139,7 +142,25 @@ impl Pool {
             range,
             gateway,
             allocated: BTreeMap::new(),
+            aux: BTreeMap::new(),
         })
+    }
+
+    /// Reserve the auxiliary addresses (`--aux-address name=ip`): each must be a host address
+    /// of the subnet other than the gateway.
+    pub fn with_aux(mut self, aux: BTreeMap<String, Ipv4Addr>) -> Result<Pool> {
+        let (lo, hi) = self.subnet.bounds();
+        for (name, ip) in &aux {
+            let n = u32::from(*ip);
+            if !self.subnet.contains(*ip) || n == lo || n == hi || *ip == self.gateway {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid auxiliary address {name}={ip}: not a free host address of subnet {}",
+                    self.subnet
+                )));
+            }
+        }
+        self.aux = aux;
+        Ok(self)
     }
 
     /// Hand out `want` (it must be free and in the subnet) or the first free dynamic address.
@@ -152,9 +173,9 @@ impl Pool {
                     "invalid address {ip}: it does not belong to any of this network's subnets"
                 )));
             }
-            if ip == self.gateway {
+            if ip == self.gateway || self.aux.values().any(|a| *a == ip) {
                 return Err(NetworkError::Conflict(format!(
-                    "Address already in use: {ip} is the gateway"
+                    "Address already in use: {ip} is the gateway or an auxiliary address"
                 )));
             }
             match self.allocated.get(&ip) {
@@ -167,7 +188,7 @@ impl Pool {
         let (rlo, rhi) = self.range.map(|r| r.bounds()).unwrap_or((lo, hi));
         for n in rlo.max(lo + 1)..=rhi.min(hi - 1) {
             let ip = Ipv4Addr::from(n);
-            if ip == self.gateway || self.allocated.contains_key(&ip) {
+            if ip == self.gateway || self.allocated.contains_key(&ip) || self.aux.values().any(|a| *a == ip) {
                 continue;
             }
             self.allocated.insert(ip, holder.to_string());
@@ -254,6 +275,19 @@ mod tests {
         assert!(p.allocate("d", Some("10.5.0.1".parse().unwrap())).is_err());
         p.release("a");
         assert_eq!(p.allocate("e", None).unwrap().to_string(), "10.5.0.128");
+        let mut aux = Pool::new("10.9.0.0/29".parse().unwrap(), None, None)
+            .unwrap()
+            .with_aux(BTreeMap::from([("a".to_string(), "10.9.0.2".parse().unwrap())]))
+            .unwrap();
+        assert_eq!(
+            aux.allocate("c", None).unwrap(),
+            "10.9.0.3".parse::<Ipv4Addr>().unwrap()
+        );
+        assert!(aux.allocate("d", Some("10.9.0.2".parse().unwrap())).is_err());
+        assert!(Pool::new("10.9.0.0/29".parse().unwrap(), None, None)
+            .unwrap()
+            .with_aux(BTreeMap::from([("x".to_string(), "10.8.0.2".parse().unwrap())]))
+            .is_err());
         let mut tiny = Pool::new("10.9.0.0/30".parse().unwrap(), None, None).unwrap();
         assert_eq!(tiny.allocate("x", None).unwrap().to_string(), "10.9.0.2");
         assert!(

@@ -127,6 +127,8 @@ pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     /// Options.
     pub options: BTreeMap<String, String>,
+    /// `--aux-address`: name → address.
+    pub aux: BTreeMap<String, String>,
 }
 
 /// A container's request to join one network.
@@ -140,6 +142,8 @@ pub struct EndpointRequest {
     pub mac: Option<[u8; 6]>,
     /// Names other containers on the network resolve to it (its name, aliases, short ID).
     pub dns_names: Vec<String>,
+    /// Its links on the network: (alias, container name), names only it resolves.
+    pub links: Vec<(String, String)>,
 }
 
 /// A container's place on one network.
@@ -163,6 +167,9 @@ pub struct Endpoint {
     pub ifname: String,
     /// Names registered in the network's DNS.
     pub dns_names: Vec<String>,
+    /// Link aliases registered for it in the network's DNS: (alias, container name).
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 /// Which containers use a network (set by the container service).
@@ -199,13 +206,10 @@ fn random_id() -> String {
 }
 
 /// Docker's rule for network names (the same as for containers).
+/// dockerd takes any name that is not empty (`test 01` too); a `/` would make it unreachable
+/// in URLs and a control character unprintable, so those are refused.
 fn valid_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= 255
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    !n.is_empty() && n.len() <= 255 && !n.contains('/') && !n.chars().any(char::is_control)
 }
 
 impl NetworkService {
@@ -409,7 +413,7 @@ impl NetworkService {
     pub async fn create(&self, req: CreateRequest) -> Result<Network> {
         if !valid_name(&req.name) {
             return Err(NetworkError::Invalid(format!(
-                "invalid network name \"{}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                "invalid network name \"{}\": it must not be empty or hold '/' or control characters",
                 req.name
             )));
         }
@@ -435,6 +439,7 @@ impl NetworkService {
         }
         let parse = |s: &Option<String>| -> Result<Option<Subnet>> { s.as_deref().map(str::parse).transpose() };
         let subnet = parse(&req.subnet)?;
+        let subnet_given = subnet;
         let range = parse(&req.ip_range)?;
         let gateway = req
             .gateway
@@ -466,7 +471,19 @@ impl NetworkService {
                 NetworkError::Forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into())
             })?,
         };
-        let pool = Pool::new(subnet, range, gateway)?;
+        if subnet_given.is_none() && !req.aux.is_empty() {
+            return Err(NetworkError::Invalid("auxiliary addresses need a subnet".into()));
+        }
+        let aux = req
+            .aux
+            .iter()
+            .map(|(k, v)| {
+                v.parse::<Ipv4Addr>()
+                    .map(|ip| (k.clone(), ip))
+                    .map_err(|_| NetworkError::Invalid(format!("invalid auxiliary address {k}={v}")))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let pool = Pool::new(subnet, range, gateway)?.with_aux(aux)?;
         let id = random_id();
         let bridge = req
             .options
@@ -633,17 +650,30 @@ impl NetworkService {
             } else {
                 r.dns_names.clone()
             },
+            links: if snapshot.default_bridge {
+                Vec::new()
+            } else {
+                r.links.clone()
+            },
         })
     }
 
     fn register_names(&self, ep: &Endpoint) {
         if let Some(r) = self.dns.lock().expect("dns").get(&ep.network_id) {
-            let mut names = r.names.write().expect("names");
+            let mut t = r.names.write().expect("names");
             for n in &ep.dns_names {
-                let e = names.entry(n.to_ascii_lowercase()).or_default();
+                let e = t.names.entry(n.to_ascii_lowercase()).or_default();
                 if !e.contains(&ep.ip) {
                     e.push(ep.ip);
                 }
+            }
+            if !ep.links.is_empty() {
+                let links = ep
+                    .links
+                    .iter()
+                    .map(|(alias, target)| (alias.to_ascii_lowercase(), target.clone()))
+                    .collect();
+                t.links.insert(ep.ip, links);
             }
         }
     }
@@ -653,15 +683,16 @@ impl NetworkService {
     pub fn release(&self, container: &str, eps: &[Endpoint]) {
         for ep in eps {
             if let Some(r) = self.dns.lock().expect("dns").get(&ep.network_id) {
-                let mut names = r.names.write().expect("names");
+                let mut t = r.names.write().expect("names");
                 for n in &ep.dns_names {
-                    if let Some(v) = names.get_mut(&n.to_ascii_lowercase()) {
+                    if let Some(v) = t.names.get_mut(&n.to_ascii_lowercase()) {
                         v.retain(|ip| *ip != ep.ip);
                         if v.is_empty() {
-                            names.remove(&n.to_ascii_lowercase());
+                            t.names.remove(&n.to_ascii_lowercase());
                         }
                     }
                 }
+                t.links.remove(&ep.ip);
             }
             let mut nets = self.nets.lock().expect("nets");
             let Some(n) = nets.get_mut(&ep.network_id) else {
@@ -848,6 +879,9 @@ impl NetworkService {
                 if let Some(r) = p.range {
                     c["IPRange"] = json!(r.to_string());
                 }
+                if !p.aux.is_empty() {
+                    c["AuxiliaryAddresses"] = json!(p.aux);
+                }
                 json!({"Driver": "default", "Options": null, "Config": [c]})
             }
             None => json!({"Driver": "default", "Options": null, "Config": null}),
@@ -880,7 +914,8 @@ mod tests {
     #[test]
     fn names() {
         assert!(valid_name("my-net_1.0"));
-        assert!(!valid_name("-x") && !valid_name("a/b") && !valid_name(""));
+        assert!(valid_name("test 01") && valid_name("-x"));
+        assert!(!valid_name("a/b") && !valid_name("") && !valid_name("a\nb"));
     }
 
     #[test]
