@@ -707,3 +707,92 @@ fn user_network_links_aux_addresses_and_endpoint_settings() {
     w.ok(&["rm", "-f", "linker", "upstream", "other", "ep"]);
     w.ok(&["network", "rm", "my net"]);
 }
+
+#[test]
+fn ipv6_networks_address_route_and_resolve() {
+    let w = daemon();
+    let s = test_subnet(&w, 6);
+    let s6 = format!("fd42:{:x}:{:x}::/64", 0x100 + w.index, std::process::id() % 0xffff);
+    let base6 = s6.trim_end_matches("/64");
+    w.ok(&["network", "create", "--ipv6", "--subnet", &s, "--subnet", &s6, "v6"]);
+    assert_eq!(
+        inspect(
+            &w,
+            "v6",
+            "{{.EnableIPv6}} {{(index .IPAM.Config 1).Subnet}} {{(index .IPAM.Config 1).Gateway}}"
+        ),
+        format!("true {s6} {base6}1")
+    );
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six-a",
+        "--network",
+        "v6",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let fixed = format!("{base6}99");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six-b",
+        "--network",
+        "v6",
+        "--ip6",
+        &fixed,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        inspect(&w, "six-b", "{{.NetworkSettings.Networks.v6.IPAMConfig.IPv6Address}} {{.NetworkSettings.Networks.v6.GlobalIPv6Address}}/{{.NetworkSettings.Networks.v6.GlobalIPv6PrefixLen}} {{.NetworkSettings.Networks.v6.IPv6Gateway}}"),
+        format!("{fixed} {fixed}/64 {base6}1")
+    );
+    let a6 = inspect(&w, "six-a", "{{.NetworkSettings.Networks.v6.GlobalIPv6Address}}");
+    assert_eq!(a6, format!("{base6}2"));
+    // The address is on the interface, the default route goes through the bridge, and the
+    // containers reach each other and the gateway over IPv6; the DNS answers AAAA.
+    assert!(w
+        .ok(&["exec", "six-a", "ip", "-6", "addr", "show", "eth0"])
+        .contains(&format!("{a6}/64")));
+    assert!(w
+        .ok(&["exec", "six-a", "ip", "-6", "route"])
+        .contains(&format!("default via {base6}1")));
+    w.ok(&["exec", "six-a", "ping6", "-c1", "-W2", &fixed]);
+    w.ok(&["exec", "six-a", "ping6", "-c1", "-W2", &format!("{base6}1")]);
+    assert!(w
+        .ok(&["exec", "six-a", "nslookup", "-type=aaaa", "six-b"])
+        .contains(&fixed));
+    assert!(w.ok(&["exec", "six-b", "cat", "/etc/hosts"]).contains(&fixed));
+    // Leaving and joining again keeps the requested address.
+    w.ok(&["network", "disconnect", "v6", "six-b"]);
+    w.ok(&["network", "connect", "--ip6", &fixed, "v6", "six-b"]);
+    w.ok(&["exec", "six-a", "ping6", "-c1", "-W2", &fixed]);
+    let e = w.fails(&["run", "--rm", "--network", "v6", "--ip6", &fixed, "busybox", "true"]);
+    assert!(e.contains("Address already in use"), "{e}");
+    // Without --ipv6 an IPv6 subnet is kept and shown, and no container gets an address of it.
+    let s2 = test_subnet(&w, 8);
+    w.ok(&["network", "create", "--subnet", &s2, "--subnet", "fd43::/64", "kept"]);
+    assert_eq!(inspect(&w, "kept", "{{.EnableIPv6}} {{len .IPAM.Config}}"), "false 2");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six-c",
+        "--network",
+        "kept",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        inspect(&w, "six-c", "{{.NetworkSettings.Networks.kept.GlobalIPv6Address}}"),
+        ""
+    );
+    w.ok(&["rm", "-f", "six-a", "six-b", "six-c"]);
+    w.ok(&["network", "rm", "v6", "kept"]);
+}

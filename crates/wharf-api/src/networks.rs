@@ -106,16 +106,32 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
                     })
                     .unwrap_or_default()
             };
-            let ipam = v.pointer("/IPAM/Config/0").cloned().unwrap_or(Value::Null);
-            let opt = |k: &str| {
-                ipam.get(k)
+            // IPAM entries: at most one IPv4 and one IPv6 (told apart by their subnet).
+            let configs = v
+                .pointer("/IPAM/Config")
+                .and_then(|c| c.as_array())
+                .cloned()
+                .unwrap_or_default();
+            let is_v6 = |c: &Value| {
+                c.get("Subnet")
+                    .and_then(|x| x.as_str())
+                    .is_some_and(|x| x.contains(':'))
+            };
+            let (v6s, v4s): (Vec<Value>, Vec<Value>) = configs.into_iter().partition(is_v6);
+            if v4s.len() > 1 || v6s.len() > 1 {
+                return Err(ApiError::invalid(
+                    "wharf networks take one IPv4 and one IPv6 subnet at most",
+                ));
+            }
+            let ipam = v4s.into_iter().next().unwrap_or(Value::Null);
+            let ipam6 = v6s.into_iter().next().unwrap_or(Value::Null);
+            let field = |c: &Value, k: &str| {
+                c.get(k)
                     .and_then(|x| x.as_str())
                     .filter(|x| !x.is_empty())
                     .map(String::from)
             };
-            if v.get("EnableIPv6").and_then(|x| x.as_bool()) == Some(true) {
-                return Err(ApiError::invalid("IPv6 networks are not supported by wharf yet"));
-            }
+            let opt = |k: &str| field(&ipam, k);
             let n = net
                 .create(CreateRequest {
                     name: s("Name"),
@@ -136,6 +152,10 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    enable_ipv6: v.get("EnableIPv6").and_then(|x| x.as_bool()).unwrap_or(false),
+                    subnet6: field(&ipam6, "Subnet"),
+                    gateway6: field(&ipam6, "Gateway"),
+                    ip_range6: field(&ipam6, "IPRange"),
                 })
                 .await?;
             let ev = wharf_container::events::attrs(&[("name", &n.name), ("type", &n.driver)]);

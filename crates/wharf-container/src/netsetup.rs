@@ -25,6 +25,9 @@ pub struct EndpointConfig {
     pub aliases: Vec<String>,
     /// `--ip`.
     pub ipv4: Option<String>,
+    /// `--ip6` (assigned on a network with IPv6 enabled, else only kept and shown).
+    #[serde(default)]
+    pub ipv6: Option<String>,
     /// `--mac-address`.
     pub mac: Option<String>,
     /// `--link`: legacy links on the default bridge, DNS aliases on a user network.
@@ -159,6 +162,11 @@ pub fn endpoint_config(network_id: &str, v: Option<&Value>) -> Result<EndpointCo
         ip.parse::<Ipv4Addr>()
             .map_err(|_| ContainerError::Invalid(format!("invalid IPv4 address: {ip}")))?;
     }
+    let ipv6 = s("/IPAMConfig/IPv6Address");
+    if let Some(ip) = &ipv6 {
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| ContainerError::Invalid(format!("invalid IPv6 address: {ip}")))?;
+    }
     let mac = s("/MacAddress");
     if let Some(mac) = &mac {
         if wharf_network::link::parse_mac(mac).is_none() {
@@ -187,6 +195,7 @@ pub fn endpoint_config(network_id: &str, v: Option<&Value>) -> Result<EndpointCo
         network_id: network_id.to_string(),
         aliases: list("Aliases"),
         ipv4,
+        ipv6,
         mac,
         links: list("Links"),
         link_local_ips,
@@ -240,6 +249,7 @@ pub fn requests(rec: &Record) -> Result<Vec<EndpointRequest>> {
                     .map(|i| i.parse())
                     .transpose()
                     .map_err(|_| ContainerError::Invalid("bad --ip".into()))?,
+                ip6: ec.ipv6.as_deref().and_then(|i| i.parse().ok()),
                 mac: ec.mac.as_deref().and_then(wharf_network::link::parse_mac),
                 dns_names: dns_names(rec, ec),
                 links: link_aliases(ec),
@@ -409,6 +419,9 @@ pub fn hosts_file(
     let host = rec.config.hostname.clone().unwrap_or_default();
     for ep in &st.endpoints {
         hosts.push_str(&format!("{}\t{host}\n", ep.ip));
+        if let Some((ip6, _, _)) = ep.ip6 {
+            hosts.push_str(&format!("{ip6}\t{host}\n"));
+        }
     }
     hosts
 }
@@ -469,10 +482,13 @@ pub fn settings_json(rec: &Record) -> Value {
 
 fn endpoint_json(ec: Option<&EndpointConfig>, ep: Option<&Endpoint>) -> Value {
     let ipam = match ec {
-        Some(c) if c.ipv4.is_some() || !c.link_local_ips.is_empty() => {
+        Some(c) if c.ipv4.is_some() || c.ipv6.is_some() || !c.link_local_ips.is_empty() => {
             let mut v = json!({});
             if let Some(ip) = &c.ipv4 {
                 v["IPv4Address"] = json!(ip);
+            }
+            if let Some(ip) = &c.ipv6 {
+                v["IPv6Address"] = json!(ip);
             }
             if !c.link_local_ips.is_empty() {
                 v["LinkLocalIPs"] = json!(c.link_local_ips);
@@ -508,9 +524,9 @@ fn endpoint_json(ec: Option<&EndpointConfig>, ep: Option<&Endpoint>) -> Value {
         "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
         "IPPrefixLen": ep.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": ep.and_then(|e| e.ip6).map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": ep.and_then(|e| e.ip6).map(|(a, _, _)| a.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": ep.and_then(|e| e.ip6).map(|(_, p, _)| p).unwrap_or(0),
         "DNSNames": ep.filter(|e| !e.dns_names.is_empty()).map(|e| json!(e.dns_names)).unwrap_or(Value::Null),
     })
 }

@@ -2082,6 +2082,7 @@ impl ContainerService {
             let req = wharf_network::EndpointRequest {
                 network: n.id.clone(),
                 ip: ec.ipv4.as_deref().and_then(|i| i.parse().ok()),
+                ip6: ec.ipv6.as_deref().and_then(|i| i.parse().ok()),
                 mac: ec.mac.as_deref().and_then(wharf_network::link::parse_mac),
                 dns_names: netsetup::dns_names(&rec, &ec),
                 links: netsetup::link_aliases(&ec),

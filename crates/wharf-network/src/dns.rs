@@ -6,12 +6,12 @@
 //! written with hickory-proto.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -21,22 +21,27 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 pub struct Table {
     /// Name (lower case, no trailing dot) → addresses.
     pub names: HashMap<String, Vec<Ipv4Addr>>,
+    /// Name → IPv6 addresses (on networks with IPv6 enabled).
+    pub names6: HashMap<String, Vec<Ipv6Addr>>,
     /// A container's address → its link aliases (lower case) → the names they stand for.
     pub links: HashMap<Ipv4Addr, HashMap<String, String>>,
 }
 
 impl Table {
     /// The addresses `name` has for a query from `from`: its links first, then the network's
-    /// names.
-    pub fn lookup(&self, name: &str, from: Option<Ipv4Addr>) -> Option<Vec<Ipv4Addr>> {
+    /// names. IPv4 and IPv6 ones.
+    pub fn lookup(&self, name: &str, from: Option<Ipv4Addr>) -> Option<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
         let target = from
             .and_then(|ip| self.links.get(&ip))
             .and_then(|l| l.get(name))
             .map(|t| t.to_ascii_lowercase());
+        let of = |n: &str| {
+            self.names
+                .get(n)
+                .map(|v4| (v4.clone(), self.names6.get(n).cloned().unwrap_or_default()))
+        };
         // A link to a container that is not on the network (yet) is no name at all.
-        target
-            .and_then(|t| self.names.get(&t).cloned())
-            .or_else(|| self.names.get(name).cloned())
+        target.and_then(|t| of(&t)).or_else(|| of(name))
     }
 }
 
@@ -158,11 +163,17 @@ pub async fn answer(query: &[u8], names: &Names, from: Option<Ipv4Addr>) -> Opti
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let known = names.read().expect("names").lookup(&name, from);
     match known {
-        Some(ips) => {
-            // A name on this network: its addresses for A, nothing (but no error) for others.
+        Some((v4, v6)) => {
+            // A name on this network: its addresses for A and AAAA, nothing (but no error)
+            // for others.
             if q.query_type() == RecordType::A {
-                for ip in ips {
+                for ip in v4 {
                     resp.add_answer(Record::from_rdata(q.name().clone(), 600, RData::A(A(ip))));
+                }
+            }
+            if q.query_type() == RecordType::AAAA {
+                for ip in v6 {
+                    resp.add_answer(Record::from_rdata(q.name().clone(), 600, RData::AAAA(AAAA(ip))));
                 }
             }
             resp.set_authoritative(true);
@@ -232,6 +243,13 @@ mod tests {
         assert_eq!(r.answers()[0].data(), &RData::A(A("10.0.0.2".parse().unwrap())));
         let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names, None).await.unwrap()).unwrap();
         assert_eq!((r.response_code(), r.answers().len()), (ResponseCode::NoError, 0));
+        names
+            .write()
+            .unwrap()
+            .names6
+            .insert("web".into(), vec!["fd00::2".parse().unwrap()]);
+        let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names, None).await.unwrap()).unwrap();
+        assert_eq!(r.answers()[0].data(), &RData::AAAA(AAAA("fd00::2".parse().unwrap())));
         let r = Message::from_vec(&answer(&query("elsewhere.", RecordType::A), &names, None).await.unwrap()).unwrap();
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
         assert!(answer(b"garbage", &names, None).await.is_none());

@@ -1,9 +1,10 @@
-//! IPv4 address management: subnets in CIDR form, the addresses a network hands out, and the
-//! choice of a free subnet that overlaps nothing already routed on the host.
+//! Address management: IPv4 subnets in CIDR form, the addresses a network hands out, and the
+//! choice of a free subnet that overlaps nothing already routed on the host; and a network's
+//! IPv6 subnet (given, or a random unique local /64 as dockerd picks one) and its addresses.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,181 @@ impl<'de> Deserialize<'de> for Subnet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IPv6 subnet (`2001:db8::/64`), kept in canonical form (host bits zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subnet6 {
+    /// The network address.
+    pub addr: Ipv6Addr,
+    /// Prefix length, 0 to 128.
+    pub prefix: u8,
+}
+
+impl Subnet6 {
+    fn mask(&self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        }
+    }
+
+    /// Does the subnet contain `ip`?
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == u128::from(self.addr)
+    }
+
+    /// Do the two share any address?
+    pub fn overlaps(&self, o: &Subnet6) -> bool {
+        self.contains(o.addr) || o.contains(self.addr)
+    }
+
+    /// The subnet of `ip/prefix` (host bits cleared).
+    pub fn of(ip: Ipv6Addr, prefix: u8) -> Subnet6 {
+        let m = Subnet6 {
+            addr: Ipv6Addr::UNSPECIFIED,
+            prefix,
+        }
+        .mask();
+        Subnet6 {
+            addr: Ipv6Addr::from(u128::from(ip) & m),
+            prefix,
+        }
+    }
+
+    /// A random unique local /64 (RFC 4193: `fd` and a 40-bit global ID), from 5 random bytes.
+    pub fn unique_local(random: [u8; 5]) -> Subnet6 {
+        let mut b = [0u8; 16];
+        b[0] = 0xfd;
+        b[1..6].copy_from_slice(&random);
+        Subnet6 {
+            addr: Ipv6Addr::from(b),
+            prefix: 64,
+        }
+    }
+}
+
+impl fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Subnet6 {
+    type Err = NetworkError;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || NetworkError::Invalid(format!("invalid CIDR address: {s}"));
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 128 {
+            return Err(bad());
+        }
+        Ok(Subnet6::of(addr, prefix))
+    }
+}
+
+impl Serialize for Subnet6 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Subnet6 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A network's IPv6 addresses: its subnet, the range it hands out from, its gateway (the
+/// bridge's address) and who holds what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool6 {
+    /// The subnet.
+    pub subnet: Subnet6,
+    /// Where dynamic addresses come from (the whole subnet if absent).
+    pub range: Option<Subnet6>,
+    /// The gateway.
+    pub gateway: Ipv6Addr,
+    /// Address → holder (a container ID).
+    #[serde(default)]
+    pub allocated: BTreeMap<Ipv6Addr, String>,
+}
+
+impl Pool6 {
+    /// A pool for `subnet`, the gateway its first host address unless given.
+    pub fn new(subnet: Subnet6, range: Option<Subnet6>, gateway: Option<Ipv6Addr>) -> Result<Pool6> {
+        if subnet.prefix > 126 {
+            return Err(NetworkError::Invalid(format!(
+                "subnet {subnet} is too small: it has no room for a gateway and a container"
+            )));
+        }
+        if let Some(r) = range {
+            if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid pool request: ip-range {r} is not in subnet {subnet}"
+                )));
+            }
+        }
+        let gateway = gateway.unwrap_or_else(|| Ipv6Addr::from(u128::from(subnet.addr) + 1));
+        if !subnet.contains(gateway) || gateway == subnet.addr {
+            return Err(NetworkError::Invalid(format!(
+                "invalid pool request: gateway {gateway} is not a host address of subnet {subnet}"
+            )));
+        }
+        Ok(Pool6 {
+            subnet,
+            range,
+            gateway,
+            allocated: BTreeMap::new(),
+        })
+    }
+
+    /// Hand out `want` (free and in the subnet) or the first free address of the range.
+    pub fn allocate(&mut self, holder: &str, want: Option<Ipv6Addr>) -> Result<Ipv6Addr> {
+        if let Some(ip) = want {
+            if !self.subnet.contains(ip) || ip == self.subnet.addr {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid address {ip}: it does not belong to any of this network's subnets"
+                )));
+            }
+            if ip == self.gateway {
+                return Err(NetworkError::Conflict(format!(
+                    "Address already in use: {ip} is the gateway"
+                )));
+            }
+            if self.allocated.get(&ip).is_some_and(|h| h != holder) {
+                return Err(NetworkError::Conflict("Address already in use".into()));
+            }
+            self.allocated.insert(ip, holder.to_string());
+            return Ok(ip);
+        }
+        let from = self.range.unwrap_or(self.subnet);
+        let start = u128::from(from.addr).max(u128::from(self.subnet.addr) + 1);
+        // A /64 has more addresses than containers: the first free one is near the start.
+        for n in start..start.saturating_add(1 << 20) {
+            let ip = Ipv6Addr::from(n);
+            if !from.contains(ip) {
+                break;
+            }
+            if ip == self.gateway || self.allocated.contains_key(&ip) {
+                continue;
+            }
+            self.allocated.insert(ip, holder.to_string());
+            return Ok(ip);
+        }
+        Err(NetworkError::Forbidden(format!(
+            "no available IPv6 addresses on this network's address pools: {}",
+            self.subnet
+        )))
+    }
+
+    /// Give back what `holder` holds.
+    pub fn release(&mut self, holder: &str) {
+        self.allocated.retain(|_, h| h != holder);
     }
 }
 
@@ -288,6 +464,30 @@ mod tests {
             .unwrap()
             .with_aux(BTreeMap::from([("x".to_string(), "10.8.0.2".parse().unwrap())]))
             .is_err());
+        let mut v6 = Pool6::new(
+            "2001:389::1/64".parse().unwrap(),
+            Some("2001:389::/96".parse().unwrap()),
+            Some("2001:389::ffff".parse().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(v6.subnet.to_string(), "2001:389::/64");
+        assert_eq!(
+            v6.allocate("a", None).unwrap(),
+            "2001:389::1".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            v6.allocate("b", Some("2001:389::f00d".parse().unwrap()))
+                .unwrap()
+                .to_string(),
+            "2001:389::f00d"
+        );
+        assert!(v6.allocate("c", Some("2001:389::f00d".parse().unwrap())).is_err());
+        assert!(v6.allocate("c", Some("2001:db8::1".parse().unwrap())).is_err());
+        v6.release("b");
+        assert!(v6.allocate("c", Some("2001:389::f00d".parse().unwrap())).is_ok());
+        let ula = Subnet6::unique_local([1, 2, 3, 4, 5]);
+        assert_eq!(ula.to_string(), "fd01:203:405::/64");
+        assert!(ula.overlaps(&"fd01:203:405::/48".parse().unwrap()));
         let mut tiny = Pool::new("10.9.0.0/30".parse().unwrap(), None, None).unwrap();
         assert_eq!(tiny.allocate("x", None).unwrap().to_string(), "10.9.0.2");
         assert!(

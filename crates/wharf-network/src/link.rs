@@ -10,7 +10,7 @@
 //! frees the namespace and its veths off the daemon's path (a synchronous veth delete costs
 //! ~20 ms).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -99,6 +99,21 @@ pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8
     Ok(idx)
 }
 
+/// Make sure the bridge `name` also holds the IPv6 `gateway/prefix`, usable at once (no
+/// duplicate address detection: the subnet is the network's own).
+pub async fn ensure_bridge_v6(h: &Handle, name: &str, gateway: Ipv6Addr, prefix: u8) -> Result<()> {
+    let idx = index_of(h, name)
+        .await?
+        .ok_or_else(|| NetworkError::System(format!("bridge {name} is missing")))?;
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "0");
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0");
+    match h.address().add(idx, gateway.into(), prefix).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_exists(&e) => Ok(()),
+        Err(e) => Err(nl("adding the bridge's IPv6 address")(e)),
+    }
+}
+
 /// Delete a link (a bridge at network removal); a missing one is fine.
 pub async fn delete_link(h: &Handle, name: &str) -> Result<()> {
     if let Some(i) = index_of(h, name).await? {
@@ -130,6 +145,8 @@ pub struct Wire {
     pub mac: [u8; 6],
     /// MTU.
     pub mtu: Option<u32>,
+    /// Its IPv6 address, prefix length and gateway (networks with IPv6 enabled).
+    pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
 /// Where the wiring happens.
@@ -248,6 +265,18 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
             .execute()
             .await
             .map_err(nl("adding the container's address"))?;
+        if let Some((ip6, prefix6, _)) = w.ip6 {
+            // This thread is in the container's namespace: these are its interface's settings.
+            let conf = format!("/proc/sys/net/ipv6/conf/{}", w.ifname);
+            let _ = std::fs::write(format!("{conf}/disable_ipv6"), "0");
+            let _ = std::fs::write(format!("{conf}/accept_dad"), "0");
+            inner
+                .address()
+                .add(cidx, ip6.into(), prefix6)
+                .execute()
+                .await
+                .map_err(nl("adding the container's IPv6 address"))?;
+        }
         inner
             .link()
             .set(LinkUnspec::new_with_index(cidx).up().build())
@@ -265,6 +294,18 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
                 .execute()
                 .await
                 .map_err(nl("adding the default route"))?;
+            if let Some((_, _, gw6)) = w.ip6 {
+                let r = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .gateway(gw6)
+                    .output_interface(cidx)
+                    .build();
+                inner
+                    .route()
+                    .add(r)
+                    .execute()
+                    .await
+                    .map_err(nl("adding the IPv6 default route"))?;
+            }
         }
         hosts.push(hname);
     }

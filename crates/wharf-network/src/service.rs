@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::dns::{self, Responder};
 use crate::error::{NetworkError, Result};
-use crate::ipam::{self, Pool, Subnet};
+use crate::ipam::{self, Pool, Pool6, Subnet, Subnet6};
 use crate::link::{self, Target, Wire};
 use crate::nft::{self, BridgeRule, PortRule};
 
@@ -79,6 +79,13 @@ pub struct Network {
     pub default_bridge: bool,
     /// The subnet was given by the user (`--ip` is allowed only then).
     pub user_subnet: bool,
+    /// `--ipv6`: containers get an address of `pool6` too.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    /// The IPv6 subnet (given, or a unique local /64 for `--ipv6` without one). Without
+    /// `enable_ipv6` it is only kept and shown, as dockerd keeps it.
+    #[serde(default)]
+    pub pool6: Option<Pool6>,
 }
 
 impl Network {
@@ -97,6 +104,8 @@ impl Network {
             bridge: String::new(),
             default_bridge: false,
             user_subnet: false,
+            enable_ipv6: false,
+            pool6: None,
         }
     }
 
@@ -129,6 +138,14 @@ pub struct CreateRequest {
     pub options: BTreeMap<String, String>,
     /// `--aux-address`: name → address.
     pub aux: BTreeMap<String, String>,
+    /// `--ipv6`.
+    pub enable_ipv6: bool,
+    /// The IPv6 `--subnet`, `--gateway` and `--ip-range`.
+    pub subnet6: Option<String>,
+    /// See `subnet6`.
+    pub gateway6: Option<String>,
+    /// See `subnet6`.
+    pub ip_range6: Option<String>,
 }
 
 /// A container's request to join one network.
@@ -138,6 +155,8 @@ pub struct EndpointRequest {
     pub network: String,
     /// `--ip`.
     pub ip: Option<Ipv4Addr>,
+    /// `--ip6` (assigned on networks with IPv6 enabled).
+    pub ip6: Option<Ipv6Addr>,
     /// `--mac-address`.
     pub mac: Option<[u8; 6]>,
     /// Names other containers on the network resolve to it (its name, aliases, short ID).
@@ -170,6 +189,17 @@ pub struct Endpoint {
     /// Link aliases registered for it in the network's DNS: (alias, container name).
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    /// Its IPv6 address, prefix length and gateway, on a network with IPv6 enabled.
+    #[serde(default)]
+    pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
+}
+
+/// The bridge's IPv6 address, when the network has IPv6 enabled.
+async fn bridge_v6(h: &rtnetlink::Handle, n: &Network) -> Result<()> {
+    match n.pool6.as_ref().filter(|_| n.enable_ipv6) {
+        Some(p6) => link::ensure_bridge_v6(h, &n.bridge, p6.gateway, p6.subnet.prefix).await,
+        None => Ok(()),
+    }
 }
 
 /// Which containers use a network (set by the container service).
@@ -258,6 +288,7 @@ impl NetworkService {
             if n.driver == "bridge" {
                 let pool = n.pool.clone().expect("bridge networks have a pool");
                 link::ensure_bridge(&h, &n.bridge, pool.gateway, pool.subnet.prefix, svc.cfg.mtu).await?;
+                bridge_v6(&h, &n).await?;
                 if !n.default_bridge {
                     svc.start_dns(&n).await;
                 }
@@ -484,6 +515,7 @@ impl NetworkService {
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         let pool = Pool::new(subnet, range, gateway)?.with_aux(aux)?;
+        let pool6 = self.pool6_for(&req)?;
         let id = random_id();
         let bridge = req
             .options
@@ -508,8 +540,14 @@ impl NetworkService {
             bridge: bridge.clone(),
             default_bridge: false,
             user_subnet: req.subnet.is_some(),
+            enable_ipv6: req.enable_ipv6,
+            pool6,
         };
         link::ensure_bridge(&h, &bridge, pool.gateway, subnet.prefix, self.cfg.mtu).await?;
+        if let Err(e) = bridge_v6(&h, &n).await {
+            let _ = link::delete_link(&h, &bridge).await;
+            return Err(e);
+        }
         if let Err(e) = self.insert(n.clone()) {
             let _ = link::delete_link(&h, &bridge).await;
             return Err(e);
@@ -517,6 +555,47 @@ impl NetworkService {
         self.start_dns(&n).await;
         self.apply_rules().await?;
         Ok(n)
+    }
+
+    /// The IPv6 pool a new network asks for: its IPv6 subnet, or with `--ipv6` and none a
+    /// random unique local /64 (as dockerd), clear of the other networks' ones.
+    fn pool6_for(&self, req: &CreateRequest) -> Result<Option<Pool6>> {
+        let parse = |s: &Option<String>| -> Result<Option<Subnet6>> { s.as_deref().map(str::parse).transpose() };
+        let others: Vec<Subnet6> = self
+            .list()
+            .iter()
+            .filter_map(|n| n.pool6.as_ref().map(|p| p.subnet))
+            .collect();
+        let subnet = match parse(&req.subnet6)? {
+            Some(s) => {
+                if let Some(o) = others.iter().find(|o| o.overlaps(&s)) {
+                    return Err(NetworkError::Forbidden(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space: {s} and {o}"
+                    )));
+                }
+                s
+            }
+            None if req.enable_ipv6 => loop {
+                let id = random_id();
+                let b = (0..5)
+                    .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap_or(0))
+                    .collect::<Vec<_>>();
+                let s = Subnet6::unique_local([b[0], b[1], b[2], b[3], b[4]]);
+                if !others.iter().any(|o| o.overlaps(&s)) {
+                    break s;
+                }
+            },
+            None => return Ok(None),
+        };
+        let gateway = req
+            .gateway6
+            .as_deref()
+            .map(|g| {
+                g.parse::<Ipv6Addr>()
+                    .map_err(|_| NetworkError::Invalid(format!("invalid gateway address: {g}")))
+            })
+            .transpose()?;
+        Ok(Some(Pool6::new(subnet, parse(&req.ip_range6)?, gateway)?))
     }
 
     async fn start_dns(&self, n: &Network) {
@@ -596,6 +675,7 @@ impl NetworkService {
                 default_route: first_ifindex + i == 0 && !n.internal,
                 mac: link::parse_mac(&ep.mac).unwrap_or_else(|| link::mac_for(ep.ip)),
                 mtu: self.cfg.mtu,
+                ip6: ep.ip6,
             });
             eps.push(ep);
         }
@@ -629,10 +709,23 @@ impl NetworkService {
         let pool = n.pool.as_mut().expect("bridge networks have a pool");
         let ip = pool.allocate(container, r.ip)?;
         let (prefix, gateway) = (pool.subnet.prefix, pool.gateway);
+        let ip6 = match n.pool6.as_mut().filter(|_| n.enable_ipv6) {
+            Some(p6) => match p6.allocate(container, r.ip6) {
+                Ok(a) => Some((a, p6.subnet.prefix, p6.gateway)),
+                Err(e) => {
+                    n.pool.as_mut().expect("pool").allocated.remove(&ip);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let snapshot = n.clone();
         // Written under the lock: records reach the disk in the order they changed.
         if let Err(e) = self.write(&snapshot, false) {
             n.pool.as_mut().expect("pool").allocated.remove(&ip);
+            if let (Some(p6), Some((a, _, _))) = (n.pool6.as_mut(), ip6) {
+                p6.allocated.remove(&a);
+            }
             return Err(e);
         }
         drop(nets);
@@ -655,6 +748,7 @@ impl NetworkService {
             } else {
                 r.links.clone()
             },
+            ip6,
         })
     }
 
@@ -665,6 +759,12 @@ impl NetworkService {
                 let e = t.names.entry(n.to_ascii_lowercase()).or_default();
                 if !e.contains(&ep.ip) {
                     e.push(ep.ip);
+                }
+                if let Some((a, _, _)) = ep.ip6 {
+                    let e = t.names6.entry(n.to_ascii_lowercase()).or_default();
+                    if !e.contains(&a) {
+                        e.push(a);
+                    }
                 }
             }
             if !ep.links.is_empty() {
@@ -685,10 +785,17 @@ impl NetworkService {
             if let Some(r) = self.dns.lock().expect("dns").get(&ep.network_id) {
                 let mut t = r.names.write().expect("names");
                 for n in &ep.dns_names {
-                    if let Some(v) = t.names.get_mut(&n.to_ascii_lowercase()) {
+                    let key = n.to_ascii_lowercase();
+                    if let Some(v) = t.names.get_mut(&key) {
                         v.retain(|ip| *ip != ep.ip);
                         if v.is_empty() {
-                            t.names.remove(&n.to_ascii_lowercase());
+                            t.names.remove(&key);
+                        }
+                    }
+                    if let (Some(v), Some((a, _, _))) = (t.names6.get_mut(&key), ep.ip6) {
+                        v.retain(|ip| *ip != a);
+                        if v.is_empty() {
+                            t.names6.remove(&key);
                         }
                     }
                 }
@@ -701,6 +808,11 @@ impl NetworkService {
             if let Some(p) = n.pool.as_mut() {
                 if p.allocated.get(&ep.ip).is_some_and(|h| h == container) {
                     p.allocated.remove(&ep.ip);
+                }
+            }
+            if let (Some(p6), Some((a, _, _))) = (n.pool6.as_mut(), ep.ip6) {
+                if p6.allocated.get(&a).is_some_and(|h| h == container) {
+                    p6.allocated.remove(&a);
                 }
             }
             let snapshot = n.clone();
@@ -722,6 +834,13 @@ impl NetworkService {
                             let _ = self.write(&snapshot, false);
                         }
                     }
+                    if let (Some(p6), Some((a, _, _))) = (n.pool6.as_mut(), ep.ip6) {
+                        if p6.allocated.get(&a).map(String::as_str) != Some(container) {
+                            p6.allocated.insert(a, container.to_string());
+                            let snapshot = n.clone();
+                            let _ = self.write(&snapshot, false);
+                        }
+                    }
                 }
             }
             self.register_names(ep);
@@ -732,13 +851,20 @@ impl NetworkService {
     pub fn release_all_except(&self, running: &[String]) {
         let mut nets = self.nets.lock().expect("nets");
         for n in nets.values_mut() {
+            let mut changed = false;
             if let Some(p) = n.pool.as_mut() {
                 let before = p.allocated.len();
                 p.allocated.retain(|_, h| running.contains(h));
-                if p.allocated.len() != before {
-                    let snapshot = n.clone();
-                    let _ = self.write(&snapshot, false);
-                }
+                changed |= p.allocated.len() != before;
+            }
+            if let Some(p6) = n.pool6.as_mut() {
+                let before = p6.allocated.len();
+                p6.allocated.retain(|_, h| running.contains(h));
+                changed |= p6.allocated.len() != before;
+            }
+            if changed {
+                let snapshot = n.clone();
+                let _ = self.write(&snapshot, false);
             }
         }
     }
@@ -882,7 +1008,15 @@ impl NetworkService {
                 if !p.aux.is_empty() {
                     c["AuxiliaryAddresses"] = json!(p.aux);
                 }
-                json!({"Driver": "default", "Options": null, "Config": [c]})
+                let mut configs = vec![c];
+                if let Some(p6) = &n.pool6 {
+                    let mut c6 = json!({"Subnet": p6.subnet.to_string(), "Gateway": p6.gateway.to_string()});
+                    if let Some(r) = p6.range {
+                        c6["IPRange"] = json!(r.to_string());
+                    }
+                    configs.push(c6);
+                }
+                json!({"Driver": "default", "Options": null, "Config": configs})
             }
             None => json!({"Driver": "default", "Options": null, "Config": null}),
         };
@@ -893,7 +1027,7 @@ impl NetworkService {
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv4": true,
-            "EnableIPv6": false,
+            "EnableIPv6": n.enable_ipv6,
             "IPAM": ipam,
             "Internal": n.internal,
             "Attachable": n.attachable,
