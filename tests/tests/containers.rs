@@ -1120,7 +1120,7 @@ fn events_follow_a_run_in_order_and_at_once() {
     std::thread::sleep(Duration::from_millis(300));
     w.ok(&["run", "--rm", "--name", "evt", "busybox", "true"]);
     let mut got = Vec::new();
-    while got.len() < 4 {
+    while got.len() < 5 {
         let (line, arrived) = rx.recv_timeout(Duration::from_secs(10)).expect("events arrive");
         let f: Vec<&str> = line.split(' ').collect();
         let at: i128 = f[1].parse().unwrap();
@@ -1131,7 +1131,8 @@ fn events_follow_a_run_in_order_and_at_once() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(got, ["create", "start", "die", "destroy"]);
+    // (`run` attaches before it starts, as the docker CLI does against dockerd.)
+    assert_eq!(got, ["create", "attach", "start", "die", "destroy"]);
     // The kept events replay with --since and stop at --until; the die carries the exit code.
     // The CLI sends relative times as whole seconds: let the events' second pass first.
     std::thread::sleep(Duration::from_millis(1100));
@@ -1153,7 +1154,7 @@ fn events_follow_a_run_in_order_and_at_once() {
     );
     let text = String::from_utf8_lossy(&o.stdout);
     let actions: Vec<&str> = text.lines().map(|l| l.split(' ').nth(2).unwrap_or("")).collect();
-    assert_eq!(actions, ["create", "start", "die", "destroy"], "{text}");
+    assert_eq!(actions, ["create", "attach", "start", "die", "destroy"], "{text}");
     assert!(text.contains("(image=busybox, name=evt)"), "{text}");
 }
 
@@ -1495,4 +1496,24 @@ fn kill_exec_and_create_answer_as_dockerd() {
     let one: serde_json::Value = serde_json::from_slice(&body).expect("one JSON document");
     assert!(one["memory_stats"].is_object());
     w.ok(&["rm", "-f", "k1", "linker"]);
+}
+
+#[test]
+fn an_interrupted_removal_is_finished_at_the_next_start() {
+    let mut w = daemon();
+    let id = w
+        .ok(&["create", "--name", "half", "busybox", "true"])
+        .trim()
+        .to_string();
+    w.ok(&["create", "--name", "whole", "busybox", "true"]);
+    w.stop();
+    // The daemon went down while removing `half`: its record says so.
+    let rec = w.data_root().join("containers").join(&id).join("config.v2.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+    v["state"]["status"] = "removing".into();
+    std::fs::write(&rec, serde_json::to_vec(&v).unwrap()).unwrap();
+    w.spawn();
+    assert_eq!(w.ok(&["ps", "-a", "--format", "{{.Names}}"]), "whole\n");
+    assert!(!rec.parent().unwrap().exists());
+    w.ok(&["rm", "whole"]);
 }

@@ -517,6 +517,37 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
     json_res(StatusCode::OK, &Value::Array(out))
 }
 
+/// `Config` fields dockerd's inspect shows as null when unset.
+const CONFIG_NULLS: &[&str] = &["Entrypoint", "OnBuild", "Volumes", "Cmd"];
+/// `HostConfig` fields dockerd's inspect shows as null when unset.
+const HOST_CONFIG_NULLS: &[&str] = &[
+    "Binds",
+    "CapAdd",
+    "CapDrop",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "ExtraHosts",
+    "GroupAdd",
+    "Links",
+    "SecurityOpt",
+    "VolumesFrom",
+    "MemorySwappiness",
+    "PidsLimit",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "Devices",
+    "Ulimits",
+    "ConsoleSize",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "PortBindings",
+    "Tmpfs",
+];
+
 fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let r = d.containers.get(name)?;
     let dir = d.info.data_root.join("containers").join(&r.id);
@@ -568,6 +599,34 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     });
     if let Some(h) = &r.state.health {
         v["State"]["Health"] = json!(h);
+    }
+    // `host` and `none` are networks too: their IDs, as dockerd shows them.
+    if let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut() {
+        for (name, ep) in nets.iter_mut() {
+            if ep["NetworkID"].as_str().is_some_and(str::is_empty) {
+                if let Ok(n) = d.containers.networks().get(name) {
+                    ep["NetworkID"] = json!(n.id);
+                }
+            }
+        }
+    }
+    // Fields dockerd leaves out when empty (`omitempty`).
+    if let Some(o) = v["HostConfig"].as_object_mut() {
+        for k in ["Mounts", "StorageOpt", "Sysctls", "Annotations"] {
+            if o.get(k)
+                .is_some_and(|x| x.is_null() || x.as_array().is_some_and(Vec::is_empty))
+            {
+                o.remove(k);
+            }
+        }
+    }
+    // Fields dockerd always writes, null when unset (the models leave them out).
+    for (section, keys) in [("Config", CONFIG_NULLS), ("HostConfig", HOST_CONFIG_NULLS)] {
+        if let Some(o) = v[section].as_object_mut() {
+            for k in keys {
+                o.entry(k.to_string()).or_insert(Value::Null);
+            }
+        }
     }
     if q.bool("size") {
         let (rw, root) = d.containers.sizes(&r.id)?;

@@ -162,21 +162,6 @@ impl std::fmt::Debug for ContainerService {
     }
 }
 
-/// A duration as Go prints it (`1s`, `1.5s`, `500ms`, `1m30s`), for Docker's messages.
-fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (m, s) = (d.as_secs() / 60, d.as_secs_f64() % 60.0);
-    let secs = format!("{s}").trim_end_matches(".0").to_string();
-    match m {
-        0 => format!("{secs}s"),
-        m if m < 60 => format!("{m}m{secs}s"),
-        m => format!("{}h{}m{secs}s", m / 60, m % 60),
-    }
-}
-
 fn now_nanos() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -397,6 +382,21 @@ impl ContainerService {
         self.events.publish("container", action, &rec.id, a);
     }
 
+    /// `network connect`/`disconnect` events for every network a starting or stopped
+    /// container is on (`none` and `host` too), as dockerd sends them around start and die.
+    fn emit_network(&self, rec: &Record, action: &str) {
+        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        let mut names: Vec<String> = rec.networks.keys().cloned().collect();
+        if names.is_empty() && (mode == "none" || mode == "host") {
+            names.push(mode);
+        }
+        for name in names {
+            let Ok(n) = self.net.get(&name) else { continue };
+            let a = crate::events::attrs(&[("container", &rec.id), ("name", &n.name), ("type", &n.driver)]);
+            self.events.publish("network", action, &n.id, a);
+        }
+    }
+
     /// The network service containers join networks through.
     pub fn networks(&self) -> &Arc<NetworkService> {
         &self.net
@@ -429,6 +429,14 @@ impl ContainerService {
     pub async fn restore(self: &Arc<Self>) {
         for e in self.all() {
             let rec = e.snapshot();
+            if rec.state.status == "removing" {
+                // A removal the last daemon did not finish: finish it, as dockerd does.
+                e.rec.lock().expect("record lock").state.status = "dead".into();
+                if let Err(err) = self.remove(&rec.id, true, true).await {
+                    tracing::warn!(id = %rec.id, "finishing an interrupted removal: {err}");
+                }
+                continue;
+            }
             if rec.state.is_running() {
                 let sock = self.shim_socket(&rec.id);
                 match shim::send(&sock, &Request::Wait).await {
@@ -681,6 +689,17 @@ impl ContainerService {
         if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
             hc.ipc_mode = Some("private".into());
         }
+        // As dockerd: "unlimited" and "unset" are shown as null, the defaults as their values.
+        if hc.memory_swappiness == Some(-1) {
+            hc.memory_swappiness = None;
+        }
+        if hc.pids_limit.is_some_and(|p| p <= 0) {
+            hc.pids_limit = None;
+        }
+        if hc.shm_size.unwrap_or(0) <= 0 {
+            hc.shm_size = Some(64 << 20);
+        }
+        spec::fill_host_defaults(&mut hc);
         // wharf-shim is the one runtime; it answers to dockerd's default name.
         match hc.runtime.as_deref().unwrap_or("") {
             "" | "runc" => hc.runtime = Some("runc".into()),
@@ -1003,6 +1022,11 @@ impl ContainerService {
 
     fn save(&self, e: &Entry) -> Result<()> {
         let rec = e.snapshot();
+        if rec.state.status == "removing" {
+            // The removal owns the directory now: a record written into it would stop the
+            // directory's removal and bring the container back at the next start.
+            return Ok(());
+        }
         rec.save(&self.container_dir(&rec.id))?;
         Ok(())
     }
@@ -1055,7 +1079,9 @@ impl ContainerService {
                 }
                 self.save(e)?;
                 Self::bump(e, false, false);
-                self.emit(&e.snapshot(), "start", &[]);
+                let now = e.snapshot();
+                self.emit_network(&now, "connect");
+                self.emit(&now, "start", &[]);
                 self.spawn_monitor(e.clone(), stream);
                 self.spawn_health(e.clone());
                 Ok(())
@@ -1482,7 +1508,10 @@ impl ContainerService {
                 }
                 (
                     -1,
-                    format!("Health check exceeded timeout ({})", go_duration(p.timeout)),
+                    format!(
+                        "Health check exceeded timeout ({})",
+                        wharf_units::go_duration(p.timeout)
+                    ),
                 )
             }
         };
@@ -1525,7 +1554,21 @@ impl ContainerService {
             tracing::warn!(%id, "saving exit: {err}");
         }
         Self::bump(e, true, false);
-        self.emit(&e.snapshot(), "die", &[("exitCode", &exit.exit_code.to_string())]);
+        // Whole seconds the process ran, as dockerd's `execDuration`.
+        let ran = match (
+            crate::logs::parse_time(&started_at),
+            crate::logs::parse_time(&e.snapshot().state.finished_at),
+        ) {
+            (Some(a), Some(b)) if b > a => ((b - a) / 1_000_000_000).to_string(),
+            _ => "0".into(),
+        };
+        let done = e.snapshot();
+        self.emit(
+            &done,
+            "die",
+            &[("exitCode", &exit.exit_code.to_string()), ("execDuration", &ran)],
+        );
+        self.emit_network(&done, "disconnect");
         if auto_remove {
             let me = self.clone();
             tokio::spawn(async move {
@@ -1824,7 +1867,16 @@ impl ContainerService {
             // A file written as the removal ran (the shim's last log line): once more.
             tracing::debug!(id = %rec.id, "removing {}: {err}; retrying", dir.display());
             tokio::time::sleep(Duration::from_millis(50)).await;
-            fs::remove_dir_all(&dir)?;
+            if let Err(err) = fs::remove_dir_all(&dir) {
+                // As dockerd: the container is dead, and another `rm` tries again.
+                let msg = format!("removal of container {} failed: {err}", rec.id);
+                {
+                    let mut r = e.rec.lock().expect("record lock");
+                    r.state.status = "dead".into();
+                    r.state.error = msg.clone();
+                }
+                return Err(ContainerError::Internal(msg));
+            }
         }
         let _ = fs::remove_dir_all(self.bundle_dir(&rec.id));
         self.map.write().expect("map").remove(&rec.id);
@@ -2285,6 +2337,7 @@ impl ContainerService {
     ) -> Result<impl std::future::Future<Output = Result<ShimStream>> + Send + 'static> {
         let e = self.lookup(name)?;
         let rec = e.snapshot();
+        self.emit(&rec, "attach", &[]);
         let req = Request::Attach { stdin, stdout, stderr };
         let sock = self.shim_socket(&rec.id);
         let rx = if rec.state.is_running() {
@@ -2593,15 +2646,6 @@ mod tests {
         assert_eq!(ContainerService::parse_signal("9").unwrap(), 9);
         assert!(ContainerService::parse_signal("NOPE").is_err());
         assert!(ContainerService::parse_signal("0").is_err());
-    }
-
-    #[test]
-    fn durations_read_like_go() {
-        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
     }
 
     #[test]

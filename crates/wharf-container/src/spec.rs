@@ -516,6 +516,43 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
     Ok(r)
 }
 
+/// Is `/sys/fs/cgroup` the unified (v2) hierarchy?
+pub fn cgroup_v2() -> bool {
+    rustix::fs::statfs("/sys/fs/cgroup")
+        .map(|s| s.f_type == 0x6367_7270)
+        .unwrap_or(false)
+}
+
+/// Whether the container gets its own cgroup namespace: `--cgroupns`, else dockerd's default
+/// (private on a cgroup v2 host, the host's on v1 and hybrid ones).
+fn cgroupns_private(hc: &m::HostConfig) -> bool {
+    match hc.cgroupns_mode.map(|m| m.to_string()).as_deref() {
+        Some("private") => true,
+        Some("host") => false,
+        _ => cgroup_v2(),
+    }
+}
+
+/// What `HostConfig` shows for the defaults dockerd fills in at create: the masked and
+/// read-only paths (not for `--privileged`), the cgroup namespace mode.
+pub fn fill_host_defaults(hc: &mut m::HostConfig) {
+    if !hc.privileged.unwrap_or(false) {
+        hc.masked_paths.get_or_insert_with(|| strings(MASKED));
+        hc.readonly_paths.get_or_insert_with(|| strings(READONLY));
+    }
+    if hc.cgroupns_mode.is_none_or(|m| m.to_string().is_empty()) {
+        hc.cgroupns_mode = Some(if cgroup_v2() {
+            m::HostConfigCgroupnsModeEnum::PRIVATE
+        } else {
+            m::HostConfigCgroupnsModeEnum::HOST
+        });
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
 const MASKED: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
@@ -690,10 +727,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     if net_mode != "host" {
         namespaces.push(ns("network", input.net_ns.clone()));
     }
-    if rustix::fs::statfs("/sys/fs/cgroup")
-        .map(|s| s.f_type == 0x6367_7270)
-        .unwrap_or(false)
-    {
+    if cgroupns_private(hc) {
         namespaces.push(ns("cgroup", None));
     }
 
@@ -742,8 +776,8 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         "devices": devices,
     });
     if !privileged {
-        linux["maskedPaths"] = json!(MASKED);
-        linux["readonlyPaths"] = json!(READONLY);
+        linux["maskedPaths"] = json!(hc.masked_paths.clone().unwrap_or_else(|| strings(MASKED)));
+        linux["readonlyPaths"] = json!(hc.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)));
     }
     if !sysctl.is_empty() {
         linux["sysctl"] = json!(sysctl);
