@@ -470,3 +470,133 @@ fn networks_and_ports() {
     wharf_ok(&w, &["rm", "-f", "pub", "other"]);
     assert_eq!(wharf_ok(&w, &["network", "rm", "wnet"]), "wnet\n");
 }
+
+#[test]
+fn healthchecks_and_ipv6_networks_from_the_native_cli() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    // `--health-*` become the same Healthcheck the docker CLI sends.
+    let flags = [
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "250ms",
+        "--health-timeout",
+        "2s",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "1m30s",
+    ];
+    let mut args = vec!["create", "--name", "hc-docker"];
+    args.extend(flags);
+    args.extend(["busybox", "sleep", "600"]);
+    w.ok(&args);
+    args[2] = "hc-wharf";
+    wharf_ok(&w, &args);
+    let hc = |n: &str| w.ok(&["inspect", "-f", "{{json .Config.Healthcheck}}", n]);
+    assert_eq!(hc("hc-wharf"), hc("hc-docker"));
+    assert!(
+        hc("hc-wharf").contains(r#""StartPeriod":90000000000"#),
+        "{}",
+        hc("hc-wharf")
+    );
+    wharf_ok(&w, &["start", "hc-wharf"]);
+    let start = std::time::Instant::now();
+    while w.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc-wharf"]).trim() != "healthy" {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "never healthy");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(wharf_ok(&w, &["ps", "--format", "{{.Status}}"])
+        .trim()
+        .ends_with("(healthy)"));
+    let o = w.wharf(&["create", "--no-healthcheck", "--health-cmd", "true", "busybox"], None);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("--no-healthcheck conflicts with --health-* options"),
+        "{}",
+        err(&o)
+    );
+    wharf_ok(&w, &["create", "--name", "hc-none", "--no-healthcheck", "busybox"]);
+    assert_eq!(hc("hc-none").trim(), r#"{"Test":["NONE"]}"#);
+    // `network create --ipv6` with an IPv4 and an IPv6 subnet, gateways and auxiliary
+    // addresses sorted into their pools; `--ip6` on run and connect.
+    let s4 = common::test_subnet(&w, 3);
+    let base4 = s4.trim_end_matches("0/24");
+    let s6 = format!("fd44:{:x}::/64", 0x100 + w.index);
+    let base6 = s6.trim_end_matches("/64");
+    wharf_ok(
+        &w,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &s4,
+            "--subnet",
+            &s6,
+            "--gateway",
+            &format!("{base6}fe"),
+            "--gateway",
+            &format!("{base4}254"),
+            "--aux-address",
+            &format!("r6={base6}5"),
+            "n6",
+        ],
+    );
+    assert_eq!(
+        w.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv6}} {{json .IPAM.Config}}",
+            "n6"
+        ])
+        .trim(),
+        format!(
+            r#"true [{{"Subnet":"{s4}","Gateway":"{base4}254"}},{{"Subnet":"{s6}","Gateway":"{base6}fe","AuxiliaryAddresses":{{"r6":"{base6}5"}}}}]"#
+        )
+    );
+    let ip6 = format!("{base6}42");
+    wharf_ok(
+        &w,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "c6",
+            "--network",
+            "n6",
+            "--ip6",
+            &ip6,
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(
+        w.ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.n6.GlobalIPv6Address}}",
+            "c6"
+        ])
+        .trim(),
+        ip6
+    );
+    wharf_ok(&w, &["network", "disconnect", "n6", "c6"]);
+    let other = format!("{base6}43");
+    wharf_ok(&w, &["network", "connect", "--ip6", &other, "n6", "c6"]);
+    assert_eq!(
+        w.ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.n6.GlobalIPv6Address}}",
+            "c6"
+        ])
+        .trim(),
+        other
+    );
+    w.ok(&["rm", "-f", "c6", "hc-docker", "hc-wharf", "hc-none"]);
+    w.ok(&["network", "rm", "n6"]);
+}

@@ -143,19 +143,12 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
                     attachable: v.get("Attachable").and_then(|x| x.as_bool()).unwrap_or(false),
                     labels: map("Labels"),
                     options: map("Options"),
-                    aux: ipam
-                        .get("AuxiliaryAddresses")
-                        .and_then(|x| x.as_object())
-                        .map(|o| {
-                            o.iter()
-                                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    aux: aux_of(&ipam),
                     enable_ipv6: v.get("EnableIPv6").and_then(|x| x.as_bool()).unwrap_or(false),
                     subnet6: field(&ipam6, "Subnet"),
                     gateway6: field(&ipam6, "Gateway"),
                     ip_range6: field(&ipam6, "IPRange"),
+                    aux6: aux_of(&ipam6),
                 })
                 .await?;
             let ev = wharf_container::events::attrs(&[("name", &n.name), ("type", &n.driver)]);
@@ -217,4 +210,16 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
             }
         }
     }
+}
+
+/// An IPAM pool's `AuxiliaryAddresses`.
+fn aux_of(pool: &Value) -> BTreeMap<String, String> {
+    pool.get("AuxiliaryAddresses")
+        .and_then(|x| x.as_object())
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -196,6 +196,9 @@ pub struct Pool6 {
     /// Address → holder (a container ID).
     #[serde(default)]
     pub allocated: BTreeMap<Ipv6Addr, String>,
+    /// `--aux-address`: name → an address kept out of every container's reach.
+    #[serde(default)]
+    pub aux: BTreeMap<String, Ipv6Addr>,
 }
 
 impl Pool6 {
@@ -224,7 +227,22 @@ impl Pool6 {
             range,
             gateway,
             allocated: BTreeMap::new(),
+            aux: BTreeMap::new(),
         })
+    }
+
+    /// Reserve the auxiliary addresses: each must be in the subnet and not its gateway.
+    pub fn with_aux(mut self, aux: BTreeMap<String, Ipv6Addr>) -> Result<Pool6> {
+        for (name, ip) in &aux {
+            if !self.subnet.contains(*ip) || *ip == self.subnet.addr || *ip == self.gateway {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid auxiliary address {name}={ip}: not a free host address of subnet {}",
+                    self.subnet
+                )));
+            }
+        }
+        self.aux = aux;
+        Ok(self)
     }
 
     /// Hand out `want` (free and in the subnet) or the first free address of the range.
@@ -235,9 +253,9 @@ impl Pool6 {
                     "invalid address {ip}: it does not belong to any of this network's subnets"
                 )));
             }
-            if ip == self.gateway {
+            if ip == self.gateway || self.aux.values().any(|a| *a == ip) {
                 return Err(NetworkError::Conflict(format!(
-                    "Address already in use: {ip} is the gateway"
+                    "Address already in use: {ip} is the gateway or an auxiliary address"
                 )));
             }
             if self.allocated.get(&ip).is_some_and(|h| h != holder) {
@@ -254,7 +272,7 @@ impl Pool6 {
             if !from.contains(ip) {
                 break;
             }
-            if ip == self.gateway || self.allocated.contains_key(&ip) {
+            if ip == self.gateway || self.allocated.contains_key(&ip) || self.aux.values().any(|a| *a == ip) {
                 continue;
             }
             self.allocated.insert(ip, holder.to_string());
@@ -485,6 +503,12 @@ mod tests {
         assert!(v6.allocate("c", Some("2001:db8::1".parse().unwrap())).is_err());
         v6.release("b");
         assert!(v6.allocate("c", Some("2001:389::f00d".parse().unwrap())).is_ok());
+        let mut aux6 = Pool6::new("fd00:1::/64".parse().unwrap(), None, None)
+            .unwrap()
+            .with_aux(BTreeMap::from([("r".to_string(), "fd00:1::2".parse().unwrap())]))
+            .unwrap();
+        assert_eq!(aux6.allocate("a", None).unwrap().to_string(), "fd00:1::3");
+        assert!(aux6.allocate("b", Some("fd00:1::2".parse().unwrap())).is_err());
         let ula = Subnet6::unique_local([1, 2, 3, 4, 5]);
         assert_eq!(ula.to_string(), "fd01:203:405::/64");
         assert!(ula.overlaps(&"fd01:203:405::/48".parse().unwrap()));

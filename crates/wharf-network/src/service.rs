@@ -146,6 +146,8 @@ pub struct CreateRequest {
     pub gateway6: Option<String>,
     /// See `subnet6`.
     pub ip_range6: Option<String>,
+    /// `--aux-address`es in the IPv6 subnet: name → address.
+    pub aux6: BTreeMap<String, String>,
 }
 
 /// A container's request to join one network.
@@ -595,7 +597,18 @@ impl NetworkService {
                     .map_err(|_| NetworkError::Invalid(format!("invalid gateway address: {g}")))
             })
             .transpose()?;
-        Ok(Some(Pool6::new(subnet, parse(&req.ip_range6)?, gateway)?))
+        let aux = req
+            .aux6
+            .iter()
+            .map(|(k, v)| {
+                v.parse::<Ipv6Addr>()
+                    .map(|ip| (k.clone(), ip))
+                    .map_err(|_| NetworkError::Invalid(format!("invalid auxiliary address {k}={v}")))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(Some(
+            Pool6::new(subnet, parse(&req.ip_range6)?, gateway)?.with_aux(aux)?,
+        ))
     }
 
     async fn start_dns(&self, n: &Network) {
@@ -1013,6 +1026,9 @@ impl NetworkService {
                     let mut c6 = json!({"Subnet": p6.subnet.to_string(), "Gateway": p6.gateway.to_string()});
                     if let Some(r) = p6.range {
                         c6["IPRange"] = json!(r.to_string());
+                    }
+                    if !p6.aux.is_empty() {
+                        c6["AuxiliaryAddresses"] = json!(p6.aux);
                     }
                     configs.push(c6);
                 }

@@ -1,6 +1,7 @@
 //! Docker's units, as its `go-units` package spells them: durations for people ("About a
 //! minute"), sizes for people ("4.26MB" in decimal, "1.5MiB" in binary) and the byte sizes
-//! users type ("64m", "1.5g"). The daemon and the CLI share them so that both print the same.
+//! users type ("64m", "1.5g"); and Go's own durations (`1m30s`, `500ms`) as flags take them
+//! and messages print them. The daemon and the CLI share them so that both print the same.
 
 /// Go's `units.HumanDuration`, which `docker ps` shows.
 pub fn human_duration(secs: i64) -> String {
@@ -109,9 +110,76 @@ pub fn ram_in_bytes(s: &str) -> Option<i64> {
     Some((n * (1u64 << shift) as f64) as i64)
 }
 
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with units (`ns`, `us`/`µs`, `ms`,
+/// `s`, `m`, `h`), as in `1h30m`, `1.5s`, `300ms`; `0` alone is zero. Signs are refused.
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+/// A duration as Go prints it (`1s`, `1.5s`, `500ms`, `1m30s`, `1h0m0s`), for Docker's messages.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (m, s) = (d.as_secs() / 60, d.as_secs_f64() % 60.0);
+    let secs = format!("{s}").trim_end_matches(".0").to_string();
+    match m {
+        0 => format!("{secs}s"),
+        m if m < 60 => format!("{m}m{secs}s"),
+        m => format!("{}h{}m{secs}s", m / 60, m % 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(parse_go_duration("5x"), None);
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+    }
 
     #[test]
     fn durations() {

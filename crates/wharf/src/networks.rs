@@ -45,13 +45,19 @@ struct CreateCmd {
     driver: String,
     /// Subnet in CIDR format that represents a network segment
     #[arg(long)]
-    subnet: Option<String>,
-    /// IPv4 Gateway for the master subnet
+    subnet: Vec<String>,
+    /// IPv4 or IPv6 Gateway for the master subnet
     #[arg(long)]
-    gateway: Option<String>,
+    gateway: Vec<String>,
     /// Allocate container ip from a sub-range
     #[arg(long)]
-    ip_range: Option<String>,
+    ip_range: Vec<String>,
+    /// Auxiliary IPv4 or IPv6 addresses used by Network driver
+    #[arg(long)]
+    aux_address: Vec<String>,
+    /// Enable or disable IPv6 networking
+    #[arg(long)]
+    ipv6: bool,
     /// Restrict external access to the network
     #[arg(long)]
     internal: bool,
@@ -109,6 +115,9 @@ struct ConnectCmd {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    ip6: Option<String>,
     /// Add link to another container
     #[arg(long)]
     link: Vec<String>,
@@ -150,24 +159,67 @@ fn key_values(list: &[String]) -> Value {
     )
 }
 
+/// The IPAM pools of `network create`, as the docker CLI groups them: each `--subnet` takes the
+/// `--gateway` and `--ip-range` inside it and the `--aux-address`es inside it.
+fn ipam_configs(x: &CreateCmd) -> Result<Vec<Value>> {
+    use std::net::IpAddr;
+    let inside = |subnet: &str, ip: &str| -> bool {
+        let ip = ip.split('/').next().unwrap_or(ip);
+        let Some((net, len)) = subnet.split_once('/') else {
+            return false;
+        };
+        let len: u32 = len.parse().unwrap_or(0);
+        match (net.parse::<IpAddr>(), ip.parse::<IpAddr>()) {
+            (Ok(IpAddr::V4(n)), Ok(IpAddr::V4(a))) => {
+                let m = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
+                u32::from(n) & m == u32::from(a) & m
+            }
+            (Ok(IpAddr::V6(n)), Ok(IpAddr::V6(a))) => {
+                let m = u128::MAX.checked_shl(128 - len.min(128)).unwrap_or(0);
+                u128::from(n) & m == u128::from(a) & m
+            }
+            _ => false,
+        }
+    };
+    let mut out: Vec<Value> = Vec::new();
+    for s in &x.subnet {
+        let mut c = json!({"Subnet": s});
+        if let Some(g) = x.gateway.iter().find(|g| inside(s, g)) {
+            c["Gateway"] = json!(g);
+        }
+        if let Some(r) = x.ip_range.iter().find(|r| inside(s, r)) {
+            c["IPRange"] = json!(r);
+        }
+        let aux: serde_json::Map<String, Value> = x
+            .aux_address
+            .iter()
+            .filter_map(|a| a.split_once('='))
+            .filter(|(_, ip)| inside(s, ip))
+            .map(|(k, ip)| (k.to_string(), json!(ip)))
+            .collect();
+        if !aux.is_empty() {
+            c["AuxiliaryAddresses"] = Value::Object(aux);
+        }
+        out.push(c);
+    }
+    if x.subnet.is_empty() && (!x.gateway.is_empty() || !x.ip_range.is_empty() || !x.aux_address.is_empty()) {
+        return Err(CliError::Usage(
+            "every ip-range, gateway and aux-address must have a corresponding subnet".into(),
+        ));
+    }
+    Ok(out)
+}
+
 impl NetworkCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
         match self.cmd {
             NetworkSub::Create(x) => {
-                let mut ipam = json!({"Driver": "default", "Config": []});
-                if x.subnet.is_some() || x.gateway.is_some() || x.ip_range.is_some() {
-                    let mut cfg = json!({});
-                    for (k, v) in [("Subnet", &x.subnet), ("Gateway", &x.gateway), ("IPRange", &x.ip_range)] {
-                        if let Some(v) = v {
-                            cfg[k] = json!(v);
-                        }
-                    }
-                    ipam["Config"] = json!([cfg]);
-                }
+                let ipam = json!({"Driver": "default", "Config": ipam_configs(&x)?});
                 let body = json!({
                     "Name": x.name, "Driver": x.driver, "IPAM": ipam, "Internal": x.internal,
                     "Attachable": x.attachable, "Labels": key_values(&x.label), "Options": key_values(&x.opt),
+                    "EnableIPv6": x.ipv6,
                 });
                 let v = c.json(Method::POST, "/networks/create", Some(&body)).await?;
                 stdout(&format!("{}\n", v["Id"].as_str().unwrap_or("")))
@@ -232,7 +284,10 @@ impl NetworkCmd {
             NetworkSub::Connect(x) => {
                 let mut ep = json!({"Aliases": x.alias, "Links": x.link});
                 if let Some(ip) = &x.ip {
-                    ep["IPAMConfig"] = json!({"IPv4Address": ip});
+                    ep["IPAMConfig"]["IPv4Address"] = json!(ip);
+                }
+                if let Some(ip) = &x.ip6 {
+                    ep["IPAMConfig"]["IPv6Address"] = json!(ip);
                 }
                 let body = json!({"Container": x.container, "EndpointConfig": ep});
                 c.json(

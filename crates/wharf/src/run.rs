@@ -210,6 +210,27 @@ pub struct CreateOpts {
     /// Signal to stop the container
     #[arg(long)]
     pub stop_signal: Option<String>,
+    /// Command to run to check health
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    pub health_start_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long)]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Timeout (in seconds) to stop a container
     #[arg(long)]
     pub stop_timeout: Option<i64>,
@@ -258,6 +279,9 @@ pub struct CreateOpts {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long)]
     pub mac_address: Option<String>,
@@ -317,6 +341,50 @@ fn throttle(name: &str, list: &[String], bytes: bool) -> Result<Value> {
 }
 
 impl CreateOpts {
+    /// `--health-*` and `--no-healthcheck` as the docker CLI turns them into `Healthcheck`.
+    fn healthcheck(&self) -> Result<Option<Value>> {
+        let durations = [
+            ("Interval", "--health-interval", &self.health_interval),
+            ("Timeout", "--health-timeout", &self.health_timeout),
+            ("StartPeriod", "--health-start-period", &self.health_start_period),
+            ("StartInterval", "--health-start-interval", &self.health_start_interval),
+        ];
+        let any = self.health_cmd.is_some() || self.health_retries.is_some() || durations.iter().any(|d| d.2.is_some());
+        if self.no_healthcheck {
+            if any {
+                return Err(CliError::Usage(
+                    "--no-healthcheck conflicts with --health-* options".into(),
+                ));
+            }
+            return Ok(Some(json!({"Test": ["NONE"]})));
+        }
+        if !any {
+            return Ok(None);
+        }
+        let test = match self.health_cmd.as_deref() {
+            Some(c) if !c.is_empty() => json!(["CMD-SHELL", c]),
+            _ => json!([]),
+        };
+        let mut h = json!({"Test": test});
+        for (key, flag, v) in durations {
+            if let Some(v) = v {
+                let d = wharf_units::parse_go_duration(v).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "invalid argument \"{v}\" for \"{flag}\" flag: time: invalid duration \"{v}\""
+                    ))
+                })?;
+                h[key] = json!(d.as_nanos() as i64);
+            }
+        }
+        if let Some(r) = self.health_retries {
+            if r < 0 {
+                return Err(CliError::Usage("--health-retries cannot be negative".into()));
+            }
+            h["Retries"] = json!(r);
+        }
+        Ok(Some(h))
+    }
+
     /// The `POST /containers/create` body.
     pub fn body(&self) -> Result<Value> {
         let image = self.argv[0].clone();
@@ -380,6 +448,9 @@ impl CreateOpts {
         }
         if let Some(t) = self.stop_timeout {
             config["StopTimeout"] = json!(t);
+        }
+        if let Some(h) = self.healthcheck()? {
+            config["Healthcheck"] = h;
         }
         let (policy, retries) = match self.restart.split_once(':') {
             Some((p, n)) => (
@@ -482,11 +553,14 @@ impl CreateOpts {
         hc["PortBindings"] = Value::Object(bindings);
         hc["PublishAllPorts"] = json!(self.publish_all);
         hc["Links"] = json!(self.link);
-        if !self.network_alias.is_empty() || self.ip.is_some() || self.mac_address.is_some() {
+        if !self.network_alias.is_empty() || self.ip.is_some() || self.ip6.is_some() || self.mac_address.is_some() {
             let net = self.network.clone().unwrap_or_else(|| "default".into());
             let mut ep = json!({"Aliases": self.network_alias});
             if let Some(ip) = &self.ip {
-                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+                ep["IPAMConfig"]["IPv4Address"] = json!(ip);
+            }
+            if let Some(ip) = &self.ip6 {
+                ep["IPAMConfig"]["IPv6Address"] = json!(ip);
             }
             if let Some(mac) = &self.mac_address {
                 ep["MacAddress"] = json!(mac);
