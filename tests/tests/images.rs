@@ -618,3 +618,62 @@ fn answers_follow_the_api_version_asked_and_there_is_no_swarm() {
     assert!(e.contains("swarm mode is not supported"), "{e}");
     d.ok(&["rm", "src"]);
 }
+
+/// A layer tar holding one file of `size` zero bytes, compressed with zstd (a few KiB).
+fn zstd_zeros_layer(size: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("zeros").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    enc.write_all(h.as_bytes()).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        enc.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    enc.write_all(&[0u8; 1024]).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn decompression_bombs_are_refused_and_leave_nothing() {
+    let d = Wharfd::start();
+    // 1.5 GiB of zeros in ~50 KiB: past the 1 GiB floor at far more than 1000x.
+    let bomb = zstd_zeros_layer(3 << 29);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let check = |what: &str, o: std::process::Output| {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{what}: it was accepted");
+        assert!(err.contains("refused as a decompression bomb: zstd"), "{what}: {err}");
+        assert_eq!(d.ok(&["images", "-qa"]).trim(), "", "{what}: an image became visible");
+        let left: Vec<String> = tree(&d.data_root().join("overlay2"))
+            .into_iter()
+            .filter(|p| p != "l")
+            .collect();
+        assert!(left.is_empty(), "{what}: layer directories left behind: {left:?}");
+    };
+    check("import", d.docker_stdin(&["import", "-", "bomb:1"], Some(&bomb)));
+    // The same layer inside a docker-archive.
+    let diff = "sha256:0000000000000000000000000000000000000000000000000000000000000000".to_string();
+    let cfg = config_for(std::slice::from_ref(&diff));
+    let archive_bytes = archive(&[
+        (&format!("blobs/sha256/{}", sha(&bomb)), bomb.clone()),
+        (&format!("blobs/sha256/{}", sha(&cfg)), cfg.clone()),
+        (
+            "manifest.json",
+            serde_json::to_vec(&serde_json::json!([{
+                "Config": format!("blobs/sha256/{}", sha(&cfg)), "RepoTags": ["bomb:2"],
+                "Layers": [format!("blobs/sha256/{}", sha(&bomb))],
+            }]))
+            .unwrap(),
+        ),
+    ]);
+    check("load", d.docker_stdin(&["load"], Some(&archive_bytes)));
+    // The daemon is fine afterwards.
+    d.import_busybox("busybox:latest");
+}

@@ -375,18 +375,132 @@ fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Result<u64, ApplyError> {
     }
 }
 
-/// Wrap `r` in the decompressor its first bytes call for: gzip, zstd, or none.
+/// A compressed stream may grow this many times over its compressed size...
+pub const MAX_EXPANSION: u64 = 1000;
+/// ...once it has produced this much: smaller outputs are never refused.
+pub const EXPANSION_FLOOR: u64 = 1 << 30;
+
+/// Wrap `r` in the decompressor its first bytes call for: gzip, zstd, or none. A compressed
+/// stream that grows more than [`MAX_EXPANSION`] times its size past [`EXPANSION_FLOOR`] is a
+/// decompression bomb: reading fails with `InvalidData` (gzip cannot even reach that ratio on
+/// real data; zeros reach ~1030 in gzip and far more in zstd).
 pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let mut br = io::BufReader::with_capacity(1 << 20, r);
+    decompress_limited(r, EXPANSION_FLOOR, MAX_EXPANSION)
+}
+
+/// [`decompress`] with the bomb limits given.
+pub fn decompress_limited<'a>(r: impl Read + 'a, floor: u64, ratio: u64) -> io::Result<Box<dyn Read + 'a>> {
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let counted = Counted {
+        inner: r,
+        n: consumed.clone(),
+    };
+    let mut br = io::BufReader::with_capacity(1 << 20, counted);
     let head = {
         use std::io::BufRead;
         br.fill_buf()?.get(..4).map(|h| h.to_vec()).unwrap_or_default()
     };
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(br))
+    let (inner, kind): (Box<dyn Read + 'a>, &str) = if head.starts_with(&[0x1f, 0x8b]) {
+        (Box::new(flate2::bufread::MultiGzDecoder::new(br)), "gzip")
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(br)?)
+        (Box::new(zstd::stream::read::Decoder::with_buffer(br)?), "zstd")
     } else {
-        Box::new(br)
-    })
+        return Ok(Box::new(br));
+    };
+    Ok(Box::new(BombGuard {
+        inner,
+        kind,
+        consumed,
+        produced: 0,
+        floor,
+        ratio,
+    }))
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    n: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.set(self.n.get() + k as u64);
+        Ok(k)
+    }
+}
+
+/// Fails a decompression whose output outgrows its input past the limits.
+struct BombGuard<'a> {
+    inner: Box<dyn Read + 'a>,
+    kind: &'static str,
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
+    produced: u64,
+    floor: u64,
+    ratio: u64,
+}
+
+impl Read for BombGuard<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.produced += k as u64;
+        let consumed = self.consumed.get().max(1);
+        if self.produced > self.floor && self.produced / consumed > self.ratio {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "refused as a decompression bomb: {} {} bytes became more than {} bytes ({}x; the limit is {}x past {} bytes)",
+                    self.kind,
+                    consumed,
+                    self.produced,
+                    self.produced / consumed,
+                    self.ratio,
+                    self.floor
+                ),
+            ));
+        }
+        Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decompression_bombs_are_refused() {
+        use std::io::Write;
+        // 64 MiB of zeros: zstd makes it a few KiB, gzip ~64 KiB.
+        let zeros = vec![0u8; 1 << 20];
+        let mut z = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            z.write_all(&zeros).unwrap();
+            g.write_all(&zeros).unwrap();
+        }
+        let (z, g) = (z.finish().unwrap(), g.finish().unwrap());
+        let drain = |r: &mut dyn Read| io::copy(r, &mut io::sink());
+        // Past an 8 MiB floor at 1000x, both are bombs; the error says what happened.
+        let e = drain(&mut decompress_limited(&z[..], 8 << 20, 1000).unwrap()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("decompression bomb: zstd"), "{e}");
+        let e = drain(&mut decompress_limited(&g[..], 8 << 20, 500).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("decompression bomb: gzip"), "{e}");
+        // Under the floor, or under the ratio, they are only data.
+        assert_eq!(
+            drain(&mut decompress_limited(&z[..], 128 << 20, 1000).unwrap()).unwrap(),
+            64 << 20
+        );
+        assert_eq!(
+            drain(&mut decompress_limited(&g[..], 8 << 20, 2000).unwrap()).unwrap(),
+            64 << 20
+        );
+        assert_eq!(drain(&mut decompress(&z[..]).unwrap()).unwrap(), 64 << 20);
+        // An uncompressed stream is never limited.
+        assert_eq!(
+            drain(&mut decompress_limited(&zeros[..], 0, 0).unwrap()).unwrap(),
+            1 << 20
+        );
+    }
 }
