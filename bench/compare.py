@@ -180,6 +180,10 @@ def main():
                 sh(ENG[e] + ["create", "--name", f"ps{k}"] + none + ["busybox", "true"])
         have = n
         scenario(f"docker ps -a with {n} containers", lambda e, i: ENG[e] + ["ps", "-a"])
+        # The daemon's own answer, with a client that starts in a few milliseconds.
+        scenario(f"GET /containers/json?all=1 with {n} containers (curl)",
+                 lambda e, i: ["curl", "-sf", "-o", "/dev/null", "--unix-socket", f"{WORK}/{e}.sock",
+                               "http://d/v1.50/containers/json?all=1"])
     for e in ("w", "d"):
         rm_all(e)
 

@@ -1517,3 +1517,47 @@ fn an_interrupted_removal_is_finished_at_the_next_start() {
     assert!(!rec.parent().unwrap().exists());
     w.ok(&["rm", "whole"]);
 }
+
+#[test]
+fn ps_and_inspect_never_wait_behind_a_stopping_container() {
+    let w = daemon();
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slowstop",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    w.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "600"]);
+    // A stop that takes ten seconds (the process ignores SIGTERM) ...
+    let mut stop = std::process::Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+        .args(["stop", "-t", "10", "slowstop"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ... holds nothing else up: listing, inspecting and acting on other containers answer at once.
+    for args in [
+        &["ps", "-a"][..],
+        &["inspect", "slowstop"],
+        &["ps", "--filter", "name=slowstop", "--format", "{{.Status}}"],
+        &["exec", "other", "true"],
+        &["stop", "-t", "0", "other"],
+    ] {
+        let t = Instant::now();
+        w.ok(args);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{args:?} waited {:?} behind the stop",
+            t.elapsed()
+        );
+    }
+    assert!(stop.try_wait().unwrap().is_none(), "the slow stop ended early");
+    assert_eq!(stop.wait().unwrap().code(), Some(0));
+    assert_eq!(inspect(&w, "slowstop", "{{.State.ExitCode}}"), "137");
+    w.ok(&["rm", "slowstop", "other"]);
+}
