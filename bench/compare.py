@@ -183,7 +183,7 @@ def main():
         # The daemon's own answer, with a client that starts in a few milliseconds.
         scenario(f"GET /containers/json?all=1 with {n} containers (curl)",
                  lambda e, i: ["curl", "-sf", "-o", "/dev/null", "--unix-socket", f"{WORK}/{e}.sock",
-                               "http://d/v1.50/containers/json?all=1"])
+                               "http://d/containers/json?all=1"])
     for e in ("w", "d"):
         rm_all(e)
 

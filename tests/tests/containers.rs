@@ -1561,3 +1561,50 @@ fn ps_and_inspect_never_wait_behind_a_stopping_container() {
     assert_eq!(inspect(&w, "slowstop", "{{.State.ExitCode}}"), "137");
     w.ok(&["rm", "slowstop", "other"]);
 }
+
+#[test]
+fn diff_and_commit_on_vfs_match_overlay2() {
+    let ov = daemon();
+    let vfs = Wharfd::start_with(&["--storage-driver", "vfs"]);
+    vfs.import_busybox("busybox:latest");
+    assert_eq!(vfs.ok(&["info", "-f", "{{.Driver}}"]).trim(), "vfs");
+    let work = "mkdir -p /data/sub && echo new > /data/sub/f && echo changed >> /etc/passwd && rm /etc/group \
+                && rm -r /home && ln -s /data/sub /link && mkfifo /data/fifo";
+    let mut diffs = Vec::new();
+    for w in [&ov, &vfs] {
+        w.ok(&["run", "--name", "work", "busybox", "sh", "-c", work]);
+        diffs.push(w.ok(&["diff", "work"]));
+    }
+    assert_eq!(diffs[0], diffs[1], "overlay2 and vfs see different changes");
+    for line in [
+        "A /data/sub/f",
+        "C /etc/passwd",
+        "D /etc/group",
+        "D /home",
+        "A /link",
+        "A /data/fifo",
+        "C /etc",
+    ] {
+        assert!(diffs[1].lines().any(|l| l == line), "{line} missing from\n{}", diffs[1]);
+    }
+    assert!(
+        !diffs[1].contains("/etc/hosts") && !diffs[1].contains("/proc"),
+        "{}",
+        diffs[1]
+    );
+    // The committed image has the changes, on both drivers, and the same layer.
+    let mut diff_ids = Vec::new();
+    for w in [&ov, &vfs] {
+        w.ok(&["commit", "work", "worked:1"]);
+        let check = "cat /data/sub/f; grep -c changed /etc/passwd; test -e /etc/group || echo no-group; \
+                     test -e /home || echo no-home; readlink /link; test -p /data/fifo && echo fifo";
+        assert_eq!(
+            w.ok(&["run", "--rm", "worked:1", "sh", "-c", check]),
+            "new\n1\nno-group\nno-home\n/data/sub\nfifo\n"
+        );
+        diff_ids.push(w.ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "worked:1"]));
+        w.ok(&["rm", "work"]);
+    }
+    assert_eq!(diff_ids[0], diff_ids[1]);
+    assert_eq!(diff_ids[1].trim(), "2");
+}

@@ -1954,20 +1954,29 @@ impl ContainerService {
     /// (`C`, 0) and deletes (`D`, 2) against the image, sorted by path.
     pub fn changes(&self, name: &str) -> Result<Vec<(String, u8)>> {
         let rec = self.lookup(name)?.snapshot();
-        if self.images.driver() != Driver::Overlay2 {
-            return Err(ContainerError::Invalid(
-                "diff needs the overlay2 storage driver (vfs keeps no read-write layer)".into(),
-            ));
-        }
         let image: Digest = rec
             .image
             .parse()
             .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
         let (_, layers) = self.images.rootfs_of(&image)?;
-        let lowers = self.images.layer_store().lower_dirs(&layers);
-        let upper = self.container_dir(&rec.id).join("rw/diff");
+        let store = self.images.layer_store();
         let mut out = Vec::new();
-        crate::archive::overlay_changes(&upper, &lowers, &mut out)?;
+        match self.images.driver() {
+            Driver::Overlay2 => {
+                let lowers = store.lower_dirs(&layers);
+                let upper = self.container_dir(&rec.id).join("rw/diff");
+                crate::archive::overlay_changes(&upper, &lowers, &mut out)?;
+            }
+            Driver::Vfs => {
+                // vfs keeps no read-write layer: the root is compared with the image's, as
+                // Docker's naive diff does. A container never started has no root yet.
+                let root = self.container_dir(&rec.id).join("rootfs");
+                if root.exists() {
+                    let old = layers.last().map(|l| store.diff_dir(l)).unwrap_or_default();
+                    crate::archive::naive_changes(&root, &old, &mut out)?;
+                }
+            }
+        }
         out.sort();
         Ok(out)
     }
@@ -1978,11 +1987,7 @@ impl ContainerService {
     pub async fn commit(&self, name: &str, opts: CommitOptions) -> Result<Digest> {
         let e = self.lookup(name)?;
         let rec = e.snapshot();
-        if self.images.driver() != Driver::Overlay2 {
-            return Err(ContainerError::Invalid(
-                "commit needs the overlay2 storage driver (vfs keeps no read-write layer)".into(),
-            ));
-        }
+
         let image: Digest = rec
             .image
             .parse()
@@ -2031,10 +2036,29 @@ impl ContainerService {
                 freeze = false;
             }
         }
-        let upper = self.container_dir(&rec.id).join("rw/diff");
+        let dir = self.container_dir(&rec.id);
         let images = self.images.clone();
+        // vfs: the naive diff of the root against the image (taken while frozen, as the copy).
+        let naive = match self.images.driver() {
+            Driver::Overlay2 => None,
+            Driver::Vfs => Some(self.changes(&rec.id)),
+        };
         let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
-            Ok(images.commit(&image, |w| wharf_store::archive::write_overlay_diff(&upper, w), spec)?)
+            Ok(match naive {
+                None => {
+                    let upper = dir.join("rw/diff");
+                    images.commit(&image, |w| wharf_store::archive::write_overlay_diff(&upper, w), spec)?
+                }
+                Some(changes) => {
+                    let changes = changes?;
+                    let root = dir.join("rootfs");
+                    images.commit(
+                        &image,
+                        |w| wharf_store::archive::write_changes_diff(&root, &changes, w),
+                        spec,
+                    )?
+                }
+            })
         })
         .await
         .map_err(|e| ContainerError::Internal(e.to_string()));

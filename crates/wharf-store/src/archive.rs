@@ -454,24 +454,14 @@ fn children<W: Write>(
 /// `.wh..wh..opq` entry. Entries are sorted by name so the same tree gives the same diff ID.
 /// Symlinks are stored, never followed.
 pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     fn opaque(p: &Path) -> bool {
         let mut buf = [0u8; 4];
         ["trusted.overlay.opaque", "user.overlay.opaque"]
             .iter()
             .any(|k| matches!(rfs::lgetxattr(p, *k, &mut buf[..]), Ok(1) if buf[0] == b'y'))
     }
-    fn marker<W: Write>(b: &mut tar::Builder<W>, name: &Path, md: &std::fs::Metadata) -> io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(0);
-        h.set_mode(0o644);
-        h.set_uid(md.uid() as u64);
-        h.set_gid(md.gid() as u64);
-        h.set_mtime(md.mtime().max(0) as u64);
-        b.append_data(&mut h, name, io::empty())
-    }
     fn walk<W: Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> io::Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let mut ents: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
         ents.sort_by_key(|e| e.file_name());
         for e in ents {
@@ -480,38 +470,10 @@ pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
             let r = rel.join(&name);
             let md = p.symlink_metadata()?;
             if md.file_type().is_char_device() && md.rdev() == 0 {
-                let mut wh = OsString::from(".wh.");
-                wh.push(&name);
-                marker(b, &rel.join(wh), &md)?;
+                whiteout(b, rel, &name, &md)?;
                 continue;
             }
-            let ft = md.file_type();
-            if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-                // (The tar crate's own path for special files sets the name wrongly.)
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(if ft.is_fifo() {
-                    tar::EntryType::Fifo
-                } else if ft.is_char_device() {
-                    tar::EntryType::Char
-                } else {
-                    tar::EntryType::Block
-                });
-                h.set_size(0);
-                h.set_mode(md.mode() & 0o7777);
-                h.set_uid(md.uid() as u64);
-                h.set_gid(md.gid() as u64);
-                h.set_mtime(md.mtime().max(0) as u64);
-                if !ft.is_fifo() {
-                    h.set_device_major(rustix::fs::major(md.rdev()))?;
-                    h.set_device_minor(rustix::fs::minor(md.rdev()))?;
-                }
-                b.append_data(&mut h, &r, io::empty())?;
-                continue;
-            }
-            if ft.is_socket() {
-                continue; // tar has no sockets; Docker leaves them out too
-            }
-            b.append_path_with_name(&p, &r)?;
+            append_one(b, &p, &r, &md)?;
             if md.is_dir() {
                 if opaque(&p) {
                     marker(b, &r.join(".wh..wh..opq"), &md)?;
@@ -521,11 +483,87 @@ pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
         }
         Ok(())
     }
+    let mut b = diff_builder(w);
+    walk(&mut b, upper, Path::new(""))?;
+    b.into_inner()?.flush()
+}
+
+/// A layer tar of the `changes` (path, kind: 0 changed, 1 added, 2 deleted) of the tree at
+/// `root`, as Docker exports a naive diff: deletions become `.wh.` files, everything else is
+/// its own entry (a directory without its children: they are changes of their own).
+pub fn write_changes_diff(root: &Path, changes: &[(String, u8)], w: impl Write) -> io::Result<()> {
+    let mut b = diff_builder(w);
+    for (path, kind) in changes {
+        let rel = Path::new(path.trim_start_matches('/'));
+        if *kind == 2 {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            let name = rel.file_name().unwrap_or_default();
+            let md = root.join(parent).symlink_metadata()?;
+            whiteout(&mut b, parent, name, &md)?;
+        } else {
+            let p = root.join(rel);
+            append_one(&mut b, &p, rel, &p.symlink_metadata()?)?;
+        }
+    }
+    b.into_inner()?.flush()
+}
+
+fn diff_builder<W: Write>(w: W) -> tar::Builder<W> {
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
-    walk(&mut b, upper, Path::new(""))?;
-    b.into_inner()?.flush()
+    b
+}
+
+/// An empty regular file entry (whiteouts and opaque markers) with `md`'s owner and time.
+fn marker<W: Write>(b: &mut tar::Builder<W>, name: &Path, md: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_uid(md.uid() as u64);
+    h.set_gid(md.gid() as u64);
+    h.set_mtime(md.mtime().max(0) as u64);
+    b.append_data(&mut h, name, io::empty())
+}
+
+/// The `.wh.<name>` entry in `dir` that deletes `name` from the layers below.
+fn whiteout<W: Write>(b: &mut tar::Builder<W>, dir: &Path, name: &OsStr, md: &std::fs::Metadata) -> io::Result<()> {
+    let mut wh = OsString::from(".wh.");
+    wh.push(name);
+    marker(b, &dir.join(wh), md)
+}
+
+/// One file system object as a tar entry named `name` (sockets are left out, as Docker does).
+fn append_one<W: Write>(b: &mut tar::Builder<W>, p: &Path, name: &Path, md: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let ft = md.file_type();
+    if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        // (The tar crate's own path for special files sets the name wrongly.)
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(if ft.is_fifo() {
+            tar::EntryType::Fifo
+        } else if ft.is_char_device() {
+            tar::EntryType::Char
+        } else {
+            tar::EntryType::Block
+        });
+        h.set_size(0);
+        h.set_mode(md.mode() & 0o7777);
+        h.set_uid(md.uid() as u64);
+        h.set_gid(md.gid() as u64);
+        h.set_mtime(md.mtime().max(0) as u64);
+        if !ft.is_fifo() {
+            h.set_device_major(rustix::fs::major(md.rdev()))?;
+            h.set_device_minor(rustix::fs::minor(md.rdev()))?;
+        }
+        return b.append_data(&mut h, name, io::empty());
+    }
+    if ft.is_socket() {
+        return Ok(());
+    }
+    b.append_path_with_name(p, name)
 }
 
 #[cfg(test)]
