@@ -574,29 +574,19 @@ fn healthchecks_and_ipv6_networks_from_the_native_cli() {
             "600",
         ],
     );
-    assert_eq!(
+    let address = || {
         w.ok(&[
             "inspect",
             "-f",
             "{{.NetworkSettings.Networks.n6.GlobalIPv6Address}}",
-            "c6"
+            "c6",
         ])
-        .trim(),
-        ip6
-    );
+    };
+    assert_eq!(address().trim(), ip6);
     wharf_ok(&w, &["network", "disconnect", "n6", "c6"]);
     let other = format!("{base6}43");
     wharf_ok(&w, &["network", "connect", "--ip6", &other, "n6", "c6"]);
-    assert_eq!(
-        w.ok(&[
-            "inspect",
-            "-f",
-            "{{.NetworkSettings.Networks.n6.GlobalIPv6Address}}",
-            "c6"
-        ])
-        .trim(),
-        other
-    );
+    assert_eq!(address().trim(), other);
     w.ok(&["rm", "-f", "c6", "hc-docker", "hc-wharf", "hc-none"]);
     w.ok(&["network", "rm", "n6"]);
 }

@@ -96,16 +96,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
             let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            let map = |k: &str| -> BTreeMap<String, String> {
-                v.get(k)
-                    .and_then(|x| x.as_object())
-                    .map(|o| {
-                        o.iter()
-                            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
+            let map = |k: &str| string_map(&v, k);
             // IPAM entries: at most one IPv4 and one IPv6 (told apart by their subnet).
             let configs = v
                 .pointer("/IPAM/Config")
@@ -214,7 +205,12 @@ pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path
 
 /// An IPAM pool's `AuxiliaryAddresses`.
 fn aux_of(pool: &Value) -> BTreeMap<String, String> {
-    pool.get("AuxiliaryAddresses")
+    string_map(pool, "AuxiliaryAddresses")
+}
+
+/// The string values of the object `v[k]` (labels, options, addresses).
+fn string_map(v: &Value, k: &str) -> BTreeMap<String, String> {
+    v.get(k)
         .and_then(|x| x.as_object())
         .map(|o| {
             o.iter()

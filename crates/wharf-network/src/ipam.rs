@@ -64,39 +64,6 @@ impl Subnet {
     }
 }
 
-impl fmt::Display for Subnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Subnet {
-    type Err = NetworkError;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || NetworkError::Invalid(format!("invalid CIDR address: {s}"));
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if prefix > 32 {
-            return Err(bad());
-        }
-        Ok(Subnet::of(addr, prefix))
-    }
-}
-
-impl Serialize for Subnet {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Subnet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// An IPv6 subnet (`2001:db8::/64`), kept in canonical form (host bits zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Subnet6 {
@@ -150,188 +117,157 @@ impl Subnet6 {
     }
 }
 
-impl fmt::Display for Subnet6 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+/// CIDR text (`addr/prefix`) for a subnet type: `Display`, `FromStr` (host bits cleared, the
+/// prefix at most `$max`) and serde as that string.
+macro_rules! cidr_text {
+    ($t:ty, $addr:ty, $max:expr) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}/{}", self.addr, self.prefix)
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = NetworkError;
+            fn from_str(s: &str) -> Result<Self> {
+                let bad = || NetworkError::Invalid(format!("invalid CIDR address: {s}"));
+                let (a, p) = s.split_once('/').ok_or_else(bad)?;
+                let addr: $addr = a.parse().map_err(|_| bad())?;
+                let prefix: u8 = p.parse().map_err(|_| bad())?;
+                if prefix > $max {
+                    return Err(bad());
+                }
+                Ok(<$t>::of(addr, prefix))
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+cidr_text!(Subnet, Ipv4Addr, 32);
+cidr_text!(Subnet6, Ipv6Addr, 128);
+
+/// What a pool needs of a subnet type, IPv4 or IPv6 alike: its addresses as numbers.
+pub trait Cidr: Copy + PartialEq + fmt::Display {
+    /// The address type.
+    type Addr: Copy + Ord + fmt::Display;
+    /// `IPv4` or `IPv6`, for messages.
+    const FAMILY: &'static str;
+    /// The longest prefix with room for a gateway and one container.
+    const MAX_PREFIX: u8;
+    /// The subnet's first and last address, as numbers.
+    fn span(&self) -> (u128, u128);
+    /// The prefix length.
+    fn prefix_len(&self) -> u8;
+    /// An address as a number.
+    fn num(a: Self::Addr) -> u128;
+    /// The address of a number (in range for the family).
+    fn addr(n: u128) -> Self::Addr;
+}
+
+impl Cidr for Subnet {
+    type Addr = Ipv4Addr;
+    const FAMILY: &'static str = "IPv4";
+    const MAX_PREFIX: u8 = 30;
+    fn span(&self) -> (u128, u128) {
+        let (lo, hi) = self.bounds();
+        (u128::from(lo), u128::from(hi))
+    }
+    fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+    fn num(a: Ipv4Addr) -> u128 {
+        u128::from(u32::from(a))
+    }
+    fn addr(n: u128) -> Ipv4Addr {
+        Ipv4Addr::from(n as u32)
     }
 }
 
-impl FromStr for Subnet6 {
-    type Err = NetworkError;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || NetworkError::Invalid(format!("invalid CIDR address: {s}"));
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if prefix > 128 {
-            return Err(bad());
-        }
-        Ok(Subnet6::of(addr, prefix))
+impl Cidr for Subnet6 {
+    type Addr = Ipv6Addr;
+    const FAMILY: &'static str = "IPv6";
+    const MAX_PREFIX: u8 = 126;
+    fn span(&self) -> (u128, u128) {
+        let lo = u128::from(self.addr);
+        (lo, lo | !self.mask())
+    }
+    fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+    fn num(a: Ipv6Addr) -> u128 {
+        u128::from(a)
+    }
+    fn addr(n: u128) -> Ipv6Addr {
+        Ipv6Addr::from(n)
     }
 }
 
-impl Serialize for Subnet6 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Subnet6 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// A network's IPv6 addresses: its subnet, the range it hands out from, its gateway (the
-/// bridge's address) and who holds what.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pool6 {
-    /// The subnet.
-    pub subnet: Subnet6,
-    /// Where dynamic addresses come from (the whole subnet if absent).
-    pub range: Option<Subnet6>,
-    /// The gateway.
-    pub gateway: Ipv6Addr,
-    /// Address → holder (a container ID).
-    #[serde(default)]
-    pub allocated: BTreeMap<Ipv6Addr, String>,
-    /// `--aux-address`: name → an address kept out of every container's reach.
-    #[serde(default)]
-    pub aux: BTreeMap<String, Ipv6Addr>,
-}
-
-impl Pool6 {
-    /// A pool for `subnet`, the gateway its first host address unless given.
-    pub fn new(subnet: Subnet6, range: Option<Subnet6>, gateway: Option<Ipv6Addr>) -> Result<Pool6> {
-        if subnet.prefix > 126 {
-            return Err(NetworkError::Invalid(format!(
-                "subnet {subnet} is too small: it has no room for a gateway and a container"
-            )));
-        }
-        if let Some(r) = range {
-            if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
-                return Err(NetworkError::Invalid(format!(
-                    "invalid pool request: ip-range {r} is not in subnet {subnet}"
-                )));
-            }
-        }
-        let gateway = gateway.unwrap_or_else(|| Ipv6Addr::from(u128::from(subnet.addr) + 1));
-        if !subnet.contains(gateway) || gateway == subnet.addr {
-            return Err(NetworkError::Invalid(format!(
-                "invalid pool request: gateway {gateway} is not a host address of subnet {subnet}"
-            )));
-        }
-        Ok(Pool6 {
-            subnet,
-            range,
-            gateway,
-            allocated: BTreeMap::new(),
-            aux: BTreeMap::new(),
-        })
-    }
-
-    /// Reserve the auxiliary addresses: each must be in the subnet and not its gateway.
-    pub fn with_aux(mut self, aux: BTreeMap<String, Ipv6Addr>) -> Result<Pool6> {
-        for (name, ip) in &aux {
-            if !self.subnet.contains(*ip) || *ip == self.subnet.addr || *ip == self.gateway {
-                return Err(NetworkError::Invalid(format!(
-                    "invalid auxiliary address {name}={ip}: not a free host address of subnet {}",
-                    self.subnet
-                )));
-            }
-        }
-        self.aux = aux;
-        Ok(self)
-    }
-
-    /// Hand out `want` (free and in the subnet) or the first free address of the range.
-    pub fn allocate(&mut self, holder: &str, want: Option<Ipv6Addr>) -> Result<Ipv6Addr> {
-        if let Some(ip) = want {
-            if !self.subnet.contains(ip) || ip == self.subnet.addr {
-                return Err(NetworkError::Invalid(format!(
-                    "invalid address {ip}: it does not belong to any of this network's subnets"
-                )));
-            }
-            if ip == self.gateway || self.aux.values().any(|a| *a == ip) {
-                return Err(NetworkError::Conflict(format!(
-                    "Address already in use: {ip} is the gateway or an auxiliary address"
-                )));
-            }
-            if self.allocated.get(&ip).is_some_and(|h| h != holder) {
-                return Err(NetworkError::Conflict("Address already in use".into()));
-            }
-            self.allocated.insert(ip, holder.to_string());
-            return Ok(ip);
-        }
-        let from = self.range.unwrap_or(self.subnet);
-        let start = u128::from(from.addr).max(u128::from(self.subnet.addr) + 1);
-        // A /64 has more addresses than containers: the first free one is near the start.
-        for n in start..start.saturating_add(1 << 20) {
-            let ip = Ipv6Addr::from(n);
-            if !from.contains(ip) {
-                break;
-            }
-            if ip == self.gateway || self.allocated.contains_key(&ip) || self.aux.values().any(|a| *a == ip) {
-                continue;
-            }
-            self.allocated.insert(ip, holder.to_string());
-            return Ok(ip);
-        }
-        Err(NetworkError::Forbidden(format!(
-            "no available IPv6 addresses on this network's address pools: {}",
-            self.subnet
-        )))
-    }
-
-    /// Give back what `holder` holds.
-    pub fn release(&mut self, holder: &str) {
-        self.allocated.retain(|_, h| h != holder);
-    }
-}
-
-/// One network's addresses: its subnet, the range it hands out from, its gateway, and who
-/// holds what.
+/// One network's addresses of one family: its subnet, the range it hands out from, its
+/// gateway (the bridge's own address), the auxiliary addresses no container gets, and who
+/// holds what. The subnet's first and last addresses are never handed out.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Pool {
+#[serde(bound(
+    serialize = "S: Serialize, S::Addr: Serialize",
+    deserialize = "S: Deserialize<'de>, S::Addr: Deserialize<'de>"
+))]
+pub struct AddrPool<S: Cidr> {
     /// The subnet.
-    pub subnet: Subnet,
+    pub subnet: S,
     /// `--ip-range`: where dynamic addresses come from (the whole subnet if absent).
-    pub range: Option<Subnet>,
+    pub range: Option<S>,
     /// The gateway (the bridge's own address).
-    pub gateway: Ipv4Addr,
+    pub gateway: S::Addr,
     /// Address → holder (a container ID).
     #[serde(default)]
-    pub allocated: BTreeMap<Ipv4Addr, String>,
+    pub allocated: BTreeMap<S::Addr, String>,
     /// `--aux-address`: name → an address kept out of every container's reach.
     #[serde(default)]
-    pub aux: BTreeMap<String, Ipv4Addr>,
+    pub aux: BTreeMap<String, S::Addr>,
 }
 
-impl Pool {
+/// A network's IPv4 pool.
+pub type Pool = AddrPool<Subnet>;
+/// A network's IPv6 pool.
+pub type Pool6 = AddrPool<Subnet6>;
+
+impl<S: Cidr> AddrPool<S> {
     /// A pool for `subnet`, with Docker's defaults and checks for the gateway and range.
-    pub fn new(subnet: Subnet, range: Option<Subnet>, gateway: Option<Ipv4Addr>) -> Result<Pool> {
-        if subnet.prefix > 30 {
+    pub fn new(subnet: S, range: Option<S>, gateway: Option<S::Addr>) -> Result<Self> {
+        if subnet.prefix_len() > S::MAX_PREFIX {
             return Err(NetworkError::Invalid(format!(
                 "subnet {subnet} is too small: it has no room for a gateway and a container"
             )));
         }
+        let (lo, hi) = subnet.span();
         if let Some(r) = range {
-            if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
+            let (rlo, rhi) = r.span();
+            if rlo < lo || rhi > hi {
                 return Err(NetworkError::Invalid(format!(
                     "invalid pool request: ip-range {r} is not in subnet {subnet}"
                 )));
             }
         }
-        let gateway = gateway.unwrap_or_else(|| subnet.first_host());
-        let (lo, hi) = subnet.bounds();
-        let g = u32::from(gateway);
+        let gateway = gateway.unwrap_or_else(|| S::addr(lo + 1));
+        let g = S::num(gateway);
         if g <= lo || g >= hi {
             return Err(NetworkError::Invalid(format!(
                 "invalid pool request: gateway {gateway} is not a host address of subnet {subnet}"
             )));
         }
-        Ok(Pool {
+        Ok(AddrPool {
             subnet,
             range,
             gateway,
@@ -340,13 +276,21 @@ impl Pool {
         })
     }
 
+    fn is_host(&self, a: S::Addr) -> bool {
+        let (lo, hi) = self.subnet.span();
+        let n = S::num(a);
+        n > lo && n < hi
+    }
+
+    fn reserved(&self, a: S::Addr) -> bool {
+        a == self.gateway || self.aux.values().any(|x| *x == a)
+    }
+
     /// Reserve the auxiliary addresses (`--aux-address name=ip`): each must be a host address
     /// of the subnet other than the gateway.
-    pub fn with_aux(mut self, aux: BTreeMap<String, Ipv4Addr>) -> Result<Pool> {
-        let (lo, hi) = self.subnet.bounds();
+    pub fn with_aux(mut self, aux: BTreeMap<String, S::Addr>) -> Result<Self> {
         for (name, ip) in &aux {
-            let n = u32::from(*ip);
-            if !self.subnet.contains(*ip) || n == lo || n == hi || *ip == self.gateway {
+            if !self.is_host(*ip) || *ip == self.gateway {
                 return Err(NetworkError::Invalid(format!(
                     "invalid auxiliary address {name}={ip}: not a free host address of subnet {}",
                     self.subnet
@@ -358,38 +302,39 @@ impl Pool {
     }
 
     /// Hand out `want` (it must be free and in the subnet) or the first free dynamic address.
-    pub fn allocate(&mut self, holder: &str, want: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
-        let (lo, hi) = self.subnet.bounds();
+    pub fn allocate(&mut self, holder: &str, want: Option<S::Addr>) -> Result<S::Addr> {
         if let Some(ip) = want {
-            let n = u32::from(ip);
-            if !self.subnet.contains(ip) || n == lo || n == hi {
+            if !self.is_host(ip) {
                 return Err(NetworkError::Invalid(format!(
                     "invalid address {ip}: it does not belong to any of this network's subnets"
                 )));
             }
-            if ip == self.gateway || self.aux.values().any(|a| *a == ip) {
+            if self.reserved(ip) {
                 return Err(NetworkError::Conflict(format!(
                     "Address already in use: {ip} is the gateway or an auxiliary address"
                 )));
             }
-            match self.allocated.get(&ip) {
-                Some(h) if h != holder => return Err(NetworkError::Conflict("Address already in use".into())),
-                _ => {}
+            if self.allocated.get(&ip).is_some_and(|h| h != holder) {
+                return Err(NetworkError::Conflict("Address already in use".into()));
             }
             self.allocated.insert(ip, holder.to_string());
             return Ok(ip);
         }
-        let (rlo, rhi) = self.range.map(|r| r.bounds()).unwrap_or((lo, hi));
-        for n in rlo.max(lo + 1)..=rhi.min(hi - 1) {
-            let ip = Ipv4Addr::from(n);
-            if ip == self.gateway || self.allocated.contains_key(&ip) || self.aux.values().any(|a| *a == ip) {
+        let (lo, hi) = self.subnet.span();
+        let (rlo, rhi) = self.range.map(|r| r.span()).unwrap_or((lo, hi));
+        let (first, last) = (rlo.max(lo + 1), rhi.min(hi - 1));
+        // An IPv6 range has more addresses than containers: the first free one is near its start.
+        for n in (first..=last).take(1 << 24) {
+            let ip = S::addr(n);
+            if self.reserved(ip) || self.allocated.contains_key(&ip) {
                 continue;
             }
             self.allocated.insert(ip, holder.to_string());
             return Ok(ip);
         }
         Err(NetworkError::Conflict(format!(
-            "no available IPv4 addresses on this network's address pools: {}",
+            "no available {} addresses on this network's address pools: {}",
+            S::FAMILY,
             self.subnet
         )))
     }

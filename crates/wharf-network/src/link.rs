@@ -284,27 +284,22 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
             .await
             .map_err(nl("bringing the container's interface up"))?;
         if w.default_route {
-            let r = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(w.gateway)
-                .output_interface(cidx)
-                .build();
-            inner
-                .route()
-                .add(r)
-                .execute()
-                .await
-                .map_err(nl("adding the default route"))?;
+            let mut routes = vec![(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(w.gateway)
+                    .output_interface(cidx)
+                    .build(),
+                "adding the default route",
+            )];
             if let Some((_, _, gw6)) = w.ip6 {
                 let r = RouteMessageBuilder::<Ipv6Addr>::new()
                     .gateway(gw6)
                     .output_interface(cidx)
                     .build();
-                inner
-                    .route()
-                    .add(r)
-                    .execute()
-                    .await
-                    .map_err(nl("adding the IPv6 default route"))?;
+                routes.push((r, "adding the IPv6 default route"));
+            }
+            for (r, what) in routes {
+                inner.route().add(r).execute().await.map_err(nl(what))?;
             }
         }
         hosts.push(hname);

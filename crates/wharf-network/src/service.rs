@@ -196,6 +196,17 @@ pub struct Endpoint {
     pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
+/// `--aux-address` values as addresses of one family.
+fn parse_aux<A: std::str::FromStr>(aux: &BTreeMap<String, String>) -> Result<BTreeMap<String, A>> {
+    aux.iter()
+        .map(|(k, v)| {
+            v.parse::<A>()
+                .map(|ip| (k.clone(), ip))
+                .map_err(|_| NetworkError::Invalid(format!("invalid auxiliary address {k}={v}")))
+        })
+        .collect()
+}
+
 /// The bridge's IPv6 address, when the network has IPv6 enabled.
 async fn bridge_v6(h: &rtnetlink::Handle, n: &Network) -> Result<()> {
     match n.pool6.as_ref().filter(|_| n.enable_ipv6) {
@@ -507,15 +518,7 @@ impl NetworkService {
         if subnet_given.is_none() && !req.aux.is_empty() {
             return Err(NetworkError::Invalid("auxiliary addresses need a subnet".into()));
         }
-        let aux = req
-            .aux
-            .iter()
-            .map(|(k, v)| {
-                v.parse::<Ipv4Addr>()
-                    .map(|ip| (k.clone(), ip))
-                    .map_err(|_| NetworkError::Invalid(format!("invalid auxiliary address {k}={v}")))
-            })
-            .collect::<Result<BTreeMap<_, _>>>()?;
+        let aux = parse_aux::<Ipv4Addr>(&req.aux)?;
         let pool = Pool::new(subnet, range, gateway)?.with_aux(aux)?;
         let pool6 = self.pool6_for(&req)?;
         let id = random_id();
@@ -597,15 +600,7 @@ impl NetworkService {
                     .map_err(|_| NetworkError::Invalid(format!("invalid gateway address: {g}")))
             })
             .transpose()?;
-        let aux = req
-            .aux6
-            .iter()
-            .map(|(k, v)| {
-                v.parse::<Ipv6Addr>()
-                    .map(|ip| (k.clone(), ip))
-                    .map_err(|_| NetworkError::Invalid(format!("invalid auxiliary address {k}={v}")))
-            })
-            .collect::<Result<BTreeMap<_, _>>>()?;
+        let aux = parse_aux::<Ipv6Addr>(&req.aux6)?;
         Ok(Some(
             Pool6::new(subnet, parse(&req.ip_range6)?, gateway)?.with_aux(aux)?,
         ))
