@@ -590,6 +590,16 @@ impl ContainerService {
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         spec::validate_resources(&hc, ncpu)?;
         spec::capabilities(&hc)?;
+        let mut warnings = Vec::new();
+        if spec::cgroup_v2() {
+            // dockerd on a v2 host: neither exists there; both are dropped with a warning.
+            if hc.memory_swappiness.take().is_some_and(|v| v != -1) {
+                warnings.push("Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.".to_string());
+            }
+            if hc.oom_kill_disable.take() == Some(true) {
+                warnings.push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".to_string());
+            }
+        }
         // Docker: an unset swap limit is twice the memory limit, and inspect says so.
         if hc.memory.unwrap_or(0) > 0 && hc.memory_swap.unwrap_or(0) == 0 {
             hc.memory_swap = hc.memory.map(|m| m * 2);
@@ -788,7 +798,7 @@ impl ContainerService {
         }
         self.emit(&rec, "create", &[]);
         self.insert(rec);
-        Ok((id, Vec::new()))
+        Ok((id, warnings))
     }
 
     /// Create the volumes a new container names (anonymous ones with fresh names) and the

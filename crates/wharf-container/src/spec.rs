@@ -497,7 +497,14 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
     }
     let mut blk = serde_json::Map::new();
     if let Some(w) = hc.blkio_weight.filter(|v| *v > 0) {
-        blk.insert("weight".into(), json!(w));
+        if cgroup_v2() {
+            // runc's mapping, written through `unified`: libcgroups 0.7 converts the weight in
+            // u16 arithmetic, which overflows for any weight above 16.
+            let (file, value) = io_weight_v2(w, std::path::Path::new("/sys/module/bfq").exists());
+            r["unified"] = json!({ file: value });
+        } else {
+            blk.insert("weight".into(), json!(w));
+        }
     }
     for (key, list) in [
         ("throttleReadBpsDevice", &hc.blkio_device_read_bps),
@@ -514,6 +521,17 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
         r["blockIO"] = Value::Object(blk);
     }
     Ok(r)
+}
+
+/// `--blkio-weight` (10 to 1000) on cgroup v2, as runc writes it: BFQ's own weight when the
+/// BFQ scheduler is loaded, else `io.weight` mapped linearly onto 1 to 10000.
+fn io_weight_v2(weight: u16, bfq: bool) -> (&'static str, String) {
+    if bfq {
+        ("io.bfq.weight", weight.to_string())
+    } else {
+        let w = u32::from(weight);
+        ("io.weight", (1 + w.saturating_sub(10) * 9999 / 990).to_string())
+    }
 }
 
 /// Is `/sys/fs/cgroup` the unified (v2) hierarchy?
@@ -949,5 +967,14 @@ mod tests {
         assert_eq!(r["memory"]["limit"], 32 << 20);
         assert_eq!(r["memory"]["swap"], 64 << 20);
         assert_eq!(r["pids"]["limit"], 64);
+    }
+
+    #[test]
+    fn blkio_weight_on_v2() {
+        // runc's numbers: the ends of the range and one in the middle (where u16 overflows).
+        assert_eq!(io_weight_v2(10, false), ("io.weight", "1".to_string()));
+        assert_eq!(io_weight_v2(300, false), ("io.weight", "2930".to_string()));
+        assert_eq!(io_weight_v2(1000, false), ("io.weight", "10000".to_string()));
+        assert_eq!(io_weight_v2(300, true), ("io.bfq.weight", "300".to_string()));
     }
 }

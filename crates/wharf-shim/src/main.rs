@@ -10,6 +10,7 @@
 //! forks without exec, which is only safe in a single-threaded caller.
 
 mod log;
+mod stats;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -958,7 +959,7 @@ fn flush_stdin(s: &mut Stdio) {
     }
 }
 
-/// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).
+/// libcgroups' manager for the container's cgroup (v1, v2 or hybrid, as libcontainer chose).
 fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<libcgroups::common::AnyCgroupManager, String> {
     libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
         cgroup_path: cgroup_path.into(),
@@ -970,9 +971,7 @@ fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<libcgroups::common::Any
 
 /// The cgroup's figures (for `docker stats`), read by the same manager that created it.
 fn cgroup_stats(cgroup_path: &str, id: &str) -> Result<serde_json::Value, String> {
-    use libcgroups::common::CgroupManager;
-    let stats = cgroup_manager(cgroup_path, id)?.stats().map_err(|e| e.to_string())?;
-    serde_json::to_value(&stats).map_err(|e| e.to_string())
+    stats::read(&cgroup_manager(cgroup_path, id)?, cgroup_path)
 }
 
 /// `docker update`: the container's cgroup gets the whole new resources object, through the
@@ -1020,6 +1019,7 @@ fn builder_with_stdio(
     Ok(builder)
 }
 
+/// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).
 fn oom_kills(cgroup_path: &str) -> u64 {
     let rel = cgroup_path.trim_start_matches('/');
     let candidates = [
