@@ -292,6 +292,7 @@ impl ContainerService {
         let root = cfg.data_root.join("containers");
         fs::create_dir_all(&root)?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o710))?;
+        wharf_store::spread_subdirs(&root);
         fs::create_dir_all(cfg.exec_root.join("containers"))?;
         fs::create_dir_all(cfg.exec_root.join("runtime"))?;
         fs::create_dir_all(cfg.exec_root.join("s"))?;

@@ -14,5 +14,5 @@ pub mod saferoot;
 
 pub use apply::{apply_tar, apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
 pub use content::{random_name, ContentError, ContentStore};
-pub use layer::{Driver, LayerError, LayerStore};
+pub use layer::{spread_subdirs, Driver, LayerError, LayerStore};
 pub use meta::{Batch, ImageRecord, LayerRecord, Meta, MetaError};

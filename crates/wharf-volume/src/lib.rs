@@ -218,6 +218,7 @@ impl VolumeStore {
         let root = data_root.join("volumes");
         fs::create_dir_all(&root)?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o701))?;
+        wharf_store::spread_subdirs(&root);
         let mut vols = HashMap::new();
         for ent in fs::read_dir(&root)? {
             let ent = ent?;
