@@ -1608,35 +1608,3 @@ fn diff_and_commit_on_vfs_match_overlay2() {
     assert_eq!(diff_ids[0], diff_ids[1]);
     assert_eq!(diff_ids[1].trim(), "2");
 }
-
-/// The cgroup2 mount's superblock options, as /proc/self/mountinfo shows them.
-fn cgroup2_options() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (_, post) = l.split_once(" - ")?;
-            let f: Vec<&str> = post.split(' ').collect();
-            (f.first() == Some(&"cgroup2")).then(|| f[2].to_string())
-        })
-        .expect("a cgroup2 mount")
-}
-
-#[test]
-fn cgroup_favordynmods_is_set_while_running_and_put_back() {
-    let before = cgroup2_options();
-    let mut w = Wharfd::start_with(&["--cgroup-favordynmods"]);
-    let during = cgroup2_options();
-    assert!(during.split(',').any(|o| o == "favordynmods"), "{during}");
-    // Every other option stays.
-    for o in before.split(',') {
-        assert!(during.split(',').any(|d| d == o), "{o} lost: {during}");
-    }
-    w.import_busybox("busybox");
-    assert_eq!(
-        w.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "hi"])
-            .trim(),
-        "hi"
-    );
-    w.stop();
-    assert_eq!(cgroup2_options(), before);
-}

@@ -41,10 +41,6 @@ pub struct Flags {
     /// Parent cgroup for containers that name none (default `wharf`).
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
-    /// Set the kernel's `favordynmods` on the host's cgroup2 mount while wharfd runs: container
-    /// starts stop waiting for an RCU grace period, fork and exit get slightly slower host-wide.
-    #[arg(long = "cgroup-favordynmods", num_args = 0..=1, default_missing_value = "true")]
-    pub cgroup_favordynmods: Option<bool>,
     /// Run an init inside containers to forward signals and reap processes.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub init: Option<bool>,
@@ -103,7 +99,6 @@ struct FileConfig {
     debug: Option<bool>,
     tls: Option<bool>,
     cgroup_parent: Option<String>,
-    cgroup_favordynmods: Option<bool>,
     init: Option<bool>,
     init_path: Option<PathBuf>,
     bridge: Option<String>,
@@ -139,7 +134,6 @@ pub struct Settings {
     pub log_level: String,
     pub tls: Option<bool>,
     pub cgroup_parent: String,
-    pub cgroup_favordynmods: bool,
     pub init: bool,
     pub init_path: Option<PathBuf>,
     pub net: NetSettings,
@@ -202,7 +196,6 @@ impl Settings {
         let log_level = pick!(f.log_level, file.log_level, "log-level");
         let tls = pick!(f.tls, file.tls, "tls");
         let cgroup_parent = pick!(f.cgroup_parent, file.cgroup_parent, "cgroup-parent");
-        let favordynmods = pick!(f.cgroup_favordynmods, file.cgroup_favordynmods, "cgroup-favordynmods");
         let init = pick!(f.init, file.init, "init");
         let init_path = pick!(f.init_path, file.init_path, "init-path");
         let bridge = pick!(f.bridge, file.bridge, "bridge");
@@ -277,7 +270,6 @@ impl Settings {
             log_level,
             tls,
             cgroup_parent: cgroup_parent.unwrap_or_else(|| "wharf".into()),
-            cgroup_favordynmods: favordynmods.unwrap_or(false),
             init: init.unwrap_or(false),
             init_path: init_path.or_else(find_init),
             net: NetSettings {

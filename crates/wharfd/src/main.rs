@@ -3,7 +3,6 @@
 //! the Docker Engine API until SIGTERM or SIGINT.
 
 mod config;
-mod tuning;
 
 use std::fs;
 use std::io::Write;
@@ -191,18 +190,6 @@ async fn run(s: Settings) -> Result<()> {
     make_dir(&s.data_root, 0o711)?;
     make_dir(&s.exec_root, 0o700)?;
     let _lock = lock_root(&s.data_root)?;
-    // Undone when dropped, whichever way this function returns.
-    let tuned = if s.cgroup_favordynmods {
-        match tuning::favor_dynmods() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!("cgroup-favordynmods: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
     // A host that cannot be used (plain TCP without --tls=false, an unknown scheme) fails the
     // start before anything is set up on the machine.
     for h in &s.hosts {
@@ -339,7 +326,6 @@ async fn run(s: Settings) -> Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
     // With no container left running, the bridges and the nftables table go too.
     net.shutdown(daemon_running(&s)).await;
-    drop(tuned);
     for f in socket_files {
         let _ = fs::remove_file(f);
     }
