@@ -41,7 +41,7 @@ bench_init() {
 bench_start() {
   # shellcheck disable=SC2086 # the extra flags are words
   target/release/wharfd --data-root "$work/w" --exec-root "$work/wx" -H "unix://$work/w.sock" --pidfile "$work/w.pid" \
-    --config-file "$work/d.json" --cgroup-parent "$bench_name" $1 2>"$work/w.log" &
+    --config-file "$work/d.json" --cgroup-parent "$bench_name" $1 ${WHARFD_FLAGS:-} 2>"$work/w.log" &
   # shellcheck disable=SC2086
   dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --pidfile "$work/d.pid" \
     --config-file "$work/d.json" --containerd-namespace "$bench_name" --containerd-plugins-namespace "$bench_name-p" \
@@ -51,5 +51,5 @@ bench_start() {
 }
 
 bench_machine() {
-  echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), $(date -u +%F)"
+  echo "machine: $(nproc) cores, kernel $(uname -r), cgroup $( [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1/hybrid ), $(date -u +%F)${WHARFD_FLAGS:+, wharfd $WHARFD_FLAGS}"
 }
