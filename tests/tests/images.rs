@@ -262,6 +262,25 @@ fn save_load_roundtrip_keeps_ids_overlay2_and_vfs() {
         assert!(std::path::Path::new(&upper).join("bin/busybox").exists(), "{upper}");
         let info = d.ok(&["info", "--format", "{{.Driver}}"]);
         assert_eq!(info.trim(), if extra.is_empty() { "overlay2" } else { "vfs" });
+        // The layer is stored once: its files, and the tar without their contents (the
+        // save above gave back the same IDs from it).
+        let diff = v[0]["RootFS"]["Layers"][0]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        let content = d.data_root().join("content");
+        assert!(
+            !content.join("blobs/sha256").join(&diff).exists(),
+            "a full copy of the layer tar ({extra:?})"
+        );
+        let record = std::fs::metadata(content.join("split/sha256").join(&diff))
+            .unwrap()
+            .len();
+        let tar = std::fs::metadata(images_dir().join("busybox-rootfs.tar"))
+            .unwrap()
+            .len();
+        assert!(record * 10 < tar, "record of {record} bytes for a {tar}-byte tar");
     }
 }
 

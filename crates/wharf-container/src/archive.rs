@@ -383,6 +383,7 @@ impl ContainerService {
                 whiteouts: WhiteoutMode::Keep,
                 chown: if copy_uid_gid { None } else { Some((0, 0)) },
                 no_overwrite_dir_non_dir,
+                record_files: false,
             };
             wharf_store::apply_tar_in(root, &refs, wharf_store::decompress(body)?, opts).map_err(|e| match e {
                 wharf_store::ApplyError::Io { ref source, .. } if source.raw_os_error() == Some(30) => {

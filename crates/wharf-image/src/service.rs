@@ -799,9 +799,34 @@ impl ImageService {
         Ok(self.meta.images()?.contains_key(id))
     }
 
-    /// The uncompressed tar of a registered layer (what `save` and `push` send).
-    pub fn layer_tar(&self, diff_id: &Digest) -> Result<std::fs::File> {
-        Ok(self.content.open_blob(diff_id)?)
+    /// The uncompressed tar of a registered layer (what `save` and `push` send): the kept blob,
+    /// or the tar rebuilt from its split record and a layer directory with that diff ID (the
+    /// stream fails at its end unless it hashes to `diff_id`).
+    pub fn layer_tar(&self, diff_id: &Digest) -> Result<Box<dyn Read + Send>> {
+        if let Ok(f) = self.content.open_blob(diff_id) {
+            return Ok(Box::new(f));
+        }
+        let layer = self
+            .meta
+            .layers()?
+            .into_values()
+            .find(|l| l.diff_id == *diff_id)
+            .ok_or_else(|| ImageError::Invalid(format!("no layer with diff ID {diff_id}")))?;
+        self.tar_of(&layer)
+    }
+
+    /// [`layer_tar`](Self::layer_tar) of a layer at hand (registered or not yet).
+    fn tar_of(&self, layer: &LayerRecord) -> Result<Box<dyn Read + Send>> {
+        if let Ok(f) = self.content.open_blob(&layer.diff_id) {
+            return Ok(Box::new(f));
+        }
+        let record = self.content.open_split(&layer.diff_id)?;
+        let dir = self.layers.diff_dir(layer);
+        Ok(Box::new(wharf_store::split::Rebuilt::open(
+            record,
+            &dir,
+            layer.diff_id,
+        )?))
     }
 
     /// Extract one pulled layer (a possibly compressed tar) over the layer `parent` and register
@@ -1325,7 +1350,7 @@ impl ImageService {
                     }
                     (_, Some(rec), _) => {
                         // The same tar at a second position: extract it again from its copy.
-                        let f = self.content.open_blob(&rec.diff_id)?;
+                        let f = self.tar_of(rec)?;
                         self.layers
                             .create(parent.as_ref().map(|p| p.chain_id), None, f, Some(diff))?
                     }
@@ -1355,6 +1380,14 @@ impl ImageService {
             }
         }
         self.meta.commit(batch)?;
+        // vfs staged each layer tar as a blob; one a split record now covers is not kept twice.
+        for s in staged.values() {
+            if let Staged::Layer { blob: Some(b), .. } = s {
+                if self.content.open_split(b).is_ok() {
+                    let _ = self.content.delete_blob(b);
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -1517,9 +1550,8 @@ impl ImageService {
             for l in &chain {
                 let path = format!("blobs/sha256/{}", l.diff_id.hex());
                 if written.insert(l.diff_id) {
-                    let f = self.content.open_blob(&l.diff_id)?;
-                    let size = f.metadata()?.len();
-                    add_file(&mut b, &path, size, f)?;
+                    let f = self.tar_of(l)?;
+                    add_file(&mut b, &path, l.tar_size, f)?;
                 }
                 layer_descs.push(json!({
                     "mediaType": "application/vnd.oci.image.layer.v1.tar",

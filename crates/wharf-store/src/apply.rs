@@ -17,6 +17,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use tar::EntryType;
 
 use crate::saferoot::{self, clean_relative, lstat_at, SafeRoot};
+use crate::split::FileData;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
@@ -42,6 +43,8 @@ pub struct ApplyOptions {
     pub chown: Option<(u32, u32)>,
     /// Refuse to replace a directory with a non-directory and the reverse (`docker cp`).
     pub no_overwrite_dir_non_dir: bool,
+    /// Note where each regular file's data is in the stream ([`ApplyStats::files`]).
+    pub record_files: bool,
 }
 
 impl ApplyOptions {
@@ -51,6 +54,7 @@ impl ApplyOptions {
             whiteouts: mode,
             chown: None,
             no_overwrite_dir_non_dir: false,
+            record_files: false,
         }
     }
 }
@@ -99,12 +103,14 @@ pub enum ApplyError {
 }
 
 /// What applying a layer produced.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ApplyStats {
     /// Sum of regular file sizes written (Docker's layer `Size`).
     pub size: u64,
     /// Entries processed.
     pub entries: u64,
+    /// With [`ApplyOptions::record_files`]: each regular file's data, in stream order.
+    pub files: Vec<FileData>,
 }
 
 fn io_err(name: &Path) -> impl FnOnce(io::Error) -> ApplyError + '_ {
@@ -234,6 +240,7 @@ pub fn apply_tar_in(
                 )
                 .map_err(errno(&raw_path))?;
                 let mut f = std::fs::File::from(fd);
+                let pos = entry.raw_file_position();
                 let n = io::copy(&mut entry, &mut f).map_err(ApplyError::Tar)?;
                 if n != header.entry_size().map_err(ApplyError::Tar)? && entry.size() != n {
                     return Err(ApplyError::Tar(io::Error::new(
@@ -242,6 +249,16 @@ pub fn apply_tar_in(
                     )));
                 }
                 stats.size += n;
+                if opts.record_files {
+                    let st = rfs::fstat(&f).map_err(errno(&raw_path))?;
+                    stats.files.push(FileData {
+                        pos,
+                        size: n,
+                        path: comps.iter().collect(),
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                    });
+                }
                 file_fd = Some(OwnedFd::from(f));
             }
             EntryType::Directory => {

@@ -69,6 +69,7 @@ impl ContentStore {
     /// Open (creating) the store under `root`, and drop what a crash left in the ingest area.
     pub fn open(root: &Path) -> Result<Self, ContentError> {
         fs::create_dir_all(root.join("blobs/sha256"))?;
+        fs::create_dir_all(root.join("split/sha256"))?;
         let ingest = root.join("ingest");
         let _ = fs::remove_dir_all(&ingest);
         fs::create_dir_all(&ingest)?;
@@ -86,6 +87,35 @@ impl ContentStore {
     /// Where the blob lives (whether or not it exists).
     pub fn path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Where a layer tar's split record lives (see [`crate::split`]).
+    fn split_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("split/sha256").join(d.hex())
+    }
+
+    /// Open the split record of the layer tar `d`.
+    pub fn open_split(&self, d: &Digest) -> Result<File, ContentError> {
+        match File::open(self.split_path(d)) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound(*d)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Write the split record of the layer tar `d` with `fill`: fsynced, then renamed into place.
+    pub fn write_split(&self, d: &Digest, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), ContentError> {
+        let tmp = self.root.join("ingest").join(random_name());
+        let result = (|| {
+            let mut f = File::options().write(true).create_new(true).open(&tmp)?;
+            fill(&mut f)?;
+            f.sync_all()?;
+            fs::rename(&tmp, self.split_path(d))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(result?)
     }
 
     /// True when the blob is present.
@@ -163,8 +193,8 @@ impl ContentStore {
         w.commit(expected, size)
     }
 
-    /// Delete a blob; absent is fine.
-    pub fn delete(&self, d: &Digest) -> Result<(), ContentError> {
+    /// Delete a blob only, leaving a split record under the same digest; absent is fine.
+    pub fn delete_blob(&self, d: &Digest) -> Result<(), ContentError> {
         match fs::remove_file(self.path(d)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -172,15 +202,29 @@ impl ContentStore {
         }
     }
 
-    /// Every blob present.
-    pub fn list(&self) -> Result<Vec<Digest>, ContentError> {
-        let mut out = Vec::new();
-        for ent in fs::read_dir(self.root.join("blobs/sha256"))? {
-            if let Ok(d) = Digest::from_hex(&ent?.file_name().to_string_lossy()) {
-                out.push(d);
+    /// Delete a blob and any split record under its digest; absent is fine.
+    pub fn delete(&self, d: &Digest) -> Result<(), ContentError> {
+        for p in [self.path(d), self.split_path(d)] {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Every digest with a blob or a split record.
+    pub fn list(&self) -> Result<Vec<Digest>, ContentError> {
+        let mut out = std::collections::BTreeSet::new();
+        for dir in ["blobs/sha256", "split/sha256"] {
+            for ent in fs::read_dir(self.root.join(dir))? {
+                if let Ok(d) = Digest::from_hex(&ent?.file_name().to_string_lossy()) {
+                    out.insert(d);
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 }
 
@@ -192,6 +236,17 @@ impl Ingest {
     /// True before anything was written.
     pub fn is_empty(&self) -> bool {
         self.hasher.is_empty()
+    }
+
+    /// Finish without storing: the digest, and the bytes written as an unlinked file to read
+    /// back from the start (gone once it is closed).
+    pub fn finish_spool(mut self) -> Result<(Digest, File), ContentError> {
+        let mut f = self.file.take().expect("ingest finished twice");
+        f.flush()?;
+        drop(f.into_inner().map_err(|e| e.into_error())?);
+        let spool = File::open(&self.path)?;
+        fs::remove_file(&self.path)?;
+        Ok((std::mem::take(&mut self.hasher).finish(), spool))
     }
 
     /// Finish: fsync, verify, rename into place. Returns the digest of what was written.

@@ -14,15 +14,17 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wharf_reference::Digest;
 
-use crate::apply::{apply_tar, decompress, ApplyError, WhiteoutMode};
+use crate::apply::{apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
 use crate::content::{random_name, ContentError, ContentStore};
 use crate::meta::LayerRecord;
+use crate::saferoot::SafeRoot;
+use crate::split;
 
 /// Storage driver names as Docker spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,11 +222,16 @@ impl LayerStore {
                 inner: plain,
                 sink: &mut ingest,
             };
-            let stats = apply_tar(&dir, &mut tee, mode)?;
+            let root = SafeRoot::open(&dir)?;
+            let opts = ApplyOptions {
+                record_files: true,
+                ..ApplyOptions::layer(mode)
+            };
+            let stats = apply_tar_in(&root, &[], &mut tee, opts)?;
             // Drain trailing padding so the digest covers the whole stream, as Docker's does.
             io::copy(&mut tee, &mut io::sink())?;
             let tar_size = ingest.len();
-            let diff_id = ingest.commit(None, None)?;
+            let (diff_id, mut spool) = ingest.finish_spool()?;
             if let Some(expected) = expected_diff {
                 if expected != diff_id {
                     return Err(LayerError::DiffMismatch {
@@ -232,6 +239,19 @@ impl LayerStore {
                         actual: diff_id,
                     });
                 }
+            }
+            // The tar without the file contents the directory holds; the whole tar only when
+            // a later entry replaced or removed a file an earlier one wrote.
+            let split = split::still_in_place(&dir, &stats.files)
+                && self
+                    .content
+                    .write_split(&diff_id, |out| {
+                        split::write_record(&mut spool, tar_size, &stats.files, out)
+                    })
+                    .is_ok();
+            if !split {
+                spool.seek(io::SeekFrom::Start(0))?;
+                self.content.write_from(&mut spool, Some(diff_id), Some(tar_size))?;
             }
             let chain_id = match parent_chain {
                 None => diff_id,

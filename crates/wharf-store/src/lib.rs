@@ -11,6 +11,7 @@ pub mod content;
 pub mod layer;
 pub mod meta;
 pub mod saferoot;
+pub mod split;
 
 pub use apply::{apply_tar, apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
 pub use content::{random_name, ContentError, ContentStore};
