@@ -1608,3 +1608,39 @@ fn diff_and_commit_on_vfs_match_overlay2() {
     assert_eq!(diff_ids[0], diff_ids[1]);
     assert_eq!(diff_ids[1].trim(), "2");
 }
+
+#[test]
+fn exec_ids_list_the_execs_still_running() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ex1",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    for _ in 0..3 {
+        w.ok(&["exec", "ex1", "true"]);
+    }
+    assert_eq!(w.ok(&["inspect", "-f", "{{len .ExecIDs}}", "ex1"]).trim(), "0");
+    w.ok(&["exec", "-d", "ex1", "sleep", "2"]);
+    let ids = w.ok(&["inspect", "-f", "{{range .ExecIDs}}{{.}} {{end}}", "ex1"]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while w.ok(&["inspect", "-f", "{{len .ExecIDs}}", "ex1"]).trim() != "0" {
+        assert!(Instant::now() < deadline, "the ended exec is still listed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The ended exec can still be inspected, as in dockerd.
+    let (head, _, body) = w.http("GET", &format!("/exec/{}/json", ids[0]), b"");
+    assert!(head.contains(" 200 "), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["Running"].as_bool(), v["ExitCode"].as_i64()), (Some(false), Some(0)));
+    w.ok(&["rm", "-f", "ex1"]);
+}

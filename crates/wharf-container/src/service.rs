@@ -142,7 +142,13 @@ pub struct ExecEntry {
     pub exit_code: Option<i64>,
     /// Host PID while running.
     pub pid: i64,
+    /// When it ended: exited execs stay inspectable for [`EXEC_KEEP`], as in dockerd.
+    pub exited_at: Option<std::time::Instant>,
 }
+
+/// How long an exited exec stays inspectable. dockerd forgets it at the second pass of a
+/// five-minute sweep after it ended (five to ten minutes); this keeps it ten.
+const EXEC_KEEP: Duration = Duration::from_secs(600);
 
 /// The container service.
 pub struct ContainerService {
@@ -1539,6 +1545,8 @@ impl ContainerService {
             let mut r = e.rec.lock().expect("record lock");
             r.state.status = "exited".into();
             r.state.pid = 0;
+            // Its execs ended with it.
+            r.exec_ids.clear();
             r.state.exit_code = i64::from(exit.exit_code);
             r.state.oom_killed = exit.oom_killed;
             r.state.finished_at = if exit.finished_at.is_empty() {
@@ -2457,6 +2465,7 @@ impl ContainerService {
                 running: false,
                 exit_code: None,
                 pid: 0,
+                exited_at: None,
             },
         );
         e.rec.lock().expect("record lock").exec_ids.push(id.clone());
@@ -2547,13 +2556,18 @@ impl ContainerService {
     pub fn exec_exited(&self, id: &str, code: Option<i32>) {
         let container = {
             let mut execs = self.execs.lock().expect("execs");
+            // Those that ended long ago are forgotten (dockerd's exec GC).
+            execs.retain(|_, x| x.exited_at.is_none_or(|t| t.elapsed() < EXEC_KEEP));
             let Some(x) = execs.get_mut(id) else { return };
             x.running = false;
             x.exit_code = Some(i64::from(code.unwrap_or(-1)));
             x.pid = 0;
+            x.exited_at = Some(std::time::Instant::now());
             x.container.clone()
         };
         if let Ok(e) = self.lookup(&container) {
+            // The container's `ExecIDs` lists the execs that have not ended, as dockerd's.
+            e.rec.lock().expect("record lock").exec_ids.retain(|x| x != id);
             let code = code.unwrap_or(-1).to_string();
             self.emit(&e.snapshot(), "exec_die", &[("execID", id), ("exitCode", &code)]);
         }
