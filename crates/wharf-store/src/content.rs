@@ -96,11 +96,7 @@ impl ContentStore {
 
     /// Open the split record of the layer tar `d`.
     pub fn open_split(&self, d: &Digest) -> Result<File, ContentError> {
-        match File::open(self.split_path(d)) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound(*d)),
-            Err(e) => Err(e.into()),
-        }
+        open_as(&self.split_path(d), d)
     }
 
     /// Write the split record of the layer tar `d` with `fill`: fsynced, then renamed into place.
@@ -134,11 +130,7 @@ impl ContentStore {
 
     /// Open a blob for reading.
     pub fn open_blob(&self, d: &Digest) -> Result<File, ContentError> {
-        match File::open(self.path(d)) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound(*d)),
-            Err(e) => Err(e.into()),
-        }
+        open_as(&self.path(d), d)
     }
 
     /// Read a whole blob, refusing ones over `limit` bytes (configs and manifests are small;
@@ -195,23 +187,13 @@ impl ContentStore {
 
     /// Delete a blob only, leaving a split record under the same digest; absent is fine.
     pub fn delete_blob(&self, d: &Digest) -> Result<(), ContentError> {
-        match fs::remove_file(self.path(d)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        remove_present(&self.path(d))
     }
 
     /// Delete a blob and any split record under its digest; absent is fine.
     pub fn delete(&self, d: &Digest) -> Result<(), ContentError> {
-        for p in [self.path(d), self.split_path(d)] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        remove_present(&self.path(d))?;
+        remove_present(&self.split_path(d))
     }
 
     /// Every digest with a blob or a split record.
@@ -294,6 +276,24 @@ impl Drop for Ingest {
         if self.file.is_some() || self.path.exists() {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Open the file stored under `d` at `path`; missing is [`ContentError::NotFound`].
+fn open_as(path: &Path, d: &Digest) -> Result<File, ContentError> {
+    match File::open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound(*d)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove a file; absent is fine.
+fn remove_present(path: &Path) -> Result<(), ContentError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
