@@ -351,6 +351,144 @@ fn isolation_and_security_defaults() {
     assert!(df.contains(" 2048 "), "{df}");
 }
 
+/// `CapPrm CapEff CapBnd NoNewPrivs Seccomp Seccomp_filters` of the process reading them.
+const STATUS: &str =
+    "grep -E '^(CapPrm|CapEff|CapBnd|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status | cut -f2 | xargs";
+
+/// The seccomp filter reaches every process of a container, the init and each exec, and the
+/// capability kept to load it (CAP_SYS_ADMIN) reaches none.
+#[test]
+fn seccomp_and_capabilities_of_inits_and_execs() {
+    let w = daemon();
+    let (dflt, none) = ("00000000a80425fb", "0000000000000000");
+    let full = format!("{dflt} {dflt} {dflt} 0 2 1");
+    assert_eq!(w.ok(&["run", "--rm", "busybox", "sh", "-c", STATUS]).trim(), full);
+    assert_eq!(
+        w.ok(&["run", "--rm", "-u", "1234", "busybox", "sh", "-c", STATUS])
+            .trim(),
+        format!("{none} {none} {dflt} 0 2 1")
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "--cap-drop", "ALL", "busybox", "sh", "-c", STATUS])
+            .trim(),
+        format!("{none} {none} {none} 0 2 1")
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", STATUS])
+            .trim(),
+        "00000000a82425fb 00000000a82425fb 00000000a82425fb 0 2 1"
+    );
+    assert_eq!(
+        w.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+            "sh",
+            "-c",
+            STATUS
+        ])
+        .trim(),
+        format!("{dflt} {dflt} {dflt} 1 2 1")
+    );
+    assert_eq!(
+        w.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "sh",
+            "-c",
+            STATUS
+        ])
+        .trim(),
+        format!("{dflt} {dflt} {dflt} 0 0 0")
+    );
+    // A profile of the user's own: its errno, in the init and in an exec.
+    let file = w.dir.path().join("mkdir-eacces.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"name":"mkdir","action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    )
+    .unwrap();
+    let profile = file.display().to_string();
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--security-opt",
+            &format!("seccomp={profile}"),
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .trim()
+        .to_string();
+    let o = w.docker(&["exec", &id, "mkdir", "/x"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
+    w.ok(&["rm", "-f", &id]);
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={profile}"),
+        "busybox",
+        "mkdir",
+        "/x",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
+
+    let id = w.ok(&["run", "-d", "busybox", "sleep", "60"]).trim().to_string();
+    assert_eq!(w.ok(&["exec", &id, "sh", "-c", STATUS]).trim(), full);
+    assert_eq!(
+        w.ok(&["exec", "-u", "1234", &id, "sh", "-c", STATUS]).trim(),
+        format!("{none} {none} {dflt} 0 2 1")
+    );
+    // Docker's profile refuses namespace creation to an exec as to the init.
+    let o = w.docker(&["exec", &id, "unshare", "-n", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{o:?}"
+    );
+    // --privileged gives an exec every capability; the container's filter stays, as with dockerd.
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:\t").map(str::to_string))
+        .unwrap();
+    assert_eq!(
+        w.ok(&["exec", "--privileged", &id, "sh", "-c", STATUS]).trim(),
+        format!("{bnd} {bnd} {bnd} 0 2 1")
+    );
+    w.ok(&["rm", "-f", &id]);
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(
+        w.ok(&["exec", &id, "sh", "-c", STATUS]).trim(),
+        format!("{dflt} {dflt} {dflt} 1 2 1")
+    );
+    w.ok(&["rm", "-f", &id]);
+}
+
 fn cgroup_file(w: &Wharfd, id: &str, controller: &str, file: &str) -> String {
     let p = format!("/sys/fs/cgroup/{controller}/{}/{id}/{file}", w.cgroup_parent());
     std::fs::read_to_string(&p)

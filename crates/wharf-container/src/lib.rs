@@ -1,11 +1,12 @@
 //! Containers on the daemon side. `service` owns the lifecycle (create, start through a
 //! `wharf-shim`, stop, kill, pause, remove, wait, restart policies, exec, attach); `spec`
 //! turns a container's config into an OCI runtime spec with Docker's defaults; `seccomp` holds
-//! Docker's default profile; `record` is the on-disk record; `logs` reads json-file logs;
+//! Docker's default profile and `bpf` compiles profiles for the shim to load; `record` is the on-disk record; `logs` reads json-file logs;
 //! `shim` speaks the shim protocol; `names` makes and checks names; `mounts` parses and
 //! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks; `stats` shapes resource readings.
 
 pub mod archive;
+pub mod bpf;
 pub mod error;
 pub mod events;
 pub mod health;

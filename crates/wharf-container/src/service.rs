@@ -302,6 +302,8 @@ impl ContainerService {
         fs::create_dir_all(cfg.exec_root.join("containers"))?;
         fs::create_dir_all(cfg.exec_root.join("runtime"))?;
         fs::create_dir_all(cfg.exec_root.join("s"))?;
+        // The first container with Docker's profile then finds it compiled.
+        std::thread::spawn(crate::bpf::prewarm);
         let svc = Arc::new(ContainerService {
             cfg,
             images,
@@ -1306,7 +1308,7 @@ impl ContainerService {
             },
         };
         let user_mounts = self.prepare_mounts(rec, &rootfs)?;
-        let spec = spec::build(
+        let mut spec = spec::build(
             &rec.config,
             &rec.host_config,
             spec::SpecInput {
@@ -1326,6 +1328,8 @@ impl ContainerService {
                 net_ns,
             },
         )?;
+        let _ = fs::remove_file(bundle.join(crate::bpf::FILTER_FILE));
+        let seccomp = crate::bpf::hand_off(&mut spec, &bundle)?;
         fs::write(
             bundle.join("config.json"),
             serde_json::to_vec_pretty(&spec).expect("spec"),
@@ -1375,6 +1379,7 @@ impl ContainerService {
             tty: rec.config.tty.unwrap_or(false),
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             cgroup_path,
+            seccomp,
         };
         let sc_path = bundle.join("shim.json");
         fs::write(&sc_path, serde_json::to_vec(&sc).expect("shim config"))?;

@@ -43,6 +43,19 @@ pub struct ShimConfig {
     pub open_stdin: bool,
     /// The container's cgroup path relative to each hierarchy's root (for OOM accounting).
     pub cgroup_path: String,
+    /// The container's seccomp filter, compiled by the daemon: loaded by the shim right before
+    /// the init and every exec'd process run. `None`: unconfined, or libcontainer loads it.
+    #[serde(default)]
+    pub seccomp: Option<SeccompFilter>,
+}
+
+/// A compiled seccomp filter handed to the shim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompFilter {
+    /// A file of `struct sock_filter` records in host byte order, as libseccomp exports them.
+    pub program: String,
+    /// seccomp(2) `SECCOMP_FILTER_FLAG_*` bits to load it with.
+    pub flags: u32,
 }
 
 /// One request on a fresh connection.

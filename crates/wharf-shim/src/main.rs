@@ -10,6 +10,7 @@
 //! forks without exec, which is only safe in a single-threaded caller.
 
 mod log;
+mod payload;
 mod stats;
 
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +35,7 @@ use nix::unistd::Pid;
 use wharf_shim_proto::{frame, ExitInfo, Reply, Request, ShimConfig, STREAM_EXIT, STREAM_STDERR, STREAM_STDOUT};
 
 use crate::log::JsonLog;
+use crate::payload::{Filter, Payload};
 
 /// A client whose unsent output passes this is too slow; it loses output rather than stall
 /// the container.
@@ -323,6 +325,8 @@ struct Shim {
     execs: HashMap<String, Exec>,
     exit: Option<ExitInfo>,
     exited_at: Option<Instant>,
+    /// The seccomp filter for the init and every exec.
+    filter: Option<std::sync::Arc<Filter>>,
 }
 
 #[derive(Clone, Copy)]
@@ -354,8 +358,14 @@ impl Shim {
         let bundle = PathBuf::from(&cfg.bundle);
         std::env::set_current_dir(&bundle).map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
         let console = bundle.join("console.sock");
+        let filter = cfg
+            .seccomp
+            .as_ref()
+            .map(Filter::read)
+            .transpose()?
+            .map(std::sync::Arc::new);
         let (mut stdio, child, console_l) = make_stdio(cfg.tty, cfg.open_stdin, &console)?;
-        let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child)?;
+        let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child, &filter)?;
         let container = with_child_signals(|| builder.as_init(&bundle).with_systemd(false).with_detach(true).build())
             .map_err(|e| e.to_string())?;
         let init = container.pid().ok_or("libcontainer reported no init pid")?;
@@ -386,6 +396,7 @@ impl Shim {
             execs: HashMap::new(),
             exit: None,
             exited_at: None,
+            filter,
         })
     }
 
@@ -834,7 +845,7 @@ impl Shim {
             .map_err(|e| format!("write {}: {e}", proc_path.display()))?;
         let console = bundle.join(format!("e{}.sock", &exec_id[..exec_id.len().min(12)]));
         let (mut stdio, child, console_l) = make_stdio(tty, stdin, &console)?;
-        let builder = builder_with_stdio(&self.cfg.id, &self.cfg.state_root, tty, &console, child)?;
+        let builder = builder_with_stdio(&self.cfg.id, &self.cfg.state_root, tty, &console, child, &self.filter)?;
         let r = with_child_signals(|| {
             builder
                 .as_tenant()
@@ -1002,10 +1013,12 @@ fn builder_with_stdio(
     tty: bool,
     console: &Path,
     child: Vec<OwnedFd>,
+    filter: &Option<std::sync::Arc<Filter>>,
 ) -> Result<ContainerBuilder, String> {
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_root)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_executor(Payload::new(filter.clone()));
     if tty {
         builder = builder.with_console_socket(Some(console));
     } else {
