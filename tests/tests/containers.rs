@@ -489,6 +489,26 @@ fn seccomp_and_capabilities_of_inits_and_execs() {
     w.ok(&["rm", "-f", &id]);
 }
 
+/// A `run --rm` container's writable layer is thrown away with it: overlayfs mounts it
+/// `volatile` (no syncing the host file system at unmount); other containers keep their
+/// layer's syncs.
+#[test]
+fn only_rm_containers_have_volatile_layers() {
+    let w = daemon();
+    let root_opts = "grep ' / ' /proc/self/mountinfo | grep -c volatile || true";
+    assert_eq!(w.ok(&["run", "--rm", "busybox", "sh", "-c", root_opts]).trim(), "1");
+    let id = w
+        .ok(&["run", "-d", "busybox", "sh", "-c", root_opts])
+        .trim()
+        .to_string();
+    assert_eq!(w.ok(&["wait", &id]).trim(), "0");
+    assert_eq!(w.ok(&["logs", &id]).trim(), "0");
+    // Started again, the same layer mounts again.
+    w.ok(&["start", "-a", &id]);
+    assert_eq!(w.ok(&["logs", &id]).trim(), "0\n0");
+    w.ok(&["rm", &id]);
+}
+
 fn cgroup_file(w: &Wharfd, id: &str, controller: &str, file: &str) -> String {
     let p = format!("/sys/fs/cgroup/{controller}/{}/{id}/{file}", w.cgroup_parent());
     std::fs::read_to_string(&p)

@@ -941,7 +941,14 @@ impl ContainerService {
             Driver::Overlay2 => {
                 let mut lowers = vec![dir.join("init")];
                 lowers.extend(store.lower_dirs(&layers));
-                wharf_store::layer::mount_overlay(&lowers, &dir.join("rw/diff"), &dir.join("rw/work"), &merged)?;
+                let volatile = rec.host_config.auto_remove.unwrap_or(false);
+                wharf_store::layer::mount_overlay(
+                    &lowers,
+                    &dir.join("rw/diff"),
+                    &dir.join("rw/work"),
+                    &merged,
+                    volatile,
+                )?;
             }
             Driver::Vfs => {
                 let rootfs = dir.join("rootfs");

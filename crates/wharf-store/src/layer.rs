@@ -429,18 +429,39 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
 }
 
 /// Mount a writable overlay of `lowers` (top first) with `upper` and `work` at `target`.
-pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), LayerError> {
+///
+/// `volatile` (for a layer that is thrown away with its container, `run --rm`): overlayfs
+/// then never syncs the upper file system, neither for the container's own fsync calls nor at
+/// unmount, where it would otherwise write back every dirty inode of the whole host file system
+/// the layer lives on (milliseconds on a quiet host, far more on a busy one). The kernel marks
+/// such a work directory (`work/incompat/volatile`) and refuses to mount it again until the
+/// mark is removed; the mark is removed here, since only a cleanly unmounted layer of a
+/// container that still exists is ever mounted again.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> Result<(), LayerError> {
     let merr = |source: io::Error| LayerError::Mount {
         target: target.to_path_buf(),
         source,
     };
     let low: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-    let data = format!(
+    let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         low.join(":"),
         upper.display(),
         work.display()
     );
+    if volatile {
+        data.push_str(",volatile");
+        match fs::remove_dir_all(work.join("work/incompat")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(merr(e)),
+            _ => {}
+        }
+    }
     if data.len() >= 4096 {
         return Err(LayerError::TooManyLayers(lowers.len()));
     }
@@ -458,6 +479,37 @@ pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volatile_layers_mount_again_after_a_clean_unmount() {
+        // A disk file system (overlayfs refuses tmpfs upper dirs with some options).
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let p = |n: &str| dir.path().join(n);
+        for d in ["low", "up", "work", "m"] {
+            fs::create_dir(p(d)).unwrap();
+        }
+        fs::write(p("low/f"), "lower").unwrap();
+        for round in 0..2 {
+            mount_overlay(&[p("low")], &p("up"), &p("work"), &p("m"), true).unwrap();
+            let opts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let line = opts
+                .lines()
+                .find(|l| l.contains(p("m").to_str().unwrap()))
+                .unwrap()
+                .to_string();
+            rustix::mount::unmount(p("m").as_path(), rustix::mount::UnmountFlags::DETACH).unwrap();
+            assert!(line.contains("volatile"), "round {round}: {line}");
+            // The kernel leaves its mark; without removing it a second mount fails.
+            assert!(p("work/work/incompat/volatile").is_dir(), "round {round}");
+        }
+        // Without the option nothing is marked, and the layer still mounts.
+        fs::remove_dir_all(p("work/work/incompat")).unwrap();
+        mount_overlay(&[p("low")], &p("up"), &p("work"), &p("m"), false).unwrap();
+        let line = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        rustix::mount::unmount(p("m").as_path(), rustix::mount::UnmountFlags::DETACH).unwrap();
+        assert!(!line.contains("volatile"));
+        assert!(!p("work/work/incompat").exists());
+    }
 
     #[test]
     fn layer_roots_spread_their_trees() {
