@@ -509,6 +509,46 @@ fn only_rm_containers_have_volatile_layers() {
     w.ok(&["rm", &id]);
 }
 
+/// A shim answers its waiters before it removes the container's cgroups; a start right after
+/// an exit must not lose the new run's cgroup to the old shim's cleanup.
+#[test]
+fn starts_right_after_an_exit_keep_their_cgroup() {
+    let w = daemon();
+    let id = w
+        .ok(&[
+            "create",
+            "-m",
+            "64m",
+            "busybox",
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ])
+        .trim()
+        .to_string();
+    for i in 0..15 {
+        assert_eq!(w.ok(&["start", "-a", &id]).trim(), "67108864", "run {i}");
+    }
+    w.ok(&["rm", &id]);
+    // The last shim removes its cgroup just after answering: give it a moment.
+    let parent = format!("/sys/fs/cgroup/memory/{}", w.cgroup_parent());
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = std::fs::read_dir(&parent)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(left.is_empty(), "cgroups left under {parent}: {left:?}");
+}
+
 fn cgroup_file(w: &Wharfd, id: &str, controller: &str, file: &str) -> String {
     let p = format!("/sys/fs/cgroup/{controller}/{}/{id}/{file}", w.cgroup_parent());
     std::fs::read_to_string(&p)

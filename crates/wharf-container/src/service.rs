@@ -302,6 +302,10 @@ impl ContainerService {
         fs::create_dir_all(cfg.exec_root.join("containers"))?;
         fs::create_dir_all(cfg.exec_root.join("runtime"))?;
         fs::create_dir_all(cfg.exec_root.join("s"))?;
+        // Left by removals a crash interrupted.
+        let trash = cfg.data_root.join("containers-trash");
+        let _ = fs::remove_dir_all(&trash);
+        fs::create_dir_all(&trash)?;
         // The first container with Docker's profile then finds it compiled.
         std::thread::spawn(crate::bpf::prewarm);
         let svc = Arc::new(ContainerService {
@@ -462,7 +466,7 @@ impl ContainerService {
                     Err(_) => {
                         let exit = self.read_exit_file(&rec.id);
                         tracing::info!(id = %rec.id, code = exit.exit_code, "container exited while the daemon was down");
-                        self.on_exit(&e, exit).await;
+                        self.on_exit(&e, exit, false).await;
                         continue;
                     }
                 }
@@ -485,6 +489,11 @@ impl ContainerService {
                 });
             }
         }
+    }
+
+    /// Where removed containers' directories wait to be deleted (same file system).
+    fn trash_dir(&self) -> PathBuf {
+        self.cfg.data_root.join("containers-trash")
     }
 
     fn container_dir(&self, id: &str) -> PathBuf {
@@ -1245,6 +1254,8 @@ impl ContainerService {
     ) -> Result<(i32, Option<ShimStream>)> {
         let rootfs = self.mount_root(rec)?;
         let bundle = self.bundle_dir(&rec.id);
+        // The last run's shim may still be removing the cgroups this run is about to create.
+        shim::wait_gone(&bundle).await;
         let _ = fs::remove_dir_all(&bundle);
         fs::create_dir_all(&bundle)?;
         let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
@@ -1427,15 +1438,15 @@ impl ContainerService {
                 }
                 None => None,
             };
-            let exit = match exit {
-                Some(x) => x,
+            let (exit, shim_cleans) = match exit {
+                Some(x) => (x, true),
                 None => {
                     // The shim went away without answering: its exit file, if it wrote one.
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    me.read_exit_file(&id)
+                    (me.read_exit_file(&id), false)
                 }
             };
-            me.on_exit(&e, exit).await;
+            me.on_exit(&e, exit, shim_cleans).await;
         });
     }
 
@@ -1552,7 +1563,10 @@ impl ContainerService {
         (code, output)
     }
 
-    async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: ExitInfo) {
+    /// Record a container's end. `shim_cleans`: its shim answered and removes the container's
+    /// cgroups and runtime state itself after answering; otherwise the shim is gone (or going)
+    /// and the daemon clears what it left once its lock is free.
+    async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: ExitInfo, shim_cleans: bool) {
         let (id, auto_remove, policy, max_retry, manually, restarts, started_at) = {
             let mut r = e.rec.lock().expect("record lock");
             r.state.status = "exited".into();
@@ -1580,9 +1594,16 @@ impl ContainerService {
         self.unmount_root(&id);
         let net_state = std::mem::take(&mut e.rec.lock().expect("record lock").net);
         netsetup::stop(&self.net, &id, &net_state).await;
-        let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
-        if let Err(err) = self.save(e) {
-            tracing::warn!(%id, "saving exit: {err}");
+        if !shim_cleans {
+            shim::wait_gone(&self.bundle_dir(&id)).await;
+            let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
+        }
+        // An auto-removed container's record goes next; after a crash in between, the record
+        // still says running, which ends the same way (exit 255, then removal).
+        if !auto_remove {
+            if let Err(err) = self.save(e) {
+                tracing::warn!(%id, "saving exit: {err}");
+            }
         }
         Self::bump(e, true, false);
         // Whole seconds the process ran, as dockerd's `execDuration`.
@@ -1894,7 +1915,22 @@ impl ContainerService {
         }
         // The record goes first, so a crash mid-removal never resurrects half a container.
         let _ = fs::remove_file(dir.join("config.v2.json"));
-        if let Err(err) = fs::remove_dir_all(&dir) {
+        // Its files go in the background, out of the caller's way (`run --rm` waits for this
+        // removal): freeing blocks can be slow (ext4 discards them as it frees them). What a
+        // crash leaves in the trash goes when the daemon next starts.
+        let trash = self.trash_dir().join(&rec.id);
+        let removed = match fs::rename(&dir, &trash) {
+            Ok(()) => {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(err) = fs::remove_dir_all(&trash) {
+                        tracing::warn!("emptying {}: {err}", trash.display());
+                    }
+                });
+                Ok(())
+            }
+            Err(_) => fs::remove_dir_all(&dir),
+        };
+        if let Err(err) = removed {
             // A file written as the removal ran (the shim's last log line): once more.
             tracing::debug!(id = %rec.id, "removing {}: {err}; retrying", dir.display());
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -40,6 +40,29 @@ pub async fn spawn(shim: &Path, config: &Path, log: &Path) -> Result<i32> {
         .ok_or_else(|| ContainerError::Internal("shim reported no pid".into()))
 }
 
+/// Wait until no shim holds the lock in `bundle` (see [`wharf_shim_proto::LOCK_FILE`]): the
+/// previous shim of a container has finished removing its cgroups and runtime state. Gives up,
+/// with a warning, after ten seconds.
+pub async fn wait_gone(bundle: &Path) {
+    use rustix::fs::{flock, FlockOperation};
+    let path = bundle.join(wharf_shim_proto::LOCK_FILE);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let Ok(f) = std::fs::File::open(&path) else { return };
+        match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if tokio::time::Instant::now() < deadline => {
+                drop(f);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                tracing::warn!(path = %path.display(), "a shim still holds its lock after 10 s");
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Send `req` on a fresh connection without waiting for the reply (`wait` answers only at the
 /// container's exit).
 pub async fn send(socket: &Path, req: &Request) -> Result<ShimStream> {

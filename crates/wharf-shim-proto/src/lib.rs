@@ -18,6 +18,12 @@ pub const STREAM_STDERR: u8 = 2;
 /// The last frame of an exec stream: a 4-byte big-endian exit code.
 pub const STREAM_EXIT: u8 = 255;
 
+/// The file in a container's bundle on which a shim holds an exclusive `flock(2)` for its
+/// whole life. A shim answers its waiters before it removes the container's cgroups and
+/// runtime state, so the daemon takes this lock (and lets it go) before it starts the container
+/// again or clears that state itself.
+pub const LOCK_FILE: &str = "shim.lock";
+
 /// What the daemon tells a shim when it starts it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimConfig {

@@ -71,7 +71,6 @@ impl JsonLog {
                 self.entry(stream, &rest);
             }
         }
-        let _ = self.file.sync_data();
     }
 
     fn entry(&mut self, stream: u8, bytes: &[u8]) {

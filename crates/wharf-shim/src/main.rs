@@ -327,6 +327,8 @@ struct Shim {
     exited_at: Option<Instant>,
     /// The seccomp filter for the init and every exec.
     filter: Option<std::sync::Arc<Filter>>,
+    /// Held until the shim exits (see `wharf_shim_proto::LOCK_FILE`).
+    _lock: nix::fcntl::Flock<fs::File>,
 }
 
 #[derive(Clone, Copy)]
@@ -357,6 +359,12 @@ impl Shim {
             .map_err(|e| format!("signalfd: {e}"))?;
         let bundle = PathBuf::from(&cfg.bundle);
         std::env::set_current_dir(&bundle).map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
+        let lock = fs::File::create(bundle.join(wharf_shim_proto::LOCK_FILE))
+            .map_err(|e| format!("{}: {e}", wharf_shim_proto::LOCK_FILE))
+            .and_then(|f| {
+                nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+                    .map_err(|(_, e)| format!("{}: {e}", wharf_shim_proto::LOCK_FILE))
+            })?;
         let console = bundle.join("console.sock");
         let filter = cfg
             .seccomp
@@ -397,6 +405,7 @@ impl Shim {
             exit: None,
             exited_at: None,
             filter,
+            _lock: lock,
         })
     }
 
@@ -878,6 +887,11 @@ impl Shim {
     }
 
     /// The init is gone and its output drained: record, tell, clean up, exit.
+    ///
+    /// Waiters hear of the exit before the cgroups and libcontainer's state are removed (that
+    /// is off the path of `run --rm`); the daemon waits for this shim's lock before it starts
+    /// the container again. Nothing here is synced to disk: the exit file only has to outlive
+    /// the daemon, not the host (after a host crash every container is down anyway).
     fn finish(&mut self) {
         if let Some(l) = &mut self.log {
             l.flush();
@@ -885,9 +899,7 @@ impl Shim {
         let exit = self.exit.clone().unwrap_or_default();
         let tmp = format!("{}.tmp", self.cfg.exit_file);
         let body = serde_json::to_vec(&exit).expect("serialise");
-        let written = fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&body).and_then(|_| f.sync_all()))
-            .and_then(|_| fs::rename(&tmp, &self.cfg.exit_file));
+        let written = fs::write(&tmp, &body).and_then(|_| fs::rename(&tmp, &self.cfg.exit_file));
         if let Err(e) = written {
             eprintln!("wharf-shim: exit file {}: {e}", self.cfg.exit_file);
         }
@@ -895,11 +907,7 @@ impl Shim {
         for e in self.execs.values() {
             let _ = signal::kill(e.pid, Signal::SIGKILL);
         }
-        if let Ok(mut c) = self.container() {
-            if let Err(e) = c.delete(true) {
-                eprintln!("wharf-shim: delete: {e}");
-            }
-        }
+        // Before answering: the next run's shim binds the same path.
         let _ = fs::remove_file(&self.cfg.socket);
         let line = Reply {
             exit: Some(exit),
@@ -920,6 +928,11 @@ impl Shim {
             let (a, b) = c.out.as_slices();
             let _ = c.sock.write_all(a).and_then(|_| c.sock.write_all(b));
             let _ = c.sock.shutdown(std::net::Shutdown::Both);
+        }
+        if let Ok(mut c) = self.container() {
+            if let Err(e) = c.delete(true) {
+                eprintln!("wharf-shim: delete: {e}");
+            }
         }
     }
 }
