@@ -157,6 +157,8 @@ def main():
     scenario("docker run --rm busybox true", lambda e, i: ENG[e] + ["run", "--rm"] + none + ["busybox", "true"])
     scenario("wharf run --rm busybox true (wharf's CLI)",
              lambda e, i: WHARF_CLI[e] + ["run", "--rm"] + none + ["busybox", "true"])
+    scenario("wharf run --rm busybox true (wharf's CLI, default bridge)",
+             lambda e, i: WHARF_CLI[e] + ["run", "--rm", "busybox", "true"])
     scenario("docker create busybox true", lambda e, i: ENG[e] + ["create", "--name", f"c{i}"] + none + ["busybox", "true"],
              teardown=lambda e, i: sh(ENG[e] + ["rm", "-f", f"c{i}"]))
     scenario("docker start (created container)", lambda e, i: ENG[e] + ["start", f"s{i}"],
