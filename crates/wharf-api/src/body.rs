@@ -1,7 +1,17 @@
 //! Bridges between hyper's async bodies and the blocking readers and writers the image
 //! service uses: a request body becomes an [`io::Read`], and a writer feeds a chunked response.
+//!
+//! Every request body reaches the routes as a [`ReqBody`], fed by a task that owns hyper's
+//! body ([`pump`]). When a route answers without reading the whole body (an error, a route
+//! that does not exist), that task reads on and throws the rest away, up to [`DRAIN_LIMIT`],
+//! so the client, still sending, gets the answer instead of a reset connection (`write:
+//! broken pipe` on its side). Bodies read into memory are copied into one buffer as they
+//! arrive ([`collect`]): a body sent in one-byte chunks costs its size, not a chunk record per
+//! byte.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -20,6 +30,77 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// An empty body.
 pub fn empty() -> Body {
     full(Bytes::new())
+}
+
+/// How much of an unread request body is read and thrown away after the answer, so the
+/// client can finish sending; past it the connection is closed.
+pub const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// A request body as the routes see it: frames handed over by the task that reads hyper's
+/// body (see the module's doc).
+#[derive(Debug)]
+pub struct ReqBody {
+    rx: Option<mpsc::Receiver<Result<Frame<Bytes>, hyper::Error>>>,
+}
+
+impl ReqBody {
+    /// A body with nothing in it.
+    pub fn empty() -> ReqBody {
+        ReqBody { rx: None }
+    }
+}
+
+impl hyper::body::Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.rx {
+            None => Poll::Ready(None),
+            Some(rx) => rx.poll_recv(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rx.is_none()
+    }
+}
+
+/// Hand `body` to the routes through a task that keeps reading it (and discarding, up to
+/// [`DRAIN_LIMIT`]) once the route has dropped its end.
+pub fn pump(body: Incoming) -> ReqBody {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return ReqBody::empty();
+    }
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut dropped: Option<u64> = None;
+        while let Some(frame) = body.frame().await {
+            let failed = frame.is_err();
+            match &mut dropped {
+                None => {
+                    if tx.send(frame).await.is_err() {
+                        dropped = Some(0);
+                    }
+                }
+                Some(n) => {
+                    *n += frame
+                        .ok()
+                        .and_then(|f| f.into_data().ok())
+                        .map_or(0, |d| d.len() as u64);
+                    if *n > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            }
+            if failed {
+                break;
+            }
+        }
+    });
+    ReqBody { rx: Some(rx) }
 }
 
 /// A blocking reader over a request body. Reading stops with an error once more than `limit`
@@ -46,7 +127,7 @@ impl io::Read for BodyReader {
 }
 
 /// Turn an incoming body into a blocking reader (pumped by a task).
-pub fn reader(body: Incoming) -> BodyReader {
+pub fn reader(body: ReqBody) -> BodyReader {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let mut body = body;
@@ -72,22 +153,23 @@ pub fn reader_from(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyReader {
     BodyReader { rx, cur: Bytes::new() }
 }
 
-/// Read a whole request body into memory, refusing more than `limit` bytes.
-pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, crate::error::ApiError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(crate::error::ApiError::new(
+/// Read a whole request body into memory, refusing more than `limit` bytes. Each frame is
+/// copied into one growing buffer and let go at once (see the module's doc).
+pub async fn collect(mut body: ReqBody, limit: usize) -> Result<Bytes, crate::error::ApiError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| crate::error::ApiError::invalid(format!("reading request body: {e}")))?;
+        if let Ok(d) = frame.into_data() {
+            if out.len() + d.len() > limit {
+                return Err(crate::error::ApiError::new(
                     wharf_reference::ErrorKind::TooLarge,
                     format!("request body is larger than {limit} bytes"),
-                ))
-            } else {
-                Err(crate::error::ApiError::invalid(format!("reading request body: {e}")))
+                ));
             }
+            out.extend_from_slice(&d);
         }
     }
+    Ok(out.freeze())
 }
 
 /// A blocking writer whose bytes become a chunked response body.

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -16,7 +15,7 @@ use wharf_container::{ContainerError, CreateBody, Record, WaitCondition};
 use wharf_reference::ErrorKind;
 use wharf_shim_proto::{parse_frame, STREAM_EXIT};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReqBody};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::server::Daemon;
@@ -53,7 +52,7 @@ fn done(r: Result<(), ContainerError>) -> Res {
 }
 
 /// Route `/containers/...` and `/exec/...`.
-pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {
+pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str, q: &Query) -> Res {
     if let Some(rest) = path.strip_prefix("/exec/") {
         let (id, verb) = rest.split_once('/').unwrap_or((rest, ""));
         return match (method, verb) {
@@ -293,7 +292,7 @@ async fn archive_get(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
 }
 
 /// `PUT /containers/{id}/archive`: extract the tar body into the directory `path`.
-async fn archive_put(d: &Arc<Daemon>, req: Request<Incoming>, name: &str, q: &Query) -> Res {
+async fn archive_put(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str, q: &Query) -> Res {
     let path = archive_path(q)?;
     let no_overwrite = q.bool("noOverwriteDirNonDir");
     let copy_uid_gid = q.bool("copyUIDGID");
@@ -334,7 +333,7 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
     Ok((p("h")?, p("w")?))
 }
 
-async fn create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let bytes = body::collect(req.into_body(), 4 << 20).await?;
     let body: CreateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
@@ -770,7 +769,7 @@ fn upgrade_response(tty: bool) -> Response<Body> {
     r
 }
 
-fn wants_upgrade(req: &Request<Incoming>) -> bool {
+fn wants_upgrade(req: &Request<ReqBody>) -> bool {
     req.headers()
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -936,7 +935,7 @@ async fn replay_logs(
     }
 }
 
-async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Query) -> Res {
+async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str, q: &Query) -> Res {
     let r = d.containers.get(name)?;
     let tty = r.config.tty.unwrap_or(false);
     if !wants_upgrade(&req) {
@@ -996,7 +995,7 @@ async fn attach(d: Arc<Daemon>, mut req: Request<Incoming>, name: &str, q: &Quer
     Ok(upgrade_response(tty))
 }
 
-async fn update(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
+async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let bytes = body::collect(req.into_body(), 1 << 20).await?;
     let body: wharf_container::UpdateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
@@ -1042,7 +1041,7 @@ fn go_keys(mut v: Value, fields: &[&str]) -> Value {
     v
 }
 
-async fn exec_create(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
+async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let bytes = body::collect(req.into_body(), 1 << 20).await?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let cfg: bollard_stubs::models::ExecConfig = serde_json::from_value(go_keys(v, EXEC_CONFIG_FIELDS))
@@ -1056,7 +1055,7 @@ async fn exec_create(d: &Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res
 /// an attached exec starts once the response head is on its way (a client that reads the
 /// socket past its HTTP reader must not miss the first output), and a failure to start is
 /// written to the stream (the exec's exit code is 126).
-async fn exec_start(d: Arc<Daemon>, mut req: Request<Incoming>, id: &str) -> Res {
+async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &str) -> Res {
     let upgrade = wants_upgrade(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let bytes = body::collect(req.into_body(), 1 << 20).await?;
@@ -1180,7 +1179,7 @@ fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
 
 /// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`: a new image from a
 /// container's changes; the body may carry config fields for the image.
-pub(crate) async fn commit(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let container = q
         .get("container")
         .filter(|c| !c.is_empty())

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -15,7 +14,7 @@ use tokio::sync::mpsc;
 use wharf_distribution::{AuthConfig, DistError, Platform, Progress};
 use wharf_reference::{Digest, ErrorKind, Reference};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReqBody};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::server::Daemon;
@@ -28,7 +27,7 @@ impl From<DistError> for ApiError {
     }
 }
 
-fn registry_auth(req: &Request<Incoming>) -> Result<Option<AuthConfig>, ApiError> {
+fn registry_auth(req: &Request<ReqBody>) -> Result<Option<AuthConfig>, ApiError> {
     match req.headers().get("x-registry-auth").and_then(|v| v.to_str().ok()) {
         Some(v) => Ok(AuthConfig::from_header(v)?),
         None => Ok(None),
@@ -92,7 +91,7 @@ where
 }
 
 /// `POST /images/create?fromImage=name&tag=t&platform=p`.
-pub async fn pull(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+pub async fn pull(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let from = q.get("fromImage").unwrap_or("").to_string();
     let tag = q.get("tag").unwrap_or("").to_string();
     let mut r = Reference::parse_normalized(&from)?;
@@ -122,7 +121,7 @@ pub async fn pull(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
 
 /// `GET /distribution/{name}/json`: the manifest descriptor and platforms of `name` in its
 /// registry (a name without tag or digest means `latest`).
-pub async fn inspect(d: Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res {
+pub async fn inspect(d: Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let r = Reference::parse_normalized(name)?;
     let r = if r.tag().is_none() && r.digest().is_none() {
         r.with_tag("latest").map_err(|e| ApiError::invalid(e.to_string()))?
@@ -137,7 +136,7 @@ pub async fn inspect(d: Arc<Daemon>, req: Request<Incoming>, name: &str) -> Res 
 }
 
 /// `POST /images/{name}/push?tag=t`.
-pub async fn push(d: Arc<Daemon>, req: Request<Incoming>, name: &str, q: &Query) -> Res {
+pub async fn push(d: Arc<Daemon>, req: Request<ReqBody>, name: &str, q: &Query) -> Res {
     let tag = q.get("tag").unwrap_or("").to_string();
     let mut r = Reference::parse_normalized(name)?;
     if r.digest().is_some() {
@@ -161,7 +160,7 @@ pub async fn push(d: Arc<Daemon>, req: Request<Incoming>, name: &str, q: &Query)
 }
 
 /// `POST /auth`: check credentials against their registry.
-pub async fn auth(d: Arc<Daemon>, req: Request<Incoming>) -> Res {
+pub async fn auth(d: Arc<Daemon>, req: Request<ReqBody>) -> Res {
     let b = body::collect(req.into_body(), 64 << 10).await?;
     let a: AuthConfig =
         serde_json::from_slice(&b).map_err(|e| ApiError::invalid(format!("invalid auth config: {e}")))?;
@@ -170,7 +169,7 @@ pub async fn auth(d: Arc<Daemon>, req: Request<Incoming>) -> Res {
 }
 
 /// `GET /images/search?term=&limit=&filters=`.
-pub async fn search(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+pub async fn search(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let term = q.get("term").unwrap_or("").to_string();
     let limit = match q.get("limit").filter(|l| !l.is_empty()) {
         Some(l) => l

@@ -14,6 +14,7 @@ pub mod networks;
 pub mod query;
 pub mod routes;
 pub mod server;
+pub mod tls;
 pub mod volumes;
 
 pub use server::{serve, Daemon, DaemonInfo, Listener};

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use wharf_network::{CreateRequest, Network, NetworkError};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReqBody};
 use crate::error::ApiError;
 use crate::query::{decode_path, Query};
 use crate::server::Daemon;
@@ -73,7 +72,7 @@ fn matches(n: &Network, filters: &BTreeMap<String, Vec<String>>, used: bool) -> 
 }
 
 /// Dispatch `/networks...`.
-pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {
+pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str, q: &Query) -> Res {
     let net = d.containers.networks().clone();
     match (method, path) {
         (&Method::GET, "/networks") => {

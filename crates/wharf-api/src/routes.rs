@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models as m;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SERVER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -13,7 +12,7 @@ use serde_json::json;
 use wharf_image::{DeleteItem, ImageView, ListFilter};
 use wharf_reference::ErrorKind;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReqBody};
 use crate::error::{status_of, ApiError};
 use crate::query::{decode_path, Query};
 use crate::server::Daemon;
@@ -99,7 +98,7 @@ impl ApiVersion {
 }
 
 /// Handle one request.
-pub async fn handle(d: Arc<Daemon>, mut req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(d: Arc<Daemon>, mut req: Request<ReqBody>) -> Response<Body> {
     let (version, path) = split_version(req.uri().path());
     let asked = version
         .and_then(parse_version)
@@ -133,7 +132,7 @@ pub async fn handle(d: Arc<Daemon>, mut req: Request<Incoming>) -> Response<Body
     with_headers(r)
 }
 
-async fn dispatch(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str) -> Res {
+async fn dispatch(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str) -> Res {
     let q = Query::parse(req.uri().query());
     let p = path.trim_end_matches('/');
     match (method, p) {
@@ -197,7 +196,7 @@ fn swarm_error(method: &Method, p: &str) -> Option<ApiError> {
     }
 }
 
-async fn image_route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, rest: &str, q: &Query) -> Res {
+async fn image_route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, rest: &str, q: &Query) -> Res {
     // Names hold '/' and ':': match the operation from the end, greedily.
     let split = |suffix: &str| rest.strip_suffix(suffix).map(decode_path);
     match *method {
@@ -810,7 +809,7 @@ fn drain_on_error<T>(r: Result<T, wharf_image::ImageError>, reader: &mut body::B
     Ok(r?)
 }
 
-async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+async fn images_create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
         return crate::distribution::pull(d, req, q).await;
     }
@@ -856,7 +855,7 @@ async fn images_create(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res
     })
 }
 
-async fn images_load(d: Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Res {
+async fn images_load(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let quiet = q.bool("quiet");
     let mut reader = body::reader(req.into_body());
     let _ = quiet;

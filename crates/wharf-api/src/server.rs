@@ -1,5 +1,5 @@
-//! Listening and connection handling: unix sockets (mode 0660), TCP and inherited fds, one
-//! hyper HTTP/1.1 connection task each, stopped together on shutdown.
+//! Listening and connection handling: unix sockets (mode 0660), TCP (with TLS, see `tls`) and
+//! inherited fds, one hyper HTTP/1.1 connection task each, stopped together on shutdown.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -43,13 +43,27 @@ pub struct Daemon {
 }
 
 /// A bound listener.
-#[derive(Debug)]
 pub enum Listener {
     /// `unix://PATH` or `fd://`.
     Unix(UnixListener),
-    /// `tcp://HOST:PORT`.
+    /// `tcp://HOST:PORT` (`--tls=false`).
     Tcp(TcpListener),
+    /// `tcp://HOST:PORT` with TLS (`--tls`, `--tlsverify`).
+    Tls(TcpListener, tokio_rustls::TlsAcceptor),
 }
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listener::Unix(u) => f.debug_tuple("Unix").field(u).finish(),
+            Listener::Tcp(t) => f.debug_tuple("Tcp").field(t).finish(),
+            Listener::Tls(t, _) => f.debug_tuple("Tls").field(t).finish(),
+        }
+    }
+}
+
+/// How long a TLS client has to finish its handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serve `listeners` until `shutdown` turns true, then wait for open connections briefly.
 pub async fn serve(listeners: Vec<Listener>, daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
@@ -80,6 +94,23 @@ async fn accept_loop(l: Listener, daemon: Arc<Daemon>, shutdown: watch::Receiver
                 }
                 Err(e) => tracing::warn!("accept: {e}"),
             },
+            Listener::Tls(t, acceptor) => match t.accept().await {
+                Ok((s, peer)) => {
+                    let _ = s.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    let sd = shutdown.clone();
+                    // The handshake runs on the connection's own task, so a slow client holds
+                    // up nobody else.
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                            Ok(Ok(tls)) => spawn_conn(TokioIo::new(tls), d, sd),
+                            Ok(Err(e)) => tracing::info!(%peer, "TLS handshake: {e}"),
+                            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!("accept: {e}"),
+            },
         }
     }
 }
@@ -91,9 +122,15 @@ where
     tokio::spawn(async move {
         let svc = service_fn(move |req: Request<Incoming>| {
             let d = daemon.clone();
+            let req = req.map(crate::body::pump);
             async move { Ok::<Response<Body>, Infallible>(crate::routes::handle(d, req).await) }
         });
-        let conn = http1::Builder::new().serve_connection(io, svc).with_upgrades();
+        // Half-closed connections are answered: a client may shut down its sending side once
+        // the request is out (`nc -U`, some proxies) and still read the answer.
+        let conn = http1::Builder::new()
+            .half_close(true)
+            .serve_connection(io, svc)
+            .with_upgrades();
         tokio::pin!(conn);
         let stopped = tokio::select! {
             r = conn.as_mut() => {

@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bollard_stubs::models as m;
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use wharf_volume::{CreateOptions, VolumeError};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReqBody};
 use crate::error::ApiError;
 use crate::query::{decode_path, Query};
 use crate::server::Daemon;
@@ -26,7 +25,7 @@ impl From<VolumeError> for ApiError {
 use crate::routes::json_response as json_res;
 
 /// Dispatch `/volumes...` (the path without the version prefix).
-pub async fn route(d: Arc<Daemon>, req: Request<Incoming>, method: &Method, path: &str, q: &Query) -> Res {
+pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str, q: &Query) -> Res {
     let store = d.containers.volumes().clone();
     match (method, path) {
         (&Method::GET, "/volumes") => {

@@ -3,10 +3,14 @@
 //! turns a container's config into an OCI runtime spec with Docker's defaults; `seccomp` holds
 //! Docker's default profile and `bpf` compiles profiles for the shim to load; `record` is the on-disk record; `logs` reads json-file logs;
 //! `shim` speaks the shim protocol; `names` makes and checks names; `mounts` parses and
-//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks; `stats` shapes resource readings.
+//! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks; `stats` shapes resource readings; `cgroup`
+//! finds and kills what a container's cgroups hold when its shim is gone; `devices` lists the
+//! host's devices for `--privileged`.
 
 pub mod archive;
 pub mod bpf;
+pub mod cgroup;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -466,12 +466,10 @@ pub fn default_profile(caps: &[String]) -> Value {
     })
 }
 
-/// The profile for a container: Docker's default, none with `seccomp=unconfined` or
-/// `--privileged`, or a profile given inline (the docker CLI sends the file's contents).
+/// The profile for a container: a profile given inline (the docker CLI sends the file's
+/// contents), none with `seccomp=unconfined`, else Docker's default, which `--privileged`
+/// drops. As in Docker 25+, a profile given explicitly applies to privileged containers too.
 pub fn for_container(hc: &m::HostConfig) -> Result<Option<Value>> {
-    if hc.privileged.unwrap_or(false) {
-        return Ok(None);
-    }
     for opt in hc.security_opt.iter().flatten() {
         let Some(v) = opt.strip_prefix("seccomp=").or_else(|| opt.strip_prefix("seccomp:")) else {
             continue;
@@ -482,6 +480,9 @@ pub fn for_container(hc: &m::HostConfig) -> Result<Option<Value>> {
         let profile: Value = serde_json::from_str(v)
             .map_err(|e| ContainerError::Invalid(format!("Decoding seccomp profile failed: {e}")))?;
         return Ok(Some(docker_to_oci(profile)));
+    }
+    if hc.privileged.unwrap_or(false) {
+        return Ok(None);
     }
     Ok(Some(default_profile(&crate::spec::capabilities(hc)?)))
 }

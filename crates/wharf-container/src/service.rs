@@ -455,6 +455,7 @@ impl ContainerService {
                 match shim::send(&sock, &Request::Wait).await {
                     Ok(stream) => {
                         tracing::info!(id = %rec.id, "reconnected to running container");
+                        self.reconcile_freezer(&e).await;
                         for mp in rec.mount_points.iter().filter(|m| m.typ == "volume") {
                             let _ = self.volumes.mount(&mp.name, &rec.id);
                         }
@@ -464,7 +465,8 @@ impl ContainerService {
                         continue;
                     }
                     Err(_) => {
-                        let exit = self.read_exit_file(&rec.id);
+                        // Its shim is gone: whatever it left in the cgroup goes too.
+                        let exit = self.after_shim_died(&rec).await;
                         tracing::info!(id = %rec.id, code = exit.exit_code, "container exited while the daemon was down");
                         self.on_exit(&e, exit, false).await;
                         continue;
@@ -491,6 +493,28 @@ impl ContainerService {
         }
     }
 
+    /// After a daemon restart, make the freezer agree with the record: a container the last
+    /// daemon froze for an operation it never finished (`commit` pauses it) is thawed; one
+    /// recorded as paused whose cgroup is not frozen is running. Only a user's pause shows as
+    /// `paused`.
+    async fn reconcile_freezer(&self, e: &Arc<Entry>) {
+        let rec = e.snapshot();
+        let paused = rec.state.status == "paused";
+        match (paused, crate::cgroup::frozen(&self.cgroup_path(&rec))) {
+            (false, Some(true)) => {
+                tracing::warn!(id = %rec.id, "thawing a container an interrupted operation left frozen");
+                if let Err(err) = shim::call(&self.shim_socket(&rec.id), &Request::Resume).await {
+                    tracing::error!(id = %rec.id, "thawing: {err}");
+                }
+            }
+            (true, Some(false)) => {
+                e.rec.lock().expect("record lock").state.status = "running".into();
+                let _ = self.save(e);
+            }
+            _ => {}
+        }
+    }
+
     /// Where removed containers' directories wait to be deleted (same file system).
     fn trash_dir(&self) -> PathBuf {
         self.cfg.data_root.join("containers-trash")
@@ -514,15 +538,11 @@ impl ContainerService {
         self.container_dir(id).join(format!("{id}-json.log"))
     }
 
-    fn read_exit_file(&self, id: &str) -> ExitInfo {
+    /// The exit record the container's shim wrote, if it wrote one.
+    fn exit_file(&self, id: &str) -> Option<ExitInfo> {
         fs::read(self.bundle_dir(id).join("exit.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(ExitInfo {
-                exit_code: 255,
-                oom_killed: false,
-                finished_at: now_nanos(),
-            })
     }
 
     /// Find a container by full ID, name, or unique ID prefix, as Docker does.
@@ -1286,13 +1306,7 @@ impl ContainerService {
         let env = spec::merge_env(&[&base_env, link_env, rec.config.env.as_deref().unwrap_or(&[])]);
         let mut argv = vec![rec.path.clone()];
         argv.extend(rec.args.iter().cloned());
-        let cgroup_parent = rec
-            .host_config
-            .cgroup_parent
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
-        let cgroup_path = format!("/{}/{}", cgroup_parent.trim_matches('/'), rec.id);
+        let cgroup_path = self.cgroup_path(rec);
         let seccomp = crate::seccomp::for_container(&rec.host_config)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let init = if rec.host_config.init.unwrap_or(self.cfg.default_init) {
@@ -1424,7 +1438,6 @@ impl ContainerService {
     fn spawn_monitor(self: &Arc<Self>, e: Arc<Entry>, stream: Option<ShimStream>) {
         let me = self.clone();
         tokio::spawn(async move {
-            let id = e.snapshot().id;
             let exit = match stream {
                 Some(mut s) => {
                     use tokio::io::AsyncBufReadExt;
@@ -1441,9 +1454,9 @@ impl ContainerService {
             let (exit, shim_cleans) = match exit {
                 Some(x) => (x, true),
                 None => {
-                    // The shim went away without answering: its exit file, if it wrote one.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    (me.read_exit_file(&id), false)
+                    // The shim went away without answering (killed, or crashed): nothing
+                    // supervises the container's processes any more.
+                    (me.after_shim_died(&e.snapshot()).await, false)
                 }
             };
             me.on_exit(&e, exit, shim_cleans).await;
@@ -1597,6 +1610,8 @@ impl ContainerService {
         if !shim_cleans {
             shim::wait_gone(&self.bundle_dir(&id)).await;
             let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
+            let rel = self.cgroup_path(&e.snapshot());
+            let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
         }
         // An auto-removed container's record goes next; after a crash in between, the record
         // still says running, which ends the same way (exit 255, then removal).
@@ -1901,6 +1916,16 @@ impl ContainerService {
                 "removal of container {} is already in progress",
                 rec.id
             )));
+        }
+        // Nothing of the container may outlive its record, whatever its shim did: the cgroup
+        // says what is left.
+        if !crate::cgroup::procs(&self.cgroup_path(&rec)).is_empty() {
+            if !force && !rec.state.is_running() {
+                tracing::warn!(id = %rec.id, "an exited container's cgroup still holds processes: killing them");
+            }
+            self.kill_leftovers(&rec).await.map_err(|err| {
+                ContainerError::Internal(format!("could not kill container {} for removal: {err}", rec.id))
+            })?;
         }
         e.rec.lock().expect("record lock").state.status = "removing".into();
         self.unmount_root(&rec.id);
@@ -2638,24 +2663,49 @@ impl ContainerService {
 
     /// PIDs of the processes in a container's cgroup.
     pub fn pids(&self, rec: &Record) -> Vec<i64> {
+        crate::cgroup::procs(&self.cgroup_path(rec))
+            .into_iter()
+            .map(i64::from)
+            .collect()
+    }
+
+    /// The container's cgroup, relative to each hierarchy's root (the spec's `cgroupsPath`):
+    /// `--cgroup-parent`, else the daemon's, then the container's ID.
+    fn cgroup_path(&self, rec: &Record) -> String {
         let parent = rec
             .host_config
             .cgroup_parent
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
-        let rel = format!("{}/{}", parent.trim_matches('/'), rec.id);
-        for base in [
-            "/sys/fs/cgroup/pids",
-            "/sys/fs/cgroup/memory",
-            "/sys/fs/cgroup/unified",
-            "/sys/fs/cgroup",
-        ] {
-            if let Ok(s) = fs::read_to_string(format!("{base}/{rel}/cgroup.procs")) {
-                return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
-            }
+        format!("/{}/{}", parent.trim_matches('/'), rec.id)
+    }
+
+    /// Kill whatever the container's cgroups still hold (its shim is gone, or a removal must
+    /// not leave anything behind) and wait until they are empty; see [`crate::cgroup`].
+    async fn kill_leftovers(&self, rec: &Record) -> Result<usize> {
+        let rel = self.cgroup_path(rec);
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || crate::cgroup::kill_all(&rel, Duration::from_secs(10)))
+            .await
+            .map_err(|e| ContainerError::Internal(e.to_string()))?
+            .map_err(|e| ContainerError::Internal(format!("container {id}: {e}")))
+    }
+
+    /// The end of a container whose shim went away without telling it: the exit the shim
+    /// recorded, if it got that far; otherwise the container's processes were killed (by the
+    /// kernel as the shim died, or here), which Docker reports as 137.
+    async fn after_shim_died(&self, rec: &Record) -> ExitInfo {
+        match self.kill_leftovers(rec).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(id = %rec.id, "its shim is gone: killed {n} processes left in its cgroup"),
+            Err(err) => tracing::error!(id = %rec.id, "its shim is gone: {err}"),
         }
-        Vec::new()
+        self.exit_file(&rec.id).unwrap_or_else(|| ExitInfo {
+            exit_code: 137,
+            oom_killed: false,
+            finished_at: now_nanos(),
+        })
     }
 
     /// Stop every running container's monitor bookkeeping at daemon shutdown (containers keep

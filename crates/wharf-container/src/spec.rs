@@ -767,8 +767,17 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         devices.push(json!({"path": dest, "type": kind, "major": major, "minor": minor,
             "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}));
     }
+    if privileged {
+        // The host's devices, as Docker gives them; a `--device` of the same path wins.
+        for d in crate::devices::host_devices(std::path::Path::new("/dev")) {
+            if !devices.iter().any(|x| x["path"] == d["path"]) {
+                devices.push(d);
+            }
+        }
+    }
     let mut resources = resources(hc)?;
-    for d in &devices {
+    // `--privileged` allows every device already.
+    for d in devices.iter().filter(|_| !privileged) {
         let perms = hc
             .devices
             .iter()
@@ -800,10 +809,10 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     if !sysctl.is_empty() {
         linux["sysctl"] = json!(sysctl);
     }
+    // `seccomp::for_container` already left Docker's default out for `--privileged`; a
+    // profile given explicitly applies even then (Docker 25+).
     if let Some(p) = input.seccomp {
-        if !privileged {
-            linux["seccomp"] = p;
-        }
+        linux["seccomp"] = p;
     }
     let hostname = cfg.hostname.clone().unwrap_or_default();
     let mut spec = json!({

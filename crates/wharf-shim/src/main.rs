@@ -9,14 +9,18 @@
 //! waiters and removes the container's runtime state. Nothing here uses threads: libcontainer
 //! forks without exec, which is only safe in a single-threaded caller.
 
+mod cgroups;
+mod initerr;
 mod log;
+mod named;
 mod payload;
 mod stats;
+mod stdio;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,17 +29,19 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::{fcntl, FcntlArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::MsgFlags;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use wharf_shim_proto::{frame, ExitInfo, Reply, Request, ShimConfig, STREAM_EXIT, STREAM_STDERR, STREAM_STDOUT};
 
+use crate::cgroups::{cgroup_stats, oom_kills, update_resources};
 use crate::log::JsonLog;
 use crate::payload::{Filter, Payload};
+use crate::stdio::{drain, finish_tty, flush_stdin, make_stdio, resize, Stdio};
 
 /// A client whose unsent output passes this is too slow; it loses output rather than stall
 /// the container.
@@ -52,8 +58,8 @@ fn main() {
     // Own session: signals to the daemon's process group do not reach the shim.
     let _ = nix::unistd::setsid();
     // Ignored signals survive execve: whatever started the daemon (`nohup`, a shell) must not
-    // decide which signals a container can trap. SIGPIPE keeps the Rust runtime's setting and
-    // is reset around each process start (`with_child_signals`).
+    // decide which signals a container can trap. SIGPIPE keeps the Rust runtime's setting; each
+    // container process resets it, and unblocks SIGCHLD, right before its exec (`payload`).
     for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE)) {
         // SAFETY: single-threaded here; SIG_DFL installs no handler code.
         let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
@@ -104,158 +110,6 @@ fn report(r: &Reply) {
     let mut out = io::stdout().lock();
     let _ = out.write_all(&r.line());
     let _ = out.flush();
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>) {
-    if let Ok(fl) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
-        let _ = fcntl(
-            fd.as_raw_fd(),
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
-        );
-    }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
-}
-
-/// Run `f` with the signal state a container process must inherit: SIGCHLD unblocked and
-/// SIGPIPE at its default. libcontainer forks and execs the user's process from inside `f`,
-/// and ignored signals and the signal mask survive execve.
-fn with_child_signals<T>(f: impl FnOnce() -> T) -> T {
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
-    let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&chld), None);
-    // SAFETY: single-threaded process; SIG_DFL installs no handler code.
-    let old = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let r = f();
-    // SAFETY: as above; restoring the previous disposition (SIG_IGN from the Rust runtime).
-    let _ = unsafe { signal::signal(Signal::SIGPIPE, old.unwrap_or(SigHandler::SigIgn)) };
-    let _ = signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None);
-    r
-}
-
-/// Receive the pty master that libcontainer's init sends to a console socket.
-fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1))
-            }
-            Err(e) => return Err(format!("console socket: {e}")),
-        }
-    };
-    conn.set_nonblocking(false).map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 4096];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| format!("console socket: {e}"))?;
-    for c in msg.cmsgs().map_err(|e| e.to_string())? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
-                return Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err("console socket: no terminal received".into())
-}
-
-nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, nix::libc::winsize);
-
-fn resize(fd: BorrowedFd<'_>, height: u16, width: u16) -> Result<(), String> {
-    let ws = nix::libc::winsize {
-        ws_row: height,
-        ws_col: width,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call.
-    unsafe { set_winsize(fd.as_raw_fd(), &ws) }.map_err(|e| format!("resize: {e}"))?;
-    Ok(())
-}
-
-/// The stdio of one process (the init or an exec).
-struct Stdio {
-    stdin: Option<OwnedFd>,
-    stdin_pending: Vec<u8>,
-    stdin_close: bool,
-    /// stdout (or the pty master) and stderr read ends; `None` once at EOF.
-    out: [Option<OwnedFd>; 2],
-    tty: Option<OwnedFd>,
-}
-
-impl Stdio {
-    fn open(&self) -> bool {
-        self.out.iter().any(|o| o.is_some())
-    }
-}
-
-/// Everything needed to create a process's stdio: our ends, and the ends for the child.
-fn make_stdio(
-    tty: bool,
-    stdin: bool,
-    console_path: &Path,
-) -> Result<(Stdio, Vec<OwnedFd>, Option<UnixListener>), String> {
-    if tty {
-        // Bound by its short name in the bundle (the shim's working directory): socket paths
-        // are limited to 108 bytes and bundles can sit deep.
-        let short = console_path.file_name().map(PathBuf::from).unwrap_or_default();
-        let _ = fs::remove_file(&short);
-        let l = UnixListener::bind(&short).map_err(|e| format!("console socket: {e}"))?;
-        return Ok((
-            Stdio {
-                stdin: None,
-                stdin_pending: Vec::new(),
-                stdin_close: false,
-                out: [None, None],
-                tty: None,
-            },
-            Vec::new(),
-            Some(l),
-        ));
-    }
-    let (in_r, in_w) = if stdin {
-        let (r, w) = pipe()?;
-        (r, Some(w))
-    } else {
-        let null = fs::File::open("/dev/null").map_err(|e| e.to_string())?;
-        (OwnedFd::from(null), None)
-    };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    for fd in [Some(&out_r), Some(&err_r), in_w.as_ref()].into_iter().flatten() {
-        set_nonblocking(fd.as_fd());
-    }
-    Ok((
-        Stdio {
-            stdin: in_w,
-            stdin_pending: Vec::new(),
-            stdin_close: false,
-            out: [Some(out_r), Some(err_r)],
-            tty: None,
-        },
-        vec![in_r, out_w, err_w],
-        None,
-    ))
-}
-
-/// Complete the tty side once libcontainer has created the process.
-fn finish_tty(stdio: &mut Stdio, listener: Option<UnixListener>, console_path: &Path) -> Result<(), String> {
-    if let Some(l) = listener {
-        let master = receive_console(&l);
-        let _ = fs::remove_file(console_path);
-        let master = master?;
-        set_nonblocking(master.as_fd());
-        stdio.stdin = Some(master.try_clone().map_err(|e| e.to_string())?);
-        stdio.out[0] = Some(master.try_clone().map_err(|e| e.to_string())?);
-        stdio.tty = Some(master);
-    }
-    Ok(())
 }
 
 enum ClientKind {
@@ -373,9 +227,16 @@ impl Shim {
             .transpose()?
             .map(std::sync::Arc::new);
         let (mut stdio, child, console_l) = make_stdio(cfg.tty, cfg.open_stdin, &console)?;
-        let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child, &filter)?;
-        let container = with_child_signals(|| builder.as_init(&bundle).with_systemd(false).with_detach(true).build())
-            .map_err(|e| e.to_string())?;
+        let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child, &filter, true)?;
+        // The init is created in a name=systemd cgroup of the container's own (v1 hosts), so
+        // the container's `/sys/fs/cgroup/systemd` is that cgroup, never a host hierarchy's.
+        let systemd = named::enter(&cfg.cgroup_path)?;
+        let built = builder.as_init(&bundle).with_systemd(false).with_detach(true).build();
+        named::leave(&systemd);
+        let container = built.map_err(|e| {
+            named::remove(systemd.dir());
+            initerr::explain(&e.to_string(), &bundle.join("shim.log"), &bundle.join("config.json"))
+        })?;
         let init = container.pid().ok_or("libcontainer reported no init pid")?;
         if let Err(e) = loopback_up(init) {
             eprintln!("wharf-shim: loopback: {e}");
@@ -718,16 +579,12 @@ impl Shim {
     fn request(&mut self, id: u64, req: Request) {
         match req {
             Request::Start => {
-                let r = self
-                    .container()
-                    .and_then(|mut c| with_child_signals(|| c.start()).map_err(|e| e.to_string()));
+                let r = self.container().and_then(|mut c| c.start().map_err(|e| e.to_string()));
                 self.reply(
                     id,
                     r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
                     ClientKind::Closing,
                 );
-                // A process that exited at once signalled while SIGCHLD was unblocked.
-                self.reap();
             }
             Request::Kill { signal: sig, all } => {
                 let r = match Signal::try_from(sig) {
@@ -854,14 +711,22 @@ impl Shim {
             .map_err(|e| format!("write {}: {e}", proc_path.display()))?;
         let console = bundle.join(format!("e{}.sock", &exec_id[..exec_id.len().min(12)]));
         let (mut stdio, child, console_l) = make_stdio(tty, stdin, &console)?;
-        let builder = builder_with_stdio(&self.cfg.id, &self.cfg.state_root, tty, &console, child, &self.filter)?;
-        let r = with_child_signals(|| {
-            builder
-                .as_tenant()
-                .with_process(Some(&proc_path))
-                .with_detach(true)
-                .build()
-        });
+        let builder = builder_with_stdio(
+            &self.cfg.id,
+            &self.cfg.state_root,
+            tty,
+            &console,
+            child,
+            &self.filter,
+            false,
+        )?;
+        // SIGCHLD stays blocked through the spawn (the new process unblocks it for itself), so
+        // an exit during it, the init's included, waits in the signalfd whichever way this ends.
+        let r = builder
+            .as_tenant()
+            .with_process(Some(&proc_path))
+            .with_detach(true)
+            .build();
         let _ = fs::remove_file(&proc_path);
         let pid = r.map_err(|e| e.to_string())?;
         if let Err(e) = finish_tty(&mut stdio, console_l, &console) {
@@ -881,8 +746,6 @@ impl Shim {
                 client,
             },
         );
-        // The exec may have exited (and its SIGCHLD been consumed) while signals were unblocked.
-        self.reap();
         Ok(pid)
     }
 
@@ -934,88 +797,8 @@ impl Shim {
                 eprintln!("wharf-shim: delete: {e}");
             }
         }
+        named::remove(&named::path(&self.cfg.cgroup_path));
     }
-}
-
-/// Read a non-blocking output pipe (or pty master) until it would block, handing each chunk to
-/// `sink`; at EOF or an error (EIO: the pty's other side is gone) the slot is closed.
-fn drain(slot: &mut Option<OwnedFd>, mut sink: impl FnMut(&[u8])) {
-    let mut buf = [0u8; 32 * 1024];
-    while let Some(fd) = slot {
-        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-            Ok(0) => *slot = None,
-            Ok(n) => sink(&buf[..n]),
-            Err(Errno::EAGAIN) => return,
-            Err(Errno::EINTR) => continue,
-            Err(_) => *slot = None,
-        }
-    }
-}
-
-/// Write what is pending to a process's stdin without blocking; close it when asked and done.
-fn flush_stdin(s: &mut Stdio) {
-    while let Some(fd) = &s.stdin {
-        if s.stdin_pending.is_empty() {
-            break;
-        }
-        match nix::unistd::write(fd, &s.stdin_pending) {
-            Ok(n) => {
-                s.stdin_pending.drain(..n);
-            }
-            Err(Errno::EAGAIN) => return,
-            Err(Errno::EINTR) => continue,
-            Err(_) => {
-                s.stdin_pending.clear();
-                s.stdin = None;
-                return;
-            }
-        }
-    }
-    if s.stdin_close && s.stdin_pending.is_empty() {
-        if s.tty.is_some() {
-            // EOF on a terminal is ^D at the start of a line.
-            if let Some(fd) = &s.stdin {
-                let _ = nix::unistd::write(fd, &[4u8]);
-            }
-        } else {
-            s.stdin = None;
-        }
-    }
-}
-
-/// libcgroups' manager for the container's cgroup (v1, v2 or hybrid, as libcontainer chose).
-fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<libcgroups::common::AnyCgroupManager, String> {
-    libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
-        cgroup_path: cgroup_path.into(),
-        systemd_cgroup: false,
-        container_name: id.to_string(),
-    })
-    .map_err(|e| e.to_string())
-}
-
-/// The cgroup's figures (for `docker stats`), read by the same manager that created it.
-fn cgroup_stats(cgroup_path: &str, id: &str) -> Result<serde_json::Value, String> {
-    stats::read(&cgroup_manager(cgroup_path, id)?, cgroup_path)
-}
-
-/// `docker update`: the container's cgroup gets the whole new resources object, through the
-/// same cgroup manager libcontainer created it with (v1, v2 or hybrid).
-fn update_resources(cgroup_path: &str, id: &str, resources: serde_json::Value) -> Result<(), String> {
-    use libcgroups::common::{CgroupManager, ControllerOpt};
-    let res: oci_spec::runtime::LinuxResources =
-        serde_json::from_value(resources).map_err(|e| format!("invalid resources: {e}"))?;
-    let manager = cgroup_manager(cgroup_path, id)?;
-    let opt = ControllerOpt {
-        resources: &res,
-        disable_oom_killer: res
-            .memory()
-            .as_ref()
-            .and_then(|m| m.disable_oom_killer())
-            .unwrap_or(false),
-        oom_score_adj: None,
-        freezer_state: None,
-    };
-    manager.apply(&opt).map_err(|e| e.to_string())
 }
 
 /// A libcontainer builder for the container (init or exec) with its stdio: the console socket
@@ -1027,11 +810,12 @@ fn builder_with_stdio(
     console: &Path,
     child: Vec<OwnedFd>,
     filter: &Option<std::sync::Arc<Filter>>,
+    init: bool,
 ) -> Result<ContainerBuilder, String> {
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_root)
         .map_err(|e| e.to_string())?
-        .with_executor(Payload::new(filter.clone()));
+        .with_executor(Payload::new(filter.clone(), init));
     if tty {
         builder = builder.with_console_socket(Some(console));
     } else {
@@ -1043,28 +827,6 @@ fn builder_with_stdio(
             .with_stderr(e.expect("stderr"));
     }
     Ok(builder)
-}
-
-/// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).
-fn oom_kills(cgroup_path: &str) -> u64 {
-    let rel = cgroup_path.trim_start_matches('/');
-    let candidates = [
-        (format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"), "oom_kill "),
-        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
-        (format!("/sys/fs/cgroup/unified/{rel}/memory.events"), "oom_kill "),
-    ];
-    for (p, key) in candidates {
-        if let Ok(s) = fs::read_to_string(&p) {
-            if let Some(n) = s
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-            {
-                return n;
-            }
-        }
-    }
-    0
 }
 
 /// Bring `lo` up in the container's network namespace when it has one of its own (a new

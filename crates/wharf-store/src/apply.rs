@@ -65,6 +65,15 @@ pub enum ApplyError {
     /// The archive itself is malformed or truncated.
     #[error("invalid tar stream: {0}")]
     Tar(#[source] io::Error),
+    /// The archive ends, or breaks, inside an entry's data.
+    #[error("invalid tar stream: entry {name:?}: {source}")]
+    Data {
+        /// The entry whose data is cut short.
+        name: String,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
     /// An entry's name or link leaves the root.
     #[error("invalid tar entry {name:?}: {reason}")]
     Breakout {
@@ -241,9 +250,13 @@ pub fn apply_tar_in(
                 .map_err(errno(&raw_path))?;
                 let mut f = std::fs::File::from(fd);
                 let pos = entry.raw_file_position();
-                let n = io::copy(&mut entry, &mut f).map_err(ApplyError::Tar)?;
+                let data_err = |source| ApplyError::Data {
+                    name: raw_path.display().to_string(),
+                    source,
+                };
+                let n = io::copy(&mut entry, &mut f).map_err(data_err)?;
                 if n != header.entry_size().map_err(ApplyError::Tar)? && entry.size() != n {
-                    return Err(ApplyError::Tar(io::Error::new(
+                    return Err(data_err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "entry shorter than its header says",
                     )));

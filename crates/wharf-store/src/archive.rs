@@ -326,6 +326,41 @@ fn header(st: &rfs::Stat, kind: tar::EntryType) -> tar::Header {
     h
 }
 
+/// Append a symlink entry whose target is `target`, byte for byte. The tar crate's own
+/// `append_link` cleans the target as a path (`/` becomes `//`, `a//b/./c` becomes `a/b/c`),
+/// and a layer's digest must not depend on that: Docker stores what `readlink` returned. A
+/// target longer than the header's 100 bytes goes in a GNU long-link entry first, as the tar
+/// crate writes long link names.
+pub(crate) fn append_symlink<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &Path,
+    target: &[u8],
+) -> io::Result<()> {
+    const FIELD: usize = 100;
+    if target.len() > FIELD {
+        let mut k = tar::Header::new_gnu();
+        if let Some(g) = k.as_gnu_mut() {
+            g.name[..13].copy_from_slice(b"././@LongLink");
+        }
+        k.set_mode(0o644);
+        k.set_uid(0);
+        k.set_gid(0);
+        k.set_mtime(0);
+        // With its terminating NUL, as GNU tar writes it.
+        k.set_size(target.len() as u64 + 1);
+        k.set_entry_type(tar::EntryType::GNULongLink);
+        k.set_cksum();
+        b.append(&k, target.chain(&[0u8][..]))?;
+        h.set_link_name_literal(&target[..FIELD])?;
+    } else {
+        h.set_link_name_literal(target)?;
+    }
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_data(h, name, io::empty())
+}
+
 fn entry<W: Write>(
     b: &mut tar::Builder<W>,
     dir: BorrowedFd<'_>,
@@ -395,9 +430,8 @@ fn entry<W: Write>(
                 Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => return Ok(false),
                 Err(e) => return Err(e.into()),
             };
-            let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
             let mut h = header(st, tar::EntryType::Symlink);
-            b.append_link(&mut h, tar_name, target)?;
+            append_symlink(b, &mut h, tar_name, target.as_bytes())?;
         }
         ft @ (FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo) => {
             let kind = match ft {
@@ -563,6 +597,14 @@ fn append_one<W: Write>(b: &mut tar::Builder<W>, p: &Path, name: &Path, md: &std
     if ft.is_socket() {
         return Ok(());
     }
+    if ft.is_symlink() {
+        use std::os::unix::ffi::OsStrExt;
+        // The header the tar crate would make for it, with the target kept as it is.
+        let target = std::fs::read_link(p)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(md, tar::HeaderMode::Complete);
+        return append_symlink(b, &mut h, name, target.as_os_str().as_bytes());
+    }
     b.append_path_with_name(p, name)
 }
 
@@ -650,5 +692,54 @@ mod tests {
             ["g Regular", "l Symlink", "sub Directory", "sub/f Link"]
         );
         assert_eq!(list("/data/l"), ["l Symlink"]);
+    }
+
+    /// The (name, link target bytes) of every symlink entry of a tar.
+    fn symlinks(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut ar = tar::Archive::new(buf);
+        let mut out: Vec<(String, Vec<u8>)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.header().entry_type() == tar::EntryType::Symlink)
+            .map(|e| {
+                let target = e.link_name_bytes().unwrap().into_owned();
+                (e.path().unwrap().display().to_string(), target)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn symlink_targets_are_kept_byte_for_byte() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("t")).unwrap();
+        let long = format!("{}/end", "x/./".repeat(40));
+        let targets: [&str; 5] = ["/", "a//b/./c", "../", "//etc//passwd/", &long];
+        for (i, t) in targets.iter().enumerate() {
+            symlink(t, d.path().join(format!("t/l{i}"))).unwrap();
+        }
+        let want: Vec<(String, Vec<u8>)> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("l{i}"), t.as_bytes().to_vec()))
+            .collect();
+        // A layer diff (commit)...
+        let mut buf = Vec::new();
+        write_overlay_diff(&d.path().join("t"), &mut buf).unwrap();
+        assert_eq!(symlinks(&buf), want);
+        // ...a naive diff (commit on vfs)...
+        let changes: Vec<(String, u8)> = (0..targets.len()).map(|i| (format!("/l{i}"), 1)).collect();
+        let mut buf = Vec::new();
+        write_changes_diff(&d.path().join("t"), &changes, &mut buf).unwrap();
+        assert_eq!(symlinks(&buf), want);
+        // ...and `docker cp` / `export`.
+        let root = SafeRoot::open(d.path()).unwrap();
+        let (r, st) = stat(&root, "/t/.").unwrap().unwrap();
+        let mut buf = Vec::new();
+        write_tar(&r, &st.name, &mut buf).unwrap();
+        let got: Vec<(String, Vec<u8>)> = symlinks(&buf);
+        assert_eq!(got, want);
     }
 }

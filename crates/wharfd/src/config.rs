@@ -35,9 +35,22 @@ pub struct Flags {
     /// Enable debug mode (same as --log-level=debug).
     #[arg(short = 'D', long)]
     pub debug: bool,
-    /// Use TLS; plain TCP listening requires an explicit --tls=false.
+    /// Use TLS; implied by --tlsverify. Plain TCP listening requires an explicit --tls=false.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub tls: Option<bool>,
+    /// Use TLS and let in only clients whose certificate the CA (--tlscacert) signed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// Trust certs signed only by this CA (default `$DOCKER_CERT_PATH/ca.pem`, or
+    /// `~/.docker/ca.pem`).
+    #[arg(long)]
+    pub tlscacert: Option<PathBuf>,
+    /// Path to the TLS certificate file (default `$DOCKER_CERT_PATH/cert.pem`).
+    #[arg(long)]
+    pub tlscert: Option<PathBuf>,
+    /// Path to the TLS key file (default `$DOCKER_CERT_PATH/key.pem`).
+    #[arg(long)]
+    pub tlskey: Option<PathBuf>,
     /// Parent cgroup for containers that name none (default `wharf`).
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -98,6 +111,10 @@ struct FileConfig {
     log_level: Option<String>,
     debug: Option<bool>,
     tls: Option<bool>,
+    tlsverify: Option<bool>,
+    tlscacert: Option<PathBuf>,
+    tlscert: Option<PathBuf>,
+    tlskey: Option<PathBuf>,
     cgroup_parent: Option<String>,
     init: Option<bool>,
     init_path: Option<PathBuf>,
@@ -133,11 +150,36 @@ pub struct Settings {
     pub storage_driver: Option<String>,
     pub log_level: String,
     pub tls: Option<bool>,
+    /// TLS for TCP listeners, when `--tls` or `--tlsverify` asks for it.
+    pub tls_files: Option<TlsFiles>,
     pub cgroup_parent: String,
     pub init: bool,
     pub init_path: Option<PathBuf>,
     pub net: NetSettings,
     pub registry: wharf_distribution::RegistryConfig,
+}
+
+/// The certificate, key and (with `--tlsverify`) client CA of TCP listeners.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Only clients with a certificate this CA signed get in (`--tlsverify`).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Where dockerd looks for its TLS files when none is named: `$DOCKER_CERT_PATH`, else
+/// `~/.docker`.
+fn cert_dir() -> PathBuf {
+    std::env::var_os("DOCKER_CERT_PATH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/root".into())
+                .join(".docker")
+        })
 }
 
 /// Networking settings.
@@ -195,6 +237,10 @@ impl Settings {
         let storage_driver = pick!(f.storage_driver, file.storage_driver, "storage-driver");
         let log_level = pick!(f.log_level, file.log_level, "log-level");
         let tls = pick!(f.tls, file.tls, "tls");
+        let tlsverify = pick!(f.tlsverify, file.tlsverify, "tlsverify");
+        let tlscacert = pick!(f.tlscacert, file.tlscacert, "tlscacert");
+        let tlscert = pick!(f.tlscert, file.tlscert, "tlscert");
+        let tlskey = pick!(f.tlskey, file.tlskey, "tlskey");
         let cgroup_parent = pick!(f.cgroup_parent, file.cgroup_parent, "cgroup-parent");
         let init = pick!(f.init, file.init, "init");
         let init_path = pick!(f.init_path, file.init_path, "init-path");
@@ -245,6 +291,16 @@ impl Settings {
                 both.join(", ")
             );
         }
+        // As dockerd: --tlsverify implies --tls, and --tls=false with --tlsverify is a mistake.
+        let verify = tlsverify.unwrap_or(false);
+        if verify && tls == Some(false) {
+            bail!("--tlsverify needs TLS: it cannot be combined with --tls=false");
+        }
+        let tls_files = (verify || tls == Some(true)).then(|| TlsFiles {
+            cert: tlscert.unwrap_or_else(|| cert_dir().join("cert.pem")),
+            key: tlskey.unwrap_or_else(|| cert_dir().join("key.pem")),
+            client_ca: verify.then(|| tlscacert.unwrap_or_else(|| cert_dir().join("ca.pem"))),
+        });
         let debug = f.debug || file.debug.unwrap_or(false);
         let log_level = if debug {
             "debug".to_string()
@@ -269,6 +325,7 @@ impl Settings {
             storage_driver,
             log_level,
             tls,
+            tls_files,
             cgroup_parent: cgroup_parent.unwrap_or_else(|| "wharf".into()),
             init: init.unwrap_or(false),
             init_path: init_path.or_else(find_init),

@@ -104,7 +104,7 @@ fn engine_id(data_root: &Path) -> Result<String> {
     Ok(id)
 }
 
-async fn bind(host: &str, tls_off: bool) -> Result<Vec<(Listener, Option<PathBuf>)>> {
+async fn bind(host: &str, s: &Settings) -> Result<Vec<(Listener, Option<PathBuf>)>> {
     if let Some(path) = host.strip_prefix("unix://") {
         let path = PathBuf::from(if path.is_empty() { "/run/wharf/wharf.sock" } else { path });
         if let Some(dir) = path.parent() {
@@ -122,17 +122,34 @@ async fn bind(host: &str, tls_off: bool) -> Result<Vec<(Listener, Option<PathBuf
         return Ok(vec![(Listener::Unix(l), Some(path))]);
     }
     if let Some(addr) = host.strip_prefix("tcp://") {
-        if !tls_off {
-            bail!(
+        let tls = match &s.tls_files {
+            Some(t) => {
+                let acceptor = wharf_api::tls::acceptor(&t.cert, &t.key, t.client_ca.as_deref())
+                    .with_context(|| format!("TLS for {host}"))?;
+                if t.client_ca.is_none() {
+                    tracing::warn!("listening on {host} with TLS but without --tlsverify: any client that reaches it controls this host as root");
+                }
+                Some(acceptor)
+            }
+            None if s.tls == Some(false) => {
+                tracing::warn!("listening on {host} without TLS: anyone who can reach it controls this host as root");
+                None
+            }
+            None => bail!(
                 "refusing to listen on {host} without TLS: anyone who can reach it controls this host as root; \
-                 pass --tls=false to do it anyway"
-            );
-        }
-        tracing::warn!("listening on {host} without TLS: anyone who can reach it controls this host as root");
+                 use --tlsverify (or pass --tls=false to do it anyway)"
+            ),
+        };
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {host}"))?;
-        return Ok(vec![(Listener::Tcp(l), None)]);
+        return Ok(vec![(
+            match tls {
+                Some(a) => Listener::Tls(l, a),
+                None => Listener::Tcp(l),
+            },
+            None,
+        )]);
     }
     if host.starts_with("fd://") {
         return systemd_listeners();
@@ -194,10 +211,10 @@ async fn run(s: Settings) -> Result<()> {
     // start before anything is set up on the machine.
     for h in &s.hosts {
         let tcp = h.starts_with("tcp://");
-        if tcp && s.tls != Some(false) {
+        if tcp && s.tls != Some(false) && s.tls_files.is_none() {
             bail!(
                 "refusing to listen on {h} without TLS: anyone who can reach it controls this host as root; \
-                 pass --tls=false to do it anyway"
+                 use --tlsverify (or pass --tls=false to do it anyway)"
             );
         }
         if !tcp && !h.starts_with("unix://") && !h.starts_with("fd://") {
@@ -293,7 +310,7 @@ async fn run(s: Settings) -> Result<()> {
     let mut listeners = Vec::new();
     let mut socket_files = Vec::new();
     for h in &s.hosts {
-        let bound = match bind(h, s.tls == Some(false)).await {
+        let bound = match bind(h, &s).await {
             Ok(b) => b,
             Err(e) => {
                 net.shutdown(daemon_running(&s)).await;
