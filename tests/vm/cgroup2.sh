@@ -150,4 +150,32 @@ docker stop -t 1 par >/dev/null
 eq "stop after restart" exited "$(docker inspect -f '{{.State.Status}}' par)"
 docker rm par >/dev/null
 rmdir /sys/fs/cgroup/mine 2>/dev/null
+
+# A container never changes its own limits: its cgroup2 mount is read-only (not with
+# --privileged), so a write to memory.max, pids.max or cgroup.subtree_control, or a mkdir, fails.
+step docker run -d --name ro $N -m 64m --pids-limit 10 busybox sleep 1000
+c=$(cg ro)
+out=$(docker exec ro sh -c 'echo max >/sys/fs/cgroup/memory.max; echo max >/sys/fs/cgroup/pids.max;
+  echo +pids >/sys/fs/cgroup/cgroup.subtree_control; mkdir /sys/fs/cgroup/x' 2>&1)
+has "own cgroup: writes refused" "Read-only file system" "$out"
+eq "own cgroup: memory.max unchanged" 67108864 "$(cat "$c/memory.max")"
+eq "own cgroup: pids.max unchanged" 10 "$(cat "$c/pids.max")"
+eq "own cgroup: no child cgroup made" "" "$(find "$c" -mindepth 1 -type d)"
+has "own cgroup: the mount is read-only" "cgroup2 /sys/fs/cgroup cgroup2 ro" "$(docker exec ro cat /proc/mounts)"
+eq "--privileged: its cgroup is writable" w "$(docker run --rm $N --privileged busybox sh -c \
+  'cat /sys/fs/cgroup/memory.max >/sys/fs/cgroup/memory.max && echo w' 2>&1)"
+
+# A shim killed takes its container with it: exit 137, no process, no cgroup left.
+id=$(docker inspect -f '{{.Id}}' ro)
+pid=$(docker inspect -f '{{.State.Pid}}' ro)
+shim=$(ps -o pid,args | grep "[w]harf-shim .*$id" | awk '{print $1}')
+kill -9 "$shim"
+i=0
+until [ "$(docker inspect -f '{{.State.Status}}' ro)" = exited ] || [ $i -gt 100 ]; do i=$((i + 1)); sleep 0.1; done
+eq "killed shim: recorded exit" "exited 137" "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' ro)"
+st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null)
+case "${st:-gone}" in gone|Z) ok "killed shim: the container's process is gone" ;;
+  *) no "killed shim: process $pid still alive ($st)" ;; esac
+if [ -d "$c" ]; then no "killed shim: cgroup $c left"; else ok "killed shim: cgroup removed"; fi
+step docker rm ro
 ps | grep -q '[w]harf-shim' && no "no shim left" || ok "no shim left"

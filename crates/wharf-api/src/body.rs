@@ -66,9 +66,15 @@ impl hyper::body::Body for ReqBody {
     }
 }
 
+/// Frames of data smaller than this are gathered into one before they are handed over, as
+/// long as more is already there: a body sent in tiny chunks costs a copy, not a hand-over
+/// (and a record) per chunk.
+const GATHER: usize = 64 << 10;
+
 /// Hand `body` to the routes through a task that keeps reading it (and discarding, up to
 /// [`DRAIN_LIMIT`]) once the route has dropped its end.
 pub fn pump(body: Incoming) -> ReqBody {
+    use futures_util::FutureExt as _;
     use hyper::body::Body as _;
     if body.is_end_stream() {
         return ReqBody::empty();
@@ -76,28 +82,56 @@ pub fn pump(body: Incoming) -> ReqBody {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut body = body;
-        let mut dropped: Option<u64> = None;
-        while let Some(frame) = body.frame().await {
-            let failed = frame.is_err();
-            match &mut dropped {
-                None => {
-                    if tx.send(frame).await.is_err() {
-                        dropped = Some(0);
+        let mut drained: Option<u64> = None;
+        let mut pending = bytes::BytesMut::new();
+        loop {
+            // What is ready now joins what came before; a wait hands the gathered data over.
+            let next = match body.frame().now_or_never() {
+                Some(f) => f,
+                None if !pending.is_empty() => {
+                    let data = Ok(Frame::data(pending.split().freeze()));
+                    if drained.is_none() && tx.send(data).await.is_err() {
+                        drained = Some(0);
                     }
+                    continue;
                 }
-                Some(n) => {
-                    *n += frame
-                        .ok()
-                        .and_then(|f| f.into_data().ok())
-                        .map_or(0, |d| d.len() as u64);
+                None => body.frame().await,
+            };
+            let Some(frame) = next else { break };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    if drained.is_none() {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                    return;
+                }
+            };
+            match (frame.into_data(), &mut drained) {
+                (Ok(d), Some(n)) => {
+                    *n += d.len() as u64;
                     if *n > DRAIN_LIMIT {
-                        break;
+                        return;
                     }
                 }
+                (Ok(d), None) if pending.is_empty() && d.len() >= GATHER => {
+                    // Large frames go as they are, uncopied.
+                    if tx.send(Ok(Frame::data(d))).await.is_err() {
+                        drained = Some(0);
+                    }
+                }
+                (Ok(d), None) => {
+                    pending.extend_from_slice(&d);
+                    if pending.len() >= GATHER && tx.send(Ok(Frame::data(pending.split().freeze()))).await.is_err() {
+                        drained = Some(0);
+                    }
+                }
+                // Trailers: nothing a route reads.
+                (Err(_), _) => {}
             }
-            if failed {
-                break;
-            }
+        }
+        if drained.is_none() && !pending.is_empty() {
+            let _ = tx.send(Ok(Frame::data(pending.freeze()))).await;
         }
     });
     ReqBody { rx: Some(rx) }

@@ -239,21 +239,43 @@ pub fn hand_off(spec: &mut Value, bundle: &Path) -> Result<Option<SeccompFilter>
     if let Some(linux) = spec["linux"].as_object_mut() {
         linux.remove("seccomp");
     }
-    let process = &mut spec["process"];
-    if process["noNewPrivileges"] != json!(true) {
-        let caps = &mut process["capabilities"];
-        for set in ["effective", "permitted"] {
-            match caps[set].as_array_mut() {
-                Some(list) if list.iter().any(|c| c == LOAD_CAP) => {}
-                Some(list) => list.push(json!(LOAD_CAP)),
-                None => caps[set] = json!([LOAD_CAP]),
-            }
-        }
+    if spec["process"]["noNewPrivileges"] != json!(true) {
+        keep_sys_admin(spec);
     }
     Ok(Some(SeccompFilter {
         program: path.display().to_string(),
         flags: program.flags,
     }))
+}
+
+/// Keep CAP_SYS_ADMIN in the effective and permitted sets (never the bounding or inheritable
+/// ones) for the shim's executor, which drops it before the payload runs.
+fn keep_sys_admin(spec: &mut Value) {
+    let caps = &mut spec["process"]["capabilities"];
+    for set in ["effective", "permitted"] {
+        match caps[set].as_array_mut() {
+            Some(list) if list.iter().any(|c| c == LOAD_CAP) => {}
+            Some(list) => list.push(json!(LOAD_CAP)),
+            None => caps[set] = json!([LOAD_CAP]),
+        }
+    }
+}
+
+/// The executor seals the cgroup mounts of every container whose spec mounts them read-only
+/// (all but `--privileged`): that remount needs CAP_SYS_ADMIN whatever the seccomp setup, so
+/// it is kept for the executor as for a filter's load.
+pub fn keep_for_cgroup_seal(spec: &mut Value) {
+    let read_only = spec["mounts"].as_array().is_some_and(|ms| {
+        ms.iter()
+            .rev()
+            .find(|m| m["destination"] == "/sys/fs/cgroup")
+            .is_some_and(|m| {
+                m["type"] == "cgroup" && m["options"].as_array().is_some_and(|o| o.iter().any(|x| x == "ro"))
+            })
+    });
+    if read_only {
+        keep_sys_admin(spec);
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +358,27 @@ mod tests {
         // Unconfined: nothing to hand off.
         let mut spec = json!({"process": {"capabilities": {"effective": caps}}, "linux": {}});
         assert!(hand_off(&mut spec, dir.path()).unwrap().is_none());
+        assert_eq!(spec["process"]["capabilities"]["effective"], caps);
+    }
+
+    #[test]
+    fn the_cgroup_seal_keeps_sys_admin_only_for_read_only_cgroups() {
+        let caps = json!(["CAP_KILL"]);
+        let with = |opt: &str| {
+            json!({
+                "process": {"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+                "mounts": [{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["nosuid", opt]}],
+            })
+        };
+        let mut spec = with("ro");
+        keep_for_cgroup_seal(&mut spec);
+        let c = &spec["process"]["capabilities"];
+        assert_eq!(c["effective"], json!(["CAP_KILL", "CAP_SYS_ADMIN"]));
+        assert_eq!(c["permitted"], json!(["CAP_KILL", "CAP_SYS_ADMIN"]));
+        assert_eq!(c["bounding"], caps);
+        // --privileged: writable cgroups, nothing to seal.
+        let mut spec = with("rw");
+        keep_for_cgroup_seal(&mut spec);
         assert_eq!(spec["process"]["capabilities"]["effective"], caps);
     }
 }

@@ -47,10 +47,13 @@ pub fn dirs(rel: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The PIDs (host namespace) of every process in any of the container's cgroups.
+/// The PIDs (host namespace) of every process in any of the container's cgroups. The
+/// `name=systemd` hierarchy is left out: it limits nothing, and the container's shim lives in
+/// the container's cgroup there (`wharf-shim::named`).
 pub fn procs(rel: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = dirs(rel)
         .iter()
+        .filter(|d| !d.starts_with(Path::new(ROOT).join("systemd")))
         .flat_map(|d| {
             fs::read_to_string(d.join("cgroup.procs"))
                 .unwrap_or_default()

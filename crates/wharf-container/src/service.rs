@@ -466,7 +466,7 @@ impl ContainerService {
                     }
                     Err(_) => {
                         // Its shim is gone: whatever it left in the cgroup goes too.
-                        let exit = self.after_shim_died(&rec).await;
+                        let exit = self.after_shim_died(&rec, false).await;
                         tracing::info!(id = %rec.id, code = exit.exit_code, "container exited while the daemon was down");
                         self.on_exit(&e, exit, false).await;
                         continue;
@@ -1362,6 +1362,7 @@ impl ContainerService {
         )?;
         let _ = fs::remove_file(bundle.join(crate::bpf::FILTER_FILE));
         let seccomp = crate::bpf::hand_off(&mut spec, &bundle)?;
+        crate::bpf::keep_for_cgroup_seal(&mut spec);
         fs::write(
             bundle.join("config.json"),
             serde_json::to_vec_pretty(&spec).expect("spec"),
@@ -1456,7 +1457,7 @@ impl ContainerService {
                 None => {
                     // The shim went away without answering (killed, or crashed): nothing
                     // supervises the container's processes any more.
-                    (me.after_shim_died(&e.snapshot()).await, false)
+                    (me.after_shim_died(&e.snapshot(), true).await, false)
                 }
             };
             me.on_exit(&e, exit, shim_cleans).await;
@@ -1610,8 +1611,6 @@ impl ContainerService {
         if !shim_cleans {
             shim::wait_gone(&self.bundle_dir(&id)).await;
             let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
-            let rel = self.cgroup_path(&e.snapshot());
-            let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
         }
         // An auto-removed container's record goes next; after a crash in between, the record
         // still says running, which ends the same way (exit 255, then removal).
@@ -1926,6 +1925,11 @@ impl ContainerService {
             self.kill_leftovers(&rec).await.map_err(|err| {
                 ContainerError::Internal(format!("could not kill container {} for removal: {err}", rec.id))
             })?;
+            // The shim could not remove cgroups that still held a process: once it is gone,
+            // they go here.
+            shim::wait_gone(&self.bundle_dir(&rec.id)).await;
+            let rel = self.cgroup_path(&rec);
+            let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
         }
         e.rec.lock().expect("record lock").state.status = "removing".into();
         self.unmount_root(&rec.id);
@@ -2693,16 +2697,29 @@ impl ContainerService {
     }
 
     /// The end of a container whose shim went away without telling it: the exit the shim
-    /// recorded, if it got that far; otherwise the container's processes were killed (by the
-    /// kernel as the shim died, or here), which Docker reports as 137.
-    async fn after_shim_died(&self, rec: &Record) -> ExitInfo {
-        match self.kill_leftovers(rec).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(id = %rec.id, "its shim is gone: killed {n} processes left in its cgroup"),
-            Err(err) => tracing::error!(id = %rec.id, "its shim is gone: {err}"),
-        }
+    /// recorded, if it got that far. Otherwise, when the daemon saw the shim die (`watched`)
+    /// or found processes to kill, they were killed (by the kernel as the shim died, or here),
+    /// which Docker reports as 137; a container found with no shim and no process at daemon
+    /// start ended unseen: 255.
+    async fn after_shim_died(&self, rec: &Record, watched: bool) -> ExitInfo {
+        let killed = match self.kill_leftovers(rec).await {
+            Ok(0) => false,
+            Ok(n) => {
+                tracing::warn!(id = %rec.id, "its shim is gone: {n} processes were left in its cgroup, killed");
+                true
+            }
+            Err(err) => {
+                tracing::error!(id = %rec.id, "its shim is gone: {err}");
+                true
+            }
+        };
+        // What the shim would have removed after the exit: its cgroups (once its lock is free,
+        // so a shim still finishing is not raced).
+        shim::wait_gone(&self.bundle_dir(&rec.id)).await;
+        let rel = self.cgroup_path(rec);
+        let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
         self.exit_file(&rec.id).unwrap_or_else(|| ExitInfo {
-            exit_code: 137,
+            exit_code: if watched || killed { 137 } else { 255 },
             oom_killed: false,
             finished_at: now_nanos(),
         })

@@ -181,6 +181,8 @@ struct Shim {
     exited_at: Option<Instant>,
     /// The seccomp filter for the init and every exec.
     filter: Option<std::sync::Arc<Filter>>,
+    /// The container's name=systemd cgroup, which the shim is in until it exits.
+    systemd: named::Entered,
     /// Held until the shim exits (see `wharf_shim_proto::LOCK_FILE`).
     _lock: nix::fcntl::Flock<fs::File>,
 }
@@ -230,13 +232,18 @@ impl Shim {
         let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child, &filter, true)?;
         // The init is created in a name=systemd cgroup of the container's own (v1 hosts), so
         // the container's `/sys/fs/cgroup/systemd` is that cgroup, never a host hierarchy's.
+        // The shim stays in it for its life, so every exec is created there too.
         let systemd = named::enter(&cfg.cgroup_path)?;
-        let built = builder.as_init(&bundle).with_systemd(false).with_detach(true).build();
-        named::leave(&systemd);
-        let container = built.map_err(|e| {
-            named::remove(systemd.dir());
-            initerr::explain(&e.to_string(), &bundle.join("shim.log"), &bundle.join("config.json"))
-        })?;
+        let container = builder
+            .as_init(&bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| {
+                named::leave(&systemd);
+                named::remove(systemd.dir());
+                initerr::explain(&e.to_string(), &bundle.join("shim.log"), &bundle.join("config.json"))
+            })?;
         let init = container.pid().ok_or("libcontainer reported no init pid")?;
         if let Err(e) = loopback_up(init) {
             eprintln!("wharf-shim: loopback: {e}");
@@ -266,6 +273,7 @@ impl Shim {
             exit: None,
             exited_at: None,
             filter,
+            systemd,
             _lock: lock,
         })
     }
@@ -797,7 +805,8 @@ impl Shim {
                 eprintln!("wharf-shim: delete: {e}");
             }
         }
-        named::remove(&named::path(&self.cfg.cgroup_path));
+        named::leave(&self.systemd);
+        named::remove(self.systemd.dir());
     }
 }
 

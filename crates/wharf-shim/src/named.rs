@@ -5,8 +5,10 @@
 //! shim was, often the hierarchy's root, and the container would see (and, before the mounts
 //! are sealed, could write) the host's whole tree. runc's cgroupfs manager joins the container
 //! to a `name=systemd` cgroup at its own cgroup path; so does this: the shim steps into that
-//! cgroup while libcontainer forks the init (which inherits it), steps back out, and removes it
-//! when the container is gone.
+//! cgroup before libcontainer forks the init (which inherits it, as every exec does later),
+//! stays there for its life (one migration per container, not two per exec), and steps back
+//! out and removes it once the container is gone. Being a named hierarchy, it limits nothing:
+//! the daemon never takes its member list for the container's processes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
