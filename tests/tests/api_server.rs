@@ -26,7 +26,7 @@ fn a_half_closed_client_gets_its_answer() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
     for i in 0..20 {
-        let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{"NetworkMode":"none"}}}}"#);
+        let body = r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#;
         let mut s = UnixStream::connect(&w.sock).unwrap();
         write!(
             s,
