@@ -373,3 +373,41 @@ fn find_init() -> Option<PathBuf> {
         .iter()
         .find_map(|name| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str], file: &str) -> Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("daemon.json");
+        std::fs::write(&cfg, file).unwrap();
+        let mut argv = vec!["wharfd", "--config-file", cfg.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        Settings::resolve(Flags::parse_from(argv))
+    }
+
+    #[test]
+    fn tls_settings_as_dockerd_takes_them() {
+        // daemon.json keys.
+        let s = resolve(
+            &[],
+            r#"{"tlsverify": true, "tlscacert": "/c/ca.pem", "tlscert": "/c/cert.pem", "tlskey": "/c/key.pem"}"#,
+        )
+        .unwrap();
+        let t = s.tls_files.unwrap();
+        assert_eq!(
+            (t.cert, t.key, t.client_ca),
+            ("/c/cert.pem".into(), "/c/key.pem".into(), Some("/c/ca.pem".into()))
+        );
+        // Flags; --tls alone verifies no client.
+        let s = resolve(&["--tls", "--tlscert", "/x/c.pem", "--tlskey", "/x/k.pem"], "{}").unwrap();
+        let t = s.tls_files.unwrap();
+        assert_eq!((t.cert.to_str(), t.client_ca), (Some("/x/c.pem"), None));
+        // No TLS asked: none.
+        assert!(resolve(&[], "{}").unwrap().tls_files.is_none());
+        // Contradictions are refused; a key named twice too.
+        assert!(resolve(&["--tlsverify", "--tls=false"], "{}").is_err());
+        assert!(resolve(&["--tlskey", "/a"], r#"{"tlskey": "/b"}"#).is_err());
+    }
+}
