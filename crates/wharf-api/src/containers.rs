@@ -691,13 +691,14 @@ fn logs(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
         return Err(ApiError::invalid("Bad parameters: you must choose at least one stream"));
     }
     let tty = r.config.tty.unwrap_or(false);
-    let path = d.containers.log_path(&r.id);
+    // Opened before the answer: a container removed right after still has all it wrote sent.
+    let log = wharf_container::logs::open_log(&d.containers.log_path(&r.id));
     let (mut w, body) = body::channel();
     let d2 = d.clone();
     let id = r.id.clone();
     tokio::task::spawn_blocking(move || {
         let running = || d2.containers.get(&id).map(|r| r.state.is_running()).unwrap_or(false);
-        let _ = wharf_container::logs::write_logs(&path, tty, &opts, &mut w, &running);
+        let _ = wharf_container::logs::write_logs(log, tty, &opts, &mut w, &running);
     });
     let mut resp = Response::new(body);
     resp.headers_mut()
@@ -923,7 +924,8 @@ async fn replay_logs(
     let Some((path, opts)) = past else { return true };
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        wharf_container::logs::write_logs(&path, tty, &opts, &mut out, &|| false).map(|_| out)
+        let log = wharf_container::logs::open_log(&path);
+        wharf_container::logs::write_logs(log, tty, &opts, &mut out, &|| false).map(|_| out)
     });
     match read.await {
         Ok(Ok(out)) => io.write_all(&out).await.is_ok(),

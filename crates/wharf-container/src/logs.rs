@@ -119,9 +119,59 @@ impl Emitter<'_> {
     }
 }
 
+/// A container's log files, opened when the request came: rotated ones oldest first, then the
+/// live one. Reading goes through these descriptors, so a container removed (its directory
+/// renamed away and deleted) after the request still has everything it wrote delivered.
+#[derive(Debug)]
+pub struct OpenLog {
+    path: PathBuf,
+    rotated: Vec<File>,
+    live: Option<File>,
+}
+
+/// Open the log at `path` and its rotated files, now.
+pub fn open_log(path: &Path) -> OpenLog {
+    OpenLog {
+        path: path.to_path_buf(),
+        rotated: rotated(path).iter().filter_map(|p| File::open(p).ok()).collect(),
+        live: File::open(path).ok(),
+    }
+}
+
+/// Read complete lines of `file` from `*pos` on, emitting the kept entries (or, with `collect`,
+/// gathering them); `*pos` moves past what was read.
+fn read_lines(
+    file: &File,
+    pos: &mut u64,
+    em: &mut Emitter<'_>,
+    mut collect: Option<&mut Vec<Entry>>,
+) -> io::Result<bool> {
+    let mut r = BufReader::new(file);
+    r.seek(SeekFrom::Start(*pos))?;
+    let mut line = String::new();
+    let mut any = false;
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            return Ok(any);
+        }
+        *pos += n as u64;
+        if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+            if em.keep(&e) {
+                match collect.as_deref_mut() {
+                    Some(v) => v.push(e),
+                    None => em.emit(&e)?,
+                }
+                any = true;
+            }
+        }
+    }
+}
+
 /// Write the log of a container to `out`. `running` tells whether to keep following.
 pub fn write_logs(
-    path: &Path,
+    log: OpenLog,
     tty: bool,
     opts: &LogOptions,
     out: &mut dyn Write,
@@ -129,32 +179,13 @@ pub fn write_logs(
 ) -> io::Result<()> {
     let mut em = Emitter { tty, opts, out };
     let mut entries = Vec::new();
-    let mut files = rotated(path);
-    files.push(path.to_path_buf());
+    for f in &log.rotated {
+        read_lines(f, &mut 0, &mut em, Some(&mut entries))?;
+    }
+    let mut live = log.live;
     let mut pos = 0u64;
-    let mut ino = 0u64;
-    for f in &files {
-        let Ok(file) = File::open(f) else { continue };
-        if f == path {
-            ino = file.metadata()?.ino();
-        }
-        let mut r = BufReader::new(file);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = r.read_line(&mut line)?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            if f == path {
-                pos += n as u64;
-            }
-            if let Ok(e) = serde_json::from_str::<Entry>(&line) {
-                if em.keep(&e) {
-                    entries.push(e);
-                }
-            }
-        }
+    if let Some(f) = &live {
+        read_lines(f, &mut pos, &mut em, Some(&mut entries))?;
     }
     let skip = match opts.tail {
         Some(n) => entries.len().saturating_sub(n),
@@ -167,42 +198,30 @@ pub fn write_logs(
     if !opts.follow {
         return Ok(());
     }
-    // Follow: poll the live file; a new inode or a shorter file means it was rotated.
+    // Follow the descriptor held since the request; the path only tells of a rotation (a new
+    // file there) or, before the first start, of the file's creation.
     let mut last_round = false;
     loop {
         let alive = running();
-        let Ok(file) = File::open(path) else {
-            if !alive {
-                return Ok(());
+        if let Some(f) = &live {
+            if f.metadata()?.len() < pos {
+                pos = 0; // truncated in place
             }
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
+            if read_lines(f, &mut pos, &mut em, None)? {
+                em.out.flush()?;
+            }
+        }
+        let at_path = File::open(&log.path).ok();
+        let rotated = match (&live, &at_path) {
+            (Some(held), Some(now)) => held.metadata()?.ino() != now.metadata()?.ino(),
+            (None, Some(_)) => true,
+            _ => false,
         };
-        let md = file.metadata()?;
-        if md.ino() != ino || md.len() < pos {
-            ino = md.ino();
+        if rotated {
+            // The held file was read to its end above: go on with the new one.
+            live = at_path;
             pos = 0;
-        }
-        let mut r = BufReader::new(file);
-        r.seek(SeekFrom::Start(pos))?;
-        let mut line = String::new();
-        let mut any = false;
-        loop {
-            line.clear();
-            let n = r.read_line(&mut line)?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            pos += n as u64;
-            if let Ok(e) = serde_json::from_str::<Entry>(&line) {
-                if em.keep(&e) {
-                    em.emit(&e)?;
-                    any = true;
-                }
-            }
-        }
-        if any {
-            em.out.flush()?;
+            continue;
         }
         if last_round {
             return Ok(());
@@ -252,7 +271,7 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        write_logs(&p, true, &all, &mut out, &|| false).unwrap();
+        write_logs(open_log(&p), true, &all, &mut out, &|| false).unwrap();
         assert_eq!(out, b"old\na\ne\nb\n");
         let mut out = Vec::new();
         let o = LogOptions {
@@ -260,7 +279,7 @@ mod tests {
             stderr: false,
             ..all.clone()
         };
-        write_logs(&p, false, &o, &mut out, &|| false).unwrap();
+        write_logs(open_log(&p), false, &o, &mut out, &|| false).unwrap();
         let mut want = frame(STREAM_STDOUT, b"a\n");
         want.extend(frame(STREAM_STDOUT, b"b\n"));
         assert_eq!(out, want);
@@ -270,7 +289,7 @@ mod tests {
             timestamps: true,
             ..all.clone()
         };
-        write_logs(&p, true, &o, &mut out, &|| false).unwrap();
+        write_logs(open_log(&p), true, &o, &mut out, &|| false).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "2026-01-01T00:00:02Z e\n2026-01-01T00:00:03Z b\n"
