@@ -55,3 +55,58 @@ fn a_followed_log_outlives_its_container() {
         );
     }
 }
+
+/// Clients list plugins while they set up and stop at a 404: the list is there, and empty.
+#[test]
+fn plugins_list_empty_and_named_ones_are_not_found() {
+    let w = Wharfd::start();
+    let out = w.ok(&["plugin", "ls"]);
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
+    assert!(out.starts_with("ID"), "{out}");
+    let out = w.ok(&["plugin", "ls", "--filter", "enabled=true", "--format", "{{.Name}}"]);
+    assert_eq!(out, "");
+    let err = w.fails(&["plugin", "inspect", "vieux/sshfs"]);
+    assert!(err.contains("not found"), "{err}");
+    let (st, _, b) = w.http("GET", "/plugins?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D", b"");
+    assert!(st.contains(" 400 "), "{st} {}", String::from_utf8_lossy(&b));
+}
+
+/// `docker info` counts the containers by state.
+#[test]
+fn info_counts_containers() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "run1",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "run2",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    w.ok(&["pause", "run2"]);
+    w.ok(&["create", "--name", "made", "--network", "none", "busybox"]);
+    w.ok(&["run", "--name", "done", "--network", "none", "busybox", "true"]);
+    let out = w.ok(&[
+        "info",
+        "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}}",
+    ]);
+    assert_eq!(out.trim(), "4 1 1 2");
+    w.ok(&["unpause", "run2"]);
+    w.ok(&["rm", "-f", "run1", "run2", "made", "done"]);
+}

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod distribution;
 pub mod error;
 pub mod networks;
+pub mod plugins;
 pub mod query;
 pub mod routes;
 pub mod server;

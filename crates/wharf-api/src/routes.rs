@@ -18,7 +18,7 @@ use crate::query::{decode_path, Query};
 use crate::server::Daemon;
 use crate::{API_VERSION, MIN_API_VERSION};
 
-type Res = Result<Response<Body>, ApiError>;
+pub(crate) type Res = Result<Response<Body>, ApiError>;
 
 /// Parse `1.NN` into a comparable pair.
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -168,6 +168,9 @@ async fn dispatch(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: 
                 if method == Method::GET {
                     return crate::distribution::inspect(d, req, &decode_path(rest)).await;
                 }
+            }
+            if p == "/plugins" || p.starts_with("/plugins/") {
+                return crate::plugins::route(method, p, &q);
             }
             if let Some(e) = swarm_error(method, p) {
                 return Err(e);
@@ -418,12 +421,15 @@ async fn info(d: &Arc<Daemon>) -> Res {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
+    let records = d.containers.records();
+    let paused = records.iter().filter(|r| r.state.status == "paused").count() as i64;
+    let running = records.iter().filter(|r| r.state.is_running()).count() as i64 - paused;
     let info = m::SystemInfo {
         id: Some(d.info.id.clone()),
-        containers: Some(0),
-        containers_running: Some(0),
-        containers_paused: Some(0),
-        containers_stopped: Some(0),
+        containers: Some(records.len() as i64),
+        containers_running: Some(running),
+        containers_paused: Some(paused),
+        containers_stopped: Some(records.len() as i64 - running - paused),
         images: Some(n_images as i64),
         driver: Some(d.images.driver().name().into()),
         driver_status: Some(vec![

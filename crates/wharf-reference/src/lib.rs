@@ -47,6 +47,8 @@ pub enum ErrorKind {
     TooLarge,
     /// A dependency is down (503).
     Unavailable,
+    /// The engine does not do this at all (501).
+    NotImplemented,
     /// Everything else (500).
     Internal,
 }
