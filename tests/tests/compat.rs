@@ -110,3 +110,14 @@ fn info_counts_containers() {
     w.ok(&["unpause", "run2"]);
     w.ok(&["rm", "-f", "run1", "run2", "made", "done"]);
 }
+
+/// `docker version` says which engine answers, besides Docker's own fields.
+#[test]
+fn version_names_the_engine() {
+    let w = Wharfd::start();
+    let out = w.ok(&["version"]);
+    assert!(out.contains(" wharf:"), "{out}");
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    let names = w.ok(&["version", "--format", "{{range .Server.Components}}{{.Name}} {{end}}"]);
+    assert_eq!(names.trim(), "Engine wharf");
+}

@@ -366,6 +366,13 @@ fn version(d: &Daemon) -> Res {
         "GoVersion": format!("wharf {}", env!("CARGO_PKG_VERSION")), "Experimental": "false",
         "BuildTime": "",
     });
+    // Which engine this is, as dockerd lists containerd and runc: the docker CLI prints it.
+    if let Some(list) = j["Components"].as_array_mut() {
+        list.push(json!({
+            "Name": "wharf", "Version": env!("CARGO_PKG_VERSION"),
+            "Details": {"Shim": "wharf-shim", "Runtime": "youki libcontainer 0.7"},
+        }));
+    }
     ok_json(&j)
 }
 
