@@ -67,6 +67,30 @@ pub fn procs(rel: &str) -> Vec<i32> {
     pids
 }
 
+/// Whether any process is in the container's cgroups: a quick look for the common case (two
+/// reads on v1: every process of the container is in the `pids` and `memory` hierarchies,
+/// which limit it; one on v2), with [`procs`] when neither hierarchy is there.
+pub fn any_process(rel: &str) -> bool {
+    let rel = rel.trim_start_matches('/');
+    let files: Vec<PathBuf> = if unified() {
+        vec![Path::new(ROOT).join(rel).join("cgroup.procs")]
+    } else {
+        ["pids", "memory"]
+            .iter()
+            .map(|h| Path::new(ROOT).join(h).join(rel).join("cgroup.procs"))
+            .collect()
+    };
+    let mut looked = false;
+    for f in files {
+        match fs::read_to_string(&f) {
+            Ok(s) if !s.trim().is_empty() => return true,
+            Ok(_) => looked = true,
+            Err(_) => {}
+        }
+    }
+    !looked && !procs(rel).is_empty()
+}
+
 /// The freezer's say on the container: `Some(true)` frozen, `Some(false)` thawed, `None` when
 /// it has no freezer cgroup (gone, or no freezer on this host).
 pub fn frozen(rel: &str) -> Option<bool> {
@@ -154,6 +178,7 @@ mod tests {
         let rel = "wharf-unit-test-no-such-cgroup/0123456789abcdef";
         assert!(dirs(rel).is_empty());
         assert!(procs(rel).is_empty());
+        assert!(!any_process(rel));
         assert_eq!(frozen(rel), None);
         assert_eq!(kill_all(rel, Duration::from_millis(10)), Ok(0));
     }

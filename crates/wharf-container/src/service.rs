@@ -1918,7 +1918,7 @@ impl ContainerService {
         }
         // Nothing of the container may outlive its record, whatever its shim did: the cgroup
         // says what is left.
-        if !crate::cgroup::procs(&self.cgroup_path(&rec)).is_empty() {
+        if crate::cgroup::any_process(&self.cgroup_path(&rec)) {
             if !force && !rec.state.is_running() {
                 tracing::warn!(id = %rec.id, "an exited container's cgroup still holds processes: killing them");
             }
