@@ -149,3 +149,76 @@ fn exec_of_a_missing_command_exits_127() {
     assert!(said.contains("executable file not found"), "{said}");
     w.ok(&["rm", "-f", "ex"]);
 }
+
+/// What dockerd refuses at create is a 400 with its words, before anything is looked up (the
+/// image named here does not exist); what it normalises reads the same.
+#[test]
+fn create_validates_as_dockerd() {
+    let w = Wharfd::start();
+    let cases: [(&str, &str); 5] = [
+        (r#"{"Image":"nosuch","Env":["="]}"#, "invalid environment variable: ="),
+        (
+            r#"{"Image":"nosuch","Env":["A=1","=x"]}"#,
+            "invalid environment variable: =x",
+        ),
+        (
+            r#"{"Image":"nosuch","HostConfig":{"CpuShares":-1}}"#,
+            "invalid CPU shares (-1)",
+        ),
+        (
+            r#"{"Image":"nosuch","HostConfig":{"Tmpfs":{"/":""}}}"#,
+            "destination can't be '/'",
+        ),
+        (
+            r#"{"Image":"nosuch","HostConfig":{"Tmpfs":{"run":""}}}"#,
+            "must be absolute",
+        ),
+    ];
+    for (body, want) in cases {
+        let (st, _, b) = w.http("POST", "/containers/create", body.as_bytes());
+        let b = String::from_utf8_lossy(&b);
+        assert!(st.contains(" 400 "), "{body}: {st} {b}");
+        assert!(b.contains(want), "{body}: {b}");
+    }
+    w.import_busybox("busybox:latest");
+    let err = w.fails(&["run", "--rm", "-e", "=x", "busybox", "true"]);
+    assert!(err.contains("invalid environment variable: =x"), "{err}");
+    w.ok(&["create", "--name", "wd", "-w", "/tmp/", "busybox"]);
+    assert_eq!(w.ok(&["inspect", "-f", "{{.Config.WorkingDir}}", "wd"]).trim(), "/tmp");
+    w.ok(&["rm", "wd"]);
+}
+
+/// Docker's runtime defaults: namespaced sysctls in a network namespace of the container's
+/// own, and the domain name.
+#[test]
+fn runtime_defaults_as_docker() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--domainname",
+        "example.org",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/domainname",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0\t2147483647", "0", "example.org"], "{out}");
+    // A sysctl the user sets wins.
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start=80",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+    ]);
+    assert_eq!(out.trim(), "80");
+}

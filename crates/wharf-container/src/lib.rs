@@ -5,7 +5,7 @@
 //! `shim` speaks the shim protocol; `names` makes and checks names; `mounts` parses and
 //! applies volumes, binds and tmpfs mounts; `archive` serves `docker cp`; `netsetup` joins a container to its networks; `stats` shapes resource readings; `cgroup`
 //! finds and kills what a container's cgroups hold when its shim is gone; `devices` lists the
-//! host's devices for `--privileged`.
+//! host's devices for `--privileged`; `validate` refuses what dockerd refuses at create.
 
 pub mod archive;
 pub mod bpf;
@@ -24,6 +24,7 @@ pub mod service;
 pub mod shim;
 pub mod spec;
 pub mod stats;
+pub mod validate;
 
 pub use error::ContainerError;
 pub use record::{Record, State};

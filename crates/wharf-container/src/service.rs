@@ -613,6 +613,8 @@ impl ContainerService {
     pub fn create(&self, name: Option<&str>, body: CreateBody) -> Result<(String, Vec<String>)> {
         let mut cfg = body.config;
         let mut hc = body.host_config.unwrap_or_default();
+        // The request is judged before anything is looked up.
+        crate::validate::create(&cfg, &hc)?;
         let image_name =
             cfg.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
                 ContainerError::Invalid("config cannot be empty in order to create a container".into())
@@ -685,6 +687,8 @@ impl ContainerService {
                     "the working directory '{w}' is invalid, it needs to be an absolute path"
                 )));
             }
+            // As dockerd shows it: cleaned (`/tmp/` is `/tmp`).
+            cfg.working_dir = Some(crate::validate::clean(w));
         }
         if cfg.user.as_deref().unwrap_or("").is_empty() {
             cfg.user = ic.get("User").and_then(|v| v.as_str()).map(String::from);

@@ -753,6 +753,17 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     for (k, v) in hc.sysctls.iter().flatten() {
         sysctl.insert(k.clone(), v.clone());
     }
+    // Docker's defaults in a network namespace of the container's own: unprivileged ping and
+    // low ports, as on any host where the container were the machine.
+    if net_mode != "host" && !net_mode.starts_with("container:") {
+        let ours = [
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ];
+        for (k, v) in ours {
+            sysctl.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+    }
     let mut devices = Vec::new();
     for d in hc.devices.iter().flatten() {
         let host = d.path_on_host.clone().unwrap_or_default();
@@ -824,6 +835,9 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     });
     if uts_mode != "host" {
         spec["hostname"] = json!(hostname);
+        if let Some(d) = cfg.domainname.as_deref().filter(|d| !d.is_empty()) {
+            spec["domainname"] = json!(d);
+        }
     }
     Ok(spec)
 }
