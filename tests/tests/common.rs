@@ -453,9 +453,12 @@ pub fn wait_for_socket(sock: &Path, child: &mut Child) {
 
 pub fn http_unix(sock: &Path, method: &str, path: &str, body: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) {
     let mut s = UnixStream::connect(sock).unwrap();
+    // JSON bodies say so, as every client does (dockerd refuses them otherwise).
+    let json = matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
+    let ctype = if json { "Content-Type: application/json\r\n" } else { "" };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\n{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();

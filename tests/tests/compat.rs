@@ -222,3 +222,30 @@ fn runtime_defaults_as_docker() {
     ]);
     assert_eq!(out.trim(), "80");
 }
+
+/// A JSON body must say it is JSON, as dockerd requires: a `text/plain` create makes nothing.
+#[test]
+fn json_bodies_must_say_so() {
+    let w = Wharfd::start();
+    let mut s = UnixStream::connect(&w.sock).unwrap();
+    let body = r#"{"Name":"plainvol"}"#;
+    write!(
+        s,
+        "POST /volumes/create HTTP/1.1\r\nHost: d\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 400 "), "{raw}");
+    assert!(
+        raw.contains("unsupported Content-Type header (text/plain): must be 'application/json'"),
+        "{raw}"
+    );
+    assert_eq!(w.ok(&["volume", "ls", "-q"]), "");
+    // With the right type (and a charset) it is made.
+    let (st, _, _) = w.http("POST", "/volumes/create", body.as_bytes());
+    assert!(st.contains(" 201 "), "{st}");
+    assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "plainvol");
+}

@@ -381,7 +381,7 @@ fn a_daemon_killed_mid_commit_leaves_no_container_frozen() {
         use std::io::Write;
         let _ = write!(
             s,
-            "POST /commit?container=frz&repo=img HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n\r\n{{}}"
+            "POST /commit?container=frz&repo=img HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
         );
         let mut buf = Vec::new();
         let _ = std::io::Read::read_to_end(&mut s, &mut buf);

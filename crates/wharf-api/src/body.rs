@@ -206,6 +206,25 @@ pub async fn collect(mut body: ReqBody, limit: usize) -> Result<Bytes, crate::er
     Ok(out.freeze())
 }
 
+/// [`collect`] for the routes that take JSON: as dockerd, a body must say it is JSON
+/// (`Content-Type: application/json`, parameters allowed); only an empty body may say nothing.
+pub async fn collect_json(req: hyper::Request<ReqBody>, limit: usize) -> Result<Bytes, crate::error::ApiError> {
+    let ct = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let empty = hyper::body::Body::is_end_stream(req.body());
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !(ct.is_empty() && empty) && !mime.eq_ignore_ascii_case("application/json") {
+        return Err(crate::error::ApiError::invalid(format!(
+            "unsupported Content-Type header ({ct}): must be 'application/json'"
+        )));
+    }
+    collect(req.into_body(), limit).await
+}
+
 /// A blocking writer whose bytes become a chunked response body.
 pub struct ChannelWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,

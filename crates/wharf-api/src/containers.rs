@@ -334,7 +334,7 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 }
 
 async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
-    let bytes = body::collect(req.into_body(), 4 << 20).await?;
+    let bytes = body::collect_json(req, 4 << 20).await?;
     let body: CreateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let name = q.get("name").map(String::from);
@@ -998,7 +998,7 @@ async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str, q: &Query
 }
 
 async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
-    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+    let bytes = body::collect_json(req, 1 << 20).await?;
     let body: wharf_container::UpdateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     d.containers.update(name, body).await?;
@@ -1044,7 +1044,7 @@ fn go_keys(mut v: Value, fields: &[&str]) -> Value {
 }
 
 async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
-    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+    let bytes = body::collect_json(req, 1 << 20).await?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let cfg: bollard_stubs::models::ExecConfig = serde_json::from_value(go_keys(v, EXEC_CONFIG_FIELDS))
         .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
@@ -1060,7 +1060,7 @@ async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res 
 async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &str) -> Res {
     let upgrade = wants_upgrade(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+    let bytes = body::collect_json(req, 1 << 20).await?;
     let cfg: Value = if bytes.is_empty() {
         json!({})
     } else {
@@ -1198,7 +1198,7 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
     if let Some(r) = &reference {
         wharf_reference::Reference::parse_tagged_default(r)?;
     }
-    let body = body::collect(req.into_body(), 1 << 20).await?;
+    let body = body::collect_json(req, 1 << 20).await?;
     let config: Option<serde_json::Value> = if body.iter().all(|b| b.is_ascii_whitespace()) {
         None
     } else {

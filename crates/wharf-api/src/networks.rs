@@ -91,7 +91,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
             json_res(StatusCode::OK, &Value::Array(out))
         }
         (&Method::POST, "/networks/create") => {
-            let bytes = body::collect(req.into_body(), 1 << 20).await?;
+            let bytes = body::collect_json(req, 1 << 20).await?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
             let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
@@ -177,7 +177,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                     Ok(r)
                 }
                 (&Method::POST, "connect") | (&Method::POST, "disconnect") => {
-                    let bytes = body::collect(req.into_body(), 1 << 20).await?;
+                    let bytes = body::collect_json(req, 1 << 20).await?;
                     let v: Value =
                         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
                     let ctr = v.get("Container").and_then(|x| x.as_str()).unwrap_or("").to_string();

@@ -39,7 +39,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
             json_res(StatusCode::OK, &json!({"Volumes": out, "Warnings": []}))
         }
         (&Method::POST, "/volumes/create") => {
-            let bytes = body::collect(req.into_body(), 1 << 20).await?;
+            let bytes = body::collect_json(req, 1 << 20).await?;
             let o: m::VolumeCreateOptions = if bytes.is_empty() {
                 m::VolumeCreateOptions::default()
             } else {
