@@ -217,7 +217,8 @@ pub async fn collect_json(req: hyper::Request<ReqBody>, limit: usize) -> Result<
         .to_string();
     let empty = hyper::body::Body::is_end_stream(req.body());
     let mime = ct.split(';').next().unwrap_or("").trim();
-    if !(ct.is_empty() && empty) && !mime.eq_ignore_ascii_case("application/json") {
+    let said_json = mime.eq_ignore_ascii_case("application/json");
+    if !said_json && !(ct.is_empty() && empty) {
         return Err(crate::error::ApiError::invalid(format!(
             "unsupported Content-Type header ({ct}): must be 'application/json'"
         )));
