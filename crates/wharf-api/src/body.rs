@@ -217,8 +217,8 @@ pub async fn collect_json(req: hyper::Request<ReqBody>, limit: usize) -> Result<
         .to_string();
     let empty = hyper::body::Body::is_end_stream(req.body());
     let mime = ct.split(';').next().unwrap_or("").trim();
-    let said_json = mime.eq_ignore_ascii_case("application/json");
-    if !said_json && !(ct.is_empty() && empty) {
+    let acceptable = mime.eq_ignore_ascii_case("application/json") || (ct.is_empty() && empty);
+    if !acceptable {
         return Err(crate::error::ApiError::invalid(format!(
             "unsupported Content-Type header ({ct}): must be 'application/json'"
         )));
