@@ -249,3 +249,49 @@ fn json_bodies_must_say_so() {
     assert!(st.contains(" 201 "), "{st}");
     assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "plainvol");
 }
+
+/// Naming a container that does not exist (link, volumes-from, pid or ipc) is the client's
+/// error, not a missing image (404) and not a success; resize values are judged first; a
+/// stopped container's exec is "not running" (409).
+#[test]
+fn references_sizes_and_stopped_execs_answer_as_dockerd() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    for (hc, want) in [
+        (r#"{"Links":["nosuch:a"]}"#, "could not get container for nosuch"),
+        (r#"{"VolumesFrom":["nosuch"]}"#, "No such container: nosuch"),
+        (r#"{"PidMode":"container:nosuch"}"#, "No such container: nosuch"),
+        (r#"{"IpcMode":"container:nosuch"}"#, "No such container: nosuch"),
+    ] {
+        let body = format!(r#"{{"Image":"busybox","HostConfig":{hc}}}"#);
+        let (st, _, b) = w.http("POST", "/containers/create", body.as_bytes());
+        let b = String::from_utf8_lossy(&b);
+        assert!(st.contains(" 400 "), "{hc}: {st} {b}");
+        assert!(b.contains(want), "{hc}: {b}");
+    }
+    assert_eq!(w.ok(&["ps", "-aq"]), "", "nothing was created");
+    w.ok(&["create", "--name", "stopped", "busybox", "sleep", "100"]);
+    for q in ["", "h=x&w=10", "h=10"] {
+        let (st, _, b) = w.http("POST", &format!("/containers/stopped/resize?{q}"), b"");
+        let b = String::from_utf8_lossy(&b);
+        assert!(
+            st.contains(" 400 ") && b.contains("strconv.Atoi: parsing"),
+            "{q}: {st} {b}"
+        );
+    }
+    w.ok(&["start", "stopped"]);
+    let (st, _, b) = w.http("POST", "/containers/stopped/exec", br#"{"Cmd":["true"]}"#);
+    assert!(st.contains(" 201 "), "{st}");
+    let exec = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["stop", "-t", "0", "stopped"]);
+    let (st, _, b) = w.http("POST", &format!("/exec/{exec}/resize?h=10&w=10"), b"");
+    let b = String::from_utf8_lossy(&b);
+    assert!(st.contains(" 409 ") && b.contains("is not running"), "{st} {b}");
+    let (st, _, b) = w.http("POST", &format!("/exec/{exec}/start"), br#"{"Detach":true}"#);
+    let b = String::from_utf8_lossy(&b);
+    assert!(st.contains(" 409 ") && b.contains("is not running"), "{st} {b}");
+    w.ok(&["rm", "stopped"]);
+}

@@ -323,12 +323,14 @@ fn timeout(q: &Query) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
+/// `h` and `w` of a resize, judged before the container's state, with dockerd's (Go's) words.
 fn size(q: &Query) -> Result<(u16, u16), ApiError> {
     let p = |k: &str| -> Result<u16, ApiError> {
-        q.get(k)
-            .unwrap_or("0")
+        let s = q.get(k).unwrap_or("");
+        let v: i64 = s
             .parse()
-            .map_err(|_| ApiError::invalid(format!("invalid {k}")))
+            .map_err(|_| ApiError::invalid(format!("strconv.Atoi: parsing {s:?}: invalid syntax")))?;
+        u16::try_from(v).map_err(|_| ApiError::invalid(format!("invalid {k}: {v}")))
     };
     Ok((p("h")?, p("w")?))
 }

@@ -792,6 +792,7 @@ impl ContainerService {
             hc.port_bindings = None;
             hc.publish_all_ports = Some(false);
         }
+        self.check_references(&hc)?;
         let mut mount_points = mounts::collect(&hc, cfg.volumes.as_ref(), &|c| {
             Ok(self.lookup(c)?.snapshot().mount_points)
         })?;
@@ -845,6 +846,38 @@ impl ContainerService {
 
     /// Create the volumes a new container names (anonymous ones with fresh names) and the
     /// missing source directories of its `-v` binds, as Docker does at create.
+    /// The containers a new one names (`--link` on the default bridge, `--volumes-from`,
+    /// `--pid`/`--ipc container:`) must exist: naming a missing one is the client's error
+    /// (400), in dockerd's words. (A link on a user network is an alias that may resolve later.)
+    fn check_references(&self, hc: &m::HostConfig) -> Result<()> {
+        let missing = |n: &str| self.lookup(n).is_err();
+        let net = hc.network_mode.as_deref().unwrap_or("");
+        if matches!(net, "" | "default" | "bridge") {
+            for l in hc.links.iter().flatten() {
+                let name = l.split(':').next().unwrap_or("").trim_start_matches('/');
+                if missing(name) {
+                    return Err(ContainerError::Invalid(format!(
+                        "could not get container for {name}: No such container: {name}"
+                    )));
+                }
+            }
+        }
+        for vf in hc.volumes_from.iter().flatten() {
+            let (c, _) = mounts::parse_volumes_from(vf)?;
+            if missing(&c) {
+                return Err(ContainerError::Invalid(format!("No such container: {c}")));
+            }
+        }
+        for mode in [&hc.pid_mode, &hc.ipc_mode] {
+            if let Some(c) = mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+                if missing(c) {
+                    return Err(ContainerError::Invalid(format!("No such container: {c}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn create_mount_sources(&self, mps: &mut [MountPoint], created: &mut Vec<String>) -> Result<()> {
         for mp in mps.iter_mut() {
             match mp.typ.as_str() {
@@ -2662,6 +2695,10 @@ impl ContainerService {
     /// Resize an exec's terminal.
     pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
         let x = self.exec_get(id)?;
+        let rec = self.get(&x.container)?;
+        if !rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
+        }
         shim::call(
             &self.shim_socket(&x.container),
             &Request::Resize {
