@@ -295,3 +295,15 @@ fn references_sizes_and_stopped_execs_answer_as_dockerd() {
     assert!(st.contains(" 409 ") && b.contains("is not running"), "{st} {b}");
     w.ok(&["rm", "stopped"]);
 }
+
+/// A volume created without a name is anonymous, so `volume prune` takes it; a named one stays.
+#[test]
+fn unnamed_volumes_are_anonymous() {
+    let w = Wharfd::start();
+    let anon = w.ok(&["volume", "create"]).trim().to_string();
+    w.ok(&["volume", "create", "kept"]);
+    let labels = w.ok(&["volume", "inspect", "-f", "{{json .Labels}}", &anon]);
+    assert!(labels.contains("com.docker.volume.anonymous"), "{labels}");
+    w.ok(&["volume", "prune", "-f"]);
+    assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "kept");
+}

@@ -46,6 +46,8 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                 serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
             };
             let sorted = |h: Option<HashMap<String, String>>| h.map(|h| h.into_iter().collect::<BTreeMap<_, _>>());
+            // As dockerd: a volume created without a name is anonymous (`volume prune` takes it).
+            let anonymous = o.name.as_deref().unwrap_or("").is_empty();
             let v = store.create(
                 CreateOptions {
                     name: o.name,
@@ -53,7 +55,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                     driver_opts: sorted(o.driver_opts),
                     labels: sorted(o.labels),
                 },
-                false,
+                anonymous,
             )?;
             let ev = wharf_container::events::attrs(&[("driver", "local")]);
             d.containers.events().publish("volume", "create", &v.name, ev);
