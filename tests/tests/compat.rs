@@ -307,3 +307,21 @@ fn unnamed_volumes_are_anonymous() {
     w.ok(&["volume", "prune", "-f"]);
     assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "kept");
 }
+
+/// `commit --change 'ENV PATH=/usr/bin:$PATH'` expands the variable, as Docker's builder does.
+#[test]
+fn commit_changes_expand_variables() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w.ok(&["create", "--name", "src", "-e", "PATH=/bin", "busybox"]);
+    w.ok(&[
+        "commit",
+        "--change",
+        "ENV PATH=/usr/local/bin:$PATH",
+        "src",
+        "expanded:1",
+    ]);
+    let env = w.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", "expanded:1"]);
+    assert!(env.contains(r#""PATH=/usr/local/bin:/bin""#), "{env}");
+    w.ok(&["rm", "src"]);
+}

@@ -1,6 +1,9 @@
 //! `--change` instructions for `import` and `commit`: the Dockerfile instructions that only
 //! touch the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL,
-//! ONBUILD), applied to a `config` object.
+//! ONBUILD), applied to a `config` object. As in a Dockerfile, `$NAME`, `${NAME}`,
+//! `${NAME:-default}` and `${NAME:+alternative}` in ENV, LABEL, USER and WORKDIR expand from
+//! the config's environment as it stands (`ENV PATH=/usr/bin:$PATH`); single quotes and `\$`
+//! keep them literal.
 
 use serde_json::{json, Map, Value};
 
@@ -13,15 +16,68 @@ fn exec_form(s: &str) -> Option<Vec<String>> {
     serde_json::from_str::<Vec<String>>(t).ok()
 }
 
+/// The value of `name` in an environment list (`NAME=value` entries).
+fn lookup<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+/// Expand one variable reference whose `$` was just read from `chars` into `out`.
+fn expand_var(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    env: &[String],
+    out: &mut String,
+) -> Result<(), String> {
+    if chars.peek() == Some(&'{') {
+        chars.next();
+        let mut inner = String::new();
+        loop {
+            match chars.next() {
+                None => return Err("missing '}' in a variable".into()),
+                Some('}') => break,
+                Some(c) => inner.push(c),
+            }
+        }
+        let (name, op, word) = match inner.find(":-").or_else(|| inner.find(":+")) {
+            Some(i) => (&inner[..i], &inner[i..i + 2], &inner[i + 2..]),
+            None => (inner.as_str(), "", ""),
+        };
+        let val = lookup(env, name).filter(|v| !v.is_empty());
+        out.push_str(match op {
+            ":-" => val.unwrap_or(word),
+            ":+" => val.map_or("", |_| word),
+            _ => val.unwrap_or(""),
+        });
+        return Ok(());
+    }
+    let mut name = String::new();
+    while let Some(&c) = chars.peek() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            name.push(c);
+            chars.next();
+        } else {
+            break;
+        }
+    }
+    if name.is_empty() {
+        out.push('$');
+    } else {
+        out.push_str(lookup(env, &name).unwrap_or(""));
+    }
+    Ok(())
+}
+
 /// Split `k=v k2="v 2"` or the legacy `k v` form into pairs.
-fn key_values(args: &str, legacy_space: bool) -> Result<Vec<(String, String)>, String> {
+fn key_values(args: &str, legacy_space: bool, env: &[String]) -> Result<Vec<(String, String)>, String> {
     let args = args.trim();
     if legacy_space && !args.split_whitespace().next().unwrap_or("").contains('=') {
         let (k, v) = args.split_once(char::is_whitespace).ok_or("missing value")?;
-        return Ok(vec![(k.to_string(), v.trim().to_string())]);
+        let v = shell_words(v.trim(), env)?.join(" ");
+        return Ok(vec![(k.to_string(), v)]);
     }
     let mut out = Vec::new();
-    for word in shell_words(args)? {
+    for word in shell_words(args, env)? {
         let (k, v) = word
             .split_once('=')
             .ok_or_else(|| format!("invalid key=value pair {word:?}"))?;
@@ -33,12 +89,13 @@ fn key_values(args: &str, legacy_space: bool) -> Result<Vec<(String, String)>, S
     Ok(out)
 }
 
-/// Whitespace-separated words with double and single quotes and backslash escapes.
-fn shell_words(s: &str) -> Result<Vec<String>, String> {
+/// Whitespace-separated words with double and single quotes, backslash escapes, and
+/// variables expanded from `env` outside single quotes.
+fn shell_words(s: &str, env: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
-    let mut chars = s.chars();
+    let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '"' | '\'' => {
@@ -48,9 +105,14 @@ fn shell_words(s: &str) -> Result<Vec<String>, String> {
                         None => return Err("unterminated quote".into()),
                         Some(q) if q == c => break,
                         Some('\\') if c == '"' => cur.extend(chars.next()),
+                        Some('$') if c == '"' => expand_var(&mut chars, env, &mut cur)?,
                         Some(x) => cur.push(x),
                     }
                 }
+            }
+            '$' => {
+                in_word = true;
+                expand_var(&mut chars, env, &mut cur)?;
             }
             '\\' => {
                 in_word = true;
@@ -85,6 +147,11 @@ pub fn apply_change(cfg: &mut Map<String, Value>, line: &str) -> Result<(), Stri
             None => json!(["/bin/sh", "-c", args]),
         }
     };
+    let env: Vec<String> = cfg
+        .get("Env")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default();
+    let expand = |a: &str| -> Result<String, String> { Ok(shell_words(a, &env)?.join(" ")) };
     match instr.to_ascii_uppercase().as_str() {
         "CMD" => {
             cfg.insert("Cmd".into(), cmd_like(args));
@@ -93,11 +160,8 @@ pub fn apply_change(cfg: &mut Map<String, Value>, line: &str) -> Result<(), Stri
             cfg.insert("Entrypoint".into(), cmd_like(args));
         }
         "ENV" => {
-            let mut env: Vec<String> = cfg
-                .get("Env")
-                .and_then(|e| serde_json::from_value(e.clone()).ok())
-                .unwrap_or_default();
-            for (k, v) in key_values(args, true)? {
+            let mut env = env.clone();
+            for (k, v) in key_values(args, true, &env.clone())? {
                 env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
                 env.push(format!("{k}={v}"));
             }
@@ -108,7 +172,7 @@ pub fn apply_change(cfg: &mut Map<String, Value>, line: &str) -> Result<(), Stri
             if labels.is_null() {
                 *labels = json!({});
             }
-            for (k, v) in key_values(args, true)? {
+            for (k, v) in key_values(args, true, &env)? {
                 labels[k] = json!(v);
             }
         }
@@ -141,10 +205,10 @@ pub fn apply_change(cfg: &mut Map<String, Value>, line: &str) -> Result<(), Stri
             }
         }
         "USER" => {
-            cfg.insert("User".into(), json!(args));
+            cfg.insert("User".into(), json!(expand(args)?));
         }
         "WORKDIR" => {
-            cfg.insert("WorkingDir".into(), json!(args));
+            cfg.insert("WorkingDir".into(), json!(expand(args)?));
         }
         "STOPSIGNAL" => {
             cfg.insert("StopSignal".into(), json!(args));
@@ -192,5 +256,25 @@ mod tests {
         assert!(apply_change(&mut m, "RUN rm -rf /").is_err());
         assert!(apply_change(&mut m, "EXPOSE 99999").is_err());
         assert!(apply_change(&mut m, "ENV A=\"unterminated").is_err());
+    }
+
+    #[test]
+    fn variables_expand_from_the_env_as_it_stands() {
+        check(
+            &[
+                "ENV PATH=/bin",
+                "ENV PATH=/usr/bin:$PATH HOME=/root",
+                "ENV A=${HOME}/x B='$HOME' C=\\$HOME D=\"$HOME y\"",
+                "ENV E=${NOPE:-dflt} F=${HOME:+set} G=${NOPE:+set}",
+                "WORKDIR $HOME/w",
+                "LABEL p=$PATH",
+            ],
+            json!({
+                "Env": ["PATH=/usr/bin:/bin", "HOME=/root", "A=/root/x", "B=$HOME", "C=$HOME",
+                        "D=/root y", "E=dflt", "F=set", "G="],
+                "WorkingDir": "/root/w",
+                "Labels": {"p": "/usr/bin:/bin"},
+            }),
+        );
     }
 }
