@@ -325,3 +325,31 @@ fn commit_changes_expand_variables() {
     assert!(env.contains(r#""PATH=/usr/local/bin:/bin""#), "{env}");
     w.ok(&["rm", "src"]);
 }
+
+/// References that are no references: `name:sha256:<id>` is a 400 (never "no such image"), and
+/// a tag named like a digest algorithm is refused.
+#[test]
+fn ambiguous_and_invalid_references_are_refused() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let id = w.image_id("busybox");
+    let body = format!(r#"{{"Image":"busybox:{id}"}}"#);
+    let (st, _, b) = w.http("POST", "/containers/create", body.as_bytes());
+    let b = String::from_utf8_lossy(&b);
+    assert!(
+        st.contains(" 400 ") && b.contains("invalid reference format"),
+        "{st} {b}"
+    );
+    for target in ["sha256:abc", "sha256"] {
+        let err = w.fails(&["tag", "busybox", target]);
+        assert!(
+            err.contains("refusing to create an ambiguous tag using digest algorithm as name"),
+            "{err}"
+        );
+    }
+    w.ok(&["create", "--name", "c1", "busybox"]);
+    let err = w.fails(&["commit", "c1", "sha256:x"]);
+    assert!(err.contains("ambiguous tag"), "{err}");
+    assert!(!w.ok(&["images", "--format", "{{.Repository}}"]).contains("sha256"));
+    w.ok(&["rm", "c1"]);
+}

@@ -1198,7 +1198,7 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
         (false, false) => Some(format!("{repo}:{tag}")),
     };
     if let Some(r) = &reference {
-        wharf_reference::Reference::parse_tagged_default(r)?;
+        wharf_image::service::refuse_digest_named(&wharf_reference::Reference::parse_tagged_default(r)?)?;
     }
     let body = body::collect_json(req, 1 << 20).await?;
     let config: Option<serde_json::Value> = if body.iter().all(|b| b.is_ascii_whitespace()) {

@@ -311,7 +311,22 @@ impl ImageService {
     /// Resolve a name, full ID, `sha256:` ID or unique ID prefix, as Docker does.
     pub fn resolve(&self, name: &str) -> Result<Digest> {
         let images = self.meta.images()?;
-        self.resolve_in(name, &images, &self.meta.refs()?)
+        self.resolve_in_checked(name, &images, &self.meta.refs()?)
+    }
+
+    fn resolve_in_checked(
+        &self,
+        name: &str,
+        images: &BTreeMap<Digest, ImageRecord>,
+        refs: &BTreeMap<String, Digest>,
+    ) -> Result<Digest> {
+        // `name:sha256:<hex>` is no reference at all (dockerd: 400, not "no such image").
+        if let Some((_, rest)) = name.split_once(':') {
+            if rest.starts_with("sha256:") {
+                return Err(ImageError::Invalid("invalid reference format".into()));
+            }
+        }
+        self.resolve_in(name, images, refs)
     }
 
     fn resolve_in(
@@ -537,6 +552,7 @@ impl ImageService {
         if r.path().starts_with("sha256") && r.path().len() > 64 {
             return Err(ImageError::Invalid(format!("invalid reference format: {target}")));
         }
+        refuse_digest_named(&r)?;
         self.put_tag(&id, &r)?;
         Ok(r)
     }
@@ -784,6 +800,7 @@ impl ImageService {
             loaded_at: existing.map(|e| e.loaded_at).unwrap_or_else(now_unix),
         });
         for t in tags {
+            refuse_digest_named(t)?;
             batch.put_refs.push((t.to_string(), id));
         }
         Ok(id)
@@ -1657,6 +1674,17 @@ fn add_file<W: Write>(b: &mut tar::Builder<W>, name: &str, size: u64, data: impl
     h.set_path(name)?;
     h.set_cksum();
     b.append(&h, data)
+}
+
+/// A name that reads as a digest algorithm (`sha256:<tag>`) would be mistaken for an image
+/// ID: dockerd refuses to make one.
+pub fn refuse_digest_named(r: &Reference) -> Result<()> {
+    if r.familiar_name() == "sha256" {
+        return Err(ImageError::Invalid(
+            "refusing to create an ambiguous tag using digest algorithm as name".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
