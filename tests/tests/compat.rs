@@ -122,34 +122,6 @@ fn version_names_the_engine() {
     assert_eq!(names.trim(), "Engine wharf");
 }
 
-/// An exec of a command that is not there exits 127, as with dockerd.
-#[test]
-fn exec_of_a_missing_command_exits_127() {
-    let w = Wharfd::start();
-    w.import_busybox("busybox:latest");
-    w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "ex",
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]);
-    let o = w.docker(&["exec", "ex", "nosuch"]);
-    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
-    // (The docker CLI prints the daemon's message on the exec's stream, stdout.)
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(said.contains("executable file not found"), "{said}");
-    w.ok(&["rm", "-f", "ex"]);
-}
-
 /// What dockerd refuses at create is a 400 with its words, before anything is looked up (the
 /// image named here does not exist); what it normalises reads the same.
 #[test]
