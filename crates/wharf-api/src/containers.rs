@@ -966,6 +966,11 @@ async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str, q: &Query
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else { return };
             let mut io = TokioIo::new(upgraded);
+            // docker-py reads the 101's head through a buffered reader, then takes the socket
+            // beneath it: bytes that arrive with the head are in that buffer and lost to it
+            // (its `attach(stream=False, logs=True)` then returns b''; dockerd loses the same
+            // race). A moment's pause lets the head be read alone; only this logs-only form.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             replay_logs(&mut io, past, tty).await;
             let _ = io.shutdown().await;
         });
