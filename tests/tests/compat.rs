@@ -325,3 +325,122 @@ fn ambiguous_and_invalid_references_are_refused() {
     assert!(!w.ok(&["images", "--format", "{{.Repository}}"]).contains("sha256"));
     w.ok(&["rm", "c1"]);
 }
+
+/// Lifecycle under cancellation and restarts: a client that hangs up does not abort `stop`
+/// or `restart`; a container its policy restarts is `restarting` throughout, never `exited`
+/// in between; killing it with its own StopSignal is a stop that the policy respects.
+#[test]
+fn lifecycle_survives_hangups_and_restarts_read_as_dockerd() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    for verb in ["stop", "restart"] {
+        let name = format!("hang{verb}");
+        w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; sleep 1000",
+        ]);
+        let pid = w.ok(&["inspect", "-f", "{{.State.Pid}}", &name]).trim().to_string();
+        let mut s = UnixStream::connect(&w.sock).unwrap();
+        write!(
+            s,
+            "POST /containers/{name}/{verb}?t=1 HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        drop(s); // hung up before the answer
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let st = w.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", &name]);
+            let done = match verb {
+                "stop" => st.trim().starts_with("exited"),
+                _ => st.trim().starts_with("running") && st.split_whitespace().nth(1) != Some(pid.as_str()),
+            };
+            if done {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{verb} was abandoned: {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // (The state changes a moment before the event is published, as in dockerd.)
+        let filter = format!("container={name}");
+        let events = || {
+            w.ok(&[
+                "events",
+                "--since",
+                "0",
+                "--until",
+                "0s",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Action}}",
+            ])
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !events().lines().any(|l| l == verb) {
+            assert!(std::time::Instant::now() < deadline, "no {verb} event: {}", events());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w.ok(&["rm", "-f", &name]);
+    }
+
+    // Restarted by its policy: `restarting` from the exit on.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flap",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 1",
+    ]);
+    let mut seen = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let (_, _, b) = w.http("GET", "/containers/flap/json", b"");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        seen.insert(v["State"]["Status"].as_str().unwrap_or("").to_string());
+    }
+    assert!(seen.contains("restarting"), "{seen:?}");
+    assert!(
+        !seen.contains("exited"),
+        "a transient exited between restarts: {seen:?}"
+    );
+    w.ok(&["rm", "-f", "flap"]);
+
+    // Its own stop signal, sent with kill: down it stays.
+    // (PID 1 in its namespace: only a signal it handles ends it.)
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "own",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' USR1; while :; do sleep 0.1; done",
+    ]);
+    w.ok(&["kill", "-s", "USR1", "own"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = w.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "own"]);
+    assert_eq!(st.trim(), "exited 0");
+    w.ok(&["rm", "-f", "own"]);
+}

@@ -51,6 +51,17 @@ fn done(r: Result<(), ContainerError>) -> Res {
     }
 }
 
+/// Run a lifecycle operation on a task of its own: a client that hangs up does not cancel it
+/// half-way (a stop that sent its signal still escalates to SIGKILL, and publishes its event).
+async fn detached<F>(f: F) -> Result<(), ContainerError>
+where
+    F: std::future::Future<Output = Result<(), ContainerError>> + Send + 'static,
+{
+    tokio::spawn(f)
+        .await
+        .unwrap_or_else(|e| Err(ContainerError::Internal(e.to_string())))
+}
+
 /// Route `/containers/...` and `/exec/...`.
 pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str, q: &Query) -> Res {
     if let Some(rest) = path.strip_prefix("/exec/") {
@@ -79,8 +90,20 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
     match (method, verb) {
         (&Method::GET, "json") => inspect(&d, name, q),
         (&Method::POST, "start") => done(c.start(name).await),
-        (&Method::POST, "stop") => done(c.stop(name, timeout(q)?, q.get("signal")).await),
-        (&Method::POST, "restart") => done(c.restart(name, timeout(q)?, q.get("signal")).await),
+        (&Method::POST, "stop") | (&Method::POST, "restart") => {
+            let (c, name, t) = (c.clone(), name.to_string(), timeout(q)?);
+            let signal = q.get("signal").map(String::from);
+            let restart = verb == "restart";
+            done(
+                detached(async move {
+                    match restart {
+                        true => c.restart(&name, t, signal.as_deref()).await,
+                        false => c.stop(&name, t, signal.as_deref()).await,
+                    }
+                })
+                .await,
+            )
+        }
         (&Method::POST, "kill") => done(c.kill(name, q.get("signal").unwrap_or("KILL")).await),
         (&Method::POST, "pause") => done(c.pause(name, true).await),
         (&Method::POST, "unpause") => done(c.pause(name, false).await),

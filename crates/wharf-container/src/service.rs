@@ -481,7 +481,7 @@ impl ContainerService {
                 .map(|n| n.to_string())
                 .unwrap_or_default();
             if (policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped))
-                && rec.state.status == "exited"
+                && matches!(rec.state.status.as_str(), "exited" | "restarting")
             {
                 let me = self.clone();
                 tokio::spawn(async move {
@@ -1620,7 +1620,19 @@ impl ContainerService {
     async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: ExitInfo, shim_cleans: bool) {
         let (id, auto_remove, policy, max_retry, manually, restarts, started_at) = {
             let mut r = e.rec.lock().expect("record lock");
-            r.state.status = "exited".into();
+            // A container its policy restarts shows `restarting` from its exit on, never a
+            // moment of `exited` between the failure and the restart.
+            let p = r.host_config.restart_policy.clone().unwrap_or_default();
+            let name = p.name.map(|n| n.to_string()).unwrap_or_default();
+            let retry = p.maximum_retry_count.unwrap_or(0);
+            let will_restart = !r.host_config.auto_remove.unwrap_or(false)
+                && !r.manually_stopped
+                && match name.as_str() {
+                    "always" | "unless-stopped" => true,
+                    "on-failure" => exit.exit_code != 0 && (retry == 0 || r.restart_count < retry),
+                    _ => false,
+                };
+            r.state.status = if will_restart { "restarting" } else { "exited" }.into();
             r.state.pid = 0;
             // Its execs ended with it.
             r.exec_ids.clear();
@@ -1631,7 +1643,6 @@ impl ContainerService {
             } else {
                 exit.finished_at.clone()
             };
-            let p = r.host_config.restart_policy.clone().unwrap_or_default();
             (
                 r.id.clone(),
                 r.host_config.auto_remove.unwrap_or(false),
@@ -1722,7 +1733,8 @@ impl ContainerService {
             if status != "restarting" || manually {
                 return;
             }
-            e.rec.lock().expect("record lock").state.status = "exited".into();
+            // Still `restarting` until the start says otherwise (`running`, or `exited` with
+            // the start's error).
             e.rec.lock().expect("record lock").restart_count += 1;
             if let Err(err) = me.start_locked(&e).await {
                 tracing::warn!(id = %e.snapshot().id, "restart: {err}");
@@ -1787,7 +1799,14 @@ impl ContainerService {
                 rec.id
             )));
         }
-        if sig == 9 || sig == 15 || sig == 2 {
+        // A kill with a stopping signal, the container's own StopSignal included, is a stop the
+        // user asked for: restart policies leave it down.
+        let own_stop = rec
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(|s| Self::parse_signal(s).ok());
+        if sig == 9 || sig == 15 || sig == 2 || own_stop == Some(sig) {
             e.rec.lock().expect("record lock").manually_stopped = true;
         }
         let seen = e.gen.borrow().exits;
@@ -1885,7 +1904,10 @@ impl ContainerService {
             Ok(()) | Err(ContainerError::NotModified) => {}
             Err(err) => return Err(err),
         }
-        self.start_locked(&e).await
+        self.start_locked(&e).await?;
+        // As dockerd: the restart is an event of its own, after the start's.
+        self.emit(&e.snapshot(), "restart", &[]);
+        Ok(())
     }
 
     /// `POST /containers/{id}/pause` and `unpause`.
