@@ -444,3 +444,32 @@ fn lifecycle_survives_hangups_and_restarts_read_as_dockerd() {
     assert_eq!(st.trim(), "exited 0");
     w.ok(&["rm", "-f", "own"]);
 }
+
+/// Legacy links read as dockerd shows them: `/target:/owner/alias` in inspect, and the target
+/// also named `/owner/alias` in the list.
+#[test]
+fn links_read_as_dockerd() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w.ok(&["run", "-d", "--name", "lp", "busybox", "sleep", "100"]);
+    w.ok(&[
+        "run", "-d", "--name", "lc", "--link", "lp:al", "busybox", "sleep", "100",
+    ]);
+    assert_eq!(
+        w.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", "lc"]).trim(),
+        r#"["/lp:/lc/al"]"#
+    );
+    let (_, _, b) = w.http("GET", "/containers/json", b"");
+    let list: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let names = |n: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Names"][0] == format!("/{n}"))
+            .map(|c| c["Names"].clone())
+            .unwrap()
+    };
+    assert_eq!(names("lp"), serde_json::json!(["/lp", "/lc/al"]));
+    assert_eq!(names("lc"), serde_json::json!(["/lc"]));
+    w.ok(&["rm", "-f", "lp", "lc"]);
+}

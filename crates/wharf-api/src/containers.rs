@@ -1,7 +1,7 @@
 //! Container and exec routes: create, list, inspect, the lifecycle verbs, logs, top, wait,
 //! and the hijacked attach and exec streams (`101 UPGRADED`, raw or multiplexed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
@@ -418,6 +418,33 @@ fn command_text(r: &Record) -> String {
     parts.join(" ")
 }
 
+/// For each container name, the `/child/alias` names of the legacy links others hold to it
+/// (one pass over the records, so a long list stays linear).
+fn link_names(recs: &[Record]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for c in recs {
+        for l in c.host_config.links.iter().flatten() {
+            let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            out.entry(target.trim_start_matches('/').to_string())
+                .or_default()
+                .push(format!("/{}/{alias}", c.name));
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// A link as dockerd's inspect shows it: `target:alias` of container `owner` becomes
+/// `/target:/owner/alias`.
+fn link_view(owner: &str, link: &str) -> String {
+    let (target, alias) = link.split_once(':').unwrap_or((link, link));
+    let alias = alias.rsplit('/').next().unwrap_or(alias);
+    format!("/{}:/{owner}/{alias}", target.trim_start_matches('/'))
+}
+
 /// A container as `GET /containers/json` lists it.
 pub(crate) fn summary(r: &Record) -> Value {
     json!({
@@ -478,6 +505,7 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
         .collect();
     let limit: i64 = q.get("limit").and_then(|s| s.parse().ok()).unwrap_or(-1);
     let mut out = Vec::new();
+    let linked = link_names(&recs);
     for r in recs {
         let has = |k: &str| filters.get(k).is_some_and(|v| !v.is_empty());
         let any =
@@ -528,6 +556,10 @@ fn list(d: &Arc<Daemon>, q: &Query) -> Res {
             continue;
         }
         let mut v = summary(&r);
+        // As dockerd: a container is also named by every legacy link to it (`/child/alias`).
+        if let (Some(names), Some(more)) = (v["Names"].as_array_mut(), linked.get(&r.name)) {
+            names.extend(more.iter().map(|n| Value::from(n.as_str())));
+        }
         if q.bool("size") {
             let (rw, root) = d.containers.sizes(&r.id).unwrap_or((0, 0));
             v["SizeRw"] = json!(rw);
@@ -623,6 +655,9 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     });
     if let Some(h) = &r.state.health {
         v["State"]["Health"] = json!(h);
+    }
+    if let Some(links) = r.host_config.links.as_ref().filter(|l| !l.is_empty()) {
+        v["HostConfig"]["Links"] = json!(links.iter().map(|l| link_view(&r.name, l)).collect::<Vec<_>>());
     }
     // `host` and `none` are networks too: their IDs, as dockerd shows them.
     if let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut() {
