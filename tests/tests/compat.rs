@@ -155,6 +155,14 @@ fn create_validates_as_dockerd() {
     w.import_busybox("busybox:latest");
     let err = w.fails(&["run", "--rm", "-e", "=x", "busybox", "true"]);
     assert!(err.contains("invalid environment variable: =x"), "{err}");
+    // A healthcheck whose test is a bare command is accepted, as dockerd does (and not probed).
+    let (st, _, b) = w.http(
+        "POST",
+        "/containers/create?name=hc",
+        br#"{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["true"]}}"#,
+    );
+    assert!(st.contains(" 201 "), "{st} {}", String::from_utf8_lossy(&b));
+    w.ok(&["rm", "hc"]);
     w.ok(&["create", "--name", "wd", "-w", "/tmp/", "busybox"]);
     assert_eq!(w.ok(&["inspect", "-f", "{{.Config.WorkingDir}}", "wd"]).trim(), "/tmp");
     w.ok(&["rm", "wd"]);
@@ -472,4 +480,24 @@ fn links_read_as_dockerd() {
     assert_eq!(names("lp"), serde_json::json!(["/lp", "/lc/al"]));
     assert_eq!(names("lc"), serde_json::json!(["/lc"]));
     w.ok(&["rm", "-f", "lp", "lc"]);
+}
+
+/// A network keeps the IPAM options it was created with, as `network inspect` shows them.
+#[test]
+fn networks_keep_their_ipam_options() {
+    let w = Wharfd::start();
+    let subnet = common::test_subnet(&w, 1);
+    w.ok(&["network", "create", "--subnet", &subnet, "--ipam-opt", "foo=bar", "ipn"]);
+    assert_eq!(
+        w.ok(&["network", "inspect", "-f", "{{json .IPAM.Options}}", "ipn"])
+            .trim(),
+        r#"{"foo":"bar"}"#
+    );
+    w.ok(&["network", "create", "--subnet", &common::test_subnet(&w, 2), "plain"]);
+    assert_eq!(
+        w.ok(&["network", "inspect", "-f", "{{json .IPAM.Options}}", "plain"])
+            .trim(),
+        "null"
+    );
+    w.ok(&["network", "rm", "ipn", "plain"]);
 }

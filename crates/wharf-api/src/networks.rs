@@ -133,6 +133,15 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                     attachable: v.get("Attachable").and_then(|x| x.as_bool()).unwrap_or(false),
                     labels: map("Labels"),
                     options: map("Options"),
+                    ipam_options: v
+                        .pointer("/IPAM/Options")
+                        .and_then(|o| o.as_object())
+                        .map(|o| {
+                            o.iter()
+                                .map(|(k, x)| (k.clone(), x.as_str().unwrap_or_default().to_string()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     aux: aux_of(&ipam),
                     enable_ipv6: v.get("EnableIPv6").and_then(|x| x.as_bool()).unwrap_or(false),
                     subnet6: field(&ipam6, "Subnet"),

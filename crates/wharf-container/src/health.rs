@@ -139,13 +139,9 @@ pub fn validate(h: &m::HealthConfig) -> Result<(), ContainerError> {
             "Retries in Healthcheck cannot be negative".into(),
         ));
     }
-    if let Some(first) = h.test.as_ref().and_then(|t| t.first()) {
-        if !matches!(first.as_str(), "NONE" | "CMD" | "CMD-SHELL") {
-            return Err(ContainerError::Invalid(format!(
-                "unknown healthcheck type '{first}' (expected CMD, CMD-SHELL or NONE)"
-            )));
-        }
-    }
+    // A test whose first word is none of NONE, CMD, CMD-SHELL (a bare `["true"]`) is accepted,
+    // as dockerd accepts it, and never probed ([`probe`] has none for it; dockerd logs a
+    // warning and runs none either).
     Ok(())
 }
 
@@ -284,7 +280,13 @@ mod tests {
         h.interval = None;
         h.retries = Some(-1);
         assert!(validate(&h).unwrap_err().to_string().contains("Retries"));
-        assert!(validate(&hc(&["BOGUS"])).is_err());
+        // dockerd's getProbe: an unknown first word is accepted and never probed.
+        assert!(validate(&hc(&["true"])).is_ok());
+        let cfg = m::ContainerConfig {
+            healthcheck: Some(hc(&["true"])),
+            ..Default::default()
+        };
+        assert!(probe(&cfg).is_none());
     }
 
     fn result(code: i64) -> ProbeResult {

@@ -71,6 +71,9 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// Driver options (`-o`).
     pub options: BTreeMap<String, String>,
+    /// IPAM driver options (`--ipam-opt`), kept and shown as given.
+    #[serde(default)]
+    pub ipam_options: BTreeMap<String, String>,
     /// Addresses (bridge networks).
     pub pool: Option<Pool>,
     /// The host bridge interface.
@@ -100,6 +103,7 @@ impl Network {
             attachable: false,
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
+            ipam_options: BTreeMap::new(),
             pool: None,
             bridge: String::new(),
             default_bridge: false,
@@ -136,6 +140,8 @@ pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     /// Options.
     pub options: BTreeMap<String, String>,
+    /// `IPAM.Options`.
+    pub ipam_options: BTreeMap<String, String>,
     /// `--aux-address`: name → address.
     pub aux: BTreeMap<String, String>,
     /// `--ipv6`.
@@ -541,6 +547,7 @@ impl NetworkService {
             attachable: req.attachable,
             labels: req.labels,
             options: req.options,
+            ipam_options: req.ipam_options,
             pool: Some(pool.clone()),
             bridge: bridge.clone(),
             default_bridge: false,
@@ -1007,6 +1014,12 @@ impl NetworkService {
 
     /// The network as `GET /networks/{id}` shows it; `containers` is the `Containers` map.
     pub fn to_json(&self, n: &Network, containers: Value) -> Value {
+        // dockerd shows the IPAM options it was given, null when none.
+        let ipam_options = if n.ipam_options.is_empty() {
+            Value::Null
+        } else {
+            json!(n.ipam_options)
+        };
         let ipam = match &n.pool {
             Some(p) => {
                 let mut c = json!({"Subnet": p.subnet.to_string(), "Gateway": p.gateway.to_string()});
@@ -1027,9 +1040,9 @@ impl NetworkService {
                     }
                     configs.push(c6);
                 }
-                json!({"Driver": "default", "Options": null, "Config": configs})
+                json!({"Driver": "default", "Options": ipam_options, "Config": configs})
             }
-            None => json!({"Driver": "default", "Options": null, "Config": null}),
+            None => json!({"Driver": "default", "Options": ipam_options, "Config": null}),
         };
         json!({
             "Name": n.name,
