@@ -501,3 +501,39 @@ fn networks_keep_their_ipam_options() {
     );
     w.ok(&["network", "rm", "ipn", "plain"]);
 }
+
+/// The `wharf` CLI takes docker's `-v`/`--version`, and `-v` after a command stays its own flag.
+#[test]
+fn the_cli_version_flag_reads_as_dockers() {
+    let w = Wharfd::start();
+    for flag in ["-v", "--version"] {
+        let o = w.wharf(&[flag], None);
+        assert!(o.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            concat!("wharf ", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    w.import_busybox("busybox:latest");
+    let o = w.wharf(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "/data",
+            "busybox",
+            "ls",
+            "-d",
+            "/data",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "/data",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

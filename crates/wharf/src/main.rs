@@ -28,8 +28,16 @@ use crate::format::Format;
 
 /// A self-sufficient runtime for containers.
 #[derive(Parser, Debug)]
-#[command(name = "wharf", version, about = "A Docker-compatible container engine client")]
+#[command(
+    name = "wharf",
+    version,
+    about = "A Docker-compatible container engine client",
+    disable_version_flag = true
+)]
 struct Cli {
+    /// Print version information and quit (docker's `-v, --version`)
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
     /// Daemon socket to connect to (unix:///path or tcp://host:port)
     #[arg(short = 'H', long = "host")]
     host: Option<String>,
