@@ -1967,6 +1967,11 @@ impl ContainerService {
                         rec.id
                     )));
                 }
+                // The shim removes the cgroups after it answers; a removal returns once they
+                // are gone (and removes what the shim could not, a process having held them).
+                shim::wait_gone(&self.bundle_dir(&rec.id)).await;
+                let rel = self.cgroup_path(&rec);
+                let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
             }
         }
         if e.snapshot().state.status == "removing" {
