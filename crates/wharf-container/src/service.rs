@@ -844,8 +844,6 @@ impl ContainerService {
         Ok((id, warnings))
     }
 
-    /// Create the volumes a new container names (anonymous ones with fresh names) and the
-    /// missing source directories of its `-v` binds, as Docker does at create.
     /// The containers a new one names (`--link` on the default bridge, `--volumes-from`,
     /// `--pid`/`--ipc container:`) must exist: naming a missing one is the client's error
     /// (400), in dockerd's words. (A link on a user network is an alias that may resolve later.)
@@ -878,6 +876,8 @@ impl ContainerService {
         Ok(())
     }
 
+    /// Create the volumes a new container names (anonymous ones with fresh names) and the
+    /// missing source directories of its `-v` binds, as Docker does at create.
     fn create_mount_sources(&self, mps: &mut [MountPoint], created: &mut Vec<String>) -> Result<()> {
         for mp in mps.iter_mut() {
             match mp.typ.as_str() {
@@ -1969,9 +1969,7 @@ impl ContainerService {
                 }
                 // The shim removes the cgroups after it answers; a removal returns once they
                 // are gone (and removes what the shim could not, a process having held them).
-                shim::wait_gone(&self.bundle_dir(&rec.id)).await;
-                let rel = self.cgroup_path(&rec);
-                let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
+                self.clear_cgroups(&rec).await;
             }
         }
         if e.snapshot().state.status == "removing" {
@@ -1989,11 +1987,8 @@ impl ContainerService {
             self.kill_leftovers(&rec).await.map_err(|err| {
                 ContainerError::Internal(format!("could not kill container {} for removal: {err}", rec.id))
             })?;
-            // The shim could not remove cgroups that still held a process: once it is gone,
-            // they go here.
-            shim::wait_gone(&self.bundle_dir(&rec.id)).await;
-            let rel = self.cgroup_path(&rec);
-            let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
+            // The shim could not remove cgroups that still held a process: they go here.
+            self.clear_cgroups(&rec).await;
         }
         e.rec.lock().expect("record lock").state.status = "removing".into();
         self.unmount_root(&rec.id);
@@ -2765,6 +2760,14 @@ impl ContainerService {
             .map_err(|e| ContainerError::Internal(format!("container {id}: {e}")))
     }
 
+    /// Remove the container's cgroups once its shim's lock is free (a shim still finishing its
+    /// own cleanup is never raced); what is already gone is no error.
+    async fn clear_cgroups(&self, rec: &Record) {
+        shim::wait_gone(&self.bundle_dir(&rec.id)).await;
+        let rel = self.cgroup_path(rec);
+        let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
+    }
+
     /// The end of a container whose shim went away without telling it: the exit the shim
     /// recorded, if it got that far. Otherwise, when the daemon saw the shim die (`watched`)
     /// or found processes to kill, they were killed (by the kernel as the shim died, or here),
@@ -2782,11 +2785,8 @@ impl ContainerService {
                 true
             }
         };
-        // What the shim would have removed after the exit: its cgroups (once its lock is free,
-        // so a shim still finishing is not raced).
-        shim::wait_gone(&self.bundle_dir(&rec.id)).await;
-        let rel = self.cgroup_path(rec);
-        let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
+        // What the shim would have removed after the exit: its cgroups.
+        self.clear_cgroups(rec).await;
         self.exit_file(&rec.id).unwrap_or_else(|| ExitInfo {
             exit_code: if watched || killed { 137 } else { 255 },
             oom_killed: false,
