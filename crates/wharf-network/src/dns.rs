@@ -48,6 +48,26 @@ impl Table {
 /// One network's [`Table`], shared with the network service.
 pub type Names = Arc<RwLock<Table>>;
 
+/// What one query is answered from: the tables of the asker's networks, each with the asker's
+/// address on it (its links are told apart by it), in the order they are tried; where the
+/// other names go; and whether they may go at all (not from internal networks only).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The tables to look in, first hit wins.
+    pub tables: Vec<(Names, Option<Ipv4Addr>)>,
+    /// Resolvers for names no table has.
+    pub upstreams: Vec<SocketAddr>,
+}
+
+impl Scope {
+    /// A name's addresses in the first table that has it.
+    pub fn lookup(&self, name: &str) -> Option<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
+        self.tables
+            .iter()
+            .find_map(|(t, from)| t.read().expect("names").lookup(name, *from))
+    }
+}
+
 /// A running responder; dropping it stops the server.
 #[derive(Debug)]
 pub struct Responder {
@@ -64,15 +84,19 @@ impl Drop for Responder {
     }
 }
 
-/// The host's resolvers from `/etc/resolv.conf`, without loopback ones (unreachable from a
-/// container and pointless to forward to from the daemon's point of view are the same servers).
+/// The host's resolvers from `/etc/resolv.conf`. Loopback ones too (a local caching
+/// resolver, systemd-resolved's 127.0.0.53): queries are forwarded from the daemon, in the
+/// host's namespace, where they answer, as Docker's embedded resolver does.
 pub fn upstreams() -> Vec<SocketAddr> {
-    std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
+    servers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+/// The `nameserver` addresses of a resolv.conf text, port 53.
+pub fn servers(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-        .filter(|ip| !ip.is_loopback())
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
 }
@@ -89,7 +113,7 @@ pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
             };
             let n = n.clone();
             tokio::spawn(async move {
-                let _ = serve_tcp(conn, &n, peer_v4(&peer)).await;
+                let _ = serve_tcp(conn, &gateway_scope(&n, &peer)).await;
             });
         }
     });
@@ -103,13 +127,22 @@ pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
             let query = buf[..len].to_vec();
             let (sock, n) = (sock.clone(), n.clone());
             tokio::spawn(async move {
-                if let Some(reply) = answer(&query, &n, peer_v4(&peer)).await {
+                if let Some(reply) = answer(&query, &gateway_scope(&n, &peer)).await {
                     let _ = sock.send_to(&reply, peer).await;
                 }
             });
         }
     });
     Ok(Responder { task, tcp, names })
+}
+
+/// A gateway responder answers from its own network only (the embedded resolver at
+/// 127.0.0.11, `resolver`, answers from all of a container's networks).
+fn gateway_scope(names: &Names, peer: &SocketAddr) -> Scope {
+    Scope {
+        tables: vec![(names.clone(), peer_v4(peer))],
+        upstreams: upstreams(),
+    }
 }
 
 fn peer_v4(peer: &SocketAddr) -> Option<Ipv4Addr> {
@@ -121,7 +154,7 @@ fn peer_v4(peer: &SocketAddr) -> Option<Ipv4Addr> {
 
 /// DNS over TCP (RFC 7766): each message behind a two-byte length, several per connection;
 /// an idle connection is closed after ten seconds.
-async fn serve_tcp(mut conn: TcpStream, names: &Names, from: Option<Ipv4Addr>) -> std::io::Result<()> {
+pub(crate) async fn serve_tcp(mut conn: TcpStream, scope: &Scope) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
@@ -132,7 +165,7 @@ async fn serve_tcp(mut conn: TcpStream, names: &Names, from: Option<Ipv4Addr>) -
         tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut query))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(reply) = answer(&query, names, from).await else {
+        let Some(reply) = answer(&query, scope).await else {
             return Ok(());
         };
         let Ok(n) = u16::try_from(reply.len()) else {
@@ -143,8 +176,8 @@ async fn serve_tcp(mut conn: TcpStream, names: &Names, from: Option<Ipv4Addr>) -
     }
 }
 
-/// The answer to one query packet from `from` (`None`: not a query we can read at all).
-pub async fn answer(query: &[u8], names: &Names, from: Option<Ipv4Addr>) -> Option<Vec<u8>> {
+/// The answer to one query packet (`None`: not a query we can read at all).
+pub async fn answer(query: &[u8], scope: &Scope) -> Option<Vec<u8>> {
     let req = Message::from_vec(query).ok()?;
     if req.message_type() != MessageType::Query {
         return None;
@@ -161,7 +194,7 @@ pub async fn answer(query: &[u8], names: &Names, from: Option<Ipv4Addr>) -> Opti
         return resp.to_vec().ok();
     };
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
-    let known = names.read().expect("names").lookup(&name, from);
+    let known = scope.lookup(&name);
     match known {
         Some((v4, v6)) => {
             // A name on this network: its addresses for A and AAAA, nothing (but no error)
@@ -185,7 +218,7 @@ pub async fn answer(query: &[u8], names: &Names, from: Option<Ipv4Addr>) -> Opti
             resp.set_response_code(ResponseCode::NXDomain);
             resp.to_vec().ok()
         }
-        None => match forward(query).await {
+        None => match forward(query, &scope.upstreams).await {
             Some(r) => Some(r),
             None => {
                 resp.set_response_code(ResponseCode::ServFail);
@@ -195,8 +228,8 @@ pub async fn answer(query: &[u8], names: &Names, from: Option<Ipv4Addr>) -> Opti
     }
 }
 
-async fn forward(query: &[u8]) -> Option<Vec<u8>> {
-    for up in upstreams() {
+async fn forward(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+    for &up in upstreams {
         let Ok(s) = UdpSocket::bind("0.0.0.0:0").await else {
             continue;
         };
@@ -219,6 +252,13 @@ mod tests {
     use hickory_proto::rr::Name;
     use std::str::FromStr;
 
+    fn one(names: &Names, from: Option<Ipv4Addr>) -> Scope {
+        Scope {
+            tables: vec![(names.clone(), from)],
+            upstreams: Vec::new(),
+        }
+    }
+
     fn query(name: &str, t: RecordType) -> Vec<u8> {
         let mut m = Message::new();
         m.set_id(7)
@@ -236,23 +276,38 @@ mod tests {
             .unwrap()
             .names
             .insert("web".into(), vec!["10.0.0.2".parse().unwrap()]);
-        let r = Message::from_vec(&answer(&query("Web.", RecordType::A), &names, None).await.unwrap()).unwrap();
+        let r = Message::from_vec(&answer(&query("Web.", RecordType::A), &one(&names, None)).await.unwrap()).unwrap();
         assert_eq!(r.id(), 7);
         assert_eq!(r.response_code(), ResponseCode::NoError);
         assert_eq!(r.answers().len(), 1);
         assert_eq!(r.answers()[0].data(), &RData::A(A("10.0.0.2".parse().unwrap())));
-        let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names, None).await.unwrap()).unwrap();
+        let r = Message::from_vec(
+            &answer(&query("web.", RecordType::AAAA), &one(&names, None))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!((r.response_code(), r.answers().len()), (ResponseCode::NoError, 0));
         names
             .write()
             .unwrap()
             .names6
             .insert("web".into(), vec!["fd00::2".parse().unwrap()]);
-        let r = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &names, None).await.unwrap()).unwrap();
+        let r = Message::from_vec(
+            &answer(&query("web.", RecordType::AAAA), &one(&names, None))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.answers()[0].data(), &RData::AAAA(AAAA("fd00::2".parse().unwrap())));
-        let r = Message::from_vec(&answer(&query("elsewhere.", RecordType::A), &names, None).await.unwrap()).unwrap();
+        let r = Message::from_vec(
+            &answer(&query("elsewhere.", RecordType::A), &one(&names, None))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
-        assert!(answer(b"garbage", &names, None).await.is_none());
+        assert!(answer(b"garbage", &one(&names, None)).await.is_none());
     }
 
     #[tokio::test]
@@ -269,7 +324,9 @@ mod tests {
         }
         let ask = |from| {
             let names = names.clone();
-            async move { Message::from_vec(&answer(&query("bar.", RecordType::A), &names, from).await.unwrap()).unwrap() }
+            async move {
+                Message::from_vec(&answer(&query("bar.", RecordType::A), &one(&names, from)).await.unwrap()).unwrap()
+            }
         };
         let r = ask(Some(a)).await;
         assert_eq!(r.answers()[0].data(), &RData::A(A("10.0.0.2".parse().unwrap())));
@@ -277,7 +334,58 @@ mod tests {
         assert_eq!(ask(Some(b)).await.response_code(), ResponseCode::NXDomain);
         assert_eq!(ask(None).await.response_code(), ResponseCode::NXDomain);
         // A link to a container not (yet) on the network is no name.
-        let r = Message::from_vec(&answer(&query("gone.", RecordType::A), &names, Some(b)).await.unwrap()).unwrap();
+        let r = Message::from_vec(
+            &answer(&query("gone.", RecordType::A), &one(&names, Some(b)))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
+    }
+
+    #[tokio::test]
+    async fn a_scope_answers_from_every_network_of_the_asker() {
+        let (front, back): (Names, Names) = (Arc::default(), Arc::default());
+        let me_back: Ipv4Addr = "10.1.0.5".parse().unwrap();
+        front
+            .write()
+            .unwrap()
+            .names
+            .insert("web".into(), vec!["10.0.0.2".parse().unwrap()]);
+        {
+            let mut b = back.write().unwrap();
+            b.names.insert("db".into(), vec!["10.1.0.2".parse().unwrap()]);
+            b.names.insert("web".into(), vec!["10.1.0.3".parse().unwrap()]);
+            b.links
+                .insert(me_back, HashMap::from([("store".to_string(), "db".to_string())]));
+        }
+        let scope = Scope {
+            tables: vec![
+                (front.clone(), Some("10.0.0.5".parse().unwrap())),
+                (back.clone(), Some(me_back)),
+            ],
+            upstreams: Vec::new(),
+        };
+        let ask = |name: &'static str| {
+            let scope = scope.clone();
+            async move { Message::from_vec(&answer(&query(name, RecordType::A), &scope).await.unwrap()).unwrap() }
+        };
+        // A name on the second network, and a link alias there.
+        assert_eq!(
+            ask("db.").await.answers()[0].data(),
+            &RData::A(A("10.1.0.2".parse().unwrap()))
+        );
+        assert_eq!(
+            ask("store.").await.answers()[0].data(),
+            &RData::A(A("10.1.0.2".parse().unwrap()))
+        );
+        // A name on both: the first network's address.
+        assert_eq!(
+            ask("web.").await.answers()[0].data(),
+            &RData::A(A("10.0.0.2".parse().unwrap()))
+        );
+        // Nowhere: NXDOMAIN for a single label; with nowhere to forward, SERVFAIL for the rest.
+        assert_eq!(ask("nobody.").await.response_code(), ResponseCode::NXDomain);
+        assert_eq!(ask("example.org.").await.response_code(), ResponseCode::ServFail);
     }
 }

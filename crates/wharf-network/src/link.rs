@@ -284,27 +284,53 @@ async fn wire_here(target: Target, wires: Vec<Wire>) -> Result<Vec<String>> {
             .await
             .map_err(nl("bringing the container's interface up"))?;
         if w.default_route {
-            let mut routes = vec![(
-                RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(w.gateway)
-                    .output_interface(cidx)
-                    .build(),
-                "adding the default route",
-            )];
-            if let Some((_, _, gw6)) = w.ip6 {
-                let r = RouteMessageBuilder::<Ipv6Addr>::new()
-                    .gateway(gw6)
-                    .output_interface(cidx)
-                    .build();
-                routes.push((r, "adding the IPv6 default route"));
-            }
-            for (r, what) in routes {
-                inner.route().add(r).execute().await.map_err(nl(what))?;
-            }
+            default_route(&inner, cidx, w.gateway, w.ip6.map(|(_, _, g)| g)).await?;
         }
         hosts.push(hname);
     }
     Ok(hosts)
+}
+
+/// The default route (and the IPv6 one) through `gateway` on interface `index`, replacing any
+/// other: a network joined later may take it over.
+async fn default_route(h: &Handle, index: u32, gateway: Ipv4Addr, gateway6: Option<Ipv6Addr>) -> Result<()> {
+    let r = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(index)
+        .build();
+    h.route()
+        .add(r)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("adding the default route"))?;
+    if let Some(g6) = gateway6 {
+        let r = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(g6)
+            .output_interface(index)
+            .build();
+        h.route()
+            .add(r)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl("adding the IPv6 default route"))?;
+    }
+    Ok(())
+}
+
+/// Route everything through `ifname` in the namespace pinned at `path` (the network that
+/// gave the default route was left).
+pub async fn route_through(path: PathBuf, ifname: String, gateway: Ipv4Addr, gateway6: Option<Ipv6Addr>) -> Result<()> {
+    on_thread(async move {
+        enter(&path)?;
+        let h = connect()?;
+        let index = index_of(&h, &ifname)
+            .await?
+            .ok_or_else(|| NetworkError::System(format!("{ifname} is not in the container")))?;
+        default_route(&h, index, gateway, gateway6).await
+    })
+    .await
 }
 
 /// Remove the interface `ifname` from the namespace pinned at `path` (its veth peer goes too).
@@ -318,7 +344,7 @@ pub async fn unwire(path: PathBuf, ifname: String) -> Result<()> {
 }
 
 /// Move the calling thread into the namespace pinned at `path`; its descriptor.
-fn enter(path: &Path) -> Result<OwnedFd> {
+pub(crate) fn enter(path: &Path) -> Result<OwnedFd> {
     let fd = rustix::fs::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -332,7 +358,9 @@ fn enter(path: &Path) -> Result<OwnedFd> {
 
 /// Run `f` on a thread of its own with a runtime of its own: `unshare` and `setns` move only
 /// the calling thread, which must not be one of the daemon's workers.
-async fn on_thread<T: Send + 'static>(f: impl std::future::Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+pub(crate) async fn on_thread<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("wharf-netns".into()).spawn(move || {
         let r = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

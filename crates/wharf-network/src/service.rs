@@ -21,6 +21,7 @@ use crate::error::{NetworkError, Result};
 use crate::ipam::{self, Pool, Pool6, Subnet, Subnet6};
 use crate::link::{self, Target, Wire};
 use crate::nft::{self, BridgeRule, PortRule};
+use crate::resolver::{self, Resolver};
 
 /// Daemon settings for networking (dockerd's flag names).
 #[derive(Debug, Clone)]
@@ -171,6 +172,8 @@ pub struct EndpointRequest {
     pub dns_names: Vec<String>,
     /// Its links on the network: (alias, container name), names only it resolves.
     pub links: Vec<(String, String)>,
+    /// The default route goes through this network (never an internal one).
+    pub default_route: bool,
 }
 
 /// A container's place on one network.
@@ -232,6 +235,8 @@ pub struct NetworkService {
     /// The userland proxies of each container (`--iptables=false`).
     proxies: tokio::sync::Mutex<HashMap<String, Vec<crate::proxy::Proxy>>>,
     dns: Mutex<HashMap<String, Responder>>,
+    /// Each running container's resolver at 127.0.0.11, by container ID.
+    resolvers: Mutex<HashMap<String, Resolver>>,
     usage: Mutex<Option<UsageCheck>>,
     rules: tokio::sync::Mutex<()>,
 }
@@ -290,6 +295,7 @@ impl NetworkService {
             ports: Mutex::new(BTreeMap::new()),
             proxies: tokio::sync::Mutex::new(HashMap::new()),
             dns: Mutex::new(HashMap::new()),
+            resolvers: Mutex::new(HashMap::new()),
             usage: Mutex::new(None),
             rules: tokio::sync::Mutex::new(()),
         });
@@ -687,7 +693,7 @@ impl NetworkService {
                 ip: ep.ip,
                 prefix: ep.prefix,
                 gateway: ep.gateway,
-                default_route: first_ifindex + i == 0 && !n.internal,
+                default_route: r.default_route && !n.internal,
                 mac: link::parse_mac(&ep.mac).unwrap_or_else(|| link::mac_for(ep.ip)),
                 mtu: self.cfg.mtu,
                 ip6: ep.ip6,
@@ -884,6 +890,78 @@ impl NetworkService {
         }
     }
 
+    /// What a container's resolver answers from: the tables of its user networks in the
+    /// order of `eps`, its address on each; `servers` (or the host's resolvers) for the rest,
+    /// unless every network it is on is internal.
+    fn scope(&self, eps: &[Endpoint], servers: &[std::net::SocketAddr]) -> dns::Scope {
+        let responders = self.dns.lock().expect("dns");
+        let tables = eps
+            .iter()
+            .filter_map(|ep| responders.get(&ep.network_id).map(|r| (r.names.clone(), Some(ep.ip))))
+            .collect();
+        let outside = eps
+            .iter()
+            .any(|ep| self.get(&ep.network_id).map(|n| !n.internal).unwrap_or(false));
+        let upstreams = match (outside, servers.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => dns::upstreams(),
+            (true, false) => servers.to_vec(),
+        };
+        dns::Scope { tables, upstreams }
+    }
+
+    /// Serve 127.0.0.11 in the running container's namespace (`resolver`), answering from
+    /// the networks of `eps` and forwarding to `servers` (its `--dns`; empty: the host's).
+    /// Replaces a resolver the container had (a restore).
+    pub async fn start_resolver(
+        &self,
+        container: &str,
+        eps: &[Endpoint],
+        servers: Vec<std::net::SocketAddr>,
+    ) -> Result<()> {
+        let scope = self.scope(eps, &servers);
+        let r = resolver::open(self.sandbox_key(container), scope, servers).await?;
+        self.resolvers
+            .lock()
+            .expect("resolvers")
+            .insert(container.to_string(), r);
+        Ok(())
+    }
+
+    /// The container joined or left a network: its resolver answers from what it is on now.
+    pub fn update_resolver(&self, container: &str, eps: &[Endpoint]) {
+        let resolvers = self.resolvers.lock().expect("resolvers");
+        if let Some(r) = resolvers.get(container) {
+            let scope = self.scope(eps, &r.servers);
+            *r.scope.write().expect("scope") = scope;
+        }
+    }
+
+    /// Does the container have a resolver now?
+    pub fn has_resolver(&self, container: &str) -> bool {
+        self.resolvers.lock().expect("resolvers").contains_key(container)
+    }
+
+    /// The container stopped: its resolver goes (its namespace goes too).
+    pub fn stop_resolver(&self, container: &str) {
+        self.resolvers.lock().expect("resolvers").remove(container);
+    }
+
+    /// Route the container's traffic through `ep` (the network that gave its default route
+    /// was left, or one with a higher priority joined).
+    pub async fn route_through(&self, container: &str, ep: &Endpoint) -> Result<()> {
+        if self.get(&ep.network_id).map(|n| n.internal).unwrap_or(true) {
+            return Ok(());
+        }
+        link::route_through(
+            self.sandbox_key(container),
+            ep.ifname.clone(),
+            ep.gateway,
+            ep.ip6.map(|(_, _, g)| g),
+        )
+        .await
+    }
+
     /// Disconnect one endpoint of a running container.
     pub async fn detach(&self, container: &str, ep: &Endpoint) -> Result<()> {
         let key = self.sandbox_key(container);
@@ -995,6 +1073,7 @@ impl NetworkService {
     /// Daemon shutdown. With no container running, the table and the bridges go too (they are
     /// made again at the next start); otherwise everything stays for the live containers.
     pub async fn shutdown(&self, any_running: bool) {
+        self.resolvers.lock().expect("resolvers").clear();
         self.dns.lock().expect("dns").clear();
         if any_running {
             return;
