@@ -29,6 +29,7 @@ impl From<ContainerError> for ApiError {
 }
 
 use crate::routes::json_response as json_res;
+use crate::routes::ApiVersion;
 
 fn no_content() -> Res {
     let mut r = Response::new(body::empty());
@@ -359,9 +360,24 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 }
 
 async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
+    let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 4 << 20).await?;
     let body: CreateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    // Several networks at create came with API 1.44; before it dockerd refused them.
+    let endpoints: Vec<String> = body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.get("EndpointsConfig"))
+        .and_then(|e| e.as_object())
+        .map(|e| e.keys().cloned().collect())
+        .unwrap_or_default();
+    if endpoints.len() > 1 && version < ApiVersion(1, 44) {
+        return Err(ApiError::invalid(format!(
+            "Container cannot be connected to network endpoints: {}",
+            endpoints.join(", ")
+        )));
+    }
     let name = q.get("name").map(String::from);
     let d2 = d.clone();
     let (id, warnings) = tokio::task::spawn_blocking(move || d2.containers.create(name.as_deref(), body))

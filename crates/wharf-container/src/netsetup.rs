@@ -38,6 +38,9 @@ pub struct EndpointConfig {
     /// `--driver-opt`s of the endpoint, kept and shown.
     #[serde(default)]
     pub driver_opts: BTreeMap<String, String>,
+    /// `GwPriority` (API 1.48): the network with the highest gives the default route.
+    #[serde(default)]
+    pub gw_priority: i64,
 }
 
 /// One published port while the container runs.
@@ -62,6 +65,9 @@ pub struct NetState {
     pub endpoints: Vec<Endpoint>,
     /// Its published ports.
     pub ports: Vec<PortMapping>,
+    /// It is on a user-defined network: its nameserver is the resolver at 127.0.0.11.
+    #[serde(default)]
+    pub resolver: bool,
 }
 
 impl From<NetworkError> for ContainerError {
@@ -117,7 +123,31 @@ pub fn endpoint_configs(
             .find(|(k, _)| *k == name || *k == id || (name == "bridge" && *k == "default"))
             .map(|(_, v)| v.clone())
     };
-    let mut ec = endpoint_config(&n.id, cfg_for(&n.name, &n.id).as_ref())?;
+    let ec = endpoint_config(&n.id, cfg_for(&n.name, &n.id).as_ref())?;
+    out.insert(n.name.clone(), checked(&n, ec, hc)?);
+    // The other networks of `EndpointsConfig` (API 1.44 and later; the API edge refuses
+    // them before). One missing fails the start, as the mode's.
+    for (key, v) in &given {
+        if *key == n.name || *key == n.id || (n.name == "bridge" && key == "default") {
+            continue;
+        }
+        match net.get(key) {
+            Ok(other) => {
+                let ec = endpoint_config(&other.id, Some(v))?;
+                out.insert(other.name.clone(), checked(&other, ec, hc)?);
+            }
+            Err(NetworkError::NotFound(_)) => {
+                out.insert(key.clone(), endpoint_config("", Some(v))?);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// One endpoint's settings checked against its network, as Docker checks them; links of
+/// `--link` go to the default bridge or become aliases on a user network.
+fn checked(n: &wharf_network::Network, mut ec: EndpointConfig, hc: &m::HostConfig) -> Result<EndpointConfig> {
     if n.default_bridge {
         if ec.ipv4.is_some() {
             return Err(ContainerError::Invalid(
@@ -139,8 +169,7 @@ pub fn endpoint_configs(
         // `--link` with a user network: aliases on it (its DNS answers them).
         ec.links = hc.links.clone().unwrap_or_default();
     }
-    out.insert(n.name.clone(), ec);
-    Ok(out)
+    Ok(ec)
 }
 
 /// One `EndpointSettings` object into our config.
@@ -191,8 +220,15 @@ pub fn endpoint_config(network_id: &str, v: Option<&Value>) -> Result<EndpointCo
                 .collect()
         })
         .unwrap_or_default();
+    let gw_priority = match v.and_then(|v| v.get("GwPriority")) {
+        None | Some(Value::Null) => 0,
+        Some(p) => p
+            .as_i64()
+            .ok_or_else(|| ContainerError::Invalid(format!("invalid GwPriority: {p}")))?,
+    };
     Ok(EndpointConfig {
         network_id: network_id.to_string(),
+        gw_priority,
         aliases: list("Aliases"),
         ipv4,
         ipv6,
@@ -215,29 +251,50 @@ pub fn link_aliases(ec: &EndpointConfig) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The names a container answers to on a user network: its name, its aliases, its short ID.
+/// The names a container answers to on a user network, in Docker's order and without
+/// repeats: its name, its aliases, its short ID, its hostname.
 pub fn dns_names(rec: &Record, ec: &EndpointConfig) -> Vec<String> {
-    let mut v = vec![rec.name.clone(), rec.id[..12].to_string()];
-    v.extend(ec.aliases.iter().cloned());
-    if let Some(h) = rec.config.hostname.as_deref().filter(|h| !h.is_empty()) {
-        if !v.iter().any(|x| x == h) {
-            v.push(h.to_string());
+    let mut v: Vec<String> = Vec::new();
+    let hostname = rec.config.hostname.as_deref().filter(|h| !h.is_empty());
+    for n in std::iter::once(rec.name.as_str())
+        .chain(ec.aliases.iter().map(String::as_str))
+        .chain(std::iter::once(&rec.id[..12]))
+        .chain(hostname)
+    {
+        if !v.iter().any(|x| x == n) {
+            v.push(n.to_string());
         }
     }
     v
 }
 
-/// The endpoint requests for a start, the network named by the mode first.
-pub fn requests(rec: &Record) -> Result<Vec<EndpointRequest>> {
+/// Which of `networks` (name, priority) gives the default route, as Docker 28 chooses: the
+/// highest `GwPriority`, then the first name in lexical order; never an internal network.
+pub fn gateway_network<'a>(
+    net: &NetworkService,
+    networks: impl IntoIterator<Item = (&'a str, i64)>,
+) -> Option<&'a str> {
+    networks
+        .into_iter()
+        .filter(|(name, _)| net.get(name).is_ok_and(|n| !n.internal))
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(name, _)| name)
+}
+
+/// The endpoint requests for a start, the network named by the mode first (`eth0`), the
+/// others in name order.
+pub fn requests(net: &NetworkService, rec: &Record) -> Result<Vec<EndpointRequest>> {
     let mode = rec.host_config.network_mode.clone().unwrap_or_default();
     let mut items: Vec<(&String, &EndpointConfig)> = rec.networks.iter().collect();
     items.sort_by_key(|(name, ec)| {
         !(**name == mode || ec.network_id == mode || (mode == "default" && *name == "bridge"))
     });
+    let gateway = gateway_network(net, items.iter().map(|(name, ec)| (name.as_str(), ec.gw_priority)));
     items
         .into_iter()
         .map(|(name, ec)| {
             Ok(EndpointRequest {
+                default_route: gateway == Some(name.as_str()),
                 network: if ec.network_id.is_empty() {
                     name.clone()
                 } else {
@@ -310,7 +367,7 @@ pub fn port_requests(rec: &Record) -> Result<Vec<PortRequest>> {
 pub async fn start(net: &NetworkService, rec: &Record) -> Result<NetState> {
     let key: PathBuf = net.sandbox_key(&rec.id);
     wharf_network::link::release_namespace(&key);
-    let reqs = requests(rec)?;
+    let reqs = requests(net, rec)?;
     let endpoints = net
         .attach(&rec.id, Target::New(key.clone()), &reqs, 0)
         .await
@@ -324,12 +381,37 @@ pub async fn start(net: &NetworkService, rec: &Record) -> Result<NetState> {
         sandbox_key: key.display().to_string(),
         endpoints,
         ports: Vec::new(),
+        resolver: false,
     };
     if let Err(e) = publish(net, rec, &mut st).await {
         stop(net, &rec.id, &st).await;
         return Err(e);
     }
+    if let Err(e) = start_resolver(net, rec, &mut st).await {
+        stop(net, &rec.id, &st).await;
+        return Err(e);
+    }
     Ok(st)
+}
+
+/// The resolver at 127.0.0.11 for a container on a user-defined network (the default
+/// bridge has no names); it forwards to the container's `--dns` servers when it has some.
+pub async fn start_resolver(net: &NetworkService, rec: &Record, st: &mut NetState) -> Result<()> {
+    let user = |ep: &Endpoint| net.get(&ep.network_id).is_ok_and(|n| !n.default_bridge);
+    if !st.resolver && !st.endpoints.iter().any(user) {
+        return Ok(());
+    }
+    let servers = rec
+        .host_config
+        .dns
+        .iter()
+        .flatten()
+        .filter_map(|d| d.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect();
+    net.start_resolver(&rec.id, &st.endpoints, servers).await?;
+    st.resolver = true;
+    Ok(())
 }
 
 async fn publish(net: &NetworkService, rec: &Record, st: &mut NetState) -> Result<()> {
@@ -362,14 +444,22 @@ pub async fn stop(net: &NetworkService, id: &str, st: &NetState) {
         tracing::warn!(%id, "unpublishing ports: {e}");
     }
     net.release(id, &st.endpoints);
+    net.stop_resolver(id);
     if !st.sandbox_key.is_empty() {
         wharf_network::link::release_namespace(std::path::Path::new(&st.sandbox_key));
     }
 }
 
-/// A running container found again after a daemon restart: its names and ports come back.
-pub async fn restore(net: &NetworkService, id: &str, st: &NetState) {
+/// A running container found again after a daemon restart: its names, resolver and ports
+/// come back.
+pub async fn restore(net: &NetworkService, rec: &Record, st: &NetState) {
+    let id = rec.id.as_str();
     net.restore(id, &st.endpoints);
+    if st.resolver {
+        if let Err(e) = start_resolver(net, rec, &mut st.clone()).await {
+            tracing::warn!(%id, "restoring the resolver at 127.0.0.11: {e}");
+        }
+    }
     let Some(ep) = st.endpoints.first() else { return };
     let rules = st
         .ports
@@ -518,7 +608,7 @@ fn endpoint_json(ec: Option<&EndpointConfig>, ep: Option<&Endpoint>) -> Value {
             .or_else(|| ec.and_then(|c| c.mac.clone()))
             .unwrap_or_default(),
         "DriverOpts": driver_opts,
-        "GwPriority": 0,
+        "GwPriority": ec.map(|c| c.gw_priority).unwrap_or(0),
         "NetworkID": ec.map(|c| c.network_id.clone()).unwrap_or_default(),
         "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
         "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),

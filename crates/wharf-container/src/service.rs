@@ -459,7 +459,7 @@ impl ContainerService {
                         for mp in rec.mount_points.iter().filter(|m| m.typ == "volume") {
                             let _ = self.volumes.mount(&mp.name, &rec.id);
                         }
-                        netsetup::restore(&self.net, &rec.id, &rec.net).await;
+                        netsetup::restore(&self.net, &rec, &rec.net).await;
                         self.spawn_monitor(e.clone(), Some(stream));
                         self.spawn_health(e.clone());
                         continue;
@@ -971,7 +971,7 @@ impl ContainerService {
             }
         }
         fs::write(dir.join("hosts"), hosts)?;
-        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, None))?;
+        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, false))?;
         if self.images.driver() == Driver::Overlay2 {
             for d in ["rw/diff", "rw/work", "init", "merged"] {
                 fs::create_dir_all(dir.join(d))?;
@@ -1294,12 +1294,7 @@ impl ContainerService {
             }
         }
         fs::write(dir.join("hosts"), netsetup::hosts_file(rec, st, gateway, &links))?;
-        let embedded = st
-            .endpoints
-            .first()
-            .filter(|e| e.network_name != "bridge")
-            .map(|e| e.gateway);
-        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, embedded))?;
+        fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, st.resolver))?;
         Ok(link_env)
     }
 
@@ -2310,7 +2305,22 @@ impl ContainerService {
             ));
         }
         if rec.state.is_running() {
+            // The new network takes the default route over if its priority says so.
+            let mut all: Vec<(&str, i64)> = rec
+                .net
+                .endpoints
+                .iter()
+                .map(|ep| {
+                    (
+                        ep.network_name.as_str(),
+                        rec.networks.get(&ep.network_name).map_or(0, |c| c.gw_priority),
+                    )
+                })
+                .collect();
+            all.push((n.name.as_str(), ec.gw_priority));
+            let gateway = netsetup::gateway_network(&self.net, all);
             let req = wharf_network::EndpointRequest {
+                default_route: gateway == Some(n.name.as_str()),
                 network: n.id.clone(),
                 ip: ec.ipv4.as_deref().and_then(|i| i.parse().ok()),
                 ip6: ec.ipv6.as_deref().and_then(|i| i.parse().ok()),
@@ -2321,9 +2331,20 @@ impl ContainerService {
             let target = wharf_network::link::Target::Existing(self.net.sandbox_key(&rec.id));
             let eps = self
                 .net
-                .attach(&rec.id, target, &[req], rec.net.endpoints.len())
+                .attach(&rec.id, target, &[req], free_ifindex(&rec.net.endpoints))
                 .await?;
-            e.rec.lock().expect("record lock").net.endpoints.extend(eps);
+            let mut st = {
+                let mut r = e.rec.lock().expect("record lock");
+                r.net.endpoints.extend(eps);
+                r.net.clone()
+            };
+            if st.resolver {
+                self.net.update_resolver(&rec.id, &st.endpoints);
+            } else {
+                // A container of the default bridge joining a user network gets the resolver.
+                netsetup::start_resolver(&self.net, &rec, &mut st).await?;
+                e.rec.lock().expect("record lock").net.resolver = st.resolver;
+            }
         }
         e.rec.lock().expect("record lock").networks.insert(n.name.clone(), ec);
         self.save(&e)?;
@@ -2395,12 +2416,32 @@ impl ContainerService {
                     return Err(err.into());
                 }
             }
-            e.rec
-                .lock()
-                .expect("record lock")
-                .net
-                .endpoints
-                .retain(|x| x.network_id != n.id);
+            let left = {
+                let mut r = e.rec.lock().expect("record lock");
+                r.net.endpoints.retain(|x| x.network_id != n.id);
+                r.net.endpoints.clone()
+            };
+            self.net.update_resolver(&rec.id, &left);
+            // The default route moves to the next network in line when it went with this one.
+            let prio = |name: &str| rec.networks.get(name).map_or(0, |c| c.gw_priority);
+            let before = netsetup::gateway_network(
+                &self.net,
+                rec.net
+                    .endpoints
+                    .iter()
+                    .map(|x| (x.network_name.as_str(), prio(&x.network_name))),
+            );
+            if before == Some(n.name.as_str()) {
+                let next = netsetup::gateway_network(
+                    &self.net,
+                    left.iter().map(|x| (x.network_name.as_str(), prio(&x.network_name))),
+                );
+                if let Some(ep) = left.iter().find(|x| Some(x.network_name.as_str()) == next) {
+                    if let Err(err) = self.net.route_through(&rec.id, ep).await {
+                        tracing::warn!(container = %rec.id, "moving the default route: {err}");
+                    }
+                }
+            }
         }
         e.rec.lock().expect("record lock").networks.remove(&n.name);
         self.save(&e)?;
@@ -2814,8 +2855,11 @@ fn read_in_root(root: &wharf_store::saferoot::SafeRoot, path: &str) -> String {
 }
 
 /// The host's resolver config with loopback nameservers removed (they mean nothing inside a
-/// network namespace), or `--dns`/`--dns-search`/`--dns-option` when given.
-fn resolv_conf(hc: &m::HostConfig, embedded: Option<std::net::Ipv4Addr>) -> String {
+/// network namespace), or `--dns`/`--dns-search`/`--dns-option` when given. A container on a
+/// user-defined network (`embedded`) has the resolver at 127.0.0.11 as its one nameserver
+/// (it forwards to `--dns` or the host's), with `ndots:0` unless options say otherwise, and
+/// the comments Docker writes.
+fn resolv_conf(hc: &m::HostConfig, embedded: bool) -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let dns = hc.dns.clone().unwrap_or_default();
     let search = hc.dns_search.clone().unwrap_or_default();
@@ -2835,9 +2879,8 @@ fn resolv_conf(hc: &m::HostConfig, embedded: Option<std::net::Ipv4Addr>) -> Stri
     } else {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
-    if let (true, Some(gw)) = (dns.is_empty(), embedded) {
-        // A user-defined network: its DNS responder on the gateway answers (and forwards).
-        out.push_str(&format!("nameserver {gw}\n"));
+    if embedded {
+        out.push_str(&format!("nameserver {}\n", wharf_network::resolver::ADDRESS));
     } else if dns.is_empty() {
         let mut any = false;
         for l in host.lines().filter(|l| l.starts_with("nameserver")) {
@@ -2853,19 +2896,47 @@ fn resolv_conf(hc: &m::HostConfig, embedded: Option<std::net::Ipv4Addr>) -> Stri
             out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
         }
     } else {
-        for d in dns {
+        for d in &dns {
             out.push_str(&format!("nameserver {d}\n"));
         }
     }
-    if opts.is_empty() {
-        for l in host.lines().filter(|l| l.starts_with("options ")) {
-            out.push_str(l);
-            out.push('\n');
-        }
+    let mut options: Vec<String> = if opts.is_empty() {
+        host.lines()
+            .filter_map(|l| l.strip_prefix("options "))
+            .flat_map(|l| l.split_whitespace().map(String::from))
+            .collect()
     } else {
-        out.push_str(&format!("options {}\n", opts.join(" ")));
+        opts
+    };
+    if embedded && !options.iter().any(|o| o.starts_with("ndots:")) {
+        // Docker's: a name without dots goes to the resolver as it is first.
+        options.push("ndots:0".into());
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    if embedded {
+        let ext: Vec<String> = if dns.is_empty() {
+            wharf_network::dns::servers(&host)
+                .iter()
+                .map(|a| format!("host({})", a.ip()))
+                .collect()
+        } else {
+            dns
+        };
+        out.push_str(&format!(
+            "\n# Based on host file: '/etc/resolv.conf' (internal resolver)\n# ExtServers: [{}]\n",
+            ext.join(" ")
+        ));
     }
     out
+}
+
+/// The lowest `ethN` a running container does not have (a network left frees its name).
+fn free_ifindex(eps: &[wharf_network::Endpoint]) -> usize {
+    (0..)
+        .find(|i| !eps.iter().any(|e| e.ifname == format!("eth{i}")))
+        .unwrap_or(eps.len())
 }
 
 #[cfg(test)]

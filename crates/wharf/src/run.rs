@@ -204,9 +204,9 @@ pub struct CreateOpts {
     /// User namespace to use
     #[arg(long)]
     pub userns: Option<String>,
-    /// Connect a container to a network
+    /// Connect a container to a network (`name`, or `name=n,alias=a,ip=...,gw-priority=N`)
     #[arg(long, alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
     /// Signal to stop the container
     #[arg(long)]
     pub stop_signal: Option<String>,
@@ -494,7 +494,6 @@ impl CreateOpts {
             ("IpcMode", &self.ipc),
             ("UTSMode", &self.uts),
             ("UsernsMode", &self.userns),
-            ("NetworkMode", &self.network),
         ] {
             if let Some(v) = v {
                 hc[k] = json!(v);
@@ -553,9 +552,27 @@ impl CreateOpts {
         hc["PortBindings"] = Value::Object(bindings);
         hc["PublishAllPorts"] = json!(self.publish_all);
         hc["Links"] = json!(self.link);
-        if !self.network_alias.is_empty() || self.ip.is_some() || self.ip6.is_some() || self.mac_address.is_some() {
-            let net = self.network.clone().unwrap_or_else(|| "default".into());
-            let mut ep = json!({"Aliases": self.network_alias});
+        let nets = self
+            .network
+            .iter()
+            .map(|n| network_flag(n))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some((name, _)) = nets.first() {
+            hc["NetworkMode"] = json!(name);
+        }
+        let legacy =
+            !self.network_alias.is_empty() || self.ip.is_some() || self.ip6.is_some() || self.mac_address.is_some();
+        if legacy || nets.len() > 1 || nets.iter().any(|(_, ep)| ep.as_object().is_some_and(|o| !o.is_empty())) {
+            let mut endpoints = serde_json::Map::new();
+            let first = nets.first().map(|(n, _)| n.clone()).unwrap_or_else(|| "default".into());
+            for (name, ep) in nets {
+                endpoints.insert(name, ep);
+            }
+            // The container-wide flags are the first network's.
+            let ep = endpoints.entry(first).or_insert_with(|| json!({}));
+            if !self.network_alias.is_empty() {
+                ep["Aliases"] = json!(self.network_alias);
+            }
             if let Some(ip) = &self.ip {
                 ep["IPAMConfig"]["IPv4Address"] = json!(ip);
             }
@@ -565,7 +582,7 @@ impl CreateOpts {
             if let Some(mac) = &self.mac_address {
                 ep["MacAddress"] = json!(mac);
             }
-            config["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
+            config["NetworkingConfig"] = json!({"EndpointsConfig": endpoints});
         }
         config["HostConfig"] = hc;
         Ok(config)
@@ -1023,4 +1040,43 @@ fn mount_flag(spec: &str) -> Result<Value> {
         }
     }
     Ok(m)
+}
+
+/// One `--network`: a name, or docker's `name=n,alias=a,ip=...,ip6=...,mac-address=...,
+/// link-local-ip=...,driver-opt=k=v,gw-priority=N`: the network's name and its endpoint.
+fn network_flag(v: &str) -> Result<(String, Value)> {
+    if !v.contains('=') {
+        return Ok((v.to_string(), json!({})));
+    }
+    let mut name = None;
+    let mut ep = json!({});
+    for part in v.split(',') {
+        let (k, val) = part
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("invalid network option: {part}")))?;
+        match k {
+            "name" => name = Some(val.to_string()),
+            "alias" => match ep["Aliases"].as_array_mut() {
+                Some(a) => a.push(json!(val)),
+                None => ep["Aliases"] = json!([val]),
+            },
+            "ip" => ep["IPAMConfig"]["IPv4Address"] = json!(val),
+            "ip6" => ep["IPAMConfig"]["IPv6Address"] = json!(val),
+            "link-local-ip" => ep["IPAMConfig"]["LinkLocalIPs"] = json!([val]),
+            "mac-address" => ep["MacAddress"] = json!(val),
+            "driver-opt" => {
+                let (dk, dv) = val.split_once('=').unwrap_or((val, ""));
+                ep["DriverOpts"][dk] = json!(dv);
+            }
+            "gw-priority" => {
+                let p: i64 = val
+                    .parse()
+                    .map_err(|_| CliError::Usage(format!("invalid gw-priority: {val}")))?;
+                ep["GwPriority"] = json!(p);
+            }
+            other => return Err(CliError::Usage(format!("invalid field key {other}"))),
+        }
+    }
+    let name = name.ok_or_else(|| CliError::Usage(format!("network name is missing in {v:?}")))?;
+    Ok((name, ep))
 }
