@@ -10,6 +10,7 @@ cargo fmt --all --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --bins --quiet
 scripts/make-images.sh target/test-images >/dev/null
+scripts/clients.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -537,3 +537,135 @@ fn the_cli_version_flag_reads_as_dockers() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Docker Compose v2 (`scripts/clients.sh` installs it) with the project the compatibility
+/// issue names: three services on two networks, a healthcheck the others wait for, a named
+/// volume, a scaled service. It comes up, every service resolves every peer it shares a
+/// network with (and none it does not), a second `up` recreates nothing, scaling adds a
+/// replica the others resolve, and `down -v` leaves nothing.
+#[test]
+fn a_compose_project_on_two_networks() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let compose = common::repo_root().join("target/clients/bin/docker-compose");
+    assert!(
+        compose.exists(),
+        "{} is missing: run scripts/clients.sh",
+        compose.display()
+    );
+    let dir = w.dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (front, back) = (common::test_subnet(&w, 6), common::test_subnet(&w, 7));
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"services:
+  db:
+    image: busybox
+    pull_policy: never
+    command: ["sh", "-c", "echo ok > /data/index.html; exec httpd -f -p 80 -h /data"]
+    stop_grace_period: 1s
+    networks: [back]
+    volumes: [dbdata:/data]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/data/index.html"]
+      interval: 1s
+      timeout: 2s
+      retries: 20
+  api:
+    image: busybox
+    pull_policy: never
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+    networks: [front, back]
+    scale: 2
+    depends_on:
+      db:
+        condition: service_healthy
+  web:
+    image: busybox
+    pull_policy: never
+    command: ["sleep", "1000"]
+    stop_grace_period: 1s
+    networks: [front]
+    depends_on: [api]
+volumes:
+  dbdata: {{}}
+networks:
+  front:
+    ipam: {{config: [{{subnet: "{front}"}}]}}
+  back:
+    ipam: {{config: [{{subnet: "{back}"}}]}}
+"#
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&compose)
+            .args(["-p", "cproj"])
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+            .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "compose {args:?}: {err}\n{}", w.log());
+        err
+    };
+    run(&["up", "-d"]);
+    let ids = || {
+        w.ok(&["ps", "-q", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = ids();
+    assert_eq!(before.len(), 4, "{before:?}");
+    let get = |from: &str, url: &str| w.docker(&["exec", from, "wget", "-qO-", url]);
+    // The servers were started, not waited for: a few tries while httpd comes up.
+    let body = |from: &str, url: &str| {
+        let start = std::time::Instant::now();
+        loop {
+            let o = get(from, url);
+            if o.status.success() {
+                return String::from_utf8_lossy(&o.stdout).trim().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{from} -> {url}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // web reaches api (either replica) on front; api reaches db on back; web never sees db.
+    let api_hosts: Vec<String> = ["cproj-api-1", "cproj-api-2"]
+        .iter()
+        .map(|c| w.ok(&["inspect", "-f", "{{.Config.Hostname}}", c]).trim().to_string())
+        .collect();
+    assert!(api_hosts.contains(&body("cproj-web-1", "http://api/")));
+    assert_eq!(body("cproj-api-1", "http://db/"), "ok");
+    assert_eq!(body("cproj-api-2", "http://cproj-db-1/"), "ok");
+    assert!(!get("cproj-web-1", "http://db/").status.success());
+    let o = w.ok(&["exec", "cproj-web-1", "nslookup", "api"]);
+    assert_eq!(o.matches("Address: 172.").count(), 2, "both replicas answer: {o}");
+    assert!(w
+        .ok(&["exec", "cproj-api-2", "nslookup", "web"])
+        .contains("Address: 172."));
+    // A second `up` finds everything as it should be.
+    let again = run(&["up", "-d"]);
+    assert!(!again.contains("Recreate"), "{again}");
+    assert_eq!(ids(), before);
+    // Scaling adds a replica on both networks that the others resolve.
+    run(&["up", "-d", "--scale", "api=3"]);
+    assert_eq!(ids().len(), 5);
+    let o = w.ok(&["exec", "cproj-web-1", "nslookup", "api"]);
+    assert_eq!(o.matches("Address: 172.").count(), 3, "{o}");
+    assert_eq!(body("cproj-api-3", "http://db/"), "ok");
+    run(&["down", "-v"]);
+    assert!(ids().is_empty());
+    assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "");
+    let nets = w.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains("cproj"), "{nets}");
+}

@@ -796,3 +796,151 @@ fn ipv6_networks_address_route_and_resolve() {
     w.ok(&["rm", "-f", "six-a", "six-b", "six-c"]);
     w.ok(&["network", "rm", "v6", "kept"]);
 }
+
+/// A stand-in upstream resolver on this host's loopback: `outside.test` is 10.123.45.67,
+/// every other name NXDOMAIN. It answers until the test ends.
+fn loopback_upstream(addr: Ipv4Addr) {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+    let sock = std::net::UdpSocket::bind((addr, 53)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let mut r = Message::new();
+            r.set_id(q.id())
+                .set_message_type(MessageType::Response)
+                .add_queries(q.queries().to_vec());
+            match q.queries().first() {
+                Some(qq) if qq.name().to_ascii() == "outside.test." && qq.query_type() == RecordType::A => {
+                    r.add_answer(Record::from_rdata(
+                        qq.name().clone(),
+                        60,
+                        RData::A(A::new(10, 123, 45, 67)),
+                    ));
+                }
+                Some(qq) if qq.name().to_ascii() == "outside.test." => {}
+                _ => {
+                    r.set_response_code(ResponseCode::NXDomain);
+                }
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), peer);
+        }
+    });
+}
+
+/// Compose's pattern: a container on several networks at create (`--network a --network b`
+/// sends them all in `EndpointsConfig`), the default route chosen by `GwPriority` (then by
+/// name), and one nameserver, 127.0.0.11, that answers for every network the container is on
+/// now, joined later or left, forwards the rest to its `--dns` servers (here a stand-in on
+/// this host's loopback) and leaves port 53 to the container.
+#[test]
+fn several_networks_at_create_and_names_across_all_of_them() {
+    let w = daemon();
+    let (sa, sb, sc) = (test_subnet(&w, 3), test_subnet(&w, 4), test_subnet(&w, 5));
+    w.ok(&["network", "create", "--subnet", &sa, "mna"]);
+    w.ok(&["network", "create", "--subnet", &sb, "mnb"]);
+    w.ok(&["network", "create", "--subnet", &sc, "mnc"]);
+    let gw = |n: &str| inspect(&w, n, "{{(index .IPAM.Config 0).Gateway}}");
+    let sleeper = |name: &str, net: &str, extra: &[&str]| {
+        let mut a = vec!["run", "-d", "--name", name, "--network", net];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["busybox", "sleep", "1000"]);
+        w.ok(&a);
+    };
+    sleeper("peer-a", "mna", &[]);
+    sleeper("peer-b", "mnb", &["--network-alias", "store"]);
+    sleeper("peer-c", "mnc", &[]);
+    let upstream: Ipv4Addr = Ipv4Addr::new(127, 0, 77, (w.index % 200 + 2) as u8);
+    loopback_upstream(upstream);
+    sleeper("multi", "mna", &["--network", "mnb", "--dns", &upstream.to_string()]);
+    assert_eq!(
+        inspect(
+            &w,
+            "multi",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{if $v.IPAddress}}ip {{end}}{{end}}"
+        ),
+        "mna=ip mnb=ip"
+    );
+    // One nameserver; Docker's comment names where the rest goes.
+    let conf = w.ok(&["exec", "multi", "cat", "/etc/resolv.conf"]);
+    assert_eq!(conf.matches("nameserver").count(), 1, "{conf}");
+    assert!(conf.contains("nameserver 127.0.0.11\n"), "{conf}");
+    assert!(conf.contains(&format!("# ExtServers: [{upstream}]")), "{conf}");
+    let ip_of = |c: &str, n: &str| {
+        inspect(
+            &w,
+            c,
+            &format!("{{{{(index .NetworkSettings.Networks \"{n}\").IPAddress}}}}"),
+        )
+    };
+    let lookup = |name: &str| w.docker(&["exec", "multi", "nslookup", name]);
+    let resolves = |name: &str, ip: &str| {
+        let o = lookup(name);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success() && out.contains(ip), "{name} should be {ip}: {out}");
+    };
+    resolves("peer-a", &ip_of("peer-a", "mna"));
+    resolves("store", &ip_of("peer-b", "mnb"));
+    resolves("peer-b", &ip_of("peer-b", "mnb"));
+    w.ok(&["exec", "multi", "ping", "-c1", "-W2", "store"]);
+    // Names with dots go to the container's own servers, from the daemon's namespace.
+    resolves("outside.test", "10.123.45.67");
+    assert!(!lookup("nowhere.test").status.success());
+    // Not on mnc yet; joined, the same nameserver answers for it; left, no more.
+    assert!(!lookup("peer-c").status.success());
+    w.ok(&["network", "connect", "mnc", "multi"]);
+    resolves("peer-c", &ip_of("peer-c", "mnc"));
+    w.ok(&["network", "disconnect", "mnb", "multi"]);
+    assert!(!lookup("store").status.success());
+    resolves("peer-a", &ip_of("peer-a", "mna"));
+    // Port 53 is the container's own: a server of its own binds it, and names still resolve.
+    w.ok(&["exec", "-d", "multi", "nc", "-ll", "-p", "53", "-e", "true"]);
+    let start = Instant::now();
+    while !w.ok(&["exec", "multi", "netstat", "-ltn"]).contains(":53 ") {
+        assert!(start.elapsed() < Duration::from_secs(5), "nc never listened on port 53");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    resolves("peer-c", &ip_of("peer-c", "mnc"));
+    // The default route: the highest GwPriority, else the first name in order.
+    let route = |nets: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        for n in nets {
+            a.extend_from_slice(&["--network", n]);
+        }
+        a.extend_from_slice(&["busybox", "ip", "route", "show", "default"]);
+        w.ok(&a)
+    };
+    assert!(route(&["mnb", "mna"]).contains(&format!("via {} ", gw("mna"))));
+    assert!(route(&["mna", "name=mnb,gw-priority=10"]).contains(&format!("via {} ", gw("mnb"))));
+    // Joining a network with a higher priority takes the route over; leaving it gives it back.
+    w.ok(&["network", "connect", "--gw-priority", "5", "mnb", "multi"]);
+    let def = || w.ok(&["exec", "multi", "ip", "route", "show", "default"]);
+    assert!(def().contains(&format!("via {} ", gw("mnb"))), "{}", def());
+    assert_eq!(
+        inspect(&w, "multi", "{{(index .NetworkSettings.Networks \"mnb\").GwPriority}}"),
+        "5"
+    );
+    w.ok(&["network", "disconnect", "mnb", "multi"]);
+    assert!(def().contains(&format!("via {} ", gw("mna"))), "{}", def());
+    // A daemon restarted under running containers serves their resolvers again.
+    let ip_a = ip_of("peer-a", "mna");
+    let mut w = w;
+    w.kill9();
+    w.spawn();
+    for (name, ip) in [("peer-a", ip_a.as_str()), ("outside.test", "10.123.45.67")] {
+        let out = w.ok(&["exec", "multi", "nslookup", name]);
+        assert!(out.contains(ip), "{name} after the restart: {out}");
+    }
+    // Before API 1.44, several networks at create are refused, as dockerd refuses them.
+    let body = br#"{"Image":"busybox","HostConfig":{"NetworkMode":"mna"},"NetworkingConfig":{"EndpointsConfig":{"mna":{},"mnb":{}}}}"#;
+    let (st, _, b) = w.http("POST", "/v1.43/containers/create", body);
+    assert!(st.contains(" 400 "), "{st}");
+    assert!(
+        String::from_utf8_lossy(&b).contains("Container cannot be connected to network endpoints: mna, mnb"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    w.ok(&["rm", "-f", "multi", "peer-a", "peer-b", "peer-c"]);
+    w.ok(&["network", "rm", "mna", "mnb", "mnc"]);
+}
