@@ -127,8 +127,12 @@ fn version_names_the_engine() {
 #[test]
 fn create_validates_as_dockerd() {
     let w = Wharfd::start();
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 6] = [
         (r#"{"Image":"nosuch","Env":["="]}"#, "invalid environment variable: ="),
+        (
+            r#"{"Image":"nosuch","HostConfig":{"Annotations":{"":"x"}}}"#,
+            "the empty string is not permitted as an annotation key",
+        ),
         (
             r#"{"Image":"nosuch","Env":["A=1","=x"]}"#,
             "invalid environment variable: =x",
@@ -668,4 +672,102 @@ networks:
     assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "");
     let nets = w.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains("cproj"), "{nets}");
+}
+
+/// The fields clients read whatever they sent: every `HostConfig` key at its zero value,
+/// `PidsLimit` 0 for unlimited (ignored in updates before API 1.40), `IpcMode` shareable for
+/// clients before API 1.40, annotations in the list and the OCI spec, the legacy `/info`
+/// fields before API 1.50, and 409 for a restart policy on an auto-removed container.
+#[test]
+fn fields_clients_read_as_dockerd_shows_them() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+    let create = |path: &str, body: &str| {
+        let (st, _, b) = w.http("POST", path, body.as_bytes());
+        assert!(st.contains(" 201 "), "{body}: {st} {}", String::from_utf8_lossy(&b));
+        json(&b)["Id"].as_str().unwrap().to_string()
+    };
+    let inspect = |id: &str| json(&w.http("GET", &format!("/containers/{id}/json"), b"").2);
+    let id = create(
+        "/containers/create?name=bare",
+        r#"{"Image":"busybox","Cmd":["sleep","100"]}"#,
+    );
+    let hc = inspect(&id)["HostConfig"].clone();
+    for (k, v) in [
+        ("Privileged", serde_json::json!(false)),
+        ("ReadonlyRootfs", serde_json::json!(false)),
+        ("ConsoleSize", serde_json::json!([0, 0])),
+        ("Isolation", serde_json::json!("")),
+        ("CpuRealtimePeriod", serde_json::json!(0)),
+        ("ContainerIDFile", serde_json::json!("")),
+        ("PidsLimit", serde_json::Value::Null),
+    ] {
+        assert_eq!(hc.get(k), Some(&v), "{k}: {hc}");
+    }
+    assert!(hc.get("OomKillDisable").is_some(), "{hc}");
+    // Unlimited reads 0; an update before API 1.40 leaves the limit alone.
+    let id2 = create(
+        "/containers/create",
+        r#"{"Image":"busybox","HostConfig":{"PidsLimit":-1}}"#,
+    );
+    assert_eq!(inspect(&id2)["HostConfig"]["PidsLimit"], 0);
+    w.http("DELETE", &format!("/containers/{id2}"), b"");
+    w.ok(&["update", "--pids-limit", "32", "bare"]);
+    w.ok(&["start", "bare"]);
+    let pids_max = || {
+        w.ok(&["exec", "bare", "cat", "/sys/fs/cgroup/pids/pids.max"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(pids_max(), "32");
+    let (st, _, _) = w.http("POST", "/v1.39/containers/bare/update", br#"{"PidsLimit":16}"#);
+    assert!(st.contains(" 200 "), "{st}");
+    assert_eq!(inspect("bare")["HostConfig"]["PidsLimit"], 32);
+    let (st, _, _) = w.http("POST", "/containers/bare/update", br#"{"PidsLimit":-1}"#);
+    assert!(st.contains(" 200 "), "{st}");
+    assert_eq!(inspect("bare")["HostConfig"]["PidsLimit"], 0);
+    assert_eq!(pids_max(), "max");
+    w.ok(&["rm", "-f", "bare"]);
+    // Old clients get the old default IPC mode.
+    let old = create("/v1.39/containers/create", r#"{"Image":"busybox"}"#);
+    assert_eq!(inspect(&old)["HostConfig"]["IpcMode"], "shareable");
+    let new = create("/containers/create", r#"{"Image":"busybox"}"#);
+    assert_eq!(inspect(&new)["HostConfig"]["IpcMode"], "private");
+    // Annotations: in the list and in the runtime's spec.
+    let ann = create(
+        "/containers/create?name=ann",
+        r#"{"Image":"busybox","Cmd":["sleep","100"],"HostConfig":{"Annotations":{"org.example/team":"a"}}}"#,
+    );
+    let list = json(
+        &w.http(
+            "GET",
+            "/containers/json?all=1&filters=%7B%22name%22%3A%5B%22ann%22%5D%7D",
+            b"",
+        )
+        .2,
+    );
+    assert_eq!(list[0]["HostConfig"]["Annotations"]["org.example/team"], "a", "{list}");
+    w.ok(&["start", "ann"]);
+    let spec = std::fs::read_to_string(w.dir.path().join(format!("exec/containers/{ann}/config.json"))).unwrap();
+    assert_eq!(json(spec.as_bytes())["annotations"]["org.example/team"], "a");
+    w.ok(&["rm", "-f", "ann"]);
+    // Legacy /info fields for clients before API 1.50.
+    let old_info = json(&w.http("GET", "/v1.49/info", b"").2);
+    assert!(old_info["BridgeNfIp6tables"].is_boolean(), "{old_info}");
+    assert!(json(&w.http("GET", "/info", b"").2).get("BridgeNfIp6tables").is_none());
+    // An auto-removed container's restart policy cannot change: a conflict.
+    let ar = create(
+        "/containers/create",
+        r#"{"Image":"busybox","HostConfig":{"AutoRemove":true}}"#,
+    );
+    let (st, _, b) = w.http(
+        "POST",
+        &format!("/containers/{ar}/update"),
+        br#"{"RestartPolicy":{"Name":"always"}}"#,
+    );
+    assert!(st.contains(" 409 "), "{st} {}", String::from_utf8_lossy(&b));
+    w.http("DELETE", &format!("/containers/{ar}?force=1"), b"");
+    w.http("DELETE", &format!("/containers/{old}"), b"");
+    w.http("DELETE", &format!("/containers/{new}"), b"");
 }

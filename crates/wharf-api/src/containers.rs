@@ -362,8 +362,15 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 4 << 20).await?;
-    let body: CreateBody =
+    let mut body: CreateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    // Clients older than API 1.40 expect the old default IPC mode, as dockerd gives them.
+    if version < ApiVersion(1, 40) {
+        let hc = body.host_config.get_or_insert_with(Default::default);
+        if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
+            hc.ipc_mode = Some("shareable".into());
+        }
+    }
     // Several networks at create came with API 1.44; before it dockerd refused them.
     let endpoints: Vec<String> = body
         .networking_config
@@ -463,6 +470,10 @@ fn link_view(owner: &str, link: &str) -> String {
 
 /// A container as `GET /containers/json` lists it.
 pub(crate) fn summary(r: &Record) -> Value {
+    let mut host_config = json!({"NetworkMode": r.host_config.network_mode.clone().unwrap_or_default()});
+    if let Some(a) = r.host_config.annotations.as_ref().filter(|a| !a.is_empty()) {
+        host_config["Annotations"] = json!(a);
+    }
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],
@@ -474,7 +485,7 @@ pub(crate) fn summary(r: &Record) -> Value {
         "Labels": r.config.labels.clone().unwrap_or_default(),
         "State": r.state.status,
         "Status": status_text(r),
-        "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_default()},
+        "HostConfig": host_config,
         "NetworkSettings": {"Networks": wharf_container::netsetup::settings_json(r)["Networks"].clone()},
         "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
     })
@@ -612,12 +623,58 @@ const HOST_CONFIG_NULLS: &[&str] = &[
     "BlkioDeviceWriteIOps",
     "Devices",
     "Ulimits",
-    "ConsoleSize",
+    "OomKillDisable",
     "Dns",
     "DnsOptions",
     "DnsSearch",
     "PortBindings",
     "Tmpfs",
+];
+
+/// The zero value Go writes for a field that is not a pointer.
+enum Zero {
+    Str,
+    Int,
+    Bool,
+    /// `[2]uint`.
+    Size,
+}
+
+/// `HostConfig` fields dockerd's inspect always shows, at their zero value when unset.
+const HOST_CONFIG_ZEROS: &[(&str, Zero)] = &[
+    ("ContainerIDFile", Zero::Str),
+    ("AutoRemove", Zero::Bool),
+    ("VolumeDriver", Zero::Str),
+    ("ConsoleSize", Zero::Size),
+    ("Cgroup", Zero::Str),
+    ("IpcMode", Zero::Str),
+    ("OomScoreAdj", Zero::Int),
+    ("PidMode", Zero::Str),
+    ("Privileged", Zero::Bool),
+    ("PublishAllPorts", Zero::Bool),
+    ("ReadonlyRootfs", Zero::Bool),
+    ("UTSMode", Zero::Str),
+    ("UsernsMode", Zero::Str),
+    ("ShmSize", Zero::Int),
+    ("Runtime", Zero::Str),
+    ("Isolation", Zero::Str),
+    ("CpuShares", Zero::Int),
+    ("Memory", Zero::Int),
+    ("NanoCpus", Zero::Int),
+    ("CgroupParent", Zero::Str),
+    ("BlkioWeight", Zero::Int),
+    ("CpuPeriod", Zero::Int),
+    ("CpuQuota", Zero::Int),
+    ("CpuRealtimePeriod", Zero::Int),
+    ("CpuRealtimeRuntime", Zero::Int),
+    ("CpusetCpus", Zero::Str),
+    ("CpusetMems", Zero::Str),
+    ("MemoryReservation", Zero::Int),
+    ("MemorySwap", Zero::Int),
+    ("CpuCount", Zero::Int),
+    ("CpuPercent", Zero::Int),
+    ("IOMaximumIOps", Zero::Int),
+    ("IOMaximumBandwidth", Zero::Int),
 ];
 
 fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
@@ -695,11 +752,29 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
             }
         }
     }
-    // Fields dockerd always writes, null when unset (the models leave them out).
+    // Fields dockerd always writes, null when unset (the models leave them out), and the
+    // ones Go writes as their zero value (clients read `HostConfig.Privileged` and friends
+    // whatever the create body said).
     for (section, keys) in [("Config", CONFIG_NULLS), ("HostConfig", HOST_CONFIG_NULLS)] {
         if let Some(o) = v[section].as_object_mut() {
             for k in keys {
                 o.entry(k.to_string()).or_insert(Value::Null);
+            }
+        }
+    }
+    if let Some(o) = v["HostConfig"].as_object_mut() {
+        for (k, zero) in HOST_CONFIG_ZEROS {
+            let zero = match zero {
+                Zero::Str => json!(""),
+                Zero::Int => json!(0),
+                Zero::Bool => json!(false),
+                Zero::Size => json!([0, 0]),
+            };
+            match o.get(*k) {
+                None | Some(Value::Null) => {
+                    o.insert(k.to_string(), zero);
+                }
+                Some(_) => {}
             }
         }
     }
@@ -1079,9 +1154,14 @@ async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str, q: &Query
 }
 
 async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
+    let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 1 << 20).await?;
-    let body: wharf_container::UpdateBody =
+    let mut body: wharf_container::UpdateBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    // PidsLimit became updatable in API 1.40; older clients' values are ignored, as dockerd.
+    if version < ApiVersion(1, 40) {
+        body.resources.pids_limit = None;
+    }
     d.containers.update(name, body).await?;
     json_res(StatusCode::OK, &json!({"Warnings": null}))
 }

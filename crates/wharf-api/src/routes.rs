@@ -138,7 +138,7 @@ async fn dispatch(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: 
     match (method, p) {
         (&Method::GET | &Method::HEAD, "/_ping") => ping(method),
         (&Method::GET, "/version") => version(&d),
-        (&Method::GET, "/info") => info(&d).await,
+        (&Method::GET, "/info") => info(&d, ApiVersion::of(&req)).await,
         (&Method::GET, "/images/json") => images_list(&d, &q).await,
         (&Method::POST, "/images/create") => images_create(d, req, &q).await,
         (&Method::POST, "/images/load") => images_load(d, req, &q).await,
@@ -413,7 +413,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
 }
 
-async fn info(d: &Arc<Daemon>) -> Res {
+async fn info(d: &Arc<Daemon>, version: ApiVersion) -> Res {
     let d2 = d.clone();
     let n_images = blocking(move || {
         Ok(d2
@@ -517,6 +517,12 @@ async fn info(d: &Arc<Daemon>) -> Res {
         "Mirrors": reg.mirrors,
     });
     j["ExecRoot"] = json!(d.info.exec_root.display().to_string());
+    // Removed in API 1.50; clients of older versions still read them.
+    if version < ApiVersion(1, 50) {
+        let on = |f: &str| std::fs::read_to_string(format!("/proc/sys/net/bridge/{f}")).is_ok_and(|v| v.trim() == "1");
+        j["BridgeNfIptables"] = json!(on("bridge-nf-call-iptables"));
+        j["BridgeNfIp6tables"] = json!(on("bridge-nf-call-ip6tables"));
+    }
     ok_json(&j)
 }
 

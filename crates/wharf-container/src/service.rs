@@ -737,7 +737,7 @@ impl ContainerService {
         if hc.network_mode.as_deref() == Some("default") {
             hc.network_mode = Some("bridge".into());
         }
-        spec::validate_modes(&hc)?;
+        crate::validate::modes(&hc)?;
         if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
             hc.ipc_mode = Some("private".into());
         }
@@ -745,8 +745,9 @@ impl ContainerService {
         if hc.memory_swappiness == Some(-1) {
             hc.memory_swappiness = None;
         }
+        // As dockerd: any limit not above zero is "unlimited", shown as 0.
         if hc.pids_limit.is_some_and(|p| p <= 0) {
-            hc.pids_limit = None;
+            hc.pids_limit = Some(0);
         }
         if hc.shm_size.unwrap_or(0) <= 0 {
             hc.shm_size = Some(64 << 20);
@@ -2512,8 +2513,9 @@ impl ContainerService {
         if let Some(v) = set(r.memory_swap) {
             hc.memory_swap = Some(v);
         }
+        // Not above zero: unlimited, shown as 0 (as dockerd); the cgroup gets "max".
         if let Some(p) = r.pids_limit {
-            hc.pids_limit = Some(if p <= 0 { -1 } else { p });
+            hc.pids_limit = Some(p.max(0));
         }
         if let Some(p) = body.restart_policy.as_ref().filter(|p| p.name.is_some()) {
             let none = matches!(
@@ -2521,7 +2523,7 @@ impl ContainerService {
                 Some(m::RestartPolicyNameEnum::NO) | Some(m::RestartPolicyNameEnum::EMPTY)
             );
             if hc.auto_remove.unwrap_or(false) && !none {
-                return Err(ContainerError::Invalid(
+                return Err(ContainerError::Conflict(
                     "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
                 ));
             }
@@ -2529,7 +2531,10 @@ impl ContainerService {
         }
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         spec::validate_resources(&hc, ncpu)?;
-        let resources = spec::resources(&hc)?;
+        let mut resources = spec::resources(&hc)?;
+        if r.pids_limit.is_some_and(|p| p <= 0) {
+            resources["pids"] = serde_json::json!({"limit": -1});
+        }
         e.rec.lock().expect("record lock").host_config = hc;
         let applied = async {
             if matches!(old.state.status.as_str(), "running" | "paused") {

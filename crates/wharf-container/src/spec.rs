@@ -833,6 +833,9 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         "mounts": mounts,
         "linux": linux,
     });
+    if let Some(a) = hc.annotations.as_ref().filter(|a| !a.is_empty()) {
+        spec["annotations"] = json!(a);
+    }
     if uts_mode != "host" {
         spec["hostname"] = json!(hostname);
         if let Some(d) = cfg.domainname.as_deref().filter(|d| !d.is_empty()) {
@@ -840,29 +843,6 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         }
     }
     Ok(spec)
-}
-
-/// Check the namespace modes as Docker does when a container is created.
-pub fn validate_modes(hc: &m::HostConfig) -> Result<()> {
-    let joins = |m: &str| m.strip_prefix("container:").is_some_and(|c| !c.is_empty());
-    let pid = hc.pid_mode.as_deref().unwrap_or("");
-    if !(pid.is_empty() || pid == "host" || joins(pid)) {
-        return Err(ContainerError::Invalid(format!("invalid PID mode: {pid}")));
-    }
-    let ipc = hc.ipc_mode.as_deref().unwrap_or("");
-    if !(["", "none", "private", "shareable", "host"].contains(&ipc) || joins(ipc)) {
-        return Err(ContainerError::Invalid(format!("invalid IPC mode: {ipc}")));
-    }
-    let uts = hc.uts_mode.as_deref().unwrap_or("");
-    if !(uts.is_empty() || uts == "host") {
-        return Err(ContainerError::Invalid(format!("invalid UTS mode: {uts}")));
-    }
-    // There is no user-namespace remapping in wharf, so every container is in the host's.
-    let userns = hc.userns_mode.as_deref().unwrap_or("");
-    if !(userns.is_empty() || userns == "host") {
-        return Err(ContainerError::Invalid(format!("invalid USER mode: {userns}")));
-    }
-    Ok(())
 }
 
 /// `Entrypoint` and `Cmd` merged with the image's exactly as Docker does; returns the argv.

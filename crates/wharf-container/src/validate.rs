@@ -1,6 +1,7 @@
 //! Checks of a create request that dockerd makes before anything exists, each refused as a
 //! client error (400) with dockerd's words: environment entries without a name, negative CPU
-//! shares, tmpfs destinations that are the root or relative. And the one normalisation dockerd
+//! shares, tmpfs destinations that are the root or relative, empty annotation keys, namespace
+//! modes it does not know. And the one normalisation dockerd
 //! applies: the working directory is cleaned as a path (`/tmp/` is `/tmp`).
 
 use bollard_stubs::models as m;
@@ -20,6 +21,11 @@ pub fn create(cfg: &m::ContainerConfig, hc: &m::HostConfig) -> Result<()> {
             "invalid CPU shares ({s}): value must be a positive integer"
         )));
     }
+    if hc.annotations.iter().flatten().any(|(k, _)| k.is_empty()) {
+        return Err(ContainerError::Invalid(
+            "invalid Annotations: the empty string is not permitted as an annotation key".into(),
+        ));
+    }
     for dest in hc.tmpfs.iter().flatten().map(|(d, _)| d) {
         if !dest.starts_with('/') {
             return Err(ContainerError::Invalid(format!(
@@ -31,6 +37,29 @@ pub fn create(cfg: &m::ContainerConfig, hc: &m::HostConfig) -> Result<()> {
                 "invalid tmpfs mount '{dest}': destination can't be '/'"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Check the namespace modes as Docker does when a container is created.
+pub fn modes(hc: &m::HostConfig) -> Result<()> {
+    let joins = |m: &str| m.strip_prefix("container:").is_some_and(|c| !c.is_empty());
+    let pid = hc.pid_mode.as_deref().unwrap_or("");
+    if !(pid.is_empty() || pid == "host" || joins(pid)) {
+        return Err(ContainerError::Invalid(format!("invalid PID mode: {pid}")));
+    }
+    let ipc = hc.ipc_mode.as_deref().unwrap_or("");
+    if !(["", "none", "private", "shareable", "host"].contains(&ipc) || joins(ipc)) {
+        return Err(ContainerError::Invalid(format!("invalid IPC mode: {ipc}")));
+    }
+    let uts = hc.uts_mode.as_deref().unwrap_or("");
+    if !(uts.is_empty() || uts == "host") {
+        return Err(ContainerError::Invalid(format!("invalid UTS mode: {uts}")));
+    }
+    // There is no user-namespace remapping in wharf, so every container is in the host's.
+    let userns = hc.userns_mode.as_deref().unwrap_or("");
+    if !(userns.is_empty() || userns == "host") {
+        return Err(ContainerError::Invalid(format!("invalid USER mode: {userns}")));
     }
     Ok(())
 }
