@@ -771,3 +771,65 @@ fn fields_clients_read_as_dockerd_shows_them() {
     w.http("DELETE", &format!("/containers/{old}"), b"");
     w.http("DELETE", &format!("/containers/{new}"), b"");
 }
+
+/// Images as docker-py and the CLI read them: `save` gives an image's layers and config its
+/// creation time, an untagged image saves with `"RepoTags": null` and loads back, the `until`
+/// filter lists what was created before, and an import from the request body has answered
+/// only once the image exists.
+#[test]
+fn images_save_load_filter_and_import_as_dockerd() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    // Imported from the request body: the image is there as soon as the answer ends.
+    let tar = std::fs::read(common::images_dir().join("busybox-rootfs.tar")).unwrap();
+    let (st, _, b) = w.http("POST", "/images/create?fromSrc=-&repo=imp&tag=now", &tar);
+    assert!(st.contains(" 200 "), "{st} {}", String::from_utf8_lossy(&b));
+    let (st, _, _) = w.http("GET", "/images/imp:now/json", b"");
+    assert!(st.contains(" 200 "), "{st}");
+    w.ok(&["create", "--name", "cc", "busybox"]);
+    w.ok(&["commit", "-c", "LABEL x=1", "cc"]);
+    w.ok(&["rm", "cc"]);
+    let untagged = w.ok(&["images", "-q", "--filter", "dangling=true"]).trim().to_string();
+    assert!(!untagged.is_empty());
+    let created = w
+        .ok(&["image", "inspect", "-f", "{{.Created}}", &untagged])
+        .trim()
+        .to_string();
+    let out = w.dir.path().join("untagged.tar");
+    w.ok(&["save", "-o", out.to_str().unwrap(), &untagged]);
+    let mut ar = tar::Archive::new(std::fs::File::open(&out).unwrap());
+    let mut manifest = None;
+    let mut config_mtime = None;
+    let id = w
+        .ok(&["image", "inspect", "-f", "{{.Id}}", &untagged])
+        .trim()
+        .to_string();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        if path == "manifest.json" {
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).unwrap();
+            manifest = Some(serde_json::from_slice::<serde_json::Value>(&b).unwrap());
+        } else if path == format!("blobs/sha256/{}", id.trim_start_matches("sha256:")) {
+            config_mtime = Some(e.header().mtime().unwrap());
+        }
+    }
+    let manifest = manifest.unwrap();
+    assert!(manifest[0]["RepoTags"].is_null(), "{manifest}");
+    let created_unix = std::process::Command::new("date")
+        .args(["-d", &created, "+%s"])
+        .output()
+        .unwrap();
+    let created_unix: u64 = String::from_utf8_lossy(&created_unix.stdout).trim().parse().unwrap();
+    assert_eq!(config_mtime, Some(created_unix), "created {created}");
+    w.ok(&["rmi", &untagged]);
+    let loaded = w.ok(&["load", "-i", out.to_str().unwrap()]);
+    assert!(loaded.contains(&id), "{loaded}");
+    // `until`: images created before a time.
+    let later = created_unix + 1;
+    let before_then = w.ok(&["images", "-q", "--no-trunc", "--filter", &format!("until={later}")]);
+    assert!(before_then.contains(&id), "{before_then}");
+    let before_epoch = w.ok(&["images", "-q", "--filter", "until=1000000000"]);
+    assert_eq!(before_epoch.trim(), "");
+}

@@ -574,6 +574,14 @@ async fn images_list(d: &Arc<Daemon>, q: &Query) -> Res {
         references: filters.get("reference").cloned().unwrap_or_default(),
         before: one("before"),
         since: one("since"),
+        until: match one("until") {
+            Some(u) => Some(
+                wharf_container::logs::parse_time(&u)
+                    .map(|n| (n / 1_000_000_000) as i64)
+                    .ok_or_else(|| ApiError::invalid(format!("invalid filter 'until={u}'")))?,
+            ),
+            None => None,
+        },
     };
     let with_digests = q.bool("digests");
     let d2 = d.clone();

@@ -152,6 +152,8 @@ pub struct ListFilter {
     pub before: Option<String>,
     /// `since=image`.
     pub since: Option<String>,
+    /// `until=time`: created before this (unix seconds).
+    pub until: Option<i64>,
 }
 
 /// The image service.
@@ -457,7 +459,7 @@ impl ImageService {
                     return false;
                 }
                 let c = v.config.created_unix();
-                if before.is_some_and(|b| c >= b) || since.is_some_and(|s| c <= s) {
+                if before.is_some_and(|b| c >= b) || since.is_some_and(|s| c <= s) || f.until.is_some_and(|u| c >= u) {
                     return false;
                 }
                 true
@@ -1561,6 +1563,16 @@ impl ImageService {
         add_dir(&mut b, "blobs/sha256/")?;
         for id in &order {
             let config = self.config_bytes(id)?;
+            // As dockerd: an image's layers and config carry its creation time.
+            let created = serde_json::from_slice::<Value>(&config)
+                .ok()
+                .and_then(|c| {
+                    c.get("created")
+                        .and_then(Value::as_str)
+                        .map(crate::config::parse_rfc3339)
+                })
+                .unwrap_or(0)
+                .max(0) as u64;
             let chain = self.chain(&layers, images[id].top_layer)?;
             let mut layer_paths = Vec::new();
             let mut layer_descs = Vec::new();
@@ -1568,7 +1580,7 @@ impl ImageService {
                 let path = format!("blobs/sha256/{}", l.diff_id.hex());
                 if written.insert(l.diff_id) {
                     let f = self.tar_of(l)?;
-                    add_file(&mut b, &path, l.tar_size, f)?;
+                    add_file(&mut b, &path, l.tar_size, f, created)?;
                 }
                 layer_descs.push(json!({
                     "mediaType": "application/vnd.oci.image.layer.v1.tar",
@@ -1582,6 +1594,7 @@ impl ImageService {
                     &format!("blobs/sha256/{}", id.hex()),
                     config.len() as u64,
                     &config[..],
+                    created,
                 )?;
             }
             let oci = json!({
@@ -1598,6 +1611,7 @@ impl ImageService {
                     &format!("blobs/sha256/{}", oci_digest.hex()),
                     oci_bytes.len() as u64,
                     &oci_bytes[..],
+                    0,
                 )?;
             }
             let my_tags = tags.get(id).cloned().unwrap_or_default();
@@ -1647,7 +1661,7 @@ impl ImageService {
             ("repositories", serde_json::to_vec(&repositories).expect("serialise")),
         ];
         for (name, data) in files {
-            add_file(&mut b, name, data.len() as u64, &data[..])?;
+            add_file(&mut b, name, data.len() as u64, &data[..], 0)?;
         }
         b.into_inner()?.flush()?;
         Ok(())
@@ -1665,12 +1679,12 @@ fn add_dir<W: Write>(b: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
     b.append(&h, io::empty())
 }
 
-fn add_file<W: Write>(b: &mut tar::Builder<W>, name: &str, size: u64, data: impl Read) -> io::Result<()> {
+fn add_file<W: Write>(b: &mut tar::Builder<W>, name: &str, size: u64, data: impl Read, mtime: u64) -> io::Result<()> {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
     h.set_size(size);
-    h.set_mtime(0);
+    h.set_mtime(mtime);
     h.set_path(name)?;
     h.set_cksum();
     b.append(&h, data)
