@@ -232,6 +232,40 @@ fn json_bodies_must_say_so() {
     let (st, _, _) = w.http("POST", "/volumes/create", body.as_bytes());
     assert!(st.contains(" 201 "), "{st}");
     assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "plainvol");
+    // Syntax errors in Go's words; content after the value refused; the body is judged
+    // before the object is looked up (a missing container is not a 404 then).
+    for (method, path, body, want) in [
+        (
+            "POST",
+            "/containers/create",
+            r#"{"Image":"busybox",}"#,
+            "invalid JSON: invalid character '}' looking for beginning of object key string",
+        ),
+        (
+            "POST",
+            "/volumes/create",
+            r#"{"Name":"twice"} {"Name":"x"}"#,
+            "unexpected content after JSON",
+        ),
+        (
+            "POST",
+            "/containers/nosuch/update",
+            r#"{"Memory":1"#,
+            "invalid JSON: unexpected EOF",
+        ),
+        (
+            "POST",
+            "/containers/nosuch/exec",
+            r#"{"Cmd":[true false]}"#,
+            "invalid JSON: invalid character 'f' after array element",
+        ),
+    ] {
+        let (st, _, b) = w.http(method, path, body.as_bytes());
+        let b = String::from_utf8_lossy(&b);
+        assert!(st.contains(" 400 "), "{path}: {st} {b}");
+        assert!(b.contains(want), "{path}: {b}");
+    }
+    assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "plainvol");
 }
 
 /// Naming a container that does not exist (link, volumes-from, pid or ipc) is the client's

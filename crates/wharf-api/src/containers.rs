@@ -362,8 +362,7 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 4 << 20).await?;
-    let mut body: CreateBody =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let mut body: CreateBody = crate::gojson::parse(&bytes)?;
     // Clients older than API 1.40 expect the old default IPC mode, as dockerd gives them.
     if version < ApiVersion(1, 40) {
         let hc = body.host_config.get_or_insert_with(Default::default);
@@ -1156,8 +1155,7 @@ async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str, q: &Query
 async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 1 << 20).await?;
-    let mut body: wharf_container::UpdateBody =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let mut body: wharf_container::UpdateBody = crate::gojson::parse(&bytes)?;
     // PidsLimit became updatable in API 1.40; older clients' values are ignored, as dockerd.
     if version < ApiVersion(1, 40) {
         body.resources.pids_limit = None;
@@ -1206,7 +1204,7 @@ fn go_keys(mut v: Value, fields: &[&str]) -> Value {
 
 async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let bytes = body::collect_json(req, 1 << 20).await?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let v: Value = crate::gojson::parse(&bytes)?;
     let cfg: bollard_stubs::models::ExecConfig = serde_json::from_value(go_keys(v, EXEC_CONFIG_FIELDS))
         .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let id = d.containers.exec_create(name, cfg)?;
@@ -1225,7 +1223,7 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &str) -> Res 
     let cfg: Value = if bytes.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
+        crate::gojson::parse(&bytes)?
     };
     let detach = cfg["Detach"].as_bool().unwrap_or(false);
     let raw = cfg["Tty"].as_bool().unwrap_or(false);

@@ -92,8 +92,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
         }
         (&Method::POST, "/networks/create") => {
             let bytes = body::collect_json(req, 1 << 20).await?;
-            let v: Value =
-                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+            let v: Value = crate::gojson::parse(&bytes)?;
             let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
             let map = |k: &str| string_map(&v, k);
             // IPAM entries: at most one IPv4 and one IPv6 (told apart by their subnet).
@@ -187,8 +186,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                 }
                 (&Method::POST, "connect") | (&Method::POST, "disconnect") => {
                     let bytes = body::collect_json(req, 1 << 20).await?;
-                    let v: Value =
-                        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+                    let v: Value = crate::gojson::parse(&bytes)?;
                     let ctr = v.get("Container").and_then(|x| x.as_str()).unwrap_or("").to_string();
                     if verb == "connect" {
                         d.containers

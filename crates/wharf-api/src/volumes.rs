@@ -43,7 +43,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
             let o: m::VolumeCreateOptions = if bytes.is_empty() {
                 m::VolumeCreateOptions::default()
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
+                crate::gojson::parse(&bytes)?
             };
             let sorted = |h: Option<HashMap<String, String>>| h.map(|h| h.into_iter().collect::<BTreeMap<_, _>>());
             // As dockerd: a volume created without a name is anonymous (`volume prune` takes it).

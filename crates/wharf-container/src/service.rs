@@ -1076,16 +1076,18 @@ impl ContainerService {
         Ok((rw, rw + image_size))
     }
 
-    /// The running container another one joins a namespace of (`--pid`/`--ipc container:`):
-    /// its host PID and full ID.
+    /// The running container another one joins a namespace of (`--pid`/`--ipc`/`--network
+    /// container:`): its host PID and full ID. Not running is a conflict, in Docker 28's words
+    /// (which name the container as the mode does).
     fn join_target(&self, name: &str, what: &str) -> Result<(i64, String)> {
         let e = self.lookup(name)?;
         let r = e.snapshot();
         if !matches!(r.state.status.as_str(), "running" | "paused") || r.state.pid <= 0 {
-            return Err(ContainerError::Conflict(format!(
-                "cannot join {what} of a non running container: {}",
-                r.id
-            )));
+            return Err(ContainerError::Conflict(if what == "network" {
+                format!("cannot join network of a non running container: {name}")
+            } else {
+                format!("container {name} is not running")
+            }));
         }
         Ok((r.state.pid, r.id))
     }
@@ -1230,7 +1232,7 @@ impl ContainerService {
             let key = st.sandbox_key.clone();
             (st, Some(key))
         } else if let Some(other) = mode.strip_prefix("container:") {
-            let (pid, _) = self.join_target(other, "network stack")?;
+            let (pid, _) = self.join_target(other, "network")?;
             (netsetup::NetState::default(), Some(format!("/proc/{pid}/ns/net")))
         } else {
             (netsetup::NetState::default(), None)
