@@ -867,3 +867,47 @@ fn images_save_load_filter_and_import_as_dockerd() {
     let before_epoch = w.ok(&["images", "-q", "--filter", "until=1000000000"]);
     assert_eq!(before_epoch.trim(), "");
 }
+
+/// A terminal starts at the client's size: `ConsoleSize` at create, at exec create and at
+/// exec start (API 1.42) is the size the process sees first, never 0x0.
+#[test]
+fn terminals_start_at_the_clients_size() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let (st, _, b) = w.http(
+        "POST",
+        "/containers/create?name=sized",
+        br#"{"Image":"busybox","Tty":true,"Cmd":["stty","size"],"HostConfig":{"ConsoleSize":[33,77],"NetworkMode":"none"}}"#,
+    );
+    assert!(st.contains(" 201 "), "{st} {}", String::from_utf8_lossy(&b));
+    w.ok(&["start", "sized"]);
+    assert_eq!(w.ok(&["wait", "sized"]).trim(), "0");
+    assert_eq!(w.ok(&["logs", "sized"]).trim(), "33 77");
+    w.ok(&["rm", "sized"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "host",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let exec = |create: &str, start: &str| {
+        let (st, _, b) = w.http("POST", "/containers/host/exec", create.as_bytes());
+        assert!(st.contains(" 201 "), "{st}");
+        let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["Id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, _, b) = w.http("POST", &format!("/exec/{id}/start"), start.as_bytes());
+        assert!(st.contains(" 200 "), "{st}");
+        String::from_utf8_lossy(&b).trim().to_string()
+    };
+    let create = r#"{"Cmd":["stty","size"],"Tty":true,"AttachStdout":true,"ConsoleSize":[21,55]}"#;
+    assert_eq!(exec(create, r#"{"Tty":true}"#), "21 55");
+    assert_eq!(exec(create, r#"{"Tty":true,"ConsoleSize":[22,66]}"#), "22 66");
+    w.ok(&["rm", "-f", "host"]);
+}

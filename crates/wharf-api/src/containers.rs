@@ -1228,6 +1228,13 @@ async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &str) -> Res 
     let detach = cfg["Detach"].as_bool().unwrap_or(false);
     let raw = cfg["Tty"].as_bool().unwrap_or(false);
     let id = id.to_string();
+    d.containers.exec_startable(&id)?;
+    let size = |i: usize| cfg["ConsoleSize"][i].as_u64().and_then(|v| u16::try_from(v).ok());
+    if let (Some(h), Some(w)) = (size(0), size(1)) {
+        if h > 0 && w > 0 {
+            d.containers.exec_console_size(&id, h, w);
+        }
+    }
     let (x, _) = d.containers.exec_startable(&id)?;
     if detach {
         let shim = d.containers.exec_start(&id).await?;

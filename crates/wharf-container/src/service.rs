@@ -2683,6 +2683,14 @@ impl ContainerService {
         Ok((x, rec))
     }
 
+    /// The terminal size an exec's start asks for (`ConsoleSize` in the start body, API
+    /// 1.42) replaces the one of its create.
+    pub fn exec_console_size(&self, id: &str, height: u16, width: u16) {
+        if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
+            x.config.console_size = Some(vec![i32::from(height), i32::from(width)]);
+        }
+    }
+
     /// Start an exec: the stream carries its output and ends with its exit frame.
     pub async fn exec_start(&self, id: &str) -> Result<ShimStream> {
         let (x, rec) = self.exec_startable(id)?;

@@ -187,11 +187,33 @@ fn drop_unbounded() -> Result<(), String> {
     Ok(())
 }
 
+/// A terminal starts at the client's size (`process.consoleSize`, from `ConsoleSize` at create
+/// or exec): libcontainer leaves the pty at 0x0, so the process sizes its own terminal (its
+/// stdin) before its exec, with nothing running yet that could read the size first.
+fn console_size(spec: &Spec) -> Result<(), String> {
+    let Some(p) = spec.process().as_ref().filter(|p| p.terminal().unwrap_or(false)) else {
+        return Ok(());
+    };
+    let Some(size) = p.console_size() else { return Ok(()) };
+    let ws = libc::winsize {
+        ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+        ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize, which lives for the call.
+    if unsafe { libc::ioctl(0, libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(format!("terminal size: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 impl Executor for Payload {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if self.init && cgroup_read_only(spec) {
             seal_cgroups().map_err(ExecutorError::Other)?;
         }
+        console_size(spec).map_err(ExecutorError::Other)?;
         child_signals().map_err(ExecutorError::Other)?;
         if let Some(f) = &self.filter {
             f.load().map_err(ExecutorError::Other)?;
