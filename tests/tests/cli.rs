@@ -590,3 +590,115 @@ fn healthchecks_and_ipv6_networks_from_the_native_cli() {
     w.ok(&["rm", "-f", "c6", "hc-docker", "hc-wharf", "hc-none"]);
     w.ok(&["network", "rm", "n6"]);
 }
+
+/// docker's management forms, `--format json`, the rows' `.Label` method, unknown flags
+/// refused as flags (even where the command's own arguments follow), shell completions and
+/// man pages: each the same as the docker CLI gives where the docker CLI has it.
+#[test]
+fn management_forms_formats_completions_and_man_pages() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lab",
+        "--label",
+        "tier=web",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    for (wharf, docker) in [
+        (
+            &[
+                "container",
+                "ls",
+                "--format",
+                "{{.Names}} {{.Label \"tier\"}}|{{.Label \"none\"}}|",
+            ][..],
+            &[
+                "container",
+                "ls",
+                "--format",
+                "{{.Names}} {{.Label \"tier\"}}|{{.Label \"none\"}}|",
+            ][..],
+        ),
+        (
+            &["container", "list", "-q", "--no-trunc"],
+            &["container", "list", "-q", "--no-trunc"],
+        ),
+        (
+            &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+            &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        ),
+        (
+            &["image", "inspect", "--format", "{{.Os}}", "busybox"],
+            &["image", "inspect", "--format", "{{.Os}}", "busybox"],
+        ),
+        (
+            &["container", "inspect", "--format", "{{.Name}}", "lab"],
+            &["container", "inspect", "--format", "{{.Name}}", "lab"],
+        ),
+        (
+            &["system", "info", "--format", "{{.Driver}} {{.ContainersRunning}}"],
+            &["system", "info", "--format", "{{.Driver}} {{.ContainersRunning}}"],
+        ),
+        (
+            &["version", "--format", "{{.Server.APIVersion}}"],
+            &["version", "--format", "{{.Server.APIVersion}}"],
+        ),
+    ] {
+        assert_eq!(wharf_ok(&w, wharf), w.ok(docker), "{wharf:?}");
+    }
+    // One JSON object per line, the row's fields as the docker CLI gives them.
+    let line = wharf_ok(&w, &["container", "ls", "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(w.ok(&["container", "ls", "--format", "json"]).trim()).unwrap();
+    for k in ["ID", "Names", "Image", "Labels", "State"] {
+        assert_eq!(row[k], theirs[k], "{k}: {row} / {theirs}");
+    }
+    // `container inspect` looks for containers only.
+    let o = w.wharf(&["container", "inspect", "busybox"], None);
+    assert!(!o.status.success());
+    // Unknown flags are flags, before the image too; docker's exit code.
+    for args in [
+        &["run", "--bogus", "busybox", "true"][..],
+        &["exec", "--nope", "lab", "true"],
+        &["ps", "--bogus"],
+    ] {
+        let o = w.wharf(args, None);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err(&o).contains("--bogus") || err(&o).contains("--nope"), "{}", err(&o));
+    }
+    assert_eq!(
+        w.wharf(&["run", "--bogus", "busybox", "true"], None).status.code(),
+        Some(125)
+    );
+    // Prune forms that exist only under their groups.
+    w.ok(&["rm", "-f", "lab"]);
+    assert!(wharf_ok(&w, &["container", "prune", "-f"]).contains("Total reclaimed space"));
+    assert!(wharf_ok(&w, &["image", "prune", "-f"]).contains("Total reclaimed space"));
+    // Completions that bash accepts, and man pages man can read.
+    let script = wharf_ok(&w, &["completion", "bash"]);
+    assert!(script.contains("complete") && script.contains("container"), "{script}");
+    let file = w.dir.path().join("wharf.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = std::process::Command::new("bash")
+        .args(["-c", &format!("source {} && complete -p wharf", file.display())])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", err(&check));
+    assert!(out(&check).contains("wharf"), "{}", out(&check));
+    for shell in ["zsh", "fish"] {
+        assert!(!wharf_ok(&w, &["completion", shell]).is_empty());
+    }
+    let man = w.dir.path().join("man");
+    wharf_ok(&w, &["man-pages", man.to_str().unwrap()]);
+    let page = std::fs::read_to_string(man.join("wharf-container-ls.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    assert!(man.join("wharf.1").exists());
+}

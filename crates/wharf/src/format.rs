@@ -194,7 +194,17 @@ fn go_print(tmpl: &str) -> String {
     out
 }
 
+/// A row's label by name, empty when it has none (docker's `Label` method).
+fn f_label(args: &[Value]) -> std::result::Result<Value, FuncError> {
+    let name = text(arg(args, 1, "label", 2)?);
+    Ok(match arg(args, 0, "label", 2)? {
+        Value::Map(m) | Value::Object(m) => m.get(&name).map(text).map(Value::from).unwrap_or(Value::from("")),
+        _ => Value::from(""),
+    })
+}
+
 const FUNCS: &[(&str, Func)] = &[
+    ("label", f_label as Func),
     ("gofmt", f_gofmt as Func),
     ("json", f_json as Func),
     ("join", f_join as Func),
@@ -211,20 +221,69 @@ pub struct Format {
     tmpl: Template,
     /// `table ...`: print a header row and align columns.
     pub table: bool,
+    /// The template calls a row's `.Label "name"`.
+    labels: bool,
+}
+
+/// docker's rows have a `Label` method (`{{.Label "com.example.team"}}`); gtmpl has no
+/// methods, so the call becomes `label` of the row's labels as a map (`LabelMap`, added to
+/// each row when the template uses it).
+fn label_calls(tmpl: &str) -> (String, bool) {
+    let mut out = String::new();
+    let mut rest = tmpl;
+    let mut found = false;
+    while let Some(i) = rest.find(".Label ") {
+        let after = rest[i + ".Label ".len()..].trim_start();
+        let Some(arg) = after.strip_prefix('"').and_then(|a| a.find('"').map(|e| &a[..e])) else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+            continue;
+        };
+        out.push_str(&rest[..i]);
+        out.push_str(&format!("(label .LabelMap \"{arg}\")"));
+        rest = &after[arg.len() + 2..];
+        found = true;
+    }
+    out.push_str(rest);
+    (out, found)
 }
 
 impl Format {
-    /// Parse a user's format: `table` prefix, `\t` and `\n` escapes as the docker CLI reads them.
+    /// Parse a user's format: `table` prefix, `json` (each object as one line of JSON), `\t`
+    /// and `\n` escapes, as the docker CLI reads them.
     pub fn parse(spec: &str) -> Result<Format> {
         let (table, body) = match spec.strip_prefix("table") {
             Some(rest) => (true, rest.trim_start().to_string()),
+            None if spec.trim() == "json" => (false, "{{json .}}".to_string()),
             None => (false, spec.to_string()),
         };
+        let (body, labels) = label_calls(&body);
         let body = go_print(&body.replace("\\t", "\t").replace("\\n", "\n"));
         let mut tmpl = Template::default();
         tmpl.add_funcs(FUNCS);
         tmpl.parse(body).map_err(|e| CliError::Template(e.to_string()))?;
-        Ok(Format { tmpl, table })
+        Ok(Format { tmpl, table, labels })
+    }
+
+    /// A row with its labels as a map too, when the template asks for `.Label`.
+    fn row(&self, r: &Json) -> Json {
+        let mut r = r.clone();
+        if self.labels {
+            let map: serde_json::Map<String, Json> = match &r["Labels"] {
+                Json::Object(o) => o.clone(),
+                Json::String(s) => s
+                    .split(',')
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        (k.to_string(), Json::from(v))
+                    })
+                    .collect(),
+                _ => serde_json::Map::new(),
+            };
+            r["LabelMap"] = Json::Object(map);
+        }
+        r
     }
 
     /// Render one object.
@@ -247,7 +306,7 @@ impl Format {
             lines.push(self.render(&h)?);
         }
         for r in rows {
-            lines.push(self.render(r)?);
+            lines.push(self.render(&self.row(r))?);
         }
         if self.table {
             Ok(tabwrite(&lines.join("\n")))
@@ -310,6 +369,19 @@ mod tests {
             "[A=1 B=2]/web"
         );
         assert_eq!(r("{{if .State.Running}}up{{else}}down{{end}}"), "up");
+    }
+
+    #[test]
+    fn json_format_and_label_calls() {
+        let row = json!({"ID": "abc", "Labels": "team=a,tier=web"});
+        let f = Format::parse("json").unwrap();
+        assert_eq!(
+            f.list(std::slice::from_ref(&row), &[]).unwrap(),
+            "{\"ID\":\"abc\",\"Labels\":\"team=a,tier=web\"}\n"
+        );
+        let f = Format::parse("{{.ID}} {{.Label \"tier\"}}|{{ .Label \"none\" }}|").unwrap();
+        assert_eq!(f.list(&[row], &[]).unwrap(), "abc web||\n");
+        assert_eq!(label_calls("{{.Labels}}").0, "{{.Labels}}");
     }
 
     #[test]

@@ -9,9 +9,11 @@ mod cp;
 mod error;
 mod format;
 mod images;
+mod manage;
 mod networks;
 mod registry;
 mod run;
+mod runflags;
 mod stats;
 mod stream;
 mod term;
@@ -34,7 +36,7 @@ use crate::format::Format;
     about = "A Docker-compatible container engine client",
     disable_version_flag = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Print version information and quit (docker's `-v, --version`)
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: (),
@@ -46,7 +48,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Cmd {
+pub(crate) enum Cmd {
     /// Create and run a new container from an image
     Run(run::RunCmd),
     /// Create a new container
@@ -91,11 +93,13 @@ enum Cmd {
     /// Create a new image from a container's changes
     Commit(containers::CommitCmd),
     /// Manage Docker
-    System(containers::SystemCmd),
+    System(manage::SystemGroup),
     /// Manage containers
-    Container(containers::ContainerCmd),
+    Container(manage::ContainerGroup),
+    /// Manage images
+    Image(manage::ImageGroup),
     /// Get real time events from the server
-    Events(containers::EventsCmd),
+    Events(manage::EventsCmd),
     /// Manage volumes
     Volume(volumes::VolumeCmd),
     /// Manage networks
@@ -134,11 +138,25 @@ enum Cmd {
     Version(FormatOnly),
     /// Display system-wide information
     Info(FormatOnly),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(manage::CompletionCmd),
+    /// Write the man pages into a directory
+    #[command(hide = true)]
+    ManPages(manage::ManPagesCmd),
+    /// `container prune` (only under its group)
+    #[command(skip)]
+    ContainerPrune(containers::PruneCmd),
+    /// `image prune` (only under its group)
+    #[command(skip)]
+    ImagePrune(manage::ImagePruneCmd),
+    /// `system prune` (only under its group)
+    #[command(skip)]
+    SystemPrune(manage::SystemPruneCmd),
 }
 
 /// `inspect`.
 #[derive(clap::Args, Debug)]
-struct InspectCmd {
+pub(crate) struct InspectCmd {
     /// Format output using a custom template
     #[arg(short, long)]
     format: Option<String>,
@@ -200,7 +218,7 @@ fn print_objects(found: &[serde_json::Value], format: Option<&str>) -> Result<()
 
 /// Commands with only `--format`.
 #[derive(clap::Args, Debug)]
-struct FormatOnly {
+pub(crate) struct FormatOnly {
     /// Format output using a custom template
     #[arg(short, long)]
     format: Option<String>,
@@ -241,6 +259,12 @@ pub fn local_time(unix: i64) -> String {
 }
 
 impl InspectCmd {
+    /// `container inspect`, `image inspect`: only objects of that type.
+    fn of_type(mut self, kind: &str) -> InspectCmd {
+        self.kind = Some(kind.to_string());
+        self
+    }
+
     async fn run(self, c: &Client) -> Result<()> {
         let mut found = Vec::new();
         let mut missing = Vec::new();
@@ -293,6 +317,13 @@ async fn version(c: &Client, f: FormatOnly) -> Result<()> {
         "ApiVersion": "1.50",
         "Os": std::env::consts::OS,
         "Arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
+    });
+    // The docker CLI's templates see Go's field names (`.Server.APIVersion`), not the JSON's.
+    let mut client = client;
+    client["APIVersion"] = client["ApiVersion"].clone();
+    let server = server.map(|mut s| {
+        s["APIVersion"] = s["ApiVersion"].clone();
+        s
     });
     let all = json!({"Client": client, "Server": server.as_ref().ok()});
     if let Some(f) = f.format {
@@ -356,8 +387,17 @@ async fn info(c: &Client, f: FormatOnly) -> Result<()> {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     let c = Client::new(cli.host)?;
-    let c = &c;
-    match cli.cmd {
+    let cmd = match cli.cmd {
+        Cmd::Container(g) => g.into_cmd(),
+        Cmd::Image(g) => g.into_cmd(),
+        Cmd::System(g) => g.into_cmd(),
+        other => other,
+    };
+    run_cmd(cmd, &c).await
+}
+
+async fn run_cmd(cmd: Cmd, c: &Client) -> Result<()> {
+    match cmd {
         Cmd::Run(x) => x.run(c).await,
         Cmd::Create(x) => x.run(c).await,
         Cmd::Ps(x) => x.run(c).await,
@@ -378,7 +418,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Cp(x) => x.run(c).await,
         Cmd::Diff(x) => x.run(c).await,
         Cmd::Export(x) => x.run(c).await,
-        Cmd::Container(x) => x.run(c).await,
+        Cmd::Container(_) | Cmd::Image(_) | Cmd::System(_) => unreachable!("groups are resolved first"),
+        Cmd::ContainerPrune(x) => x.run(c).await,
+        Cmd::ImagePrune(x) => x.run(c).await,
+        Cmd::SystemPrune(x) => x.run(c).await,
+        Cmd::Completion(x) => x.run(),
+        Cmd::ManPages(x) => x.run(),
         Cmd::Events(x) => x.run(c).await,
         Cmd::Volume(x) => x.run(c).await,
         Cmd::Network(x) => x.run(c).await,
@@ -386,7 +431,6 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Port(x) => x.run(c).await,
         Cmd::Images(x) => x.run(c).await,
         Cmd::Commit(x) => x.run(c).await,
-        Cmd::System(x) => x.run(c).await,
         Cmd::Pull(x) => x.run(c).await,
         Cmd::Push(x) => x.run(c).await,
         Cmd::Login(x) => x.run(c).await,
