@@ -387,18 +387,23 @@ pub async fn start(net: &NetworkService, rec: &Record) -> Result<NetState> {
         stop(net, &rec.id, &st).await;
         return Err(e);
     }
-    if let Err(e) = start_resolver(net, rec, &mut st).await {
-        stop(net, &rec.id, &st).await;
-        return Err(e);
-    }
+    // The resolver itself is opened by the caller, beside the rest of the start.
+    st.resolver = wants_resolver(net, &st);
     Ok(st)
 }
 
-/// The resolver at 127.0.0.11 for a container on a user-defined network (the default
-/// bridge has no names); it forwards to the container's `--dns` servers when it has some.
+/// Is the container on a user-defined network (the default bridge has no names)?
+pub fn wants_resolver(net: &NetworkService, st: &NetState) -> bool {
+    st.endpoints
+        .iter()
+        .any(|ep| net.get(&ep.network_id).is_ok_and(|n| !n.default_bridge))
+}
+
+/// Open the resolver at 127.0.0.11 for a container on a user-defined network; it forwards to
+/// the container's `--dns` servers when it has some. Its nftables transaction waits for the
+/// kernel (about 10 ms, an RCU grace period), so a start runs it beside the shim's create.
 pub async fn start_resolver(net: &NetworkService, rec: &Record, st: &mut NetState) -> Result<()> {
-    let user = |ep: &Endpoint| net.get(&ep.network_id).is_ok_and(|n| !n.default_bridge);
-    if !st.resolver && !st.endpoints.iter().any(user) {
+    if !st.resolver && !wants_resolver(net, st) {
         return Ok(());
     }
     let servers = rec

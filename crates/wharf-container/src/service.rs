@@ -1237,13 +1237,22 @@ impl ContainerService {
         } else {
             (netsetup::NetState::default(), None)
         };
+        // The resolver opens while the shim creates the container; the process starts after.
+        let mut resolver = st.resolver.then(|| {
+            let (net, rec, mut st) = (self.net.clone(), rec.clone(), st.clone());
+            tokio::spawn(async move { netsetup::start_resolver(&net, &rec, &mut st).await })
+        });
         let r = match self.write_net_files(rec, &st) {
-            Ok(link_env) => self.launch_with(rec, net_ns, &link_env).await,
+            Ok(link_env) => self.launch_with(rec, net_ns, &link_env, &mut resolver).await,
             Err(e) => Err(e),
         };
         match r {
             Ok((pid, stream)) => Ok((pid, stream, st)),
             Err(e) => {
+                // A resolver still opening would come back after the cleanup.
+                if let Some(r) = resolver {
+                    let _ = r.await;
+                }
                 netsetup::stop(&self.net, &rec.id, &st).await;
                 Err(e)
             }
@@ -1306,6 +1315,7 @@ impl ContainerService {
         rec: &Record,
         net_ns: Option<String>,
         link_env: &[String],
+        resolver: &mut Option<tokio::task::JoinHandle<Result<()>>>,
     ) -> Result<(i32, Option<ShimStream>)> {
         let rootfs = self.mount_root(rec)?;
         let bundle = self.bundle_dir(&rec.id);
@@ -1464,6 +1474,16 @@ impl ContainerService {
         }
         // The monitor's wait connection, opened before the process runs, so no exit is missed.
         let waiter = shim::send(&sock, &Request::Wait).await.ok();
+        if let Some(r) = resolver.take() {
+            let opened = r
+                .await
+                .map_err(|e| ContainerError::Internal(format!("the resolver's task: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = opened {
+                let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+                return Err(e);
+            }
+        }
         if let Err(e) = shim::call(&sock, &Request::Start).await {
             let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
             return Err(ContainerError::Runtime(e.to_string()));
