@@ -911,3 +911,63 @@ fn terminals_start_at_the_clients_size() {
     assert_eq!(exec(create, r#"{"Tty":true,"ConsoleSize":[22,66]}"#), "22 66");
     w.ok(&["rm", "-f", "host"]);
 }
+
+/// What Compose v1 (API 1.38) relies on: field names in any case, as Go decodes them
+/// (docker-py sends `CPURealtimePeriod`); a user network's aliases include the short ID once
+/// the container has started, before API 1.45; the container-wide MacAddress stays the mode
+/// network's when a client disconnects and connects that network again before the start; a
+/// real-time budget the cgroup parent lacks fails the start, as with dockerd.
+#[test]
+fn what_compose_v1_relies_on() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w.ok(&["network", "create", "--subnet", &common::test_subnet(&w, 8), "c1net"]);
+    let body = r#"{"Image":"busybox","Cmd":["sleep","100"],"MacAddress":"74:6f:75:68:6f:75","HostConfig":{"NetworkMode":"c1net","CPURealtimePeriod":150000,"cpushares":512},"NetworkingConfig":{"EndpointsConfig":{"c1net":{"Aliases":["web"]}}}}"#;
+    let (st, _, b) = w.http("POST", "/v1.38/containers/create?name=c1", body.as_bytes());
+    assert!(st.contains(" 201 "), "{st} {}", String::from_utf8_lossy(&b));
+    let inspect = |v: &str| {
+        serde_json::from_slice::<serde_json::Value>(&w.http("GET", &format!("/{v}/containers/c1/json"), b"").2).unwrap()
+    };
+    let i = inspect("v1.38");
+    assert_eq!(i["HostConfig"]["CpuRealtimePeriod"], 150000);
+    assert_eq!(i["HostConfig"]["CpuShares"], 512);
+    let id = i["Id"].as_str().unwrap().to_string();
+    let short = &id[..12];
+    assert_eq!(
+        i["NetworkSettings"]["Networks"]["c1net"]["Aliases"],
+        serde_json::json!(["web"])
+    );
+    // Compose's reconnect, which leaves the MAC address out.
+    let (st, _, _) = w.http("POST", "/v1.38/networks/c1net/disconnect", br#"{"Container":"c1"}"#);
+    assert!(st.contains(" 200 "), "{st}");
+    let (st, _, _) = w.http(
+        "POST",
+        "/v1.38/networks/c1net/connect",
+        br#"{"Container":"c1","EndpointConfig":{"Aliases":["web"]}}"#,
+    );
+    assert!(st.contains(" 200 "), "{st}");
+    w.ok(&["start", "c1"]);
+    let i = inspect("v1.38");
+    let ep = &i["NetworkSettings"]["Networks"]["c1net"];
+    assert_eq!(ep["MacAddress"], "74:6f:75:68:6f:75", "{ep}");
+    assert_eq!(ep["Aliases"], serde_json::json!(["web", short]));
+    // From API 1.45 the short ID is in DNSNames only.
+    let i = inspect("v1.45");
+    assert_eq!(
+        i["NetworkSettings"]["Networks"]["c1net"]["Aliases"],
+        serde_json::json!(["web"])
+    );
+    w.ok(&["rm", "-f", "c1"]);
+    // The cgroup parent has no real-time budget: the start fails, as dockerd's does.
+    let (st, _, _) = w.http(
+        "POST",
+        "/containers/create?name=rt",
+        br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CpuRealtimeRuntime":40000,"NetworkMode":"none"}}"#,
+    );
+    assert!(st.contains(" 201 "), "{st}");
+    let err = w.fails(&["start", "rt"]);
+    // v1: the write of cpu.rt_runtime_us is refused; v2 has no real-time groups at all.
+    assert!(err.contains("rt_runtime_us") || err.contains("realtime"), "{err}");
+    w.ok(&["rm", "rt"]);
+    w.ok(&["network", "rm", "c1net"]);
+}

@@ -89,7 +89,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
     let (name, verb) = rest.split_once('/').unwrap_or((rest, ""));
     let c = &d.containers;
     match (method, verb) {
-        (&Method::GET, "json") => inspect(&d, name, q),
+        (&Method::GET, "json") => inspect(&d, name, q, ApiVersion::of(&req)),
         (&Method::POST, "start") => done(c.start(name).await),
         (&Method::POST, "stop") | (&Method::POST, "restart") => {
             let (c, name, t) = (c.clone(), name.to_string(), timeout(q)?);
@@ -362,7 +362,9 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 4 << 20).await?;
-    let mut body: CreateBody = crate::gojson::parse(&bytes)?;
+    let v: Value = crate::gojson::parse(&bytes)?;
+    let mut body: CreateBody = serde_json::from_value(crate::gojson::create_body(v))
+        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     // Clients older than API 1.40 expect the old default IPC mode, as dockerd gives them.
     if version < ApiVersion(1, 40) {
         let hc = body.host_config.get_or_insert_with(Default::default);
@@ -676,7 +678,7 @@ const HOST_CONFIG_ZEROS: &[(&str, Zero)] = &[
     ("IOMaximumBandwidth", Zero::Int),
 ];
 
-fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
+fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersion) -> Res {
     let r = d.containers.get(name)?;
     let dir = d.info.data_root.join("containers").join(&r.id);
     let running = r.state.is_running();
@@ -731,9 +733,22 @@ fn inspect(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     if let Some(links) = r.host_config.links.as_ref().filter(|l| !l.is_empty()) {
         v["HostConfig"]["Links"] = json!(links.iter().map(|l| link_view(&r.name, l)).collect::<Vec<_>>());
     }
-    // `host` and `none` are networks too: their IDs, as dockerd shows them.
+    // `host` and `none` are networks too: their IDs, as dockerd shows them. Before API 1.45
+    // a user network's aliases included the short ID once the endpoint was made (the first
+    // start): Compose v1 reads it there to tell whether it still has to connect the container
+    // itself (with the link-local addresses its create left out).
+    let short = r.id[..12].to_string();
+    let started = r.state.started_at != ZERO_TIME;
     if let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut() {
         for (name, ep) in nets.iter_mut() {
+            let user = !matches!(name.as_str(), "bridge" | "host" | "none");
+            if version < ApiVersion(1, 45) && user && started {
+                let mut aliases: Vec<Value> = ep["Aliases"].as_array().cloned().unwrap_or_default();
+                if !aliases.iter().any(|a| a.as_str() == Some(short.as_str())) {
+                    aliases.push(json!(short));
+                }
+                ep["Aliases"] = Value::Array(aliases);
+            }
             if ep["NetworkID"].as_str().is_some_and(str::is_empty) {
                 if let Ok(n) = d.containers.networks().get(name) {
                     ep["NetworkID"] = json!(n.id);
@@ -1155,7 +1170,10 @@ async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str, q: &Query
 async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 1 << 20).await?;
-    let mut body: wharf_container::UpdateBody = crate::gojson::parse(&bytes)?;
+    let v: Value = crate::gojson::parse(&bytes)?;
+    let mut body: wharf_container::UpdateBody =
+        serde_json::from_value(crate::gojson::go_keys(v, crate::gojson::UPDATE_FIELDS))
+            .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     // PidsLimit became updatable in API 1.40; older clients' values are ignored, as dockerd.
     if version < ApiVersion(1, 40) {
         body.resources.pids_limit = None;
@@ -1164,49 +1182,12 @@ async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     json_res(StatusCode::OK, &json!({"Warnings": null}))
 }
 
-/// ExecConfig's fields, for matching keys as Go's JSON decoding does (case-insensitively:
-/// docker-py sends `detachKeys`).
-const EXEC_CONFIG_FIELDS: &[&str] = &[
-    "AttachStdin",
-    "AttachStdout",
-    "AttachStderr",
-    "ConsoleSize",
-    "DetachKeys",
-    "Tty",
-    "Env",
-    "Cmd",
-    "Privileged",
-    "User",
-    "WorkingDir",
-];
-
-/// Rename the top-level keys of `v` that match one of `fields` but for case.
-fn go_keys(mut v: Value, fields: &[&str]) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        let wrong: Vec<(String, &str)> = o
-            .keys()
-            .filter(|k| !fields.contains(&k.as_str()))
-            .filter_map(|k| {
-                fields
-                    .iter()
-                    .find(|f| f.eq_ignore_ascii_case(k))
-                    .map(|f| (k.clone(), *f))
-            })
-            .collect();
-        for (k, f) in wrong {
-            if let Some(x) = o.remove(&k) {
-                o.entry(f.to_string()).or_insert(x);
-            }
-        }
-    }
-    v
-}
-
 async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let bytes = body::collect_json(req, 1 << 20).await?;
     let v: Value = crate::gojson::parse(&bytes)?;
-    let cfg: bollard_stubs::models::ExecConfig = serde_json::from_value(go_keys(v, EXEC_CONFIG_FIELDS))
-        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let cfg: bollard_stubs::models::ExecConfig =
+        serde_json::from_value(crate::gojson::go_keys(v, crate::gojson::EXEC_CONFIG_FIELDS))
+            .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let id = d.containers.exec_create(name, cfg)?;
     json_res(StatusCode::CREATED, &json!({"Id": id}))
 }
@@ -1393,9 +1374,9 @@ mod tests {
 
     #[test]
     fn keys_match_as_go_decodes_them() {
-        let v = go_keys(
+        let v = crate::gojson::go_keys(
             json!({"detachKeys": "ctrl-p", "cmd": ["x"], "Tty": true, "Other": 1}),
-            EXEC_CONFIG_FIELDS,
+            crate::gojson::EXEC_CONFIG_FIELDS,
         );
         assert_eq!(
             v,

@@ -4,8 +4,10 @@
 //! JSON`, a body cut short is `unexpected EOF`, one with no value at all `got EOF while reading
 //! request body`; clients and their tests match those words.
 //! The scan only finds the first syntax error and where the first value ends; serde decodes.
+//! Field names match whatever their case, as Go's decoder matches them (`go_keys`).
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -21,6 +23,201 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::invalid("unexpected content after JSON"));
     }
     serde_json::from_slice(&bytes[..end]).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))
+}
+
+/// ExecConfig's fields, for matching keys as Go's JSON decoding does (case-insensitively:
+/// docker-py sends `detachKeys`).
+pub const EXEC_CONFIG_FIELDS: &[&str] = &[
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ConsoleSize",
+    "DetachKeys",
+    "Tty",
+    "Env",
+    "Cmd",
+    "Privileged",
+    "User",
+    "WorkingDir",
+];
+
+/// Rename the top-level keys of `v` that match one of `fields` but for case (Go's decoder
+/// matches field names case-insensitively).
+pub fn go_keys(mut v: Value, fields: &[&str]) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        let wrong: Vec<(String, &str)> = o
+            .keys()
+            .filter(|k| !fields.contains(&k.as_str()))
+            .filter_map(|k| {
+                fields
+                    .iter()
+                    .find(|f| f.eq_ignore_ascii_case(k))
+                    .map(|f| (k.clone(), *f))
+            })
+            .collect();
+        for (k, f) in wrong {
+            if let Some(x) = o.remove(&k) {
+                o.entry(f.to_string()).or_insert(x);
+            }
+        }
+    }
+    v
+}
+
+/// `ContainerConfig`'s fields and the create body's own, as the create body's top level.
+pub const CREATE_FIELDS: &[&str] = &[
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+    "HostConfig",
+    "NetworkingConfig",
+];
+
+/// `Resources`' fields (the update body's, and part of `HostConfig`).
+const RESOURCES_FIELDS: &[&str] = &[
+    "CpuShares",
+    "Memory",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "NanoCpus",
+    "OomKillDisable",
+    "Init",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+];
+
+/// `HostConfig`'s own fields (besides `Resources`').
+const HOST_CONFIG_FIELDS: &[&str] = &[
+    "Binds",
+    "ContainerIDFile",
+    "LogConfig",
+    "NetworkMode",
+    "PortBindings",
+    "RestartPolicy",
+    "AutoRemove",
+    "VolumeDriver",
+    "VolumesFrom",
+    "Mounts",
+    "ConsoleSize",
+    "Annotations",
+    "CapAdd",
+    "CapDrop",
+    "CgroupnsMode",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "Cgroup",
+    "Links",
+    "OomScoreAdj",
+    "PidMode",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyRootfs",
+    "SecurityOpt",
+    "StorageOpt",
+    "Tmpfs",
+    "UTSMode",
+    "UsernsMode",
+    "ShmSize",
+    "Sysctls",
+    "Runtime",
+    "Isolation",
+    "MaskedPaths",
+    "ReadonlyPaths",
+];
+
+/// The update body's fields.
+pub const UPDATE_FIELDS: &[&str] = &[
+    "CpuShares",
+    "Memory",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "NanoCpus",
+    "OomKillDisable",
+    "Init",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "RestartPolicy",
+];
+
+/// A create body with its keys matched as Go matches them (docker-py sends
+/// `CPURealtimeRuntime` for `CpuRealtimeRuntime`): the top level and `HostConfig`.
+pub fn create_body(v: Value) -> Value {
+    let mut v = go_keys(v, CREATE_FIELDS);
+    if let Some(hc) = v.get_mut("HostConfig").map(std::mem::take) {
+        let hc = go_keys(go_keys(hc, HOST_CONFIG_FIELDS), RESOURCES_FIELDS);
+        v["HostConfig"] = hc;
+    }
+    v
 }
 
 /// Go's `quoteChar`.

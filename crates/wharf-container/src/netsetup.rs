@@ -285,10 +285,11 @@ pub fn gateway_network<'a>(
 /// others in name order.
 pub fn requests(net: &NetworkService, rec: &Record) -> Result<Vec<EndpointRequest>> {
     let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+    let is_mode = |name: &str, ec: &EndpointConfig| {
+        name == mode || ec.network_id == mode || (mode == "default" && name == "bridge")
+    };
     let mut items: Vec<(&String, &EndpointConfig)> = rec.networks.iter().collect();
-    items.sort_by_key(|(name, ec)| {
-        !(**name == mode || ec.network_id == mode || (mode == "default" && *name == "bridge"))
-    });
+    items.sort_by_key(|(name, ec)| !is_mode(name, ec));
     let gateway = gateway_network(net, items.iter().map(|(name, ec)| (name.as_str(), ec.gw_priority)));
     items
         .into_iter()
@@ -307,7 +308,13 @@ pub fn requests(net: &NetworkService, rec: &Record) -> Result<Vec<EndpointReques
                     .transpose()
                     .map_err(|_| ContainerError::Invalid("bad --ip".into()))?,
                 ip6: ec.ipv6.as_deref().and_then(|i| i.parse().ok()),
-                mac: ec.mac.as_deref().and_then(wharf_network::link::parse_mac),
+                // The container-wide MacAddress (before API 1.44) is the mode network's,
+                // even after a client disconnected and connected that network again.
+                mac: ec
+                    .mac
+                    .as_deref()
+                    .or(rec.config.mac_address.as_deref().filter(|_| is_mode(name, ec)))
+                    .and_then(wharf_network::link::parse_mac),
                 dns_names: dns_names(rec, ec),
                 links: link_aliases(ec),
             })

@@ -489,6 +489,13 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
     if let Some(v) = hc.cpuset_mems.as_deref().filter(|v| !v.is_empty()) {
         cpu.insert("mems".into(), json!(v));
     }
+    // The real-time budget, as given: a parent without one refuses it at start, as with Docker.
+    if let Some(v) = hc.cpu_realtime_period.filter(|v| *v > 0) {
+        cpu.insert("realtimePeriod".into(), json!(v));
+    }
+    if let Some(v) = hc.cpu_realtime_runtime.filter(|v| *v != 0) {
+        cpu.insert("realtimeRuntime".into(), json!(v));
+    }
     if !cpu.is_empty() {
         r["cpu"] = Value::Object(cpu);
     }
