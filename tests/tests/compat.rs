@@ -971,3 +971,84 @@ fn what_compose_v1_relies_on() {
     w.ok(&["rm", "rt"]);
     w.ok(&["network", "rm", "c1net"]);
 }
+
+/// Platforms and paths judged as Docker 28 judges them: an invalid platform is a 400 before
+/// anything is read or looked up (create, image inspect, save, load, import); an image of
+/// another platform is not found (404), never run on the wrong architecture; an import's
+/// platform is the image's; `archive?path=<file>/` is "not a directory" (400).
+#[test]
+fn platforms_and_paths_judged_as_docker() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let host = w
+        .ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", "busybox"])
+        .trim()
+        .to_string();
+    let other = if host.ends_with("arm64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let body = br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#;
+    for (method, path, body) in [
+        ("POST", "/containers/create?platform=linux/amd64/v1/x", &body[..]),
+        ("GET", "/images/busybox/json?platform=plan9%2Famd64", &b""[..]),
+        ("GET", "/images/get?names=busybox&platform=linux%2F%2Fv7", &b""[..]),
+        ("POST", "/images/load?platform=%2F", &b"not a tar at all"[..]),
+        (
+            "POST",
+            "/images/create?fromSrc=-&repo=plat&platform=a/b/c/d",
+            &b"not a tar at all"[..],
+        ),
+    ] {
+        let (st, _, b) = w.http(method, path, body);
+        let b = String::from_utf8_lossy(&b);
+        assert!(st.contains(" 400 "), "{path}: {st} {b}");
+        assert!(b.contains("invalid platform"), "{path}: {b}");
+    }
+    // Another platform than the image's: not found, for create, inspect and save.
+    let (st, _, b) = w.http("POST", &format!("/containers/create?platform={other}"), body);
+    assert!(st.contains(" 404 "), "{st} {}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("does not match the specified platform"));
+    let (st, _, _) = w.http("GET", &format!("/images/busybox/json?platform={other}"), b"");
+    assert!(st.contains(" 404 "), "{st}");
+    let (st, _, _) = w.http("GET", &format!("/images/get?names=busybox&platform={other}"), b"");
+    assert!(st.contains(" 404 "), "{st}");
+    // The image's own platform (however it is spelt) is found.
+    let spelt = host.replace("amd64", "x86_64");
+    let (st, _, b) = w.http("POST", &format!("/containers/create?name=plat&platform={spelt}"), body);
+    assert!(st.contains(" 201 "), "{st} {}", String::from_utf8_lossy(&b));
+    w.ok(&["rm", "plat"]);
+    let (st, _, _) = w.http("GET", &format!("/images/busybox/json?platform={host}"), b"");
+    assert!(st.contains(" 200 "), "{st}");
+    // An import's platform is the image's.
+    let tar = std::fs::read(common::images_dir().join("busybox-rootfs.tar")).unwrap();
+    let (st, _, _) = w.http(
+        "POST",
+        "/images/create?fromSrc=-&repo=armish&platform=linux%2Farm%2Fv6",
+        &tar,
+    );
+    assert!(st.contains(" 200 "), "{st}");
+    assert_eq!(
+        w.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}/{{.Variant}}",
+            "armish"
+        ])
+        .trim(),
+        "linux/arm/v6"
+    );
+    // A path that asks for a directory where there is a file.
+    w.ok(&["create", "--name", "files", "busybox", "true"]);
+    for method in ["GET", "HEAD"] {
+        let (st, _, _) = w.http(method, "/containers/files/archive?path=/bin/sh/", b"");
+        assert!(st.contains(" 400 "), "{method}: {st}");
+    }
+    let (st, _, _) = w.http("HEAD", "/containers/files/archive?path=/etc/", b"");
+    assert!(st.contains(" 200 "), "{st}");
+    let err = w.fails(&["cp", "files:/bin/sh/", w.dir.path().join("out").to_str().unwrap()]);
+    assert!(err.contains("not a directory"), "{err}");
+    w.ok(&["rm", "files"]);
+}

@@ -386,6 +386,13 @@ async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
             endpoints.join(", ")
         )));
     }
+    // As Docker 28: an image of another platform than the one asked for is not found.
+    if let Some(want) = crate::platform::requested(q)? {
+        let image = body.config.image.clone().unwrap_or_default();
+        if let Ok(v) = d.images.inspect(&image) {
+            crate::platform::check(&image, &v.config, Some(&want))?;
+        }
+    }
     let name = q.get("name").map(String::from);
     let d2 = d.clone();
     let (id, warnings) = tokio::task::spawn_blocking(move || d2.containers.create(name.as_deref(), body))

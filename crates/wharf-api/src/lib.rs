@@ -12,6 +12,7 @@ pub mod distribution;
 pub mod error;
 pub mod gojson;
 pub mod networks;
+pub mod platform;
 pub mod plugins;
 pub mod query;
 pub mod routes;

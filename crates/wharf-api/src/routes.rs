@@ -142,7 +142,7 @@ async fn dispatch(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: 
         (&Method::GET, "/images/json") => images_list(&d, &q).await,
         (&Method::POST, "/images/create") => images_create(d, req, &q).await,
         (&Method::POST, "/images/load") => images_load(d, req, &q).await,
-        (&Method::GET, "/images/get") => images_save(d, q.all("names")).await,
+        (&Method::GET, "/images/get") => images_save(d, q.all("names"), crate::platform::requested(&q)?).await,
         (&Method::POST, "/images/prune") => images_prune(d, &q).await,
         (&Method::GET, "/system/df") => system_df(d).await,
         (&Method::GET, "/images/search") => crate::distribution::search(d, req, &q).await,
@@ -205,13 +205,13 @@ async fn image_route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, res
     match *method {
         Method::GET => {
             if let Some(name) = split("/json") {
-                return image_inspect(&d, &name, ApiVersion::of(&req)).await;
+                return image_inspect(&d, &name, ApiVersion::of(&req), q).await;
             }
             if let Some(name) = split("/history") {
                 return image_history(&d, &name).await;
             }
             if let Some(name) = split("/get") {
-                return images_save(d, vec![name]).await;
+                return images_save(d, vec![name], crate::platform::requested(q)?).await;
             }
         }
         Method::POST => {
@@ -659,10 +659,12 @@ fn inspect_json(d: &Daemon, v: &ImageView) -> Result<serde_json::Value, ApiError
     Ok(j)
 }
 
-async fn image_inspect(d: &Arc<Daemon>, name: &str, version: ApiVersion) -> Res {
+async fn image_inspect(d: &Arc<Daemon>, name: &str, version: ApiVersion, q: &Query) -> Res {
+    let want = crate::platform::requested(q)?;
     let d2 = d.clone();
     let n = name.to_string();
     let v = blocking(move || Ok(d2.images.inspect(&n)?)).await?;
+    crate::platform::check(name, &v.config, want.as_ref())?;
     let mut j = inspect_json(d, &v)?;
     // Before API 1.45 the image's container and its config were part of the answer.
     if version < ApiVersion(1, 45) {
@@ -853,10 +855,11 @@ async fn images_create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res 
     } else {
         Some(format!("{repo}:{tag}"))
     };
-    // Validate the name before reading a byte of the body.
+    // Validate the name and the platform before reading a byte of the body.
     if let Some(r) = &reference {
         wharf_reference::Reference::parse_tagged_default(r)?;
     }
+    let platform = crate::platform::requested(q)?;
     let changes = q.all("changes");
     let message = q.get("message").map(str::to_string);
     let mut reader = match &url {
@@ -873,9 +876,12 @@ async fn images_create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res 
         if let Some(u) = &url {
             emit(json!({"status": format!("Downloading from {u}")}));
         }
+        let p = platform
+            .as_ref()
+            .map(|p| (p.os.as_str(), p.architecture.as_str(), p.variant.as_str()));
         let r = d
             .images
-            .import(&mut reader, reference.as_deref(), &changes, message.as_deref());
+            .import(&mut reader, reference.as_deref(), &changes, message.as_deref(), p);
         let id = drain_on_error(r, &mut reader)?;
         emit(json!({"status": id.to_string()}));
         Ok(())
@@ -883,6 +889,7 @@ async fn images_create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res 
 }
 
 async fn images_load(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
+    crate::platform::requested(q)?;
     let quiet = q.bool("quiet");
     let mut reader = body::reader(req.into_body());
     let _ = quiet;
@@ -896,7 +903,7 @@ async fn images_load(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     })
 }
 
-async fn images_save(d: Arc<Daemon>, names: Vec<String>) -> Res {
+async fn images_save(d: Arc<Daemon>, names: Vec<String>, platform: Option<wharf_distribution::Platform>) -> Res {
     let names: Vec<String> = names
         .iter()
         .flat_map(|n| n.split(','))
@@ -912,7 +919,8 @@ async fn images_save(d: Arc<Daemon>, names: Vec<String>) -> Res {
         let n2 = names.clone();
         blocking(move || {
             for n in &n2 {
-                if d2.images.resolve(n).is_ok() {
+                if let Ok(v) = d2.images.inspect(n) {
+                    crate::platform::check(n, &v.config, platform.as_ref())?;
                     continue;
                 }
                 // A bare repository name saves all its tags; fail only when nothing matches.

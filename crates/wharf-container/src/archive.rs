@@ -314,7 +314,7 @@ impl ContainerService {
     /// `HEAD /containers/{id}/archive?path=`.
     pub fn archive_stat(&self, name: &str, path: &str) -> Result<PathStat> {
         self.with_cp_root(name, |root, _| match ar::stat(root, path)? {
-            Some((_, st)) => Ok(st),
+            Some((_, st)) => directory_if_asked(path, st),
             None => Err(not_found(path, name)),
         })
     }
@@ -331,6 +331,7 @@ impl ContainerService {
             let Some((r, st)) = ar::stat(root, path)? else {
                 return Err(not_found(path, name));
             };
+            let st = directory_if_asked(path, st)?;
             let Some(mut w) = stat_ready(&st) else { return Ok(()) };
             if let Err(e) = ar::write_tar(&r, &st.name, &mut w) {
                 let msg = e.to_string();
@@ -395,4 +396,14 @@ impl ContainerService {
             Ok(())
         })
     }
+}
+
+/// A path that ends in `/` or `/.` names a directory: anything else there is the client's
+/// error (dockerd's "not a directory", 400), never the file's contents.
+fn directory_if_asked(path: &str, st: PathStat) -> Result<PathStat> {
+    let asks_dir = path.ends_with('/') || path.ends_with("/.");
+    if asks_dir && st.mode & (1 << 31) == 0 {
+        return Err(ContainerError::Invalid(format!("lstat {path}: not a directory")));
+    }
+    Ok(st)
 }

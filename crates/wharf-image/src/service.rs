@@ -1036,13 +1036,15 @@ impl ImageService {
         Ok(id)
     }
 
-    /// `import`: one layer from a (possibly compressed) filesystem tar.
+    /// `import`: one layer from a (possibly compressed) filesystem tar; `platform` (os,
+    /// architecture, variant) is the image's, the host's when `None`.
     pub fn import(
         &self,
         reader: impl Read,
         reference: Option<&str>,
         changes: &[String],
         message: Option<&str>,
+        platform: Option<(&str, &str, &str)>,
     ) -> Result<Digest> {
         let tag = reference
             .filter(|r| !r.is_empty())
@@ -1064,16 +1066,23 @@ impl ImageService {
         };
         let created = now_rfc3339();
         let comment = message.filter(|m| !m.is_empty()).unwrap_or("Imported from -");
-        let config = json!({
-            "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        let host_arch = std::env::consts::ARCH
+            .replace("x86_64", "amd64")
+            .replace("aarch64", "arm64");
+        let (os, arch, variant) = platform.unwrap_or(("linux", &host_arch, ""));
+        let mut config = json!({
+            "architecture": arch,
             "comment": comment,
             "config": Value::Object(cfg),
             "created": created,
             "docker_version": crate::ENGINE_VERSION,
             "history": [{"created": created, "comment": comment}],
-            "os": "linux",
+            "os": os,
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         });
+        if !variant.is_empty() {
+            config["variant"] = json!(variant);
+        }
         let bytes = serde_json::to_vec(&config).expect("serialise config");
         let mut batch = Batch::default();
         let tags: Vec<Reference> = tag.into_iter().collect();
