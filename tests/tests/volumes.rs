@@ -464,3 +464,79 @@ fn cp_and_mounts_cannot_escape_the_root() {
         "the volume got the write"
     );
 }
+
+/// `--mount type=volume,volume-subpath=` (API 1.45): only that part of the volume is mounted,
+/// a directory or a file, resolved inside the volume (a symlink in it to `/` is the volume's
+/// root, never the host's); a subpath that climbs out is refused at create, a missing one at
+/// start; the image's files are not copied into it; nothing stays mounted after the run.
+#[test]
+fn volume_subpaths() {
+    let w = daemon();
+    w.ok(&["volume", "create", "sv"]);
+    w.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "sv:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub/deep && echo hi > /data/sub/deep/f && echo top > /data/top && ln -s / /data/escape",
+    ]);
+    let sub = |p: &str| format!("type=volume,src=sv,dst=/m,volume-subpath={p}");
+    assert_eq!(
+        w.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            &sub("sub"),
+            "busybox",
+            "sh",
+            "-c",
+            "cat /m/deep/f; echo new > /m/new; ls /m"
+        ]),
+        "hi\ndeep\nnew\n"
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "-v", "sv:/data", "busybox", "cat", "/data/sub/new"]),
+        "new\n"
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "--mount", &sub("top"), "busybox", "cat", "/m"]),
+        "top\n"
+    );
+    // The symlink to `/` inside the volume is the volume's root.
+    let listed = w.ok(&["run", "--rm", "--mount", &sub("escape"), "busybox", "ls", "/m"]);
+    assert_eq!(listed, "escape\nsub\ntop\n");
+    let err = w.fails(&["run", "--rm", "--mount", &sub("../x"), "busybox", "true"]);
+    assert!(
+        err.contains("subpath must be a relative path within the volume"),
+        "{err}"
+    );
+    let err = w.fails(&["run", "--rm", "--mount", &sub("nope"), "busybox", "true"]);
+    assert!(err.contains("cannot access path") && err.contains("nope"), "{err}");
+    // A running container's pin goes with it.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pinned",
+        "--mount",
+        &sub("sub"),
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(
+        mounts_under(&w.dir.path().join("data/containers"))
+            .iter()
+            .filter(|m| m.contains("/mounts/subpath/"))
+            .count(),
+        1
+    );
+    w.ok(&["rm", "-f", "pinned"]);
+    assert!(mounts_under(w.dir.path())
+        .iter()
+        .all(|m| !m.contains("/mounts/subpath/")));
+    w.ok(&["volume", "rm", "sv"]);
+}

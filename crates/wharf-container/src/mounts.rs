@@ -53,6 +53,9 @@ pub struct MountPoint {
     /// `--mount type=volume,volume-label=...`.
     #[serde(default)]
     pub volume_labels: HashMap<String, String>,
+    /// `volume-subpath=` (API 1.45): only this path inside the volume is mounted.
+    #[serde(default)]
+    pub subpath: String,
 }
 
 impl MountPoint {
@@ -261,8 +264,11 @@ pub fn parse_mount(mt: &m::Mount) -> Result<MountPoint> {
                 ));
             }
             let vo = mt.volume_options.clone().unwrap_or_default();
-            if vo.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Err(invalid("volume subpaths are not supported by wharf yet"));
+            let subpath = vo.subpath.clone().unwrap_or_default();
+            if !subpath.is_empty() && !local_path(&subpath) {
+                return Err(invalid(&format!(
+                    "subpath must be a relative path within the volume: {subpath}"
+                )));
             }
             let dc = vo.driver_config.unwrap_or_default();
             if let Some(d) = dc.name.filter(|d| !d.is_empty() && d != "local") {
@@ -277,9 +283,11 @@ pub fn parse_mount(mt: &m::Mount) -> Result<MountPoint> {
                 destination: destination("", &target, "volume")?,
                 driver: "local".into(),
                 rw,
-                copy_data: !vo.no_copy.unwrap_or(false),
                 volume_opts: dc.options.unwrap_or_default(),
                 volume_labels: vo.labels.unwrap_or_default(),
+                // Only part of the volume is seen: the image's files are not copied into it.
+                copy_data: !vo.no_copy.unwrap_or(false) && subpath.is_empty(),
+                subpath,
                 ..Default::default()
             })
         }
@@ -311,6 +319,56 @@ pub fn parse_mount(mt: &m::Mount) -> Result<MountPoint> {
             "invalid mount config: mount type unknown: \"{other}\""
         ))),
     }
+}
+
+/// Pin `subpath` of the volume at `volume` to `pin` (a bind mount of exactly what it resolved
+/// to, made through the descriptor: nothing in the volume, such as another container swapping
+/// a directory for a symlink, can aim the container's mount elsewhere afterwards). Resolved
+/// inside the volume, as Docker resolves it; a missing path is the client's error.
+pub fn pin_subpath(volume: &Path, subpath: &str, pin: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let missing = |e: std::io::Error| {
+        ContainerError::Invalid(format!("cannot access path {}: {e}", volume.join(subpath).display()))
+    };
+    let root = wharf_store::saferoot::SafeRoot::open(volume)?;
+    let comps = wharf_store::saferoot::clean_relative(Path::new(subpath))
+        .map_err(|e| ContainerError::Invalid(format!("volume subpath {subpath}: {e}")))?;
+    let fd = root.open_in_root(&comps, rustix::fs::OFlags::PATH).map_err(missing)?;
+    let dir = wharf_store::saferoot::is_dir(&rustix::fs::fstat(&fd).map_err(std::io::Error::from)?);
+    if wharf_store::saferoot::is_mount_point(pin) {
+        let _ = rustix::mount::unmount(pin, rustix::mount::UnmountFlags::DETACH);
+    }
+    if let Some(parent) = pin.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if dir {
+        std::fs::create_dir_all(pin)?;
+    } else {
+        std::fs::File::create(pin)?;
+    }
+    rustix::mount::mount_bind(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(), pin)
+        .map_err(|e| ContainerError::Internal(format!("pinning the volume subpath {subpath}: {e}")))
+}
+
+/// Go's `filepath.IsLocal`: relative, not empty, and never above its start.
+fn local_path(p: &str) -> bool {
+    if p.is_empty() || p.starts_with('/') {
+        return false;
+    }
+    let mut depth = 0i32;
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    true
 }
 
 /// `--volumes-from name[:ro|rw]`: the container name and whether the copies are writable

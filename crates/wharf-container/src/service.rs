@@ -920,7 +920,7 @@ impl ContainerService {
         let mut mps = rec.mount_points.clone();
         mounts::sort_for_mounting(&mut mps);
         let mut out = Vec::new();
-        for mp in &mut mps {
+        for (i, mp) in mps.iter_mut().enumerate() {
             match mp.typ.as_str() {
                 "volume" => {
                     let dir = self.volumes.mount(&mp.name, &rec.id).map_err(ContainerError::Volume)?;
@@ -928,6 +928,11 @@ impl ContainerService {
                         crate::archive::copy_up(rootfs, &mp.destination, &dir)?;
                     }
                     mp.source = dir.to_string_lossy().into_owned();
+                    if !mp.subpath.is_empty() {
+                        let pin = self.container_dir(&rec.id).join(format!("mounts/subpath/{i}"));
+                        mounts::pin_subpath(&dir, &mp.subpath, &pin)?;
+                        mp.source = pin.to_string_lossy().into_owned();
+                    }
                 }
                 "bind" if !Path::new(&mp.source).exists() => {
                     if mp.create_source {
@@ -1037,21 +1042,29 @@ impl ContainerService {
         self.unmount_root_only(id);
     }
 
-    /// Unmount the root (and with it anything bound inside it) and the shareable `/dev/shm`.
+    /// Unmount the root (and with it anything bound inside it), the shareable `/dev/shm` and
+    /// the pinned volume subpaths.
     pub(crate) fn unmount_root_only(&self, id: &str) {
         let dir = self.container_dir(id);
-        for m in [dir.join("merged"), dir.join("mounts/shm")] {
+        let pins: Vec<PathBuf> = fs::read_dir(dir.join("mounts/subpath"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for m in [dir.join("merged"), dir.join("mounts/shm")].iter().chain(&pins) {
             // Mounts may be stacked (a copy or export mounted the root as the container
             // started): take them all off.
             for _ in 0..8 {
-                if !is_mountpoint(&m) {
+                if !is_mountpoint(m) {
                     break;
                 }
-                if let Err(e) = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH) {
+                if let Err(e) = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH) {
                     tracing::warn!(%id, "unmount {}: {e}", m.display());
                     break;
                 }
             }
+        }
+        // A pin is made again, as a file or a directory, at the next start.
+        for p in pins.iter().filter(|p| !is_mountpoint(p)) {
+            let _ = fs::remove_dir(p).or_else(|_| fs::remove_file(p));
         }
     }
 
