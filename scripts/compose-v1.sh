@@ -44,12 +44,7 @@ stage_images busybox:1.31.0-uclibc busybox:1.27.2 busybox:latest alpine:3.10.1 n
 # The suite assumes `busybox` (latest) is there already; it pulls only its own tag.
 $D pull -q busybox:latest >/dev/null
 
-deselect=()
-while read -r id _; do
-  [ -n "$id" ] && deselect+=(--deselect "$id")
-done < <(sed -e 's/#.*//' tests/compose-v1/exclusions.txt)
-mkdir -p "$work/home/.docker"
-echo '{}' > "$work/home/.docker/config.json"
+stage_deselect tests/compose-v1/exclusions.txt
 set +e
 # The suite runs from its own directory (its fixtures are relative paths) and imports the
 # installed compose, not the sdist's copy.

@@ -42,15 +42,10 @@ stage_images alpine:3.10 alpine:latest busybox:latest hello-world:latest
 $D pull -q busybox:latest >/dev/null
 $D pull -q alpine:3.10 >/dev/null
 
-deselect=()
-while read -r id _; do
-  [ -n "$id" ] && deselect+=(--deselect "$id")
-done < <(sed -e 's/#.*//' tests/docker-py/exclusions.txt)
+stage_deselect tests/docker-py/exclusions.txt
 
 # docker-py keeps contexts beside the config file it finds (or in the working directory when
 # there is none): give it one of the stage's own.
-mkdir -p "$work/home/.docker"
-echo '{}' > "$work/home/.docker/config.json"
 rm -rf "$cache/suite/contexts"
 set +e
 (cd "$cache/suite" && HOME=$work/home DOCKER_CONFIG=$work/home/.docker DOCKER_HOST=unix://$sock \

@@ -6,6 +6,8 @@
 #   stage_start NAME          start registry and engine; sets $work, $sock, $D
 #   stage_images NAME:TAG...  stand-in images (busybox; hello-world is the static hello) pushed
 #                             to the mirror as library/NAME:TAG and pulled from it
+#   stage_deselect FILE       pytest's --deselect arguments for the node IDs FILE lists, in
+#                             $deselect; and an empty client config of the stage's own in $work/home
 #   stage_summary LABEL XML   one "LABEL: N passed, N failed, N skipped" line from a junit file
 engine=${ENGINE:-wharfd}
 
@@ -82,6 +84,16 @@ stage_images() {
     $D push -q "127.0.0.1:$port/library/$name" >/dev/null
     $D rmi "127.0.0.1:$port/library/$name" >/dev/null
   done
+}
+
+stage_deselect() {
+  deselect=()
+  local id
+  while read -r id _; do
+    [ -n "$id" ] && deselect+=(--deselect "$id")
+  done < <(sed -e 's/#.*//' "$1")
+  mkdir -p "$work/home/.docker"
+  echo '{}' > "$work/home/.docker/config.json"
 }
 
 stage_summary() {

@@ -1178,9 +1178,8 @@ async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 1 << 20).await?;
     let v: Value = crate::gojson::parse(&bytes)?;
-    let mut body: wharf_container::UpdateBody =
-        serde_json::from_value(crate::gojson::go_keys(v, crate::gojson::UPDATE_FIELDS))
-            .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let mut body: wharf_container::UpdateBody = serde_json::from_value(crate::gojson::update_body(v))
+        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     // PidsLimit became updatable in API 1.40; older clients' values are ignored, as dockerd.
     if version < ApiVersion(1, 40) {
         body.resources.pids_limit = None;

@@ -173,41 +173,11 @@ const HOST_CONFIG_FIELDS: &[&str] = &[
     "ReadonlyPaths",
 ];
 
-/// The update body's fields.
-pub const UPDATE_FIELDS: &[&str] = &[
-    "CpuShares",
-    "Memory",
-    "CgroupParent",
-    "BlkioWeight",
-    "BlkioWeightDevice",
-    "BlkioDeviceReadBps",
-    "BlkioDeviceWriteBps",
-    "BlkioDeviceReadIOps",
-    "BlkioDeviceWriteIOps",
-    "CpuPeriod",
-    "CpuQuota",
-    "CpuRealtimePeriod",
-    "CpuRealtimeRuntime",
-    "CpusetCpus",
-    "CpusetMems",
-    "Devices",
-    "DeviceCgroupRules",
-    "DeviceRequests",
-    "KernelMemoryTCP",
-    "MemoryReservation",
-    "MemorySwap",
-    "MemorySwappiness",
-    "NanoCpus",
-    "OomKillDisable",
-    "Init",
-    "PidsLimit",
-    "Ulimits",
-    "CpuCount",
-    "CpuPercent",
-    "IOMaximumIOps",
-    "IOMaximumBandwidth",
-    "RestartPolicy",
-];
+/// An update body with its keys matched as Go matches them (`Resources`' and
+/// `RestartPolicy`).
+pub fn update_body(v: Value) -> Value {
+    go_keys(go_keys(v, RESOURCES_FIELDS), &["RestartPolicy"])
+}
 
 /// A create body with its keys matched as Go matches them (docker-py sends
 /// `CPURealtimeRuntime` for `CpuRealtimeRuntime`): the top level and `HostConfig`.

@@ -870,11 +870,7 @@ pub struct PruneCmd {
 impl PruneCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
-        if !self.force {
-            return Err(CliError::Usage(
-                "container prune asks for confirmation; pass -f/--force to prune without it".into(),
-            ));
-        }
+        crate::error::require_force(self.force, "container prune")?;
         let filters = filters_param(&self.filter, None)?;
         let r = c
             .json(

@@ -45,5 +45,16 @@ impl CliError {
     }
 }
 
+/// A prune without `-f`: there is no prompt to answer, so it is refused with the flag to pass.
+pub fn require_force(force: bool, what: &str) -> Result<()> {
+    if force {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{what} asks for confirmation; pass -f/--force to prune without it"
+        )))
+    }
+}
+
 /// Results in the CLI.
 pub type Result<T> = std::result::Result<T, CliError>;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::client::{q, Body, Client};
 use crate::containers::{self, deleted_section, PruneCmd};
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::format::Format;
 use crate::images::{self, filters_param};
 use crate::{cp, networks, registry, run, stats, stdout, Cmd, FormatOnly, InspectCmd};
@@ -181,11 +181,7 @@ pub struct ImagePruneCmd {
 impl ImagePruneCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
-        if !self.force {
-            return Err(CliError::Usage(
-                "image prune asks for confirmation; pass -f/--force to prune without it".into(),
-            ));
-        }
+        crate::error::require_force(self.force, "image prune")?;
         let mut out = String::new();
         let reclaimed = prune_images(c, &self.filter, self.all, &mut out).await?;
         out.push_str(&format!(
@@ -390,11 +386,7 @@ pub struct SystemPruneCmd {
 impl SystemPruneCmd {
     /// Run it.
     pub async fn run(self, c: &Client) -> Result<()> {
-        if !self.force {
-            return Err(CliError::Usage(
-                "system prune asks for confirmation; pass -f/--force to prune without it".into(),
-            ));
-        }
+        crate::error::require_force(self.force, "system prune")?;
         let filters = filters_param(&self.filter, None)?;
         let q = filters.trim_start_matches('&').to_string();
         let mut out = String::new();

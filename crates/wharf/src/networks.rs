@@ -309,11 +309,7 @@ impl NetworkCmd {
                 .map(|_| ())
             }
             NetworkSub::Prune(x) => {
-                if !x.force {
-                    return Err(CliError::Usage(
-                        "network prune asks for confirmation; pass -f/--force to prune without it".into(),
-                    ));
-                }
+                crate::error::require_force(x.force, "network prune")?;
                 let filters = filters_param(&x.filter, None)?;
                 let r = c
                     .json(

@@ -5,7 +5,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::client::{q, Client};
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::format::Format;
 use crate::images::filters_param;
 use crate::stdout;
@@ -177,11 +177,7 @@ impl VolumeCmd {
                 .await
             }
             VolumeSub::Prune(x) => {
-                if !x.force {
-                    return Err(CliError::Usage(
-                        "volume prune asks for confirmation; pass -f/--force to prune without it".into(),
-                    ));
-                }
+                crate::error::require_force(x.force, "volume prune")?;
                 let filters = filters_param(&x.filter, x.all.then_some(("all", "true")))?;
                 let filters = filters.strip_prefix('&').unwrap_or("");
                 let r = c.json(Method::POST, &format!("/volumes/prune?{filters}"), None).await?;
