@@ -894,14 +894,14 @@ impl NetworkService {
     /// order of `eps`, its address on each; `servers` (or the host's resolvers) for the rest,
     /// unless every network it is on is internal.
     fn scope(&self, eps: &[Endpoint], servers: &[std::net::SocketAddr]) -> dns::Scope {
+        let outside = eps
+            .iter()
+            .any(|ep| self.get(&ep.network_id).map(|n| !n.internal).unwrap_or(false));
         let responders = self.dns.lock().expect("dns");
         let tables = eps
             .iter()
             .filter_map(|ep| responders.get(&ep.network_id).map(|r| (r.names.clone(), Some(ep.ip))))
             .collect();
-        let outside = eps
-            .iter()
-            .any(|ep| self.get(&ep.network_id).map(|n| !n.internal).unwrap_or(false));
         let upstreams = match (outside, servers.is_empty()) {
             (false, _) => Vec::new(),
             (true, true) => dns::upstreams(),
