@@ -1655,10 +1655,13 @@ fn kill_exec_and_create_answer_as_dockerd() {
     // SIGKILL returns once the container is gone, exit code and all.
     w.ok(&["kill", "k1"]);
     assert_eq!(inspect(&w, "k1", "{{.State.Running}} {{.State.ExitCode}}"), "false 137");
-    // An exec that cannot start: dockerd's words on the stream, exit 126.
+    // An exec of a command that is not there: dockerd's words on the stream, exit 127 (Docker
+    // 25 and later; dockerd 20.10 said 126); one that cannot start for another reason, 126.
     w.ok(&["start", "k1"]);
+    let o = w.docker(&["exec", "k1", "/etc"]);
+    assert_eq!(o.status.code(), Some(126), "{}", String::from_utf8_lossy(&o.stdout));
     let o = w.docker(&["exec", "k1", "nosuch"]);
-    assert_eq!(o.status.code(), Some(126));
+    assert_eq!(o.status.code(), Some(127));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH: unknown"

@@ -2762,10 +2762,15 @@ impl ContainerService {
         };
         let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
         if let Some(err) = reply.error {
-            // dockerd 20.10 records 126 for any exec that could not start, and docker-py's
-            // suite expects it (the compatibility issue asks 127 for a missing command: open).
+            // As Docker 25 and later: 127 for a command that is not there, 126 for one that
+            // could not start (dockerd 20.10 recorded 126 for both).
+            let code = if err.contains("not found") || err.contains("no such file") {
+                127
+            } else {
+                126
+            };
             if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-                x.exit_code = Some(126);
+                x.exit_code = Some(code);
             }
             return Err(ContainerError::Runtime(exec_start_error(&err)));
         }
