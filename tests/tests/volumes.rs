@@ -540,3 +540,86 @@ fn volume_subpaths() {
         .all(|m| !m.contains("/mounts/subpath/")));
     w.ok(&["volume", "rm", "sv"]);
 }
+
+/// `--mount type=image` (API 1.48): another image's files, read-only, at the target (or only
+/// its `image-subpath`); a missing image is "No such image"; the image is in use while a
+/// container mounts it; nothing stays mounted after the container.
+#[test]
+fn image_mounts() {
+    let w = daemon();
+    let hello = common::images_dir().join("hello-rootfs.tar");
+    w.ok(&["import", hello.to_str().unwrap(), "hello:latest"]);
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", "--rm", "--pull", "never"];
+        a.extend_from_slice(extra);
+        w.docker(&a)
+    };
+    let o = run(&[
+        "--mount",
+        "type=image,source=hello,target=/img",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /img; touch /img/x",
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&[
+        "--mount",
+        "type=image,source=busybox,target=/img,image-subpath=etc",
+        "busybox",
+        "cat",
+        "/img/group",
+    ]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("root:x:0:"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&["--mount", "type=image,source=nosuch,target=/img", "busybox", "true"]);
+    assert!(out(&o).contains("No such image: nosuch"), "{}", out(&o));
+    let o = run(&[
+        "--mount",
+        "type=image,source=busybox,target=/img,image-subpath=../x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        out(&o).contains("subpath must be a relative path within the image"),
+        "{}",
+        out(&o)
+    );
+    w.ok(&[
+        "run",
+        "-d",
+        "--pull",
+        "never",
+        "--name",
+        "mounter",
+        "--mount",
+        "type=image,source=hello,target=/img",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(
+        w.ok(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Type}} {{.Destination}} {{.RW}}{{end}}",
+            "mounter"
+        ])
+        .trim(),
+        "image /img false"
+    );
+    let e = w.fails(&["rmi", "hello"]);
+    assert!(e.contains("conflict") || e.contains("being used"), "{e}");
+    w.ok(&["rm", "-f", "mounter"]);
+    assert!(mounts_under(w.dir.path()).iter().all(|m| !m.contains("/mounts/image/")));
+    w.ok(&["rmi", "hello"]);
+}

@@ -362,9 +362,11 @@ fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 4 << 20).await?;
-    let v: Value = crate::gojson::parse(&bytes)?;
-    let mut body: CreateBody = serde_json::from_value(crate::gojson::create_body(v))
-        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let mut v = crate::gojson::create_body(crate::gojson::parse(&bytes)?);
+    let image_mounts = crate::mounts::take_image_mounts(&mut v)?;
+    let mut body: CreateBody =
+        serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    body.image_mounts = image_mounts;
     // Clients older than API 1.40 expect the old default IPC mode, as dockerd gives them.
     if version < ApiVersion(1, 40) {
         let hc = body.host_config.get_or_insert_with(Default::default);

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod distribution;
 pub mod error;
 pub mod gojson;
+pub mod mounts;
 pub mod networks;
 pub mod platform;
 pub mod plugins;

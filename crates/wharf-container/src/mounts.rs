@@ -321,6 +321,44 @@ pub fn parse_mount(mt: &m::Mount) -> Result<MountPoint> {
     }
 }
 
+/// `--mount type=image` (API 1.48), as the API edge reads it (the edge's models predate it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageMount {
+    /// The image (a reference or an ID).
+    pub source: String,
+    /// Where it appears in the container.
+    pub target: String,
+    /// `image-subpath=`: only this path of the image.
+    pub subpath: String,
+}
+
+/// An image mount as the record keeps it (the image's ID resolved at create, read-only).
+pub fn image_mount_point(im: &ImageMount, image_id: &str) -> Result<MountPoint> {
+    let invalid = |why: String| ContainerError::Invalid(format!("invalid mount config for type \"image\": {why}"));
+    if im.source.is_empty() {
+        return Err(invalid("field Source must not be empty".into()));
+    }
+    if im.target.is_empty() {
+        return Err(invalid("field Target must not be empty".into()));
+    }
+    if !im.subpath.is_empty() && !local_path(&im.subpath) {
+        return Err(invalid(format!(
+            "subpath must be a relative path within the image: {}",
+            im.subpath
+        )));
+    }
+    Ok(MountPoint {
+        typ: "image".into(),
+        name: im.source.clone(),
+        source: image_id.to_string(),
+        destination: destination("", &im.target, "image")?,
+        rw: false,
+        propagation: "rprivate".into(),
+        subpath: im.subpath.clone(),
+        ..Default::default()
+    })
+}
+
 /// Pin `subpath` of the volume at `volume` to `pin` (a bind mount of exactly what it resolved
 /// to, made through the descriptor: nothing in the volume, such as another container swapping
 /// a directory for a symlink, can aim the container's mount elsewhere afterwards). Resolved

@@ -73,9 +73,12 @@ pub struct CreateBody {
     /// The host config.
     #[serde(rename = "HostConfig", default)]
     pub host_config: Option<m::HostConfig>,
-    /// Networks (kept for issue 5; only the mode is read now).
+    /// Networks (`NetworkingConfig`, read by `netsetup`).
     #[serde(rename = "NetworkingConfig", default)]
     pub networking_config: Option<Value>,
+    /// `HostConfig.Mounts` of type `image`, which the API edge takes out of the body.
+    #[serde(skip)]
+    pub image_mounts: Vec<mounts::ImageMount>,
 }
 
 /// `POST /containers/{id}/update` body.
@@ -342,7 +345,8 @@ impl ContainerService {
             s.all()
                 .into_iter()
                 .map(|e| e.snapshot())
-                .filter(|r| r.image == want)
+                // Its image, or an image it mounts (`--mount type=image`).
+                .filter(|r| r.image == want || r.mount_points.iter().any(|m| m.typ == "image" && m.source == want))
                 .map(|r| r.id)
                 .collect()
         }));
@@ -797,6 +801,22 @@ impl ContainerService {
         let mut mount_points = mounts::collect(&hc, cfg.volumes.as_ref(), &|c| {
             Ok(self.lookup(c)?.snapshot().mount_points)
         })?;
+        for im in &body.image_mounts {
+            let image = self.images.resolve(&im.source).map_err(|e| match e.kind() {
+                wharf_reference::ErrorKind::NotFound => {
+                    ContainerError::Image(wharf_image::ImageError::NotFound(im.source.clone()))
+                }
+                _ => ContainerError::Image(e),
+            })?;
+            let mp = mounts::image_mount_point(im, &image.to_string())?;
+            if mount_points.iter().any(|m| m.destination == mp.destination) {
+                return Err(ContainerError::Invalid(format!(
+                    "Duplicate mount point: {}",
+                    mp.destination
+                )));
+            }
+            mount_points.push(mp);
+        }
         let name = self.reserve_name(name, &id)?;
         let mut created_anon: Vec<String> = Vec::new();
         if let Err(e) = self.create_mount_sources(&mut mount_points, &mut created_anon) {
@@ -934,6 +954,7 @@ impl ContainerService {
                         mp.source = pin.to_string_lossy().into_owned();
                     }
                 }
+                "image" => mp.source = self.mount_image(rec, i, mp)?,
                 "bind" if !Path::new(&mp.source).exists() => {
                     if mp.create_source {
                         fs::create_dir_all(&mp.source)?;
@@ -1042,13 +1063,39 @@ impl ContainerService {
         self.unmount_root_only(id);
     }
 
-    /// Unmount the root (and with it anything bound inside it), the shareable `/dev/shm` and
-    /// the pinned volume subpaths.
+    /// `--mount type=image`: the image's layers read-only at `mounts/image/<n>` (and its
+    /// subpath pinned beside it) while the container runs; the host path to bind.
+    fn mount_image(&self, rec: &Record, i: usize, mp: &mounts::MountPoint) -> Result<String> {
+        let image: Digest = mp
+            .source
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", mp.source)))?;
+        let (_, layers) = self.images.rootfs_of(&image)?;
+        let dir = self.container_dir(&rec.id).join("mounts/image");
+        let at = dir.join(i.to_string());
+        if !is_mountpoint(&at) {
+            fs::create_dir_all(&at)?;
+            self.images.layer_store().mount(&layers, &at, None)?;
+        }
+        if mp.subpath.is_empty() {
+            return Ok(at.to_string_lossy().into_owned());
+        }
+        let pin = dir.join(format!("{i}-sub"));
+        mounts::pin_subpath(&at, &mp.subpath, &pin)?;
+        Ok(pin.to_string_lossy().into_owned())
+    }
+
+    /// Unmount the root (and with it anything bound inside it), the shareable `/dev/shm`, the
+    /// pinned volume subpaths and the mounted images.
     pub(crate) fn unmount_root_only(&self, id: &str) {
         let dir = self.container_dir(id);
-        let pins: Vec<PathBuf> = fs::read_dir(dir.join("mounts/subpath"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let mut pins: Vec<PathBuf> = ["mounts/subpath", "mounts/image"]
+            .iter()
+            .flat_map(|d| fs::read_dir(dir.join(d)).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .collect();
+        // A subpath of an image before the image it is in.
+        pins.sort_by(|a, b| b.cmp(a));
         for m in [dir.join("merged"), dir.join("mounts/shm")].iter().chain(&pins) {
             // Mounts may be stacked (a copy or export mounted the root as the container
             // started): take them all off.

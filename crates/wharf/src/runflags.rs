@@ -126,6 +126,7 @@ pub fn mount_flag(spec: &str) -> Result<Value> {
             "bind-create-mountpoint" => m["BindOptions"]["CreateMountpoint"] = json!(truthy(v)?),
             "volume-nocopy" => m["VolumeOptions"]["NoCopy"] = json!(truthy(v)?),
             "volume-subpath" => m["VolumeOptions"]["Subpath"] = json!(val()?),
+            "image-subpath" => m["ImageOptions"]["Subpath"] = json!(val()?),
             "volume-driver" => m["VolumeOptions"]["DriverConfig"]["Name"] = json!(val()?),
             "volume-label" => {
                 let s = val()?;
