@@ -101,38 +101,53 @@ pub fn servers(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Start answering on `addr:53`, UDP and TCP.
-pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
-    let sock = Arc::new(UdpSocket::bind((addr, 53)).await?);
-    let listener = TcpListener::bind((addr, 53)).await?;
-    let n = names.clone();
+/// How a server finds what to answer a query from `peer` with.
+pub(crate) type ScopeOf = Arc<dyn Fn(&SocketAddr) -> Scope + Send + Sync>;
+
+/// Answer DNS over UDP on `sock` and over TCP on `listener`, each query from the scope
+/// `scope_of` gives for its sender; the two serving tasks.
+pub(crate) fn spawn_servers(
+    sock: UdpSocket,
+    listener: TcpListener,
+    scope_of: ScopeOf,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let sock = Arc::new(sock);
+    let s = scope_of.clone();
     let tcp = tokio::spawn(async move {
         loop {
             let Ok((conn, peer)) = listener.accept().await else {
                 continue;
             };
-            let n = n.clone();
+            let scope = s(&peer);
             tokio::spawn(async move {
-                let _ = serve_tcp(conn, &gateway_scope(&n, &peer)).await;
+                let _ = serve_tcp(conn, &scope).await;
             });
         }
     });
-    let n = names.clone();
-    let task = tokio::spawn(async move {
+    let udp = tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
             let Ok((len, peer)) = sock.recv_from(&mut buf).await else {
                 continue;
             };
             let query = buf[..len].to_vec();
-            let (sock, n) = (sock.clone(), n.clone());
+            let (sock, scope) = (sock.clone(), scope_of(&peer));
             tokio::spawn(async move {
-                if let Some(reply) = answer(&query, &gateway_scope(&n, &peer)).await {
+                if let Some(reply) = answer(&query, &scope).await {
                     let _ = sock.send_to(&reply, peer).await;
                 }
             });
         }
     });
+    (udp, tcp)
+}
+
+/// Start answering on `addr:53`, UDP and TCP.
+pub async fn serve(addr: Ipv4Addr, names: Names) -> std::io::Result<Responder> {
+    let sock = UdpSocket::bind((addr, 53)).await?;
+    let listener = TcpListener::bind((addr, 53)).await?;
+    let n = names.clone();
+    let (task, tcp) = spawn_servers(sock, listener, Arc::new(move |peer| gateway_scope(&n, peer)));
     Ok(Responder { task, tcp, names })
 }
 
@@ -154,7 +169,7 @@ fn peer_v4(peer: &SocketAddr) -> Option<Ipv4Addr> {
 
 /// DNS over TCP (RFC 7766): each message behind a two-byte length, several per connection;
 /// an idle connection is closed after ten seconds.
-pub(crate) async fn serve_tcp(mut conn: TcpStream, scope: &Scope) -> std::io::Result<()> {
+async fn serve_tcp(mut conn: TcpStream, scope: &Scope) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {

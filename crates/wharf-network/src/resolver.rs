@@ -65,37 +65,14 @@ pub async fn open(netns: PathBuf, scope: Scope, servers: Vec<std::net::SocketAdd
         Ok((udp, tcp))
     })
     .await?;
-    let udp = Arc::new(UdpSocket::from_std(udp)?);
-    let tcp = TcpListener::from_std(tcp)?;
     let scope = Arc::new(RwLock::new(scope));
     let s = scope.clone();
-    let tcp = tokio::spawn(async move {
-        loop {
-            let Ok((conn, _)) = tcp.accept().await else {
-                continue;
-            };
-            let now = s.read().expect("scope").clone();
-            tokio::spawn(async move {
-                let _ = dns::serve_tcp(conn, &now).await;
-            });
-        }
-    });
-    let s = scope.clone();
-    let udp = tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((len, peer)) = udp.recv_from(&mut buf).await else {
-                continue;
-            };
-            let query = buf[..len].to_vec();
-            let (udp, now) = (udp.clone(), s.read().expect("scope").clone());
-            tokio::spawn(async move {
-                if let Some(reply) = dns::answer(&query, &now).await {
-                    let _ = udp.send_to(&reply, peer).await;
-                }
-            });
-        }
-    });
+    let (udp, tcp) = dns::spawn_servers(
+        UdpSocket::from_std(udp)?,
+        TcpListener::from_std(tcp)?,
+        // The scope as it is when the query arrives: networks come and go.
+        Arc::new(move |_| s.read().expect("scope").clone()),
+    );
     Ok(Resolver {
         udp,
         tcp,
