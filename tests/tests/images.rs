@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::Command;
 
 use common::*;
@@ -695,4 +695,147 @@ fn decompression_bombs_are_refused_and_leave_nothing() {
     check("load", d.docker_stdin(&["load"], Some(&archive_bytes)));
     // The daemon is fine afterwards.
     d.import_busybox("busybox:latest");
+}
+
+/// Images as docker-py and the CLI read them: `save` gives an image's layers and config its
+/// creation time, an untagged image saves with `"RepoTags": null` and loads back, the `until`
+/// filter lists what was created before, and an import from the request body has answered
+/// only once the image exists.
+#[test]
+fn images_save_load_filter_and_import_as_dockerd() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    // Imported from the request body: the image is there as soon as the answer ends.
+    let tar = std::fs::read(common::images_dir().join("busybox-rootfs.tar")).unwrap();
+    let (st, _, b) = w.http("POST", "/images/create?fromSrc=-&repo=imp&tag=now", &tar);
+    assert!(st.contains(" 200 "), "{st} {}", String::from_utf8_lossy(&b));
+    let (st, _, _) = w.http("GET", "/images/imp:now/json", b"");
+    assert!(st.contains(" 200 "), "{st}");
+    w.ok(&["create", "--name", "cc", "busybox"]);
+    w.ok(&["commit", "-c", "LABEL x=1", "cc"]);
+    w.ok(&["rm", "cc"]);
+    let untagged = w.ok(&["images", "-q", "--filter", "dangling=true"]).trim().to_string();
+    assert!(!untagged.is_empty());
+    let created = w
+        .ok(&["image", "inspect", "-f", "{{.Created}}", &untagged])
+        .trim()
+        .to_string();
+    let out = w.dir.path().join("untagged.tar");
+    w.ok(&["save", "-o", out.to_str().unwrap(), &untagged]);
+    let mut ar = tar::Archive::new(std::fs::File::open(&out).unwrap());
+    let mut manifest = None;
+    let mut config_mtime = None;
+    let id = w
+        .ok(&["image", "inspect", "-f", "{{.Id}}", &untagged])
+        .trim()
+        .to_string();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        if path == "manifest.json" {
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).unwrap();
+            manifest = Some(serde_json::from_slice::<serde_json::Value>(&b).unwrap());
+        } else if path == format!("blobs/sha256/{}", id.trim_start_matches("sha256:")) {
+            config_mtime = Some(e.header().mtime().unwrap());
+        }
+    }
+    let manifest = manifest.unwrap();
+    assert!(manifest[0]["RepoTags"].is_null(), "{manifest}");
+    let created_unix = std::process::Command::new("date")
+        .args(["-d", &created, "+%s"])
+        .output()
+        .unwrap();
+    let created_unix: u64 = String::from_utf8_lossy(&created_unix.stdout).trim().parse().unwrap();
+    assert_eq!(config_mtime, Some(created_unix), "created {created}");
+    w.ok(&["rmi", &untagged]);
+    let loaded = w.ok(&["load", "-i", out.to_str().unwrap()]);
+    assert!(loaded.contains(&id), "{loaded}");
+    // `until`: images created before a time.
+    let later = created_unix + 1;
+    let before_then = w.ok(&["images", "-q", "--no-trunc", "--filter", &format!("until={later}")]);
+    assert!(before_then.contains(&id), "{before_then}");
+    let before_epoch = w.ok(&["images", "-q", "--filter", "until=1000000000"]);
+    assert_eq!(before_epoch.trim(), "");
+}
+
+/// Platforms and paths judged as Docker 28 judges them: an invalid platform is a 400 before
+/// anything is read or looked up (create, image inspect, save, load, import); an image of
+/// another platform is not found (404), never run on the wrong architecture; an import's
+/// platform is the image's; `archive?path=<file>/` is "not a directory" (400).
+#[test]
+fn platforms_and_paths_judged_as_docker() {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    let host = w
+        .ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", "busybox"])
+        .trim()
+        .to_string();
+    let other = if host.ends_with("arm64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let body = br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#;
+    for (method, path, body) in [
+        ("POST", "/containers/create?platform=linux/amd64/v1/x", &body[..]),
+        ("GET", "/images/busybox/json?platform=plan9%2Famd64", &b""[..]),
+        ("GET", "/images/get?names=busybox&platform=linux%2F%2Fv7", &b""[..]),
+        ("POST", "/images/load?platform=%2F", &b"not a tar at all"[..]),
+        (
+            "POST",
+            "/images/create?fromSrc=-&repo=plat&platform=a/b/c/d",
+            &b"not a tar at all"[..],
+        ),
+    ] {
+        let (st, _, b) = w.http(method, path, body);
+        let b = String::from_utf8_lossy(&b);
+        assert!(st.contains(" 400 "), "{path}: {st} {b}");
+        assert!(b.contains("invalid platform"), "{path}: {b}");
+    }
+    // Another platform than the image's: not found, for create, inspect and save.
+    let (st, _, b) = w.http("POST", &format!("/containers/create?platform={other}"), body);
+    assert!(st.contains(" 404 "), "{st} {}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("does not match the specified platform"));
+    let (st, _, _) = w.http("GET", &format!("/images/busybox/json?platform={other}"), b"");
+    assert!(st.contains(" 404 "), "{st}");
+    let (st, _, _) = w.http("GET", &format!("/images/get?names=busybox&platform={other}"), b"");
+    assert!(st.contains(" 404 "), "{st}");
+    // The image's own platform (however it is spelt) is found.
+    let spelt = host.replace("amd64", "x86_64");
+    let (st, _, b) = w.http("POST", &format!("/containers/create?name=plat&platform={spelt}"), body);
+    assert!(st.contains(" 201 "), "{st} {}", String::from_utf8_lossy(&b));
+    w.ok(&["rm", "plat"]);
+    let (st, _, _) = w.http("GET", &format!("/images/busybox/json?platform={host}"), b"");
+    assert!(st.contains(" 200 "), "{st}");
+    // An import's platform is the image's.
+    let tar = std::fs::read(common::images_dir().join("busybox-rootfs.tar")).unwrap();
+    let (st, _, _) = w.http(
+        "POST",
+        "/images/create?fromSrc=-&repo=armish&platform=linux%2Farm%2Fv6",
+        &tar,
+    );
+    assert!(st.contains(" 200 "), "{st}");
+    assert_eq!(
+        w.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}/{{.Variant}}",
+            "armish"
+        ])
+        .trim(),
+        "linux/arm/v6"
+    );
+    // A path that asks for a directory where there is a file.
+    w.ok(&["create", "--name", "files", "busybox", "true"]);
+    for method in ["GET", "HEAD"] {
+        let (st, _, _) = w.http(method, "/containers/files/archive?path=/bin/sh/", b"");
+        assert!(st.contains(" 400 "), "{method}: {st}");
+    }
+    let (st, _, _) = w.http("HEAD", "/containers/files/archive?path=/etc/", b"");
+    assert!(st.contains(" 200 "), "{st}");
+    let err = w.fails(&["cp", "files:/bin/sh/", w.dir.path().join("out").to_str().unwrap()]);
+    assert!(err.contains("not a directory"), "{err}");
+    w.ok(&["rm", "files"]);
 }
