@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod devices;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod health;
 pub mod logs;
 pub mod mounts;
@@ -27,5 +28,6 @@ pub mod stats;
 pub mod validate;
 
 pub use error::ContainerError;
+pub use exec::ExecEntry;
 pub use record::{Record, State};
-pub use service::{CommitOptions, ContainerService, CreateBody, ExecEntry, ServiceConfig, UpdateBody, WaitCondition};
+pub use service::{CommitOptions, ContainerService, CreateBody, ServiceConfig, UpdateBody, WaitCondition};

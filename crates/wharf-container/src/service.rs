@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bollard_stubs::models as m;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use wharf_image::ImageService;
 use wharf_network::NetworkService;
@@ -112,7 +112,7 @@ struct Gen {
 
 /// One container in memory.
 pub struct Entry {
-    rec: Mutex<Record>,
+    pub(crate) rec: Mutex<Record>,
     op: tokio::sync::Mutex<()>,
     gen: watch::Sender<Gen>,
     attaches: Mutex<Vec<PendingAttach>>,
@@ -125,33 +125,10 @@ struct PendingAttach {
 }
 
 impl Entry {
-    fn snapshot(&self) -> Record {
+    pub(crate) fn snapshot(&self) -> Record {
         self.rec.lock().expect("record lock").clone()
     }
 }
-
-/// An exec instance.
-#[derive(Debug, Clone)]
-pub struct ExecEntry {
-    /// Exec ID.
-    pub id: String,
-    /// Its container.
-    pub container: String,
-    /// The config it was created with.
-    pub config: m::ExecConfig,
-    /// Running now.
-    pub running: bool,
-    /// Exit code once done.
-    pub exit_code: Option<i64>,
-    /// Host PID while running.
-    pub pid: i64,
-    /// When it ended: exited execs stay inspectable for [`EXEC_KEEP`], as in dockerd.
-    pub exited_at: Option<std::time::Instant>,
-}
-
-/// How long an exited exec stays inspectable. dockerd forgets it at the second pass of a
-/// five-minute sweep after it ended (five to ten minutes); this keeps it ten.
-const EXEC_KEEP: Duration = Duration::from_secs(600);
 
 /// The container service.
 pub struct ContainerService {
@@ -162,7 +139,7 @@ pub struct ContainerService {
     events: Arc<crate::events::Events>,
     map: RwLock<HashMap<String, Arc<Entry>>>,
     names: Mutex<HashMap<String, String>>,
-    execs: Mutex<HashMap<String, ExecEntry>>,
+    pub(crate) execs: Mutex<HashMap<String, crate::exec::ExecEntry>>,
 }
 
 impl std::fmt::Debug for ContainerService {
@@ -177,7 +154,7 @@ fn now_nanos() -> String {
         .unwrap_or_else(|_| ZERO_TIME.into())
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
         let t = std::time::SystemTime::now()
@@ -281,15 +258,6 @@ fn validate_log_config(log: &m::HostConfigLogConfig) -> Result<()> {
     }
 }
 
-/// How an exec's start error reads in dockerd (runc's words through containerd).
-fn exec_start_error(e: &str) -> String {
-    let detail = match e.split("executable '").nth(1).and_then(|r| r.split('\'').next()) {
-        Some(name) => format!("exec: \"{name}\": executable file not found in $PATH"),
-        None => e.to_string(),
-    };
-    format!("OCI runtime exec failed: exec failed: unable to start container process: {detail}: unknown")
-}
-
 impl ContainerService {
     /// Open the service: load every record under `<data-root>/containers`.
     pub fn open(
@@ -388,7 +356,7 @@ impl ContainerService {
     }
 
     /// Publish a container event with Docker's attributes: image, name, labels, and `extra`.
-    fn emit(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+    pub(crate) fn emit(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
         let mut a: std::collections::BTreeMap<String, String> =
             rec.config.labels.clone().unwrap_or_default().into_iter().collect();
         a.insert("image".into(), rec.config.image.clone().unwrap_or_default());
@@ -524,16 +492,16 @@ impl ContainerService {
         self.cfg.data_root.join("containers-trash")
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.cfg.data_root.join("containers").join(id)
     }
 
-    fn bundle_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn bundle_dir(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("containers").join(id)
     }
 
     /// Short, because unix socket paths are limited to 108 bytes.
-    fn shim_socket(&self, id: &str) -> PathBuf {
+    pub(crate) fn shim_socket(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("s").join(&id[..16])
     }
 
@@ -1175,7 +1143,7 @@ impl ContainerService {
         Ok(shm)
     }
 
-    fn save(&self, e: &Entry) -> Result<()> {
+    pub(crate) fn save(&self, e: &Entry) -> Result<()> {
         let rec = e.snapshot();
         if rec.state.status == "removing" {
             // The removal owns the directory now: a record written into it would stop the
@@ -2702,174 +2670,6 @@ impl ContainerService {
         Ok(())
     }
 
-    /// `POST /containers/{id}/exec`.
-    pub fn exec_create(&self, name: &str, config: m::ExecConfig) -> Result<String> {
-        let e = self.lookup(name)?;
-        let rec = e.snapshot();
-        if !rec.state.is_running() {
-            return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
-        }
-        if rec.state.status == "paused" {
-            return Err(ContainerError::Conflict(format!(
-                "Container {} is paused, unpause the container before exec",
-                rec.id
-            )));
-        }
-        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
-            return Err(ContainerError::Invalid("No exec command specified".into()));
-        }
-        let id = hex::encode(random_bytes(32));
-        let cmd = config.cmd.clone().unwrap_or_default().join(" ");
-        self.execs.lock().expect("execs").insert(
-            id.clone(),
-            ExecEntry {
-                id: id.clone(),
-                container: rec.id.clone(),
-                config,
-                running: false,
-                exit_code: None,
-                pid: 0,
-                exited_at: None,
-            },
-        );
-        e.rec.lock().expect("record lock").exec_ids.push(id.clone());
-        self.emit(&rec, &format!("exec_create: {cmd}"), &[("execID", &id)]);
-        Ok(id)
-    }
-
-    /// An exec by ID.
-    pub fn exec_get(&self, id: &str) -> Result<ExecEntry> {
-        self.execs
-            .lock()
-            .expect("execs")
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ContainerError::NoSuchExec(id.to_string()))
-    }
-
-    /// The exec and its container, when the exec may start: it has not run and its
-    /// container runs.
-    pub fn exec_startable(&self, id: &str) -> Result<(ExecEntry, Record)> {
-        let x = self.exec_get(id)?;
-        if x.running || x.exit_code.is_some() {
-            return Err(ContainerError::Conflict(format!(
-                "Error: Exec command {id} has already run"
-            )));
-        }
-        let rec = self.get(&x.container)?;
-        if !rec.state.is_running() {
-            return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
-        }
-        Ok((x, rec))
-    }
-
-    /// The terminal size an exec's start asks for (`ConsoleSize` in the start body, API
-    /// 1.42) replaces the one of its create.
-    pub fn exec_console_size(&self, id: &str, height: u16, width: u16) {
-        if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-            x.config.console_size = Some(vec![i32::from(height), i32::from(width)]);
-        }
-    }
-
-    /// Start an exec: the stream carries its output and ends with its exit frame.
-    pub async fn exec_start(&self, id: &str) -> Result<ShimStream> {
-        let (x, rec) = self.exec_startable(id)?;
-        let spec: Value = serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
-            .map_err(|e| ContainerError::Internal(e.to_string()))?;
-        let mut process = spec["process"].clone();
-        process["terminal"] = json!(x.config.tty.unwrap_or(false));
-        process["args"] = json!(x.config.cmd.clone().unwrap_or_default());
-        if let Some(extra) = &x.config.env {
-            let base: Vec<String> = serde_json::from_value(process["env"].clone()).unwrap_or_default();
-            process["env"] = json!(spec::merge_env(&[&base, extra]));
-        }
-        if let Some(w) = x.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
-            process["cwd"] = json!(w);
-        }
-        if let Some(u) = x.config.user.as_deref().filter(|u| !u.is_empty()) {
-            let rootfs = self.container_dir(&rec.id).join("merged");
-            let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
-            let read_in = |p: &str| read_in_root(&root, p);
-            let user = spec::resolve_user(u, &read_in("/etc/passwd"), &read_in("/etc/group"), &[])?;
-            process["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional});
-        }
-        if x.config.privileged.unwrap_or(false) {
-            let caps = spec::bounding_caps();
-            process["capabilities"] =
-                json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []});
-        }
-        process.as_object_mut().map(|o| o.remove("consoleSize"));
-        if let Some(size) = x.config.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
-            process["consoleSize"] = json!({"height": size[0], "width": size[1]});
-        }
-        let req = Request::Exec {
-            id: id.to_string(),
-            process,
-            stdin: x.config.attach_stdin.unwrap_or(false),
-        };
-        let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
-        if let Some(err) = reply.error {
-            // As Docker 25 and later: 127 for a command that is not there, 126 for one that
-            // could not start (dockerd 20.10 recorded 126 for both).
-            let code = if err.contains("not found") || err.contains("no such file") {
-                127
-            } else {
-                126
-            };
-            if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-                x.exit_code = Some(code);
-            }
-            return Err(ContainerError::Runtime(exec_start_error(&err)));
-        }
-        if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-            x.running = true;
-            x.pid = i64::from(reply.pid.unwrap_or(0));
-        }
-        let cmd = x.config.cmd.clone().unwrap_or_default().join(" ");
-        self.emit(&rec, &format!("exec_start: {cmd}"), &[("execID", id)]);
-        Ok(stream)
-    }
-
-    /// Record an exec's end.
-    pub fn exec_exited(&self, id: &str, code: Option<i32>) {
-        let container = {
-            let mut execs = self.execs.lock().expect("execs");
-            // Those that ended long ago are forgotten (dockerd's exec GC).
-            execs.retain(|_, x| x.exited_at.is_none_or(|t| t.elapsed() < EXEC_KEEP));
-            let Some(x) = execs.get_mut(id) else { return };
-            x.running = false;
-            x.exit_code = Some(i64::from(code.unwrap_or(-1)));
-            x.pid = 0;
-            x.exited_at = Some(std::time::Instant::now());
-            x.container.clone()
-        };
-        if let Ok(e) = self.lookup(&container) {
-            // The container's `ExecIDs` lists the execs that have not ended, as dockerd's.
-            e.rec.lock().expect("record lock").exec_ids.retain(|x| x != id);
-            let code = code.unwrap_or(-1).to_string();
-            self.emit(&e.snapshot(), "exec_die", &[("execID", id), ("exitCode", &code)]);
-        }
-    }
-
-    /// Resize an exec's terminal.
-    pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
-        let x = self.exec_get(id)?;
-        let rec = self.get(&x.container)?;
-        if !rec.state.is_running() {
-            return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
-        }
-        shim::call(
-            &self.shim_socket(&x.container),
-            &Request::Resize {
-                exec: Some(id.to_string()),
-                height,
-                width,
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
     /// PIDs of the processes in a container's cgroup.
     pub fn pids(&self, rec: &Record) -> Vec<i64> {
         crate::cgroup::procs(&self.cgroup_path(rec))
@@ -2942,7 +2742,7 @@ impl ContainerService {
 
 /// A small text file from inside a container root (`/etc/passwd`), resolved inside the root;
 /// empty when missing.
-fn read_in_root(root: &wharf_store::saferoot::SafeRoot, path: &str) -> String {
+pub(crate) fn read_in_root(root: &wharf_store::saferoot::SafeRoot, path: &str) -> String {
     use std::io::Read;
     let comps: Vec<&std::ffi::OsStr> = Path::new(path).iter().skip(1).collect();
     root.open_in_root(&comps, rustix::fs::OFlags::RDONLY)
@@ -3078,12 +2878,6 @@ mod tests {
         assert!(
             m.contains("exec: \"nosuch\": executable file not found in $PATH"),
             "{m}"
-        );
-        let m = exec_start_error("executor validation failed: executable 'nosuch' not found in $PATH");
-        assert_eq!(
-            m,
-            "OCI runtime exec failed: exec failed: unable to start container process: \
-             exec: \"nosuch\": executable file not found in $PATH: unknown"
         );
     }
 }
