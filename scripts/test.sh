@@ -14,7 +14,7 @@ scripts/clients.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # The cgroup v2 stage: this host is hybrid, so a v2 host is booted under qemu for it.
 scripts/cgroup2-vm.sh 2>&1 | tee -a "$log"

@@ -6,6 +6,8 @@
 //! place an HTTP status is chosen for an error. **Invariant:** blocking work (tar streams,
 //! extraction, database writes) runs on the blocking pool, never on the async workers.
 
+#![forbid(unsafe_code)]
+
 pub mod body;
 pub mod containers;
 pub mod distribution;

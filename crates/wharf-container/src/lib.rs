@@ -7,6 +7,8 @@
 //! finds and kills what a container's cgroups hold when its shim is gone; `devices` lists the
 //! host's devices for `--privileged`; `validate` refuses what dockerd refuses at create.
 
+#![forbid(unsafe_code)]
+
 pub mod archive;
 pub mod bpf;
 pub mod cgroup;

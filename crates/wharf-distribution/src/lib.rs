@@ -13,6 +13,8 @@
 //! credentials never leave for another host (see [`auth`]); a `kill -9` mid-pull leaves no
 //! visible image, and the next pull reuses the verified blobs still in `distribution/blobs/`.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod manifest;
 pub mod progress;

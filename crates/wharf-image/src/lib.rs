@@ -6,6 +6,8 @@
 //! into Docker's JSON. **Invariant:** an image is visible only after the single metadata
 //! transaction that registers it and all its layers.
 
+#![forbid(unsafe_code)]
+
 pub mod changes;
 pub mod config;
 pub mod service;

@@ -5,6 +5,8 @@
 //! This crate does no IO and cannot fail except by rejecting input: every string that names
 //! content is parsed here once, at the boundary, and passed around typed afterwards.
 
+#![forbid(unsafe_code)]
+
 mod digest;
 mod reference;
 

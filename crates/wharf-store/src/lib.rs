@@ -5,6 +5,8 @@
 //! bytes, directories and records. **Invariant:** every path taken from an archive is resolved
 //! inside its target root by [`saferoot`], never by string joining.
 
+#![forbid(unsafe_code)]
+
 pub mod apply;
 pub mod archive;
 pub mod content;

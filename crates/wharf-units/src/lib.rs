@@ -1,7 +1,13 @@
 //! Docker's units, as its `go-units` package spells them: durations for people ("About a
 //! minute"), sizes for people ("4.26MB" in decimal, "1.5MiB" in binary) and the byte sizes
 //! users type ("64m", "1.5g"); and Go's own durations (`1m30s`, `500ms`) as flags take them
-//! and messages print them. The daemon and the CLI share them so that both print the same.
+//! and messages print them. The daemon and the CLI share them so that both print the same;
+//! and Docker's multiplexed stream frames and detach keys (`stdcopy`), which the shim, the
+//! daemon and the CLI all read.
+
+#![forbid(unsafe_code)]
+
+pub mod stdcopy;
 
 /// Go's `units.HumanDuration`, which `docker ps` shows.
 pub fn human_duration(secs: i64) -> String {

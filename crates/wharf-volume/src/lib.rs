@@ -8,6 +8,8 @@
 //! removes); a volume some container refers to is never removed; names are Docker's
 //! `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, so a name can never be a path.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
 use std::fs;

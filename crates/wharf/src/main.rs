@@ -3,6 +3,8 @@
 //! tables, `-q`, `--no-trunc`, `--format` Go templates, JSON for inspect. The daemon is found
 //! through `-H`, `WHARF_HOST` or `DOCKER_HOST`.
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod containers;
 mod cp;

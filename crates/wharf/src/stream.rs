@@ -4,8 +4,8 @@
 
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-pub use wharf_shim_proto::detach_keys;
-use wharf_shim_proto::{parse_frame, STREAM_STDERR};
+pub use wharf_units::stdcopy::detach_keys;
+use wharf_units::stdcopy::{parse_frame, STREAM_STDERR};
 
 use crate::client::Hijacked;
 use crate::error::Result;
