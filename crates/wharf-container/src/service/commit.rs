@@ -1,0 +1,163 @@
+//! `diff`, `commit` and `export`: the read-write layer's changes, a new image from them, and
+//! the whole root as a tar.
+
+use super::*;
+use crate::error::{ContainerError, Result};
+use crate::shim::{self};
+use serde_json::Value;
+use std::time::Duration;
+use wharf_reference::Digest;
+use wharf_shim_proto::Request;
+use wharf_store::Driver;
+
+impl ContainerService {
+    /// `GET /containers/{id}/changes`: what the read-write layer adds (`A`, kind 1), changes
+    /// (`C`, 0) and deletes (`D`, 2) against the image, sorted by path.
+    pub fn changes(&self, name: &str) -> Result<Vec<(String, u8)>> {
+        let rec = self.lookup(name)?.snapshot();
+        let image: Digest = rec
+            .image
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
+        let (_, layers) = self.images.rootfs_of(&image)?;
+        let store = self.images.layer_store();
+        let mut out = Vec::new();
+        match self.images.driver() {
+            Driver::Overlay2 => {
+                let lowers = store.lower_dirs(&layers);
+                let upper = self.container_dir(&rec.id).join("rw/diff");
+                crate::archive::overlay_changes(&upper, &lowers, &mut out)?;
+            }
+            Driver::Vfs => {
+                // vfs keeps no read-write layer: the root is compared with the image's, as
+                // Docker's naive diff does. A container never started has no root yet.
+                let root = self.container_dir(&rec.id).join("rootfs");
+                if root.exists() {
+                    let old = layers.last().map(|l| store.diff_dir(l)).unwrap_or_default();
+                    crate::archive::naive_changes(&root, &old, &mut out)?;
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// `POST /commit`: the container's read-write layer as a new image over its image, with
+    /// the container's config (`config` fields the caller set win) and `changes` applied.
+    /// A running container is frozen for the copy when `pause` is set, as Docker does.
+    pub async fn commit(&self, name: &str, opts: CommitOptions) -> Result<Digest> {
+        let e = self.lookup(name)?;
+        let rec = e.snapshot();
+
+        let image: Digest = rec
+            .image
+            .parse()
+            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
+        let container_config =
+            serde_json::to_value(&rec.config).map_err(|e| ContainerError::Internal(e.to_string()))?;
+        let mut config = container_config.clone();
+        if let (Some(Value::Object(user)), Some(cfg)) = (opts.config, config.as_object_mut()) {
+            for (k, v) in user {
+                let unset = match &v {
+                    Value::Null => true,
+                    Value::String(s) => s.is_empty(),
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::Bool(b) => !b,
+                    _ => false,
+                };
+                if !unset {
+                    cfg.insert(k, v);
+                }
+            }
+        }
+        let spec = wharf_image::CommitSpec {
+            config,
+            changes: opts.changes,
+            container: rec.id.clone(),
+            container_config,
+            author: opts.author,
+            comment: opts.comment.clone(),
+            created_by: std::iter::once(rec.path.clone())
+                .chain(rec.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            tag: opts.reference.clone(),
+        };
+        let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != "paused";
+        if freeze {
+            let seen = e.gen.borrow().exits;
+            if let Err(err) = shim::call(&self.shim_socket(&rec.id), &Request::Pause).await {
+                // A container that was exiting as the commit began has nothing left to
+                // freeze: commit it as it stands. Any other failure is the caller's.
+                Self::wait_exit(&e, seen, Some(Duration::from_secs(1))).await;
+                if e.snapshot().state.is_running() {
+                    return Err(err);
+                }
+                freeze = false;
+            }
+        }
+        let dir = self.container_dir(&rec.id);
+        let images = self.images.clone();
+        // vfs: the naive diff of the root against the image (taken while frozen, as the copy).
+        let naive = match self.images.driver() {
+            Driver::Overlay2 => None,
+            Driver::Vfs => Some(self.changes(&rec.id)),
+        };
+        let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
+            Ok(match naive {
+                None => {
+                    let upper = dir.join("rw/diff");
+                    images.commit(&image, |w| wharf_store::archive::write_overlay_diff(&upper, w), spec)?
+                }
+                Some(changes) => {
+                    let changes = changes?;
+                    let root = dir.join("rootfs");
+                    images.commit(
+                        &image,
+                        |w| wharf_store::archive::write_changes_diff(&root, &changes, w),
+                        spec,
+                    )?
+                }
+            })
+        })
+        .await
+        .map_err(|e| ContainerError::Internal(e.to_string()));
+        if freeze {
+            if let Err(e) = shim::call(&self.shim_socket(&rec.id), &Request::Resume).await {
+                tracing::warn!(container = %rec.id, "resuming after commit: {e}");
+            }
+        }
+        let id = r??;
+        self.emit(
+            &rec,
+            "commit",
+            &[
+                ("comment", &opts.comment),
+                ("imageID", &id.to_string()),
+                ("imageRef", opts.reference.as_deref().unwrap_or("")),
+            ],
+        );
+        Ok(id)
+    }
+
+    /// `GET /containers/{id}/export`: the container's filesystem (image and read-write layer,
+    /// no volumes) as a tar, written to `w` (blocking: call from a blocking thread).
+    pub fn export(&self, name: &str, w: &mut dyn std::io::Write) -> Result<()> {
+        let rec = self.lookup(name)?.snapshot();
+        let was_mounted = is_mountpoint(&self.container_dir(&rec.id).join("merged"));
+        let merged = self.mount_root(&rec)?;
+        let root = wharf_store::saferoot::SafeRoot::open(&merged)?;
+        let r = wharf_store::archive::stat(&root, "/.")
+            .map_err(ContainerError::from)
+            .and_then(|s| {
+                let (r, _) = s.ok_or_else(|| ContainerError::Internal("the root vanished".into()))?;
+                wharf_store::archive::write_tar(&r, ".", w).map_err(ContainerError::from)
+            });
+        let running = self.get(&rec.id).map(|r| r.state.is_running()).unwrap_or(false);
+        if !was_mounted && !running {
+            self.unmount_root_only(&rec.id);
+        }
+        r
+    }
+}

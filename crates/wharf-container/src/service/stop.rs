@@ -1,0 +1,93 @@
+//! `stop` and `restart`: the stop signal, the grace period, then SIGKILL.
+
+use super::*;
+use crate::error::{ContainerError, Result};
+use crate::shim::{self};
+use std::sync::Arc;
+use std::time::Duration;
+use wharf_shim_proto::Request;
+
+impl ContainerService {
+    /// Wait until the number of exits passes `seen`, or `timeout` passes.
+    pub(crate) async fn wait_exit(e: &Entry, seen: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = e.gen.subscribe();
+        let fut = rx.wait_for(|g| g.exits > seen || g.removed);
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.is_ok(),
+            None => fut.await.is_ok(),
+        }
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        self.stop_locked(&e, timeout, signal).await?;
+        self.emit(&e.snapshot(), "stop", &[]);
+        Ok(())
+    }
+
+    pub(crate) async fn stop_locked(&self, e: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let rec = e.snapshot();
+        if rec.state.status == "restarting" {
+            e.rec.lock().expect("record lock").manually_stopped = true;
+            e.rec.lock().expect("record lock").state.status = "exited".into();
+            self.save(e)?;
+            return Ok(());
+        }
+        if !rec.state.is_running() {
+            return Err(ContainerError::NotModified);
+        }
+        e.rec.lock().expect("record lock").manually_stopped = true;
+        let _ = self.save(e);
+        let sock = self.shim_socket(&rec.id);
+        if rec.state.status == "paused" {
+            let _ = shim::call(&sock, &Request::Resume).await;
+        }
+        let seen = e.gen.borrow().exits;
+        let sig = Self::parse_signal(
+            signal
+                .filter(|s| !s.is_empty())
+                .or(rec.config.stop_signal.as_deref())
+                .unwrap_or("TERM"),
+        )?;
+        let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let _ = shim::call(
+            &sock,
+            &Request::Kill {
+                signal: sig,
+                all: false,
+            },
+        )
+        .await;
+        if t < 0 {
+            Self::wait_exit(e, seen, None).await;
+            return Ok(());
+        }
+        if Self::wait_exit(e, seen, Some(Duration::from_secs(t as u64))).await {
+            return Ok(());
+        }
+        let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+        if !Self::wait_exit(e, seen, Some(Duration::from_secs(30))).await {
+            return Err(ContainerError::Internal(format!(
+                "container {} did not exit after SIGKILL",
+                rec.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.lookup(name)?;
+        let _op = e.op.lock().await;
+        match self.stop_locked(&e, timeout, signal).await {
+            Ok(()) | Err(ContainerError::NotModified) => {}
+            Err(err) => return Err(err),
+        }
+        self.start_locked(&e).await?;
+        // As dockerd: the restart is an event of its own, after the start's.
+        self.emit(&e.snapshot(), "restart", &[]);
+        Ok(())
+    }
+}
