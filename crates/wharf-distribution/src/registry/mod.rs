@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, RANGE, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
-use tokio::io::AsyncWriteExt;
-use wharf_reference::{Digest, Sha256Writer, DEFAULT_DOMAIN};
+use wharf_reference::DEFAULT_DOMAIN;
 
 use crate::auth::{may_send_credentials, parse_challenges, AuthConfig, Challenge};
-use crate::manifest::{self, Manifest, MAX_MANIFEST_BYTES};
 use crate::DistError;
+
+mod blobs;
+mod manifests;
 
 /// Registry settings of the daemon (daemon.json's names).
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ impl Default for RegistryConfig {
     }
 }
 
-fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let (ip, len) = s.split_once('/')?;
     let ip: IpAddr = ip.parse().ok()?;
     let len: u8 = len.parse().ok()?;
@@ -53,7 +53,7 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     (len <= max).then_some((ip, len))
 }
 
-fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+pub(crate) fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
@@ -202,7 +202,7 @@ pub struct Clients {
     cache: Mutex<HashMap<(String, bool), Client>>,
 }
 
-fn host_of(base: &str) -> String {
+pub(crate) fn host_of(base: &str) -> String {
     base.split("://")
         .nth(1)
         .unwrap_or(base)
@@ -239,7 +239,7 @@ impl Clients {
 
 /// Docker's `certs.d/<host>` layout: `*.crt` are CAs; `name.cert` with `name.key` is a
 /// client certificate.
-fn add_certs(mut b: reqwest::ClientBuilder, dir: &Path) -> Result<reqwest::ClientBuilder, DistError> {
+pub(crate) fn add_certs(mut b: reqwest::ClientBuilder, dir: &Path) -> Result<reqwest::ClientBuilder, DistError> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(b);
     };
@@ -289,7 +289,7 @@ pub struct Session {
 }
 
 /// The registry's error body, `{"errors":[{"code":..,"message":..}]}`, as one line.
-async fn error_text(r: Response) -> (StatusCode, String, String) {
+pub(crate) async fn error_text(r: Response) -> (StatusCode, String, String) {
     let status = r.status();
     let body = r.bytes().await.unwrap_or_default();
     #[derive(serde::Deserialize)]
@@ -321,7 +321,7 @@ async fn error_text(r: Response) -> (StatusCode, String, String) {
     }
 }
 
-fn transport(base: &str, e: reqwest::Error) -> DistError {
+pub(crate) fn transport(base: &str, e: reqwest::Error) -> DistError {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
@@ -386,12 +386,12 @@ impl Session {
         Err(last)
     }
 
-    fn url(&self, tail: &str) -> String {
+    pub(crate) fn url(&self, tail: &str) -> String {
         format!("{}/v2/{}/{tail}", self.endpoint.base, self.repo)
     }
 
     /// Obtain an `Authorization` value for the challenges of a 401.
-    async fn authenticate(&self, ch: &[Challenge]) -> Result<(), DistError> {
+    pub(crate) async fn authenticate(&self, ch: &[Challenge]) -> Result<(), DistError> {
         let auth = self.auth.clone().unwrap_or_default();
         if let Some(b) = ch.iter().find(|c| c.scheme == "bearer") {
             if !auth.registry_token.is_empty() {
@@ -546,433 +546,15 @@ impl Session {
         }
         Err(DistError::Unavailable(format!("login: {url} answered {st}: {msg}")))
     }
-
-    /// Fetch a manifest by tag or digest. Returns the bytes, their digest and the parsed form.
-    /// By digest, the bytes must hash to it; by tag, to the `Docker-Content-Digest` header
-    /// when the registry sends one.
-    pub async fn manifest(&self, reference: &str, shown: &str) -> Result<(Vec<u8>, Digest, Manifest), DistError> {
-        let url = self.url(&format!("manifests/{reference}"));
-        let r = self
-            .send(|c| c.get(&url).header(ACCEPT, HeaderValue::from_static(manifest::ACCEPT)))
-            .await?;
-        if !r.status().is_success() {
-            let (st, code, msg) = error_text(r).await;
-            return Err(match st {
-                StatusCode::NOT_FOUND if code == "NAME_UNKNOWN" || code.is_empty() && !reference.contains(':') => {
-                    DistError::NotFound(format!(
-                        "pull access denied for {shown}, repository does not exist or may require 'docker login': {msg}"
-                    ))
-                }
-                StatusCode::NOT_FOUND => DistError::NotFound(format!("manifest for {shown} not found: {msg}")),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => DistError::NotFound(format!(
-                    "pull access denied for {shown}, repository does not exist or may require 'docker login': {msg}"
-                )),
-                _ => DistError::Unavailable(format!("fetching the manifest of {shown}: {st}: {msg}")),
-            });
-        }
-        let ct = r
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let header_digest = r
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if r.content_length().is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
-            return Err(DistError::BadManifest(format!(
-                "the manifest of {shown} is over {MAX_MANIFEST_BYTES} bytes"
-            )));
-        }
-        let mut body = Vec::new();
-        let mut stream = r.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DistError::Unavailable(format!("reading the manifest of {shown}: {e}")))?;
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_MANIFEST_BYTES {
-                return Err(DistError::BadManifest(format!(
-                    "the manifest of {shown} is over {MAX_MANIFEST_BYTES} bytes"
-                )));
-            }
-        }
-        let actual = Digest::of(&body);
-        if let Ok(want) = reference.parse::<Digest>() {
-            if want != actual {
-                return Err(DistError::DigestMismatch(format!(
-                    "manifest verification failed for digest {want}: the registry sent {actual}"
-                )));
-            }
-        } else if let Some(h) = header_digest {
-            if let Ok(d) = h.parse::<Digest>() {
-                if d != actual {
-                    return Err(DistError::DigestMismatch(format!(
-                        "manifest of {shown}: Docker-Content-Digest {d} does not match its content {actual}"
-                    )));
-                }
-            }
-        }
-        let m = manifest::parse(&body, &ct)?;
-        Ok((body, actual, m))
-    }
-
-    /// Read a small blob (a config) into memory, verified.
-    pub async fn small_blob(&self, d: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, DistError> {
-        if size > limit {
-            return Err(DistError::BadManifest(format!(
-                "blob {d} is {size} bytes, over the {limit}-byte limit"
-            )));
-        }
-        let url = self.url(&format!("blobs/{d}"));
-        let r = self.send(|c| c.get(&url)).await?;
-        if !r.status().is_success() {
-            let (st, _, msg) = error_text(r).await;
-            return Err(blob_error(d, st, &msg));
-        }
-        let mut body = Vec::new();
-        let mut stream = r.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DistError::Unavailable(format!("reading blob {d}: {e}")))?;
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > size {
-                return Err(DistError::DigestMismatch(format!(
-                    "blob {d} is longer than its descriptor's {size} bytes"
-                )));
-            }
-        }
-        if Digest::of(&body) != *d || body.len() as u64 != size {
-            return Err(DistError::DigestMismatch(format!(
-                "filesystem layer verification failed for digest {d}"
-            )));
-        }
-        Ok(body)
-    }
-
-    /// Download a blob into `partial`, continuing from what is already there (a `Range`
-    /// request) and retrying broken transfers up to five times. The file is complete and its
-    /// digest and size verified when this returns; a mismatch deletes it.
-    ///
-    /// `foreign` names a URL of a foreign (non-distributable) layer to fetch instead of the
-    /// registry's blob; no credentials are ever sent there.
-    pub async fn download(
-        &self,
-        d: &Digest,
-        size: u64,
-        partial: &Path,
-        foreign: Option<&str>,
-        progress: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<(), DistError> {
-        let url = match foreign {
-            Some(u) => u.to_string(),
-            None => self.url(&format!("blobs/{d}")),
-        };
-        let mut attempt = 0u32;
-        loop {
-            let mut file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(partial)
-                .await?;
-            let mut have = file.metadata().await?.len();
-            if have > size {
-                drop(file);
-                tokio::fs::remove_file(partial).await?;
-                continue;
-            }
-            let result: Result<bool, DistError> = async {
-                if have == size {
-                    return Ok(true);
-                }
-                let get = |c: &Client| {
-                    let rb = c.get(&url);
-                    if have > 0 {
-                        rb.header(RANGE, format!("bytes={have}-"))
-                    } else {
-                        rb
-                    }
-                };
-                let r = match foreign {
-                    Some(u) => get(&self.client)
-                        .send()
-                        .await
-                        .map_err(|e| DistError::Retry(format!("foreign layer {u}: {e}")))?,
-                    None => self.send(get).await?,
-                };
-                match r.status() {
-                    StatusCode::PARTIAL_CONTENT => {}
-                    StatusCode::OK => {
-                        if have > 0 {
-                            // The server ignored the range: start over.
-                            file.set_len(0).await?;
-                            have = 0;
-                        }
-                    }
-                    StatusCode::RANGE_NOT_SATISFIABLE => {
-                        file.set_len(0).await?;
-                        return Err(DistError::Retry(format!("blob {d}: range not satisfiable")));
-                    }
-                    st => {
-                        let (st2, _, msg) = error_text(r).await;
-                        let e = blob_error(d, st2, &msg);
-                        return Err(if st.is_server_error() {
-                            DistError::Retry(e.to_string())
-                        } else {
-                            e
-                        });
-                    }
-                }
-                progress(have);
-                let mut stream = r.bytes_stream();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| DistError::Retry(format!("downloading blob {d}: {e}")))?;
-                    if have + chunk.len() as u64 > size {
-                        file.set_len(0).await?;
-                        return Err(DistError::DigestMismatch(format!(
-                            "blob {d} is longer than its descriptor's {size} bytes"
-                        )));
-                    }
-                    file.write_all(&chunk).await?;
-                    have += chunk.len() as u64;
-                    progress(have);
-                }
-                file.flush().await?;
-                Ok(have == size)
-            }
-            .await;
-            match result {
-                Ok(true) => break,
-                Ok(false) => {
-                    attempt += 1;
-                    if attempt > 5 {
-                        return Err(DistError::Unavailable(format!(
-                            "blob {d}: the registry kept closing the transfer early ({have} of {size} bytes)"
-                        )));
-                    }
-                }
-                Err(DistError::Retry(msg)) | Err(DistError::Unavailable(msg)) => {
-                    attempt += 1;
-                    if attempt > 5 {
-                        return Err(DistError::Unavailable(msg));
-                    }
-                    tracing::info!(attempt, "retrying: {msg}");
-                }
-                Err(e) => return Err(e),
-            }
-            tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-        }
-        // Verify the whole file.
-        let path = partial.to_path_buf();
-        let (actual, len) = tokio::task::spawn_blocking(move || -> std::io::Result<(Digest, u64)> {
-            let mut f = std::fs::File::open(&path)?;
-            let mut h = Sha256Writer::new();
-            std::io::copy(&mut f, &mut h)?;
-            f.sync_all()?;
-            let n = h.len();
-            Ok((h.finish(), n))
-        })
-        .await
-        .map_err(|e| DistError::Internal(e.to_string()))??;
-        if actual != *d || len != size {
-            let _ = tokio::fs::remove_file(partial).await;
-            return Err(DistError::DigestMismatch(format!(
-                "filesystem layer verification failed for digest {d}"
-            )));
-        }
-        Ok(())
-    }
-
-    /// True when the repository has the blob.
-    pub async fn has_blob(&self, d: &Digest) -> Result<bool, DistError> {
-        let url = self.url(&format!("blobs/{d}"));
-        let r = self.send(|c| c.head(&url)).await?;
-        Ok(r.status().is_success())
-    }
-
-    /// Ask the registry to mount `d` from `from` (another repository on it). True on success.
-    pub async fn mount(&self, d: &Digest, from: &str) -> Result<bool, DistError> {
-        let url = format!(
-            "{}/v2/{}/blobs/uploads/?mount={d}&from={}",
-            self.endpoint.base, self.repo, from
-        );
-        let r = self
-            .send(|c| c.post(&url).header(reqwest::header::CONTENT_LENGTH, "0"))
-            .await?;
-        if r.status() == StatusCode::CREATED {
-            return Ok(true);
-        }
-        // A 202 opened an upload instead; abandon it.
-        if r.status() == StatusCode::ACCEPTED {
-            if let Some(loc) = r.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
-                let loc = self.absolute(loc);
-                let _ = self.send(|c| c.delete(&loc)).await;
-            }
-        }
-        Ok(false)
-    }
-
-    fn absolute(&self, loc: &str) -> String {
-        if loc.starts_with("http://") || loc.starts_with("https://") {
-            loc.to_string()
-        } else {
-            format!("{}{}", self.endpoint.base, loc)
-        }
-    }
-
-    /// Open an upload session; returns the URL to PUT the blob `d` to.
-    async fn start_upload(&self, d: &Digest) -> Result<reqwest::Url, DistError> {
-        let url = format!("{}/v2/{}/blobs/uploads/", self.endpoint.base, self.repo);
-        let r = self
-            .send(|c| c.post(&url).header(reqwest::header::CONTENT_LENGTH, "0"))
-            .await?;
-        if r.status() != StatusCode::ACCEPTED {
-            let (st, _, msg) = error_text(r).await;
-            return Err(push_error(&self.repo, st, &msg));
-        }
-        let loc = r
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| DistError::Unavailable("the registry gave no upload location".into()))?;
-        let mut put = reqwest::Url::parse(&self.absolute(loc))
-            .map_err(|e| DistError::Unavailable(format!("invalid upload location {loc:?}: {e}")))?;
-        put.query_pairs_mut().append_pair("digest", &d.to_string());
-        Ok(put)
-    }
-
-    /// Upload a blob from `file` (monolithic: POST then PUT with the digest).
-    pub async fn upload(
-        &self,
-        d: &Digest,
-        size: u64,
-        file: &Path,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), DistError> {
-        let put = self.start_upload(d).await?;
-        let f = tokio::fs::File::open(file).await?;
-        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let stream = futures_util::stream::unfold((f, sent.clone()), |(mut f, sent)| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 1 << 20];
-            match f.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), (f, sent)))
-                }
-                Err(e) => Some((Err(e), (f, sent))),
-            }
-        });
-        let body = reqwest::Body::wrap_stream(stream);
-        let mut rb = self
-            .client
-            .put(put)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(body);
-        if let Some(a) = self.authz.lock().expect("authz").clone() {
-            rb = rb.header(AUTHORIZATION, a);
-        }
-        let done = rb.send();
-        tokio::pin!(done);
-        let r = loop {
-            tokio::select! {
-                r = &mut done => break r,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => progress(sent.load(std::sync::atomic::Ordering::Relaxed)),
-            }
-        }
-        .map_err(|e| transport(&self.endpoint.base, e))?;
-        progress(size);
-        if r.status() != StatusCode::CREATED {
-            let (st, _, msg) = error_text(r).await;
-            return Err(push_error(&self.repo, st, &msg));
-        }
-        Ok(())
-    }
-
-    /// Upload a small blob from memory.
-    pub async fn upload_bytes(&self, d: &Digest, data: &[u8]) -> Result<(), DistError> {
-        let put = self.start_upload(d).await?;
-        let data = bytes::Bytes::copy_from_slice(data);
-        let r = self
-            .send(|c| {
-                c.put(put.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .body(data.clone())
-            })
-            .await?;
-        if r.status() != StatusCode::CREATED {
-            let (st, _, msg) = error_text(r).await;
-            return Err(push_error(&self.repo, st, &msg));
-        }
-        Ok(())
-    }
-
-    /// PUT a manifest under `reference` (a tag).
-    pub async fn put_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<(), DistError> {
-        let url = self.url(&format!("manifests/{reference}"));
-        let data = bytes::Bytes::copy_from_slice(body);
-        let mt = media_type.to_string();
-        let r = self
-            .send(|c| c.put(&url).header(CONTENT_TYPE, mt.as_str()).body(data.clone()))
-            .await?;
-        if !r.status().is_success() {
-            let (st, _, msg) = error_text(r).await;
-            return Err(push_error(&self.repo, st, &msg));
-        }
-        Ok(())
-    }
-
-    /// Every tag of the repository (`pull -a`).
-    pub async fn tags(&self) -> Result<Vec<String>, DistError> {
-        let url = self.url("tags/list");
-        let r = self.send(|c| c.get(&url)).await?;
-        if !r.status().is_success() {
-            let (st, _, msg) = error_text(r).await;
-            return Err(if st == StatusCode::NOT_FOUND {
-                DistError::NotFound(format!("repository {} not found: {msg}", self.repo))
-            } else {
-                DistError::Unavailable(format!("listing tags: {st}: {msg}"))
-            });
-        }
-        #[derive(serde::Deserialize)]
-        struct Tags {
-            #[serde(default)]
-            tags: Option<Vec<String>>,
-        }
-        let t: Tags = r
-            .json()
-            .await
-            .map_err(|e| DistError::Unavailable(format!("invalid tag list: {e}")))?;
-        Ok(t.tags.unwrap_or_default())
-    }
 }
 
-fn challenges(r: &Response) -> Vec<Challenge> {
+pub(crate) fn challenges(r: &Response) -> Vec<Challenge> {
     r.headers()
         .get_all(WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(parse_challenges)
         .collect()
-}
-
-fn blob_error(d: &Digest, st: StatusCode, msg: &str) -> DistError {
-    match st {
-        StatusCode::NOT_FOUND => DistError::NotFound(format!("blob {d} not found: {msg}")),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => DistError::Unauthorized(format!("blob {d}: {msg}")),
-        _ => DistError::Unavailable(format!("blob {d}: {st}: {msg}")),
-    }
-}
-
-fn push_error(repo: &str, st: StatusCode, msg: &str) -> DistError {
-    match st {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => DistError::Unauthorized(msg.to_string()),
-        StatusCode::NOT_FOUND => DistError::NotFound(format!("{repo}: {msg}")),
-        StatusCode::BAD_REQUEST => DistError::Invalid(msg.to_string()),
-        _ => DistError::Unavailable(format!("{st}: {msg}")),
-    }
 }
 
 /// Percent-encode a form value.

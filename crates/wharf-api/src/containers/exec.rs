@@ -1,0 +1,175 @@
+//! Exec routes: create, the hijacked start stream, inspect.
+
+use super::*;
+use crate::body::{self, ReqBody};
+use crate::error::ApiError;
+use crate::routes::json_response as json_res;
+use crate::server::Daemon;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// A client connection a stream is pumped through (upgraded, or the body's pipe).
+pub(crate) trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+pub(crate) async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -> Res {
+    let bytes = body::collect_json(req, 1 << 20).await?;
+    let v: Value = crate::gojson::parse(&bytes)?;
+    let cfg: bollard_stubs::models::ExecConfig =
+        serde_json::from_value(crate::gojson::go_keys(v, crate::gojson::EXEC_CONFIG_FIELDS))
+            .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let id = d.containers.exec_create(name, cfg)?;
+    json_res(StatusCode::CREATED, &json!({"Id": id}))
+}
+
+/// `POST /exec/{id}/start`. The body's `Tty` decides the framing (raw or multiplexed), as in
+/// dockerd; the exec's own `Tty` decides whether the process gets a terminal. As in dockerd,
+/// an attached exec starts once the response head is on its way (a client that reads the
+/// socket past its HTTP reader must not miss the first output), and a failure to start is
+/// written to the stream (the exec's exit code is 126).
+pub(crate) async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &str) -> Res {
+    let upgrade = wants_upgrade(&req);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let bytes = body::collect_json(req, 1 << 20).await?;
+    let cfg: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        crate::gojson::parse(&bytes)?
+    };
+    let detach = cfg["Detach"].as_bool().unwrap_or(false);
+    let raw = cfg["Tty"].as_bool().unwrap_or(false);
+    let id = id.to_string();
+    d.containers.exec_startable(&id)?;
+    let size = |i: usize| cfg["ConsoleSize"][i].as_u64().and_then(|v| u16::try_from(v).ok());
+    if let (Some(h), Some(w)) = (size(0), size(1)) {
+        if h > 0 && w > 0 {
+            d.containers.exec_console_size(&id, h, w);
+        }
+    }
+    let (x, _) = d.containers.exec_startable(&id)?;
+    if detach {
+        let shim = d.containers.exec_start(&id).await?;
+        tokio::spawn(async move {
+            // Nobody reads a detached exec's output; it is drained and dropped.
+            let (client, mut sink) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move { tokio::io::copy(&mut sink, &mut tokio::io::sink()).await });
+            pump(client, shim, raw, Vec::new(), Drain::UntilExit, async {}, |code| {
+                d.containers.exec_exited(&id, code)
+            })
+            .await;
+        });
+        return Ok(Response::new(body::empty()));
+    }
+    let stdin = x.config.attach_stdin.unwrap_or(false);
+    let keys = if stdin {
+        wharf_shim_proto::detach_keys(x.config.detach_keys.as_deref().filter(|k| !k.is_empty()))
+    } else {
+        Vec::new()
+    };
+    // Start the exec and pump it through `client`, or write why it could not start.
+    let run = move |client: Box<dyn ClientIo>, d: Arc<Daemon>, id: String| async move {
+        let mut client = client;
+        let shim = match d.containers.exec_start(&id).await {
+            Ok(shim) => shim,
+            Err(e) => {
+                let text = format!("{e}\r\n").into_bytes();
+                let out = if raw { text } else { wharf_shim_proto::frame(1, &text) };
+                let _ = client.write_all(&out).await;
+                let _ = client.shutdown().await;
+                return;
+            }
+        };
+        let d3 = d.clone();
+        let id3 = id.clone();
+        let eof = async move {
+            if stdin {
+                if let Ok(x) = d3.containers.exec_get(&id3) {
+                    let _ = d3.containers.close_stdin(&x.container, Some(&id3)).await;
+                }
+            }
+        };
+        let d4 = d.clone();
+        let done = move |code| d4.containers.exec_exited(&id, code);
+        pump(client, shim, raw, keys, Drain::UntilExit, eof, done).await;
+    };
+    if upgrade {
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => run(Box::new(TokioIo::new(upgraded)), d, id).await,
+                Err(_) => d.containers.exec_exited(&id, None),
+            }
+        });
+        return Ok(upgrade_response(raw));
+    }
+    // No upgrade: the output is the response body.
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    tokio::spawn(run(Box::new(client), d, id));
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match server.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Ok(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut r = Response::new(body::from_receiver(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(stream_type(raw)));
+    Ok(r)
+}
+
+pub(crate) fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
+    let x = d.containers.exec_get(id)?;
+    let c = &x.config;
+    let cmd = c.cmd.clone().unwrap_or_default();
+    json_res(
+        StatusCode::OK,
+        &json!({
+            "ID": x.id,
+            "Running": x.running,
+            "ExitCode": x.exit_code,
+            "ProcessConfig": {
+                "tty": c.tty.unwrap_or(false),
+                "entrypoint": cmd.first().cloned().unwrap_or_default(),
+                "arguments": cmd.get(1..).map(|a| a.to_vec()).unwrap_or_default(),
+                "privileged": c.privileged.unwrap_or(false),
+                "user": c.user.clone().unwrap_or_default(),
+            },
+            "OpenStdin": c.attach_stdin.unwrap_or(false),
+            "OpenStderr": c.attach_stderr.unwrap_or(false),
+            "OpenStdout": c.attach_stdout.unwrap_or(false),
+            "CanRemove": false,
+            "ContainerID": x.container,
+            "DetachKeys": c.detach_keys.clone().unwrap_or_default(),
+            "Pid": x.pid,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_as_go_decodes_them() {
+        let v = crate::gojson::go_keys(
+            json!({"detachKeys": "ctrl-p", "cmd": ["x"], "Tty": true, "Other": 1}),
+            crate::gojson::EXEC_CONFIG_FIELDS,
+        );
+        assert_eq!(
+            v,
+            json!({"DetachKeys": "ctrl-p", "Cmd": ["x"], "Tty": true, "Other": 1})
+        );
+    }
+}
