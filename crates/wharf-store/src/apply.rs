@@ -176,6 +176,7 @@ pub fn apply_tar_in(
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             continue;
         }
+        let xattrs = xattrs_of(&mut entry);
         let Some((last, parent)) = comps.split_last() else {
             continue;
         };
@@ -184,39 +185,7 @@ pub fn apply_tar_in(
 
         // Whiteouts.
         if mode != WhiteoutMode::Keep && name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-            let pdir = root.mkdir_all(parent).map_err(io_err(&raw_path))?;
-            if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
-                match mode {
-                    WhiteoutMode::Overlay => {
-                        let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(&raw_path))?;
-                        rfs::fsetxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
-                            .map_err(errno(&raw_path))?;
-                    }
-                    WhiteoutMode::Delete | WhiteoutMode::Keep => {
-                        let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(&raw_path))?;
-                        let base: PathBuf = parent.iter().collect();
-                        saferoot::clear_dir(d.as_fd(), &|n| unpacked.contains(&base.join(n)))
-                            .map_err(io_err(&raw_path))?;
-                    }
-                }
-                continue;
-            }
-            if name_bytes.starts_with(WHITEOUT_META_PREFIX.as_bytes()) {
-                // Other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): Docker skips these.
-                continue;
-            }
-            let victim = OsStr::from_bytes(&name_bytes[WHITEOUT_PREFIX.len()..]);
-            if victim.is_empty() || victim == ".." || victim == "." {
-                return Err(ApplyError::Breakout {
-                    name: raw_path.display().to_string(),
-                    reason: "whiteout of the root or a parent",
-                });
-            }
-            saferoot::remove_all_at(pdir.as_fd(), victim).map_err(io_err(&raw_path))?;
-            if mode == WhiteoutMode::Overlay {
-                rfs::mknodat(&pdir, victim, rfs::FileType::CharacterDevice, Mode::empty(), 0)
-                    .map_err(errno(&raw_path))?;
-            }
+            apply_whiteout(root, parent, name_bytes, &raw_path, mode, &unpacked)?;
             continue;
         }
 
@@ -241,38 +210,15 @@ pub fn apply_tar_in(
         let mut file_fd: Option<OwnedFd> = None;
         match kind {
             EntryType::Regular | EntryType::Continuous => {
-                let fd = rfs::openat(
-                    &pdir,
-                    last,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(errno(&raw_path))?;
-                let mut f = std::fs::File::from(fd);
-                let pos = entry.raw_file_position();
-                let data_err = |source| ApplyError::Data {
-                    name: raw_path.display().to_string(),
-                    source,
-                };
-                let n = io::copy(&mut entry, &mut f).map_err(data_err)?;
-                if n != header.entry_size().map_err(ApplyError::Tar)? && entry.size() != n {
-                    return Err(data_err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "entry shorter than its header says",
-                    )));
-                }
-                stats.size += n;
+                let (f, data) = write_file(&pdir, last, &mut entry, &header, &raw_path, opts.record_files)?;
+                stats.size += data.size;
                 if opts.record_files {
-                    let st = rfs::fstat(&f).map_err(errno(&raw_path))?;
                     stats.files.push(FileData {
-                        pos,
-                        size: n,
                         path: comps.iter().collect(),
-                        dev: st.st_dev,
-                        ino: st.st_ino,
+                        ..data
                     });
                 }
-                file_fd = Some(OwnedFd::from(f));
+                file_fd = Some(f);
             }
             EntryType::Directory => {
                 if existing.as_ref().map(saferoot::is_dir) != Some(true) {
@@ -292,28 +238,7 @@ pub fn apply_tar_in(
                 rfs::symlinkat(target.as_path(), &pdir, last).map_err(errno(&raw_path))?;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(ApplyError::Tar)?
-                    .ok_or_else(|| ApplyError::Breakout {
-                        name: raw_path.display().to_string(),
-                        reason: "hardlink without a target",
-                    })?
-                    .into_owned();
-                let trel = clean_relative(&target).map_err(|reason| ApplyError::Breakout {
-                    name: raw_path.display().to_string(),
-                    reason,
-                })?;
-                let tcomps: Vec<&OsStr> = base.iter().copied().chain(trel).collect();
-                let Some((tlast, tparent)) = tcomps.split_last() else {
-                    return Err(ApplyError::Breakout {
-                        name: raw_path.display().to_string(),
-                        reason: "hardlink to the root",
-                    });
-                };
-                let tdir = root.open_dir(tparent, OFlags::PATH).map_err(io_err(&raw_path))?;
-                // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-                rfs::linkat(&tdir, *tlast, &pdir, last, AtFlags::empty()).map_err(errno(&raw_path))?;
+                link_entry(root, base, &pdir, last, &mut entry, &raw_path)?;
                 unpacked.insert(comps.iter().collect());
                 continue; // a hardlink shares its target's metadata
             }
@@ -339,45 +264,10 @@ pub fn apply_tar_in(
         unpacked.insert(comps.iter().collect());
 
         // Ownership, then mode (chown clears setuid bits), then times; never through a symlink.
-        let (uid, gid) = match opts.chown {
-            Some((u, g)) => (u64::from(u), u64::from(g)),
-            None => (
-                numeric(header.uid(), &header.as_old().uid)?,
-                numeric(header.gid(), &header.as_old().gid)?,
-            ),
-        };
-        if uid > u32::MAX as u64 || gid > u32::MAX as u64 {
-            return Err(ApplyError::Breakout {
-                name: raw_path.display().to_string(),
-                reason: "uid or gid out of range",
-            });
-        }
-        rfs::chownat(
-            &pdir,
-            last,
-            Some(rfs::Uid::from_raw(uid as u32)),
-            Some(rfs::Gid::from_raw(gid as u32)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(errno(&raw_path))?;
-        if kind != EntryType::Symlink {
-            match &file_fd {
-                Some(fd) => rfs::fchmod(fd, perm).map_err(errno(&raw_path))?,
-                None => rfs::chmodat(&pdir, last, perm, AtFlags::empty()).map_err(errno(&raw_path))?,
-            }
-        }
-        let mtime = Timespec {
-            tv_sec: header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64,
-            tv_nsec: 0,
-        };
+        let mtime = set_metadata(&pdir, last, &header, perm, file_fd.as_ref(), opts.chown, &raw_path)?;
+        set_xattrs(&pdir, last, file_fd.as_ref(), &xattrs, &raw_path)?;
         if kind == EntryType::Directory {
             dir_times.push((comps.iter().map(|c| c.to_os_string()).collect(), mtime));
-        } else {
-            let ts = Timestamps {
-                last_access: mtime,
-                last_modification: mtime,
-            };
-            rfs::utimensat(&pdir, last, &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(errno(&raw_path))?;
         }
     }
     for (comps, t) in dir_times.iter().rev() {
@@ -393,6 +283,229 @@ pub fn apply_tar_in(
         }
     }
     Ok(stats)
+}
+
+/// A whiteout entry: an opaque directory marked (overlay) or emptied of what earlier layers
+/// put there (vfs), or one name removed (and, for overlay, a whiteout device made in its place).
+fn apply_whiteout(
+    root: &SafeRoot,
+    parent: &[&OsStr],
+    name_bytes: &[u8],
+    raw_path: &Path,
+    mode: WhiteoutMode,
+    unpacked: &HashSet<PathBuf>,
+) -> Result<(), ApplyError> {
+    let pdir = root.mkdir_all(parent).map_err(io_err(raw_path))?;
+    if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
+        match mode {
+            WhiteoutMode::Overlay => {
+                let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(raw_path))?;
+                rfs::fsetxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
+                    .map_err(errno(raw_path))?;
+            }
+            WhiteoutMode::Delete | WhiteoutMode::Keep => {
+                let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(raw_path))?;
+                let base: PathBuf = parent.iter().collect();
+                saferoot::clear_dir(d.as_fd(), &|n| unpacked.contains(&base.join(n))).map_err(io_err(raw_path))?;
+            }
+        }
+        return Ok(());
+    }
+    if name_bytes.starts_with(WHITEOUT_META_PREFIX.as_bytes()) {
+        // Other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): Docker skips these.
+        return Ok(());
+    }
+    let victim = OsStr::from_bytes(&name_bytes[WHITEOUT_PREFIX.len()..]);
+    if victim.is_empty() || victim == ".." || victim == "." {
+        return Err(ApplyError::Breakout {
+            name: raw_path.display().to_string(),
+            reason: "whiteout of the root or a parent",
+        });
+    }
+    saferoot::remove_all_at(pdir.as_fd(), victim).map_err(io_err(raw_path))?;
+    if mode == WhiteoutMode::Overlay {
+        rfs::mknodat(&pdir, victim, rfs::FileType::CharacterDevice, Mode::empty(), 0).map_err(errno(raw_path))?;
+    }
+    Ok(())
+}
+
+/// Ownership, then mode (chown clears setuid bits), then the time of an entry; never through a
+/// symlink. A directory's time is returned instead of set: entries made inside it would change
+/// it again.
+fn set_metadata(
+    pdir: &OwnedFd,
+    last: &OsStr,
+    header: &tar::Header,
+    perm: Mode,
+    file_fd: Option<&OwnedFd>,
+    chown: Option<(u32, u32)>,
+    raw_path: &Path,
+) -> Result<Timespec, ApplyError> {
+    let kind = header.entry_type();
+    let (uid, gid) = match chown {
+        Some((u, g)) => (u64::from(u), u64::from(g)),
+        None => (
+            numeric(header.uid(), &header.as_old().uid)?,
+            numeric(header.gid(), &header.as_old().gid)?,
+        ),
+    };
+    if uid > u32::MAX as u64 || gid > u32::MAX as u64 {
+        return Err(ApplyError::Breakout {
+            name: raw_path.display().to_string(),
+            reason: "uid or gid out of range",
+        });
+    }
+    rfs::chownat(
+        pdir,
+        last,
+        Some(rfs::Uid::from_raw(uid as u32)),
+        Some(rfs::Gid::from_raw(gid as u32)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(errno(raw_path))?;
+    if kind != EntryType::Symlink {
+        match file_fd {
+            Some(fd) => rfs::fchmod(fd, perm).map_err(errno(raw_path))?,
+            None => rfs::chmodat(pdir, last, perm, AtFlags::empty()).map_err(errno(raw_path))?,
+        }
+    }
+    let mtime = Timespec {
+        tv_sec: header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64,
+        tv_nsec: 0,
+    };
+    if kind != EntryType::Directory {
+        let ts = Timestamps {
+            last_access: mtime,
+            last_modification: mtime,
+        };
+        rfs::utimensat(pdir, last, &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(errno(raw_path))?;
+    }
+    Ok(mtime)
+}
+
+/// A hard link entry: its target resolved inside the root under `base`, linked without
+/// following a final symlink (a link to a symlink links the symlink itself).
+fn link_entry<R: Read>(
+    root: &SafeRoot,
+    base: &[&OsStr],
+    pdir: &OwnedFd,
+    last: &OsStr,
+    entry: &mut tar::Entry<'_, R>,
+    raw_path: &Path,
+) -> Result<(), ApplyError> {
+    let target = entry
+        .link_name()
+        .map_err(ApplyError::Tar)?
+        .ok_or_else(|| ApplyError::Breakout {
+            name: raw_path.display().to_string(),
+            reason: "hardlink without a target",
+        })?
+        .into_owned();
+    let trel = clean_relative(&target).map_err(|reason| ApplyError::Breakout {
+        name: raw_path.display().to_string(),
+        reason,
+    })?;
+    let tcomps: Vec<&OsStr> = base.iter().copied().chain(trel).collect();
+    let Some((tlast, tparent)) = tcomps.split_last() else {
+        return Err(ApplyError::Breakout {
+            name: raw_path.display().to_string(),
+            reason: "hardlink to the root",
+        });
+    };
+    let tdir = root.open_dir(tparent, OFlags::PATH).map_err(io_err(raw_path))?;
+    // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+    rfs::linkat(&tdir, *tlast, pdir, last, AtFlags::empty()).map_err(errno(raw_path))?;
+    Ok(())
+}
+
+/// A regular file's content written to a new file (never through a symlink, never over one):
+/// the file, and where its data was in the tar, its size and (when `record`) its inode; the
+/// path is left empty.
+fn write_file<R: Read>(
+    pdir: &OwnedFd,
+    last: &OsStr,
+    entry: &mut tar::Entry<'_, R>,
+    header: &tar::Header,
+    raw_path: &Path,
+    record: bool,
+) -> Result<(OwnedFd, FileData), ApplyError> {
+    let fd = rfs::openat(
+        pdir,
+        last,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(errno(raw_path))?;
+    let mut f = std::fs::File::from(fd);
+    let pos = entry.raw_file_position();
+    let data_err = |source| ApplyError::Data {
+        name: raw_path.display().to_string(),
+        source,
+    };
+    let n = io::copy(entry, &mut f).map_err(data_err)?;
+    if n != header.entry_size().map_err(ApplyError::Tar)? && entry.size() != n {
+        return Err(data_err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "entry shorter than its header says",
+        )));
+    }
+    let (dev, ino) = match record {
+        true => rfs::fstat(&f)
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(errno(raw_path))?,
+        false => (0, 0),
+    };
+    let data = FileData {
+        pos,
+        size: n,
+        path: PathBuf::new(),
+        dev,
+        ino,
+    };
+    Ok((OwnedFd::from(f), data))
+}
+
+/// The extended attributes of an entry (PAX `SCHILY.xattr.<name>` records, as GNU tar and
+/// Docker write them). overlayfs's own (`trusted.overlay.*`) are never taken from a layer:
+/// opaque directories come from `.wh..wh..opq` entries, and nothing else of overlayfs's
+/// bookkeeping is a layer's to set.
+fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Vec::new();
+    };
+    exts.flatten()
+        .filter_map(|e| {
+            let name = e.key().ok()?.strip_prefix("SCHILY.xattr.")?;
+            (!name.starts_with("trusted.overlay.")).then(|| (name.to_string(), e.value_bytes().to_vec()))
+        })
+        .collect()
+}
+
+/// Sets `xattrs` on the entry just made (after its owner: a chown clears file capabilities),
+/// through its open file or, never following a final symlink, by name in its directory. A
+/// file system without extended attributes ignores them, as Docker does.
+fn set_xattrs(
+    pdir: &OwnedFd,
+    last: &OsStr,
+    file_fd: Option<&OwnedFd>,
+    xattrs: &[(String, Vec<u8>)],
+    raw_path: &Path,
+) -> Result<(), ApplyError> {
+    use std::os::fd::AsRawFd;
+    for (name, value) in xattrs {
+        let r = match file_fd {
+            Some(fd) => rfs::fsetxattr(fd, name.as_str(), value, rfs::XattrFlags::empty()),
+            None => {
+                let at = Path::new("/proc/self/fd").join(pdir.as_raw_fd().to_string()).join(last);
+                rfs::lsetxattr(&at, name.as_str(), value, rfs::XattrFlags::empty())
+            }
+        };
+        match r {
+            Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(errno(raw_path)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// A numeric header field; an empty one (all NUL or spaces, as some writers leave fields

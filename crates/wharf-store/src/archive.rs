@@ -494,7 +494,7 @@ pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
             .iter()
             .any(|k| matches!(rfs::lgetxattr(p, *k, &mut buf[..]), Ok(1) if buf[0] == b'y'))
     }
-    fn walk<W: Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> io::Result<()> {
+    fn walk<W: Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path, links: &mut Links) -> io::Result<()> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let mut ents: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
         ents.sort_by_key(|e| e.file_name());
@@ -507,18 +507,18 @@ pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
                 whiteout(b, rel, &name, &md)?;
                 continue;
             }
-            append_one(b, &p, &r, &md)?;
+            append_one(b, &p, &r, &md, links)?;
             if md.is_dir() {
                 if opaque(&p) {
                     marker(b, &r.join(".wh..wh..opq"), &md)?;
                 }
-                walk(b, &p, &r)?;
+                walk(b, &p, &r, links)?;
             }
         }
         Ok(())
     }
     let mut b = diff_builder(w);
-    walk(&mut b, upper, Path::new(""))?;
+    walk(&mut b, upper, Path::new(""), &mut Links::new())?;
     b.into_inner()?.flush()
 }
 
@@ -527,6 +527,7 @@ pub fn write_overlay_diff(upper: &Path, w: impl Write) -> io::Result<()> {
 /// its own entry (a directory without its children: they are changes of their own).
 pub fn write_changes_diff(root: &Path, changes: &[(String, u8)], w: impl Write) -> io::Result<()> {
     let mut b = diff_builder(w);
+    let mut links = Links::new();
     for (path, kind) in changes {
         let rel = Path::new(path.trim_start_matches('/'));
         if *kind == 2 {
@@ -536,7 +537,7 @@ pub fn write_changes_diff(root: &Path, changes: &[(String, u8)], w: impl Write) 
             whiteout(&mut b, parent, name, &md)?;
         } else {
             let p = root.join(rel);
-            append_one(&mut b, &p, rel, &p.symlink_metadata()?)?;
+            append_one(&mut b, &p, rel, &p.symlink_metadata()?, &mut links)?;
         }
     }
     b.into_inner()?.flush()
@@ -569,8 +570,17 @@ fn whiteout<W: Write>(b: &mut tar::Builder<W>, dir: &Path, name: &OsStr, md: &st
     marker(b, &dir.join(wh), md)
 }
 
+/// The first name written of each inode with several, by device and inode.
+type Links = std::collections::HashMap<(u64, u64), std::path::PathBuf>;
+
 /// One file system object as a tar entry named `name` (sockets are left out, as Docker does).
-fn append_one<W: Write>(b: &mut tar::Builder<W>, p: &Path, name: &Path, md: &std::fs::Metadata) -> io::Result<()> {
+fn append_one<W: Write>(
+    b: &mut tar::Builder<W>,
+    p: &Path,
+    name: &Path,
+    md: &std::fs::Metadata,
+    links: &mut Links,
+) -> io::Result<()> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let ft = md.file_type();
     if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
@@ -604,6 +614,22 @@ fn append_one<W: Write>(b: &mut tar::Builder<W>, p: &Path, name: &Path, md: &std
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(md, tar::HeaderMode::Complete);
         return append_symlink(b, &mut h, name, target.as_os_str().as_bytes());
+    }
+    // Docker carries one extended attribute in layers: file capabilities.
+    let mut cap = [0u8; 64];
+    if let Ok(n) = rfs::lgetxattr(p, "security.capability", &mut cap[..]) {
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", &cap[..n])])?;
+    }
+    // A further name of an inode already written is a link to the first, as in Docker's tars.
+    if md.is_file() && md.nlink() > 1 {
+        if let Some(first) = links.get(&(md.dev(), md.ino())) {
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata_in_mode(md, tar::HeaderMode::Complete);
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            return b.append_link(&mut h, name, first);
+        }
+        links.insert((md.dev(), md.ino()), name.to_path_buf());
     }
     b.append_path_with_name(p, name)
 }

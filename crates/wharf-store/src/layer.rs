@@ -344,7 +344,7 @@ impl LayerStore {
 
     /// Copy a layer's whole tree to `dest` (a vfs container's root).
     pub fn copy_layer(&self, top: &LayerRecord, dest: &Path) -> Result<(), LayerError> {
-        copy_tree(&self.diff_dir(top), dest)
+        Ok(copy_tree(&self.diff_dir(top), dest)?)
     }
 
     /// Mount the stack `layers` (bottom first) read-only at `target`. With `upper`, mount it
@@ -411,7 +411,7 @@ impl LayerStore {
 
 /// Copy a tree preserving everything (vfs parents). `cp -a` keeps owners, modes, times,
 /// devices, hardlinks and xattrs exactly, which a hand-written walk would have to relearn.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     let st = Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")
@@ -419,11 +419,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
         .arg(to)
         .status()?;
     if !st.success() {
-        return Err(LayerError::Io(io::Error::other(format!(
+        return Err(io::Error::other(format!(
             "cp -a {} {} failed: {st}",
             from.display(),
             to.display()
-        ))));
+        )));
     }
     Ok(())
 }

@@ -9,10 +9,12 @@
 
 pub mod apply;
 pub mod archive;
+pub mod changes;
 pub mod content;
 pub mod layer;
 pub mod meta;
 pub mod saferoot;
+pub mod snapshot;
 pub mod split;
 
 pub use apply::{apply_tar, apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};

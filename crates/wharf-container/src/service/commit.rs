@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
+use crate::record::ContainerStatus;
 use crate::shim::{self};
 use serde_json::Value;
 use std::time::Duration;
@@ -26,7 +27,7 @@ impl ContainerService {
             Driver::Overlay2 => {
                 let lowers = store.lower_dirs(&layers);
                 let upper = self.container_dir(&rec.id).join("rw/diff");
-                crate::archive::overlay_changes(&upper, &lowers, &mut out)?;
+                wharf_store::changes::overlay_changes(&upper, &lowers, &mut out)?;
             }
             Driver::Vfs => {
                 // vfs keeps no read-write layer: the root is compared with the image's, as
@@ -34,7 +35,7 @@ impl ContainerService {
                 let root = self.container_dir(&rec.id).join("rootfs");
                 if root.exists() {
                     let old = layers.last().map(|l| store.diff_dir(l)).unwrap_or_default();
-                    crate::archive::naive_changes(&root, &old, &mut out)?;
+                    wharf_store::changes::naive_changes(&root, &old, &mut out)?;
                 }
             }
         }
@@ -84,7 +85,7 @@ impl ContainerService {
                 .join(" "),
             tag: opts.reference.clone(),
         };
-        let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != "paused";
+        let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != ContainerStatus::Paused;
         if freeze {
             let seen = e.gen.borrow().exits;
             if let Err(err) = shim::call(&self.shim_socket(&rec.id), &Request::Pause).await {

@@ -1,0 +1,143 @@
+//! The vfs snapshotter: every active snapshot is a whole copy of its parent's tree
+//! (`snapshots/<n>/fs`, copied with `cp -a`, which keeps owners, modes, times, devices, hard
+//! links and xattrs), mounted as a bind; a view binds its parent's tree read-only. `diff`
+//! compares the tree with its parent's as Docker's naive diff does.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::meta::{Meta, Record};
+use super::{Info, Kind, Mount, ParentLayers, Result, SnapshotError, Snapshotter, Usage};
+use crate::apply::{apply_tar, ApplyStats, WhiteoutMode};
+
+/// Snapshots as whole copies.
+pub struct VfsSnapshotter {
+    meta: Meta,
+    parents: Arc<dyn ParentLayers>,
+}
+
+impl std::fmt::Debug for VfsSnapshotter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VfsSnapshotter").field("meta", &self.meta).finish()
+    }
+}
+
+impl VfsSnapshotter {
+    /// Opens (or creates) the store at `root`, with `parents` for layers it does not own.
+    pub fn open(root: &Path, parents: Arc<dyn ParentLayers>) -> Result<Self> {
+        Ok(VfsSnapshotter {
+            meta: Meta::open(root)?,
+            parents,
+        })
+    }
+
+    /// The whole tree of the committed snapshot or layer `key`.
+    fn tree(&self, key: &str) -> Result<PathBuf> {
+        match self.meta.get(key) {
+            Ok(r) => Ok(self.meta.dir(r.n).join("fs")),
+            Err(SnapshotError::NotFound(_)) => self
+                .parents
+                .layer_dirs(key)
+                .and_then(|d| d.into_iter().next())
+                .ok_or_else(|| SnapshotError::NotFound(key.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mounts_of(&self, r: &Record) -> Result<Vec<Mount>> {
+        let own = self.meta.dir(r.n).join("fs");
+        Ok(vec![match (r.kind, &r.parent) {
+            (Kind::View, Some(p)) => Mount::Bind {
+                source: self.tree(p)?,
+                readonly: true,
+            },
+            (kind, _) => Mount::Bind {
+                source: own,
+                readonly: kind != Kind::Active,
+            },
+        }])
+    }
+}
+
+impl Snapshotter for VfsSnapshotter {
+    fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        let from = parent.map(|p| self.tree(p)).transpose()?;
+        let rec = self.meta.create(key, parent, Kind::Active, |dir| {
+            match &from {
+                Some(tree) => crate::layer::copy_tree(tree, &dir.join("fs"))?,
+                None => std::fs::create_dir(dir.join("fs"))?,
+            }
+            Ok(())
+        })?;
+        self.mounts_of(&rec)
+    }
+
+    fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        if let Some(p) = parent {
+            self.tree(p)?;
+        }
+        let rec = self.meta.create(key, parent, Kind::View, |dir| {
+            std::fs::create_dir(dir.join("fs"))?;
+            Ok(())
+        })?;
+        self.mounts_of(&rec)
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let r = self.meta.get(key)?;
+        if r.kind == Kind::Committed {
+            return Err(SnapshotError::precondition(key, "a committed snapshot has no mounts"));
+        }
+        self.mounts_of(&r)
+    }
+
+    fn commit(&self, name: &str, key: &str) -> Result<()> {
+        self.meta.commit(name, key).map(|_| ())
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        self.meta.remove(key)
+    }
+
+    fn stat(&self, key: &str) -> Result<Info> {
+        Ok(self.meta.get(key)?.info())
+    }
+
+    fn walk(&self, f: &mut dyn FnMut(&Info)) -> Result<()> {
+        for r in self.meta.all() {
+            f(&r.info());
+        }
+        Ok(())
+    }
+
+    fn usage(&self, key: &str) -> Result<Usage> {
+        let r = self.meta.get(key)?;
+        Ok(super::usage_of(&self.meta.dir(r.n).join("fs"))?)
+    }
+
+    fn apply(&self, key: &str, tar: &mut dyn Read) -> Result<ApplyStats> {
+        let r = self.meta.get(key)?;
+        if r.kind != Kind::Active {
+            return Err(SnapshotError::precondition(
+                key,
+                "only an active snapshot takes a layer",
+            ));
+        }
+        Ok(apply_tar(&self.meta.dir(r.n).join("fs"), tar, WhiteoutMode::Delete)?)
+    }
+
+    fn diff(&self, key: &str, w: &mut dyn Write) -> Result<()> {
+        let r = self.meta.get(key)?;
+        let own = self.meta.dir(r.n).join("fs");
+        // Over nothing, everything is added (the comparison is with a directory that is not).
+        let old = match &r.parent {
+            Some(p) => self.tree(p)?,
+            None => self.meta.dir(r.n).join("no-parent"),
+        };
+        let mut changes = Vec::new();
+        crate::changes::naive_changes(&own, &old, &mut changes)?;
+        changes.sort();
+        Ok(crate::archive::write_changes_diff(&own, &changes, w)?)
+    }
+}
