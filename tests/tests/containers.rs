@@ -204,6 +204,14 @@ fn names_ids_wait_and_rename() {
     assert!(q.contains(&id) && q.contains(&rid), "{q}");
     let filtered = w.ok(&["ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}"]);
     assert_eq!(filtered.trim(), "two");
+    // Every status Docker names filters; one it does not is refused, as dockerd refuses it.
+    let exited = w.ok(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]);
+    assert_eq!(exited.trim(), "two");
+    for s in ["created", "restarting", "running", "removing", "paused", "dead"] {
+        w.ok(&["ps", "-a", "--filter", &format!("status={s}")]);
+    }
+    let err = w.fails(&["ps", "--filter", "status=zombie"]);
+    assert!(err.contains("invalid filter 'status=zombie'"), "{err}");
 }
 
 #[test]

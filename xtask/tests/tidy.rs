@@ -102,11 +102,14 @@ fn sizes_may_only_shrink() {
         check_size("new.rs", "new.rs", 1001, MAX_FILE_LINES).unwrap(),
         "new.rs is 1001 lines (at most 1000)"
     );
-    if let Some((key, max)) = OVERSIZE.first() {
-        assert_eq!(check_size(key, key, *max, MAX_FILE_LINES.max(1)), None);
-        assert!(check_size(key, key, max + 1, MAX_FILE_LINES)
-            .unwrap()
-            .contains("may only shrink"));
-        assert!(check_size(key, key, 10, MAX_FILE_LINES).unwrap().contains("take"));
-    }
+    let list = [("big.rs", 1200), ("big.rs::f", 200)];
+    assert_eq!(check_size_in(&list, "big.rs", "big.rs", 1200, MAX_FILE_LINES), None);
+    assert_eq!(
+        check_size_in(&list, "big.rs", "big.rs", 1201, MAX_FILE_LINES).unwrap(),
+        "big.rs is 1201 lines: it may only shrink (at most 1200 until it is split)"
+    );
+    assert_eq!(
+        check_size_in(&list, "big.rs::f", "big.rs:3: fn f", 150, MAX_FN_LINES).unwrap(),
+        "big.rs:3: fn f is 150 lines, within the limit: take big.rs::f off xtask's OVERSIZE"
+    );
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use wharf_container::ContainerStatus;
 
 use bollard_stubs::models as m;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SERVER};
@@ -429,7 +430,10 @@ async fn info(d: &Arc<Daemon>, version: ApiVersion) -> Res {
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let records = d.containers.records();
-    let paused = records.iter().filter(|r| r.state.status == "paused").count() as i64;
+    let paused = records
+        .iter()
+        .filter(|r| r.state.status == ContainerStatus::Paused)
+        .count() as i64;
     let running = records.iter().filter(|r| r.state.is_running()).count() as i64 - paused;
     let info = m::SystemInfo {
         id: Some(d.info.id.clone()),

@@ -2,6 +2,7 @@
 //! container's own spec describes, changed as the exec asks), resize, the exit recorded when
 //! its stream ends, and the table of execs dockerd keeps inspectable for a while after.
 
+use crate::record::ContainerStatus;
 use std::fs;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl ContainerService {
         if !rec.state.is_running() {
             return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
         }
-        if rec.state.status == "paused" {
+        if rec.state.status == ContainerStatus::Paused {
             return Err(ContainerError::Conflict(format!(
                 "Container {} is paused, unpause the container before exec",
                 rec.id

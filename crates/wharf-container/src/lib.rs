@@ -22,6 +22,7 @@ pub mod mounts;
 pub mod names;
 pub mod netsetup;
 pub mod record;
+pub mod resources;
 pub mod seccomp;
 pub mod service;
 pub mod shim;
@@ -31,5 +32,5 @@ pub mod validate;
 
 pub use error::ContainerError;
 pub use exec::ExecEntry;
-pub use record::{Record, State};
+pub use record::{ContainerStatus, Record, State};
 pub use service::{CommitOptions, ContainerService, CreateBody, ServiceConfig, UpdateBody, WaitCondition};

@@ -11,11 +11,69 @@ use serde::{Deserialize, Serialize};
 /// Docker's zero time, shown for "never".
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// Where a container is in its life. Stored (and shown by Docker) as the lowercase name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    /// Made, never started (or its start failed).
+    #[default]
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process exists, frozen.
+    Paused,
+    /// Between an exit and the start its restart policy makes.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Its process ended.
+    Exited,
+    /// A removal failed half way; only `rm -f` can finish it.
+    Dead,
+}
+
+impl ContainerStatus {
+    /// Every status, in Docker's order.
+    pub const ALL: [ContainerStatus; 7] = [
+        ContainerStatus::Created,
+        ContainerStatus::Restarting,
+        ContainerStatus::Running,
+        ContainerStatus::Removing,
+        ContainerStatus::Paused,
+        ContainerStatus::Exited,
+        ContainerStatus::Dead,
+    ];
+
+    /// The name Docker gives it (`docker ps --filter status=`, inspect's `State.Status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
+            ContainerStatus::Restarting => "restarting",
+            ContainerStatus::Removing => "removing",
+            ContainerStatus::Exited => "exited",
+            ContainerStatus::Dead => "dead",
+        }
+    }
+
+    /// Running or paused: a process exists.
+    pub fn has_process(self) -> bool {
+        matches!(self, ContainerStatus::Running | ContainerStatus::Paused)
+    }
+}
+
+impl std::fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The runtime state of a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
-    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited`, `dead`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: ContainerStatus,
     /// Host PID of the init while it runs.
     pub pid: i64,
     /// Last exit code.
@@ -36,7 +94,7 @@ pub struct State {
 impl Default for State {
     fn default() -> Self {
         State {
-            status: "created".into(),
+            status: ContainerStatus::Created,
             pid: 0,
             exit_code: 0,
             error: String::new(),
@@ -51,7 +109,7 @@ impl Default for State {
 impl State {
     /// Running or paused: a process exists.
     pub fn is_running(&self) -> bool {
-        matches!(self.status.as_str(), "running" | "paused")
+        self.status.has_process()
     }
 }
 
@@ -145,5 +203,15 @@ mod tests {
         assert_eq!(back.name, "web");
         assert_eq!(back.args, r.args);
         assert!(!d.path().join(".config.v2.json.tmp").exists());
+    }
+
+    #[test]
+    fn statuses_are_stored_by_docker_names() {
+        for s in ContainerStatus::ALL {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<ContainerStatus>(&json).unwrap(), s);
+        }
+        assert!(serde_json::from_str::<ContainerStatus>("\"zombie\"").is_err());
     }
 }

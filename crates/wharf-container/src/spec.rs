@@ -9,6 +9,8 @@ use bollard_stubs::models as m;
 use serde_json::{json, Value};
 
 use crate::error::{ContainerError, Result};
+use crate::resources::device_numbers;
+pub use crate::resources::{resources, validate_resources};
 
 /// Docker's default capabilities (SECURITY.md).
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -318,229 +320,6 @@ fn ns(kind: &str, path: Option<String>) -> Value {
     }
 }
 
-/// Validate resource values as Docker does, before anything is created.
-pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
-    let mem = hc.memory.unwrap_or(0);
-    if mem > 0 && mem < 6 * 1024 * 1024 {
-        return Err(ContainerError::Invalid("Minimum memory limit allowed is 6MB".into()));
-    }
-    if let Some(swap) = hc.memory_swap {
-        if swap > 0 && mem > 0 && swap < mem {
-            return Err(ContainerError::Invalid(
-                "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
-            ));
-        }
-        if swap > 0 && mem == 0 {
-            return Err(ContainerError::Invalid(
-                "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
-            ));
-        }
-    }
-    if let Some(r) = hc.memory_reservation {
-        if mem > 0 && r > mem {
-            return Err(ContainerError::Invalid(
-                "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
-            ));
-        }
-    }
-    if let Some(s) = hc.memory_swappiness {
-        if s != -1 && !(0..=100).contains(&s) {
-            return Err(ContainerError::Invalid(format!(
-                "Invalid value: {s}, valid memory swappiness range is 0-100"
-            )));
-        }
-    }
-    if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
-        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
-            return Err(ContainerError::Invalid(
-                "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
-            ));
-        }
-        if n < 0 || n > ncpu as i64 * 1_000_000_000 || n < 10_000_000 {
-            return Err(ContainerError::Invalid(format!(
-                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-            )));
-        }
-    }
-    if let Some(p) = hc.cpu_period.filter(|p| *p != 0) {
-        if !(1000..=1_000_000).contains(&p) {
-            return Err(ContainerError::Invalid(
-                "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)".into(),
-            ));
-        }
-    }
-    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
-        if q < 1000 {
-            return Err(ContainerError::Invalid(
-                "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
-            ));
-        }
-    }
-    if let Some(w) = hc.blkio_weight.filter(|w| *w != 0) {
-        if !(10..=1000).contains(&w) {
-            return Err(ContainerError::Invalid(
-                "Range of blkio weight is from 10 to 1000".into(),
-            ));
-        }
-    }
-    if let Some(cs) = hc.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
-        for part in cs.split(',') {
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
-                (Ok(a), Ok(b)) if a <= b => {
-                    if b >= ncpu {
-                        return Err(ContainerError::Invalid(format!(
-                            "Requested CPUs are not available - requested {cs}, available: 0-{}",
-                            ncpu - 1
-                        )));
-                    }
-                }
-                _ => return Err(ContainerError::Invalid(format!("Invalid value {cs} for cpuset cpus"))),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn device_rate(list: &Option<Vec<m::ThrottleDevice>>) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for d in list.iter().flatten() {
-        let path = d.path.clone().unwrap_or_default();
-        let (major, minor) = device_numbers(&path)?;
-        out.push(json!({"major": major, "minor": minor, "rate": d.rate.unwrap_or(0)}));
-    }
-    Ok(out)
-}
-
-fn device_numbers(path: &str) -> Result<(u64, u64)> {
-    let st = rustix::fs::stat(path).map_err(|e| ContainerError::Invalid(format!("{path}: {e}")))?;
-    let rdev = st.st_rdev;
-    Ok((rustix::fs::major(rdev) as u64, rustix::fs::minor(rdev) as u64))
-}
-
-/// The `linux.resources` object.
-pub fn resources(hc: &m::HostConfig) -> Result<Value> {
-    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
-    for (t, maj, min) in [
-        ("c", 1, 3),
-        ("c", 1, 5),
-        ("c", 1, 7),
-        ("c", 1, 8),
-        ("c", 1, 9),
-        ("c", 5, 0),
-        ("c", 5, 1),
-        ("c", 5, 2),
-        ("c", 136, -1),
-        ("c", 10, 200),
-    ] {
-        let mut d = json!({"allow": true, "type": t, "major": maj, "access": "rwm"});
-        if min >= 0 {
-            d["minor"] = json!(min);
-        }
-        devices.push(d);
-    }
-    if hc.privileged.unwrap_or(false) {
-        devices = vec![json!({"allow": true, "access": "rwm"})];
-    }
-    let mut r = json!({ "devices": devices });
-    let mut mem = serde_json::Map::new();
-    if let Some(v) = hc.memory.filter(|v| *v > 0) {
-        mem.insert("limit".into(), json!(v));
-        match hc.memory_swap {
-            Some(s) if s != 0 => {
-                mem.insert("swap".into(), json!(s));
-            }
-            // Docker: unset swap means twice the memory limit.
-            _ => {
-                mem.insert("swap".into(), json!(v * 2));
-            }
-        }
-    }
-    if let Some(v) = hc.memory_reservation.filter(|v| *v > 0) {
-        mem.insert("reservation".into(), json!(v));
-    }
-    if let Some(v) = hc.memory_swappiness.filter(|v| *v >= 0) {
-        mem.insert("swappiness".into(), json!(v));
-    }
-    if hc.oom_kill_disable.unwrap_or(false) {
-        mem.insert("disableOOMKiller".into(), json!(true));
-    }
-    if !mem.is_empty() {
-        r["memory"] = Value::Object(mem);
-    }
-    let mut cpu = serde_json::Map::new();
-    if let Some(v) = hc.cpu_shares.filter(|v| *v > 0) {
-        cpu.insert("shares".into(), json!(v));
-    }
-    if let Some(n) = hc.nano_cpus.filter(|v| *v > 0) {
-        let period = 100_000i64;
-        cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
-    }
-    if let Some(v) = hc.cpu_period.filter(|v| *v > 0) {
-        cpu.insert("period".into(), json!(v));
-    }
-    if let Some(v) = hc.cpu_quota.filter(|v| *v != 0) {
-        cpu.insert("quota".into(), json!(v));
-    }
-    if let Some(v) = hc.cpuset_cpus.as_deref().filter(|v| !v.is_empty()) {
-        cpu.insert("cpus".into(), json!(v));
-    }
-    if let Some(v) = hc.cpuset_mems.as_deref().filter(|v| !v.is_empty()) {
-        cpu.insert("mems".into(), json!(v));
-    }
-    // The real-time budget, as given: a parent without one refuses it at start, as with Docker.
-    if let Some(v) = hc.cpu_realtime_period.filter(|v| *v > 0) {
-        cpu.insert("realtimePeriod".into(), json!(v));
-    }
-    if let Some(v) = hc.cpu_realtime_runtime.filter(|v| *v != 0) {
-        cpu.insert("realtimeRuntime".into(), json!(v));
-    }
-    if !cpu.is_empty() {
-        r["cpu"] = Value::Object(cpu);
-    }
-    if let Some(v) = hc.pids_limit.filter(|v| *v != 0) {
-        r["pids"] = json!({"limit": v});
-    }
-    let mut blk = serde_json::Map::new();
-    if let Some(w) = hc.blkio_weight.filter(|v| *v > 0) {
-        if cgroup_v2() {
-            // runc's mapping, written through `unified`: libcgroups 0.7 converts the weight in
-            // u16 arithmetic, which overflows for any weight above 16.
-            let (file, value) = io_weight_v2(w, std::path::Path::new("/sys/module/bfq").exists());
-            r["unified"] = json!({ file: value });
-        } else {
-            blk.insert("weight".into(), json!(w));
-        }
-    }
-    for (key, list) in [
-        ("throttleReadBpsDevice", &hc.blkio_device_read_bps),
-        ("throttleWriteBpsDevice", &hc.blkio_device_write_bps),
-        ("throttleReadIOPSDevice", &hc.blkio_device_read_iops),
-        ("throttleWriteIOPSDevice", &hc.blkio_device_write_iops),
-    ] {
-        let v = device_rate(list)?;
-        if !v.is_empty() {
-            blk.insert(key.into(), json!(v));
-        }
-    }
-    if !blk.is_empty() {
-        r["blockIO"] = Value::Object(blk);
-    }
-    Ok(r)
-}
-
-/// `--blkio-weight` (10 to 1000) on cgroup v2, as runc writes it: BFQ's own weight when the
-/// BFQ scheduler is loaded, else `io.weight` mapped linearly onto 1 to 10000.
-fn io_weight_v2(weight: u16, bfq: bool) -> (&'static str, String) {
-    if bfq {
-        ("io.bfq.weight", weight.to_string())
-    } else {
-        let w = u32::from(weight);
-        ("io.weight", (1 + w.saturating_sub(10) * 9999 / 990).to_string())
-    }
-}
-
 /// Is `/sys/fs/cgroup` the unified (v2) hierarchy?
 pub fn cgroup_v2() -> bool {
     rustix::fs::statfs("/sys/fs/cgroup")
@@ -624,6 +403,53 @@ fn rlimit_type(name: &str) -> Result<String> {
 /// Build the whole spec.
 pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>) -> Result<Value> {
     let privileged = hc.privileged.unwrap_or(false);
+    let ro = hc.readonly_rootfs.unwrap_or(false);
+    let process = process(cfg, hc, &input)?;
+    let mounts = mounts(hc, &input);
+    let (namespaces, uts_mode, net_mode) = namespaces(hc, &input);
+    let sysctl = sysctls(hc, &net_mode);
+    let (devices, resources) = devices(hc)?;
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": input.cgroup_path,
+        "resources": resources,
+        "devices": devices,
+    });
+    if !privileged {
+        linux["maskedPaths"] = json!(hc.masked_paths.clone().unwrap_or_else(|| strings(MASKED)));
+        linux["readonlyPaths"] = json!(hc.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)));
+    }
+    if !sysctl.is_empty() {
+        linux["sysctl"] = json!(sysctl);
+    }
+    // `seccomp::for_container` already left Docker's default out for `--privileged`; a
+    // profile given explicitly applies even then (Docker 25+).
+    if let Some(p) = input.seccomp {
+        linux["seccomp"] = p;
+    }
+    let hostname = cfg.hostname.clone().unwrap_or_default();
+    let mut spec = json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": input.rootfs, "readonly": ro},
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if let Some(a) = hc.annotations.as_ref().filter(|a| !a.is_empty()) {
+        spec["annotations"] = json!(a);
+    }
+    if uts_mode != "host" {
+        spec["hostname"] = json!(hostname);
+        if let Some(d) = cfg.domainname.as_deref().filter(|d| !d.is_empty()) {
+            spec["domainname"] = json!(d);
+        }
+    }
+    Ok(spec)
+}
+
+/// The spec's `process`: argv (behind the init with `--init`), env, user, cwd, capabilities,
+/// rlimits, and the few process flags Docker sets.
+fn process(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: &SpecInput<'_>) -> Result<Value> {
     let caps = capabilities(hc)?;
     let tty = cfg.tty.unwrap_or(false);
     let cwd = cfg
@@ -654,7 +480,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     if input.init.is_some() {
         args.extend([INIT_PATH.to_string(), "--".to_string()]);
     }
-    args.extend(input.argv);
+    args.extend(input.argv.iter().cloned());
     let mut process = json!({
         "terminal": tty,
         "user": {"uid": input.user.uid, "gid": input.user.gid, "additionalGids": input.user.additional},
@@ -680,7 +506,13 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     if let Some(size) = hc.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
         process["consoleSize"] = json!({"height": size[0], "width": size[1]});
     }
+    Ok(process)
+}
 
+/// The spec's `mounts`: Docker's standard set, `/dev/shm`, the init, the hosts, hostname and
+/// resolv.conf files (unless a user's mount is there), `--tmpfs`, then the user's mounts.
+fn mounts(hc: &m::HostConfig, input: &SpecInput<'_>) -> Vec<Value> {
+    let privileged = hc.privileged.unwrap_or(false);
     let shm = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
     let files = input.files;
     let mut mounts = vec![
@@ -733,7 +565,11 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
     mounts.extend(input.user_mounts.iter().cloned());
+    mounts
+}
 
+/// The namespaces a container gets or joins, with its UTS and network modes.
+fn namespaces(hc: &m::HostConfig, input: &SpecInput<'_>) -> (Vec<Value>, String, String) {
     let mode = |v: &Option<String>| v.clone().unwrap_or_default();
     let pid_mode = mode(&hc.pid_mode);
     let ipc_mode = mode(&hc.ipc_mode);
@@ -755,7 +591,11 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
     if cgroupns_private(hc) {
         namespaces.push(ns("cgroup", None));
     }
+    (namespaces, uts_mode, net_mode)
+}
 
+/// `--sysctl`, over Docker's defaults in a network namespace of the container's own.
+fn sysctls(hc: &m::HostConfig, net_mode: &str) -> BTreeMap<String, String> {
     let mut sysctl = BTreeMap::new();
     for (k, v) in hc.sysctls.iter().flatten() {
         sysctl.insert(k.clone(), v.clone());
@@ -771,6 +611,12 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
             sysctl.entry(k.to_string()).or_insert_with(|| v.to_string());
         }
     }
+    sysctl
+}
+
+/// `--device`s (and the host's with `--privileged`), and the resources with their cgroup rules.
+fn devices(hc: &m::HostConfig) -> Result<(Vec<Value>, Value)> {
+    let privileged = hc.privileged.unwrap_or(false);
     let mut devices = Vec::new();
     for d in hc.devices.iter().flatten() {
         let host = d.path_on_host.clone().unwrap_or_default();
@@ -814,42 +660,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
             );
         }
     }
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": input.cgroup_path,
-        "resources": resources,
-        "devices": devices,
-    });
-    if !privileged {
-        linux["maskedPaths"] = json!(hc.masked_paths.clone().unwrap_or_else(|| strings(MASKED)));
-        linux["readonlyPaths"] = json!(hc.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)));
-    }
-    if !sysctl.is_empty() {
-        linux["sysctl"] = json!(sysctl);
-    }
-    // `seccomp::for_container` already left Docker's default out for `--privileged`; a
-    // profile given explicitly applies even then (Docker 25+).
-    if let Some(p) = input.seccomp {
-        linux["seccomp"] = p;
-    }
-    let hostname = cfg.hostname.clone().unwrap_or_default();
-    let mut spec = json!({
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": input.rootfs, "readonly": ro},
-        "mounts": mounts,
-        "linux": linux,
-    });
-    if let Some(a) = hc.annotations.as_ref().filter(|a| !a.is_empty()) {
-        spec["annotations"] = json!(a);
-    }
-    if uts_mode != "host" {
-        spec["hostname"] = json!(hostname);
-        if let Some(d) = cfg.domainname.as_deref().filter(|d| !d.is_empty()) {
-            spec["domainname"] = json!(d);
-        }
-    }
-    Ok(spec)
+    Ok((devices, resources))
 }
 
 /// `Entrypoint` and `Cmd` merged with the image's exactly as Docker does; returns the argv.
@@ -882,6 +693,7 @@ pub fn merge_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::io_weight_v2;
 
     const PASSWD: &str =
         "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\npg:x:70:70::/var/lib/pg:/bin/sh\n";

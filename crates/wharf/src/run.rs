@@ -391,29 +391,7 @@ impl CreateOpts {
         let image = self.argv[0].clone();
         unknown_flag(&image)?;
         let cmd: Vec<String> = self.argv[1..].to_vec();
-        let mut env = Vec::new();
-        for f in &self.env_file {
-            let text = std::fs::read_to_string(f).map_err(|e| CliError::Usage(format!("open {f}: {e}")))?;
-            for line in text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                env.push(line.to_string());
-            }
-        }
-        env.extend(self.env.iter().cloned());
-        // `-e NAME` takes the value from this environment, as the docker CLI does.
-        let env: Vec<String> = env
-            .into_iter()
-            .filter_map(|e| {
-                if e.contains('=') {
-                    Some(e)
-                } else {
-                    std::env::var(&e).ok().map(|v| format!("{e}={v}"))
-                }
-            })
-            .collect();
+        let env = self.env_list()?;
         let attach = |s: &str| {
             if self.attach.is_empty() {
                 s != "stdin" || self.interactive
@@ -515,31 +493,9 @@ impl CreateOpts {
         hc["Mounts"] = Value::Array(self.mount.iter().map(|m| mount_flag(m)).collect::<Result<_>>()?);
         hc["VolumesFrom"] = json!(self.volumes_from);
         hc["Sysctls"] = json!(key_values(&self.sysctl));
-        let mut ulimits = Vec::new();
-        for u in &self.ulimit {
-            let (name, vals) = u
-                .split_once('=')
-                .ok_or_else(|| CliError::Usage(format!("invalid ulimit argument: {u}")))?;
-            let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-            let n = |s: &str| {
-                s.parse::<i64>()
-                    .map_err(|_| CliError::Usage(format!("invalid ulimit argument: {u}")))
-            };
-            ulimits.push(json!({"Name": name, "Soft": n(soft)?, "Hard": n(hard)?}));
-        }
+        let ulimits = self.ulimits()?;
         hc["Ulimits"] = Value::Array(ulimits);
-        let mut devices = Vec::new();
-        for d in &self.device {
-            let parts: Vec<&str> = d.split(':').collect();
-            let (host, ctr, perms) = match parts.as_slice() {
-                [h] => (*h, *h, "rwm"),
-                [h, c] if c.chars().all(|x| "rwm".contains(x)) => (*h, *h, *c),
-                [h, c] => (*h, *c, "rwm"),
-                [h, c, p] => (*h, *c, *p),
-                _ => return Err(CliError::Usage(format!("invalid device specification: {d}"))),
-            };
-            devices.push(json!({"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}));
-        }
+        let devices = self.devices()?;
         hc["Devices"] = Value::Array(devices);
         if self.log_driver.is_some() || !self.log_opt.is_empty() {
             hc["LogConfig"] = json!({
@@ -554,6 +510,76 @@ impl CreateOpts {
         hc["PortBindings"] = Value::Object(bindings);
         hc["PublishAllPorts"] = json!(self.publish_all);
         hc["Links"] = json!(self.link);
+        self.networking(&mut config, &mut hc)?;
+        config["HostConfig"] = hc;
+        Ok(config)
+    }
+
+    /// `--env-file`s, then `-e`s; `-e NAME` takes the value from this environment, as the
+    /// docker CLI does.
+    fn env_list(&self) -> Result<Vec<String>> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            let text = std::fs::read_to_string(f).map_err(|e| CliError::Usage(format!("open {f}: {e}")))?;
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                env.push(line.to_string());
+            }
+        }
+        env.extend(self.env.iter().cloned());
+        // `-e NAME` takes the value from this environment, as the docker CLI does.
+        Ok(env
+            .into_iter()
+            .filter_map(|e| {
+                if e.contains('=') {
+                    Some(e)
+                } else {
+                    std::env::var(&e).ok().map(|v| format!("{e}={v}"))
+                }
+            })
+            .collect())
+    }
+
+    /// `--ulimit name=soft[:hard]`.
+    fn ulimits(&self) -> Result<Vec<Value>> {
+        let mut ulimits = Vec::new();
+        for u in &self.ulimit {
+            let (name, vals) = u
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("invalid ulimit argument: {u}")))?;
+            let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+            let n = |s: &str| {
+                s.parse::<i64>()
+                    .map_err(|_| CliError::Usage(format!("invalid ulimit argument: {u}")))
+            };
+            ulimits.push(json!({"Name": name, "Soft": n(soft)?, "Hard": n(hard)?}));
+        }
+        Ok(ulimits)
+    }
+
+    /// `--device host[:container][:perms]`.
+    fn devices(&self) -> Result<Vec<Value>> {
+        let mut devices = Vec::new();
+        for d in &self.device {
+            let parts: Vec<&str> = d.split(':').collect();
+            let (host, ctr, perms) = match parts.as_slice() {
+                [h] => (*h, *h, "rwm"),
+                [h, c] if c.chars().all(|x| "rwm".contains(x)) => (*h, *h, *c),
+                [h, c] => (*h, *c, "rwm"),
+                [h, c, p] => (*h, *c, *p),
+                _ => return Err(CliError::Usage(format!("invalid device specification: {d}"))),
+            };
+            devices.push(json!({"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}));
+        }
+        Ok(devices)
+    }
+
+    /// `--network` (several), and the container-wide `--network-alias`, `--ip`, `--ip6` and
+    /// `--mac-address`, which are the first network's.
+    fn networking(&self, config: &mut Value, hc: &mut Value) -> Result<()> {
         let nets = self
             .network
             .iter()
@@ -586,8 +612,7 @@ impl CreateOpts {
             }
             config["NetworkingConfig"] = json!({"EndpointsConfig": endpoints});
         }
-        config["HostConfig"] = hc;
-        Ok(config)
+        Ok(())
     }
 
     /// Create the container; returns its ID.

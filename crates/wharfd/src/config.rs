@@ -301,15 +301,7 @@ impl Settings {
             key: tlskey.unwrap_or_else(|| cert_dir().join("key.pem")),
             client_ca: verify.then(|| tlscacert.unwrap_or_else(|| cert_dir().join("ca.pem"))),
         });
-        let debug = f.debug || file.debug.unwrap_or(false);
-        let log_level = if debug {
-            "debug".to_string()
-        } else {
-            log_level.unwrap_or_else(|| "info".into())
-        };
-        if !matches!(log_level.as_str(), "debug" | "info" | "warn" | "error" | "fatal") {
-            bail!("unable to parse logging level: {log_level}");
-        }
+        let log_level = checked_log_level(f.debug || file.debug.unwrap_or(false), log_level)?;
         Ok(Settings {
             hosts: hosts.unwrap_or_else(|| vec!["unix:///run/wharf/wharf.sock".into()]),
             data_root: data_root.unwrap_or_else(|| "/var/lib/wharf".into()),
@@ -331,17 +323,7 @@ impl Settings {
             init_path: init_path.or_else(find_init),
             net: NetSettings {
                 bridge: bridge.unwrap_or_else(|| "wharf0".into()),
-                bip: bip
-                    .map(|b| -> Result<(std::net::Ipv4Addr, u8)> {
-                        let (ip, p) = b
-                            .split_once('/')
-                            .with_context(|| format!("invalid bip {b}: use ADDRESS/PREFIX"))?;
-                        Ok((
-                            ip.parse().with_context(|| format!("invalid bip {b}"))?,
-                            p.parse().with_context(|| format!("invalid bip {b}"))?,
-                        ))
-                    })
-                    .transpose()?,
+                bip: bip.as_deref().map(parse_bip).transpose()?,
                 pools: pools.unwrap_or_default(),
                 mtu,
                 iptables: iptables.unwrap_or(true),
@@ -364,6 +346,30 @@ impl Settings {
             },
         })
     }
+}
+
+/// `--bip ADDRESS/PREFIX`.
+fn parse_bip(b: &str) -> Result<(std::net::Ipv4Addr, u8)> {
+    let (ip, p) = b
+        .split_once('/')
+        .with_context(|| format!("invalid bip {b}: use ADDRESS/PREFIX"))?;
+    Ok((
+        ip.parse().with_context(|| format!("invalid bip {b}"))?,
+        p.parse().with_context(|| format!("invalid bip {b}"))?,
+    ))
+}
+
+/// `--log-level` (`debug` with `--debug`), one of dockerd's names.
+fn checked_log_level(debug: bool, level: Option<String>) -> Result<String> {
+    let level = if debug {
+        "debug".to_string()
+    } else {
+        level.unwrap_or_else(|| "info".into())
+    };
+    if !matches!(level.as_str(), "debug" | "info" | "warn" | "error" | "fatal") {
+        bail!("unable to parse logging level: {level}");
+    }
+    Ok(level)
 }
 
 /// The init binary from PATH, as dockerd finds `docker-init`; Debian's static tini otherwise.

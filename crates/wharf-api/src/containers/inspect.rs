@@ -10,6 +10,7 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use wharf_container::record::ZERO_TIME;
+use wharf_container::ContainerStatus;
 
 /// `HostConfig` fields dockerd's inspect always shows, at their zero value when unset.
 const HOST_CONFIG_ZEROS: &[(&str, Zero)] = &[
@@ -109,10 +110,10 @@ pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersio
         "State": {
             "Status": r.state.status,
             "Running": running,
-            "Paused": r.state.status == "paused",
-            "Restarting": r.state.status == "restarting",
+            "Paused": r.state.status == ContainerStatus::Paused,
+            "Restarting": r.state.status == ContainerStatus::Restarting,
             "OOMKilled": r.state.oom_killed,
-            "Dead": r.state.status == "dead",
+            "Dead": r.state.status == ContainerStatus::Dead,
             "Pid": r.state.pid,
             "ExitCode": r.state.exit_code,
             "Error": r.state.error,

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wharf_container::logs::parse_time;
 use wharf_container::record::ZERO_TIME;
+use wharf_container::ContainerStatus;
 use wharf_container::Record;
 
 /// `POST /containers/prune` with `until`, `label` and `label!` filters.
@@ -56,8 +57,8 @@ pub(crate) fn now_unix() -> i64 {
 
 pub(crate) fn status_text(r: &Record) -> String {
     let now = now_unix();
-    match r.state.status.as_str() {
-        "running" => {
+    match r.state.status {
+        ContainerStatus::Running => {
             let up = wharf_units::human_duration(now - unix(&r.state.started_at));
             match r.state.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => format!("Up {up} (health: starting)"),
@@ -65,22 +66,22 @@ pub(crate) fn status_text(r: &Record) -> String {
                 None => format!("Up {up}"),
             }
         }
-        "paused" => format!(
+        ContainerStatus::Paused => format!(
             "Up {} (Paused)",
             wharf_units::human_duration(now - unix(&r.state.started_at))
         ),
-        "restarting" => format!(
+        ContainerStatus::Restarting => format!(
             "Restarting ({}) {} ago",
             r.state.exit_code,
             wharf_units::human_duration(now - unix(&r.state.finished_at))
         ),
-        "exited" if r.state.finished_at != ZERO_TIME => format!(
+        ContainerStatus::Exited if r.state.finished_at != ZERO_TIME => format!(
             "Exited ({}) {} ago",
             r.state.exit_code,
             wharf_units::human_duration(now - unix(&r.state.finished_at))
         ),
-        "removing" => "Removal In Progress".into(),
-        "dead" => "Dead".into(),
+        ContainerStatus::Removing => "Removal In Progress".into(),
+        ContainerStatus::Dead => "Dead".into(),
         _ => "Created".into(),
     }
 }
@@ -174,6 +175,12 @@ pub(crate) fn list(d: &Arc<Daemon>, q: &Query) -> Res {
             return Err(ApiError::invalid(format!("invalid filter '{k}'")));
         }
     }
+    // As dockerd: a status that is none of a container's is the client's mistake.
+    for v in filters.get("status").into_iter().flatten() {
+        if !ContainerStatus::ALL.iter().any(|s| s.as_str() == v) {
+            return Err(ApiError::invalid(format!("invalid filter 'status={v}'")));
+        }
+    }
     let ancestors: Vec<String> = filters
         .get("ancestor")
         .into_iter()
@@ -193,11 +200,11 @@ pub(crate) fn list(d: &Arc<Daemon>, q: &Query) -> Res {
             && limit <= 0
             && !has("exited")
             && !r.state.is_running()
-            && r.state.status != "restarting"
+            && r.state.status != ContainerStatus::Restarting
         {
             continue;
         }
-        if !any("status", &|s| s == r.state.status) {
+        if !any("status", &|s| s == r.state.status.as_str()) {
             continue;
         }
         if !any("name", &|n| r.name.contains(n.trim_start_matches('/'))) {
@@ -212,7 +219,9 @@ pub(crate) fn list(d: &Arc<Daemon>, q: &Query) -> Res {
         {
             continue;
         }
-        if has("exited") && !(r.state.status == "exited" && any("exited", &|c| c == r.state.exit_code.to_string())) {
+        if has("exited")
+            && !(r.state.status == ContainerStatus::Exited && any("exited", &|c| c == r.state.exit_code.to_string()))
+        {
             continue;
         }
         if !any("volume", &|v| {

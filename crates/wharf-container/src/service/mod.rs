@@ -9,6 +9,7 @@
 //! whole; a container's root is mounted only while it runs; every running container has a
 //! monitor task waiting on its shim, so an exit is recorded even when nobody asks.
 
+use crate::record::ContainerStatus;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -428,7 +429,7 @@ impl ContainerService {
 
     pub(crate) fn save(&self, e: &Entry) -> Result<()> {
         let rec = e.snapshot();
-        if rec.state.status == "removing" {
+        if rec.state.status == ContainerStatus::Removing {
             // The removal owns the directory now: a record written into it would stop the
             // directory's removal and bring the container back at the next start.
             return Ok(());

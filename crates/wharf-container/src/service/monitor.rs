@@ -5,6 +5,7 @@
 use super::*;
 use crate::error::{ContainerError, Result};
 use crate::netsetup;
+use crate::record::ContainerStatus;
 use crate::record::Record;
 use crate::shim::{self, ShimStream};
 use std::fs;
@@ -17,9 +18,9 @@ impl ContainerService {
     pub async fn restore(self: &Arc<Self>) {
         for e in self.all() {
             let rec = e.snapshot();
-            if rec.state.status == "removing" {
+            if rec.state.status == ContainerStatus::Removing {
                 // A removal the last daemon did not finish: finish it, as dockerd does.
-                e.rec.lock().expect("record lock").state.status = "dead".into();
+                e.rec.lock().expect("record lock").state.status = ContainerStatus::Dead;
                 if let Err(err) = self.remove(&rec.id, true, true).await {
                     tracing::warn!(id = %rec.id, "finishing an interrupted removal: {err}");
                 }
@@ -56,7 +57,7 @@ impl ContainerService {
                 .map(|n| n.to_string())
                 .unwrap_or_default();
             if (policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped))
-                && matches!(rec.state.status.as_str(), "exited" | "restarting")
+                && matches!(rec.state.status, ContainerStatus::Exited | ContainerStatus::Restarting)
             {
                 let me = self.clone();
                 tokio::spawn(async move {
@@ -74,7 +75,7 @@ impl ContainerService {
     /// `paused`.
     pub(crate) async fn reconcile_freezer(&self, e: &Arc<Entry>) {
         let rec = e.snapshot();
-        let paused = rec.state.status == "paused";
+        let paused = rec.state.status == ContainerStatus::Paused;
         match (paused, crate::cgroup::frozen(&self.cgroup_path(&rec))) {
             (false, Some(true)) => {
                 tracing::warn!(id = %rec.id, "thawing a container an interrupted operation left frozen");
@@ -83,7 +84,7 @@ impl ContainerService {
                 }
             }
             (true, Some(false)) => {
-                e.rec.lock().expect("record lock").state.status = "running".into();
+                e.rec.lock().expect("record lock").state.status = ContainerStatus::Running;
                 let _ = self.save(e);
             }
             _ => {}
@@ -136,7 +137,11 @@ impl ContainerService {
                     "on-failure" => exit.exit_code != 0 && (retry == 0 || r.restart_count < retry),
                     _ => false,
                 };
-            r.state.status = if will_restart { "restarting" } else { "exited" }.into();
+            r.state.status = if will_restart {
+                ContainerStatus::Restarting
+            } else {
+                ContainerStatus::Exited
+            };
             r.state.pid = 0;
             // Its execs ended with it.
             r.exec_ids.clear();
@@ -223,7 +228,7 @@ impl ContainerService {
         };
         {
             let mut r = e.rec.lock().expect("record lock");
-            r.state.status = "restarting".into();
+            r.state.status = ContainerStatus::Restarting;
         }
         let me = self.clone();
         let e = e.clone();
@@ -232,9 +237,9 @@ impl ContainerService {
             let _op = e.op.lock().await;
             let (status, manually) = {
                 let r = e.rec.lock().expect("record lock");
-                (r.state.status.clone(), r.manually_stopped)
+                (r.state.status, r.manually_stopped)
             };
-            if status != "restarting" || manually {
+            if status != ContainerStatus::Restarting || manually {
                 return;
             }
             // Still `restarting` until the start says otherwise (`running`, or `exited` with

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
+use crate::record::ContainerStatus;
 use crate::shim::{self};
 use wharf_shim_proto::Request;
 
@@ -14,18 +15,22 @@ impl ContainerService {
         if !rec.state.is_running() {
             return Err(ContainerError::Conflict(format!("Container {} is not running", rec.id)));
         }
-        if pause && rec.state.status == "paused" {
+        if pause && rec.state.status == ContainerStatus::Paused {
             return Err(ContainerError::Conflict(format!(
                 "Container {} is already paused",
                 rec.id
             )));
         }
-        if !pause && rec.state.status != "paused" {
+        if !pause && rec.state.status != ContainerStatus::Paused {
             return Err(ContainerError::Conflict(format!("Container {} is not paused", rec.id)));
         }
         let req = if pause { Request::Pause } else { Request::Resume };
         shim::call(&self.shim_socket(&rec.id), &req).await?;
-        e.rec.lock().expect("record lock").state.status = if pause { "paused" } else { "running" }.into();
+        e.rec.lock().expect("record lock").state.status = if pause {
+            ContainerStatus::Paused
+        } else {
+            ContainerStatus::Running
+        };
         self.save(&e)?;
         self.emit(&rec, if pause { "pause" } else { "unpause" }, &[]);
         Ok(())

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
+use crate::record::ContainerStatus;
 use crate::record::Record;
 use crate::shim::{self};
 use std::fs;
@@ -16,9 +17,9 @@ impl ContainerService {
         let e = self.lookup(name)?;
         let _op = e.op.lock().await;
         let rec = e.snapshot();
-        if rec.state.is_running() || rec.state.status == "restarting" {
+        if rec.state.is_running() || rec.state.status == ContainerStatus::Restarting {
             if !force {
-                let what = if rec.state.status == "paused" {
+                let what = if rec.state.status == ContainerStatus::Paused {
                     "paused"
                 } else {
                     "running"
@@ -32,7 +33,7 @@ impl ContainerService {
             if rec.state.is_running() {
                 let seen = e.gen.borrow().exits;
                 let sock = self.shim_socket(&rec.id);
-                if rec.state.status == "paused" {
+                if rec.state.status == ContainerStatus::Paused {
                     let _ = shim::call(&sock, &Request::Resume).await;
                 }
                 let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
@@ -47,7 +48,7 @@ impl ContainerService {
                 self.clear_cgroups(&rec).await;
             }
         }
-        if e.snapshot().state.status == "removing" {
+        if e.snapshot().state.status == ContainerStatus::Removing {
             return Err(ContainerError::Conflict(format!(
                 "removal of container {} is already in progress",
                 rec.id
@@ -65,12 +66,12 @@ impl ContainerService {
             // The shim could not remove cgroups that still held a process: they go here.
             self.clear_cgroups(&rec).await;
         }
-        e.rec.lock().expect("record lock").state.status = "removing".into();
+        e.rec.lock().expect("record lock").state.status = ContainerStatus::Removing;
         self.unmount_root(&rec.id);
         let dir = self.container_dir(&rec.id);
         if is_mountpoint(&dir.join("merged")) {
             // Removing through a mounted root would delete the image's files in it.
-            e.rec.lock().expect("record lock").state.status = rec.state.status.clone();
+            e.rec.lock().expect("record lock").state.status = rec.state.status;
             return Err(ContainerError::Internal(format!(
                 "container {}: its root filesystem is still mounted; try again",
                 rec.id
@@ -102,7 +103,7 @@ impl ContainerService {
                 let msg = format!("removal of container {} failed: {err}", rec.id);
                 {
                     let mut r = e.rec.lock().expect("record lock");
-                    r.state.status = "dead".into();
+                    r.state.status = ContainerStatus::Dead;
                     r.state.error = msg.clone();
                 }
                 return Err(ContainerError::Internal(msg));
@@ -133,7 +134,7 @@ impl ContainerService {
         let mut gone = Vec::new();
         let mut bytes = 0;
         for r in self.records() {
-            if r.state.is_running() || r.state.status == "restarting" || keep(&r) {
+            if r.state.is_running() || r.state.status == ContainerStatus::Restarting || keep(&r) {
                 continue;
             }
             let size = self.sizes(&r.id).map(|s| s.0).unwrap_or(0);

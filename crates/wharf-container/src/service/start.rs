@@ -5,6 +5,7 @@
 use super::*;
 use crate::error::{ContainerError, Result};
 use crate::health;
+use crate::record::ContainerStatus;
 use crate::record::Record;
 use crate::shim::{self, ShimStream};
 use crate::{netsetup, spec};
@@ -20,7 +21,7 @@ impl ContainerService {
     pub(crate) fn join_target(&self, name: &str, what: &str) -> Result<(i64, String)> {
         let e = self.lookup(name)?;
         let r = e.snapshot();
-        if !matches!(r.state.status.as_str(), "running" | "paused") || r.state.pid <= 0 {
+        if !matches!(r.state.status, ContainerStatus::Running | ContainerStatus::Paused) || r.state.pid <= 0 {
             return Err(ContainerError::Conflict(if what == "network" {
                 format!("cannot join network of a non running container: {name}")
             } else {
@@ -39,14 +40,14 @@ impl ContainerService {
 
     pub(crate) async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
         let rec = e.snapshot();
-        match rec.state.status.as_str() {
-            "running" => return Err(ContainerError::NotModified),
-            "paused" => {
+        match rec.state.status {
+            ContainerStatus::Running => return Err(ContainerError::NotModified),
+            ContainerStatus::Paused => {
                 return Err(ContainerError::Conflict(
                     "cannot start a paused container, try unpause instead".into(),
                 ))
             }
-            "removing" | "dead" => {
+            ContainerStatus::Removing | ContainerStatus::Dead => {
                 return Err(ContainerError::Conflict(format!(
                     "container {} is marked for removal and cannot be started",
                     rec.id
@@ -59,7 +60,7 @@ impl ContainerService {
                 {
                     let mut r = e.rec.lock().expect("record lock");
                     r.net = net;
-                    r.state.status = "running".into();
+                    r.state.status = ContainerStatus::Running;
                     r.state.pid = i64::from(pid);
                     r.state.started_at = now_nanos();
                     r.state.error.clear();
@@ -92,8 +93,8 @@ impl ContainerService {
                     } else {
                         128
                     };
-                    if r.state.status == "running" {
-                        r.state.status = "exited".into();
+                    if r.state.status == ContainerStatus::Running {
+                        r.state.status = ContainerStatus::Exited;
                     }
                 }
                 let _ = self.save(e);

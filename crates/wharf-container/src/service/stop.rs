@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
+use crate::record::ContainerStatus;
 use crate::shim::{self};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +30,9 @@ impl ContainerService {
 
     pub(crate) async fn stop_locked(&self, e: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let rec = e.snapshot();
-        if rec.state.status == "restarting" {
+        if rec.state.status == ContainerStatus::Restarting {
             e.rec.lock().expect("record lock").manually_stopped = true;
-            e.rec.lock().expect("record lock").state.status = "exited".into();
+            e.rec.lock().expect("record lock").state.status = ContainerStatus::Exited;
             self.save(e)?;
             return Ok(());
         }
@@ -41,7 +42,7 @@ impl ContainerService {
         e.rec.lock().expect("record lock").manually_stopped = true;
         let _ = self.save(e);
         let sock = self.shim_socket(&rec.id);
-        if rec.state.status == "paused" {
+        if rec.state.status == ContainerStatus::Paused {
             let _ = shim::call(&sock, &Request::Resume).await;
         }
         let seen = e.gen.borrow().exits;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
+use crate::record::ContainerStatus;
 use crate::record::Record;
 use crate::shim::{self};
 use crate::spec;
@@ -111,7 +112,7 @@ impl ContainerService {
         }
         e.rec.lock().expect("record lock").host_config = hc;
         let applied = async {
-            if matches!(old.state.status.as_str(), "running" | "paused") {
+            if matches!(old.state.status, ContainerStatus::Running | ContainerStatus::Paused) {
                 shim::call(&self.shim_socket(&old.id), &Request::Update { resources })
                     .await
                     .map_err(|err| ContainerError::Internal(err.to_string()))?;

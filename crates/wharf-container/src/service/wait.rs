@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::Result;
+use crate::record::ContainerStatus;
 
 impl ContainerService {
     /// `POST /containers/{id}/wait`: a future for the exit code, set up before it is awaited
@@ -14,7 +15,7 @@ impl ContainerService {
         let e = self.lookup(name)?;
         let mut rx = e.gen.subscribe();
         let start = *rx.borrow();
-        let running = e.snapshot().state.is_running() || e.snapshot().state.status == "restarting";
+        let running = e.snapshot().state.is_running() || e.snapshot().state.status == ContainerStatus::Restarting;
         Ok(async move {
             let code = |e: &Entry| {
                 let r = e.rec.lock().expect("record lock");
