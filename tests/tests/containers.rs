@@ -1863,3 +1863,66 @@ fn exec_ids_list_the_execs_still_running() {
     assert_eq!((v["Running"].as_bool(), v["ExitCode"].as_i64()), (Some(false), Some(0)));
     w.ok(&["rm", "-f", "ex1"]);
 }
+
+/// Puts a stopped daemon's data root back as wharf wrote it before container roots were
+/// snapshots (ARCHITECTURE.md of then): overlay2 kept a container's read-write layer in
+/// `containers/<id>/rw/{diff,work}` over an `init` directory of its own, vfs its whole root
+/// in `containers/<id>/rootfs`, and there was no `snapshots/`.
+fn to_layout_before_snapshots(data_root: &std::path::Path, driver: &str) {
+    use std::fs;
+    let store = data_root.join("snapshots").join(driver);
+    for e in fs::read_dir(store.join("meta")).unwrap() {
+        let p = e.unwrap().path();
+        let rec: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        let key = rec["key"].as_str().unwrap();
+        if key.starts_with("init-") {
+            continue;
+        }
+        let own = store.join("snapshots").join(rec["n"].to_string()).join("fs");
+        let dir = data_root.join("containers").join(key);
+        if driver == "overlay2" {
+            fs::create_dir_all(dir.join("rw/work")).unwrap();
+            fs::rename(&own, dir.join("rw/diff")).unwrap();
+            for d in ["etc", "dev/pts", "dev/shm", "proc", "sys"] {
+                fs::create_dir_all(dir.join("init").join(d)).unwrap();
+            }
+            for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+                fs::write(dir.join("init").join(f), "").unwrap();
+            }
+        } else {
+            fs::rename(&own, dir.join("rootfs")).unwrap();
+        }
+    }
+    fs::remove_dir_all(data_root.join("snapshots")).unwrap();
+}
+
+#[test]
+fn a_data_root_from_before_snapshots_still_opens() {
+    for driver in ["overlay2", "vfs"] {
+        let mut w = Wharfd::start_with(&["--storage-driver", driver]);
+        w.import_busybox("busybox:latest");
+        let script = "test -f /kept || echo kept > /kept; rm -f /bin/arch; cat /kept";
+        assert_eq!(w.ok(&["run", "--name", "old", "busybox", "sh", "-c", script]), "kept\n");
+        w.ok(&["create", "--name", "fresh", "busybox", "true"]);
+        let before = w.ok(&["diff", "old"]);
+        assert!(before.contains("A /kept") && before.contains("D /bin/arch"), "{before}");
+        w.stop();
+        to_layout_before_snapshots(&w.data_root(), driver);
+        w.spawn();
+        // The layer's files are the container's still, its changes the same, and it runs.
+        assert_eq!(w.ok(&["diff", "old"]), before, "{driver}");
+        assert_eq!(w.ok(&["start", "-a", "old"]), "kept\n", "{driver}");
+        w.ok(&["start", "-a", "fresh"]);
+        let upper = inspect(&w, "old", "{{json .GraphDriver.Data}}");
+        if driver == "overlay2" {
+            assert!(upper.contains("/snapshots/overlay2/"), "{upper}");
+        } else {
+            assert_eq!(upper, "null");
+        }
+        w.ok(&["rm", "old", "fresh"]);
+        // Nothing of either root is left: the init snapshot goes with the last container.
+        let left = w.data_root().join("snapshots").join(driver).join("snapshots");
+        assert_eq!(std::fs::read_dir(&left).unwrap().count(), 0, "{driver}");
+        assert!(!w.data_root().join("containers").join("rw").exists());
+    }
+}

@@ -36,6 +36,9 @@ pub enum ContainerError {
     /// A volume operation failed.
     #[error(transparent)]
     Volume(#[from] wharf_volume::VolumeError),
+    /// The container's root (its snapshot) failed.
+    #[error(transparent)]
+    Snapshot(#[from] wharf_store::snapshot::SnapshotError),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -61,7 +64,9 @@ impl ContainerError {
             {
                 ErrorKind::InvalidArgument
             }
-            ContainerError::Runtime(_) | ContainerError::Internal(_) => ErrorKind::Internal,
+            ContainerError::Runtime(_) | ContainerError::Internal(_) | ContainerError::Snapshot(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 }

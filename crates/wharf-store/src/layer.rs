@@ -342,6 +342,15 @@ impl LayerStore {
             .collect()
     }
 
+    /// What a snapshotter stacks on for the chain `layers` (bottom first): overlay2's lower
+    /// directories, top first; vfs's top layer, which is a whole tree.
+    pub fn snapshot_dirs(&self, layers: &[LayerRecord]) -> Vec<PathBuf> {
+        match self.driver {
+            Driver::Overlay2 => self.lower_dirs(layers),
+            Driver::Vfs => layers.last().map(|l| self.diff_dir(l)).into_iter().collect(),
+        }
+    }
+
     /// Copy a layer's whole tree to `dest` (a vfs container's root).
     pub fn copy_layer(&self, top: &LayerRecord, dest: &Path) -> Result<(), LayerError> {
         Ok(copy_tree(&self.diff_dir(top), dest)?)

@@ -92,16 +92,10 @@ const CONFIG_NULLS: &[&str] = &["Entrypoint", "OnBuild", "Volumes", "Cmd"];
 
 pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersion) -> Res {
     let r = d.containers.get(name)?;
-    let dir = d.info.data_root.join("containers").join(&r.id);
     let running = r.state.is_running();
-    let graph = if r.driver == "overlay2" {
-        json!({"Name": "overlay2", "Data": {
-            "MergedDir": dir.join("merged"), "UpperDir": dir.join("rw/diff"),
-            "WorkDir": dir.join("rw/work"), "LowerDir": dir.join("init"),
-        }})
-    } else {
-        json!({"Name": r.driver, "Data": null})
-    };
+    let dir = d.containers.files_dir(&r.id);
+    let (driver, data) = d.containers.graph_driver(&r);
+    let graph = json!({"Name": driver, "Data": data});
     let mut v = json!({
         "Id": r.id,
         "Created": r.created,

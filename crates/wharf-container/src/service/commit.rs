@@ -9,38 +9,13 @@ use serde_json::Value;
 use std::time::Duration;
 use wharf_reference::Digest;
 use wharf_shim_proto::Request;
-use wharf_store::Driver;
 
 impl ContainerService {
     /// `GET /containers/{id}/changes`: what the read-write layer adds (`A`, kind 1), changes
     /// (`C`, 0) and deletes (`D`, 2) against the image, sorted by path.
     pub fn changes(&self, name: &str) -> Result<Vec<(String, u8)>> {
         let rec = self.lookup(name)?.snapshot();
-        let image: Digest = rec
-            .image
-            .parse()
-            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
-        let (_, layers) = self.images.rootfs_of(&image)?;
-        let store = self.images.layer_store();
-        let mut out = Vec::new();
-        match self.images.driver() {
-            Driver::Overlay2 => {
-                let lowers = store.lower_dirs(&layers);
-                let upper = self.container_dir(&rec.id).join("rw/diff");
-                wharf_store::changes::overlay_changes(&upper, &lowers, &mut out)?;
-            }
-            Driver::Vfs => {
-                // vfs keeps no read-write layer: the root is compared with the image's, as
-                // Docker's naive diff does. A container never started has no root yet.
-                let root = self.container_dir(&rec.id).join("rootfs");
-                if root.exists() {
-                    let old = layers.last().map(|l| store.diff_dir(l)).unwrap_or_default();
-                    wharf_store::changes::naive_changes(&root, &old, &mut out)?;
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self.snapshots.changes(&rec.id)?)
     }
 
     /// `POST /commit`: the container's read-write layer as a new image over its image, with
@@ -98,29 +73,12 @@ impl ContainerService {
                 freeze = false;
             }
         }
-        let dir = self.container_dir(&rec.id);
         let images = self.images.clone();
-        // vfs: the naive diff of the root against the image (taken while frozen, as the copy).
-        let naive = match self.images.driver() {
-            Driver::Overlay2 => None,
-            Driver::Vfs => Some(self.changes(&rec.id)),
-        };
+        let snapshots = self.snapshots.clone();
+        let key = rec.id.clone();
         let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
-            Ok(match naive {
-                None => {
-                    let upper = dir.join("rw/diff");
-                    images.commit(&image, |w| wharf_store::archive::write_overlay_diff(&upper, w), spec)?
-                }
-                Some(changes) => {
-                    let changes = changes?;
-                    let root = dir.join("rootfs");
-                    images.commit(
-                        &image,
-                        |w| wharf_store::archive::write_changes_diff(&root, &changes, w),
-                        spec,
-                    )?
-                }
-            })
+            let layer = |w: &mut dyn std::io::Write| snapshots.diff(&key, w).map_err(std::io::Error::other);
+            Ok(images.commit(&image, layer, spec)?)
         })
         .await
         .map_err(|e| ContainerError::Internal(e.to_string()));

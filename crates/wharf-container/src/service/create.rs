@@ -86,10 +86,12 @@ impl ContainerService {
             fs::create_dir(&dir)?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o710))?;
             self.prepare_files(&rec)?;
+            self.prepare_root(&rec)?;
             rec.save(&dir)?;
             Ok(())
         })();
         if let Err(e) = r {
+            let _ = self.remove_root(&rec);
             let _ = fs::remove_dir_all(self.container_dir(&id));
             self.names.lock().expect("names").remove(&name);
             for v in created_anon {

@@ -159,6 +159,11 @@ pub struct ContainerService {
     map: RwLock<HashMap<String, Arc<Entry>>>,
     names: Mutex<HashMap<String, String>>,
     pub(crate) execs: Mutex<HashMap<String, crate::exec::ExecEntry>>,
+    /// Container roots: an active snapshot per container, over a shared init snapshot per
+    /// image (`rootfs`).
+    snapshots: Arc<dyn wharf_store::snapshot::Snapshotter>,
+    /// Held while an init snapshot is made, so that two creates do not both make it.
+    init_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for ContainerService {
@@ -202,6 +207,12 @@ impl ContainerService {
         fs::create_dir_all(&trash)?;
         // The first container with Docker's profile then finds it compiled.
         std::thread::spawn(crate::bpf::prewarm);
+        let driver = images.driver();
+        let snapshots: Arc<dyn wharf_store::snapshot::Snapshotter> = Arc::from(wharf_store::snapshot::open(
+            driver,
+            &cfg.data_root.join("snapshots").join(driver.name()),
+            Arc::new(wharf_image::service::ImageLayers(images.clone())),
+        )?);
         let svc = Arc::new(ContainerService {
             cfg,
             images,
@@ -211,11 +222,17 @@ impl ContainerService {
             map: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            snapshots,
+            init_lock: Mutex::new(()),
         });
         for ent in fs::read_dir(&root)? {
             let dir = ent?.path();
             match Record::load(&dir) {
                 Ok(rec) => {
+                    // A data root written before container roots were snapshots.
+                    if let Err(e) = svc.adopt_root(&rec) {
+                        tracing::warn!(id = %rec.id, "its root could not be moved to a snapshot: {e}");
+                    }
                     svc.names
                         .lock()
                         .expect("names")
@@ -336,6 +353,11 @@ impl ContainerService {
     /// Where removed containers' directories wait to be deleted (same file system).
     pub(crate) fn trash_dir(&self) -> PathBuf {
         self.cfg.data_root.join("containers-trash")
+    }
+
+    /// Where the container's own files are (hosts, hostname, resolv.conf; inspect shows them).
+    pub fn files_dir(&self, id: &str) -> PathBuf {
+        self.container_dir(id)
     }
 
     pub(crate) fn container_dir(&self, id: &str) -> PathBuf {

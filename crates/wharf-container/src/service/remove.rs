@@ -79,6 +79,9 @@ impl ContainerService {
         }
         // The record goes first, so a crash mid-removal never resurrects half a container.
         let _ = fs::remove_file(dir.join("config.v2.json"));
+        if let Err(err) = self.remove_root(&rec) {
+            tracing::warn!(id = %rec.id, "removing its root: {err}");
+        }
         // Its files go in the background, out of the caller's way (`run --rm` waits for this
         // removal): freeing blocks can be slow (ext4 discards them as it frees them). What a
         // crash leaves in the trash goes when the daemon next starts.

@@ -12,7 +12,6 @@ use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use wharf_reference::Digest;
-use wharf_store::Driver;
 
 impl ContainerService {
     /// The host directories behind a starting container's mounts: volumes are mounted (driver
@@ -80,63 +79,151 @@ impl ContainerService {
         }
         fs::write(dir.join("hosts"), hosts)?;
         fs::write(dir.join("resolv.conf"), resolv_conf(&rec.host_config, false))?;
-        if self.images.driver() == Driver::Overlay2 {
-            for d in ["rw/diff", "rw/work", "init", "merged"] {
-                fs::create_dir_all(dir.join(d))?;
-            }
-            // The init layer: mount points for the files bind-mounted over it.
-            let init = dir.join("init");
-            for d in ["etc", "dev", "proc", "sys", "dev/pts", "dev/shm"] {
-                fs::create_dir_all(init.join(d))?;
-            }
-            for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
-                fs::write(init.join(f), "")?;
-            }
-        } else {
-            fs::create_dir_all(dir.join("merged"))?;
-        }
+        fs::create_dir_all(dir.join("merged"))?;
         Ok(())
     }
 
-    /// Mount the container's root at `<dir>/merged` (idempotent).
+    /// Mount the container's root at `<dir>/merged` (idempotent): its snapshot, never synced
+    /// for a container removed with its exit (`--rm`).
     pub(crate) fn mount_root(&self, rec: &Record) -> Result<PathBuf> {
-        let dir = self.container_dir(&rec.id);
-        let merged = dir.join("merged");
+        let merged = self.container_dir(&rec.id).join("merged");
         if is_mountpoint(&merged) {
             return Ok(merged);
         }
-        let image: Digest = rec
-            .image
-            .parse()
-            .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))?;
-        let (_, layers) = self.images.rootfs_of(&image)?;
-        let store = self.images.layer_store();
-        match store.driver() {
-            Driver::Overlay2 => {
-                let mut lowers = vec![dir.join("init")];
-                lowers.extend(store.lower_dirs(&layers));
-                let volatile = rec.host_config.auto_remove.unwrap_or(false);
-                wharf_store::layer::mount_overlay(
-                    &lowers,
-                    &dir.join("rw/diff"),
-                    &dir.join("rw/work"),
-                    &merged,
-                    volatile,
-                )?;
-            }
-            Driver::Vfs => {
-                let rootfs = dir.join("rootfs");
-                if !rootfs.exists() {
-                    match layers.last() {
-                        Some(top) => store.copy_layer(top, &rootfs)?,
-                        None => fs::create_dir_all(&rootfs)?,
-                    }
-                }
-                rustix::mount::mount_bind(&rootfs, &merged)
-                    .map_err(|e| ContainerError::Internal(format!("bind {}: {e}", merged.display())))?;
-            }
+        let volatile = rec.host_config.auto_remove.unwrap_or(false);
+        for m in self.snapshots.mounts(&rec.id)? {
+            let m = if volatile { m.volatile() } else { m };
+            m.mount(&merged)
+                .map_err(|e| ContainerError::Internal(format!("mount {}: {e}", merged.display())))?;
         }
         Ok(merged)
+    }
+
+    /// The key of the init snapshot of `image` (made the first time): the image's layers with
+    /// the mount points of the files and file systems every container gets (Docker's init
+    /// layer), so that they are never a container's own changes. Containers of one image share
+    /// it.
+    pub(crate) fn init_snapshot(&self, image: &Digest) -> Result<String> {
+        let (_, layers) = self.images.rootfs_of(image)?;
+        let top = layers.last().map(|l| l.chain_id.to_string());
+        let key = format!(
+            "init-{}",
+            top.as_deref().map_or("scratch", |t| t.trim_start_matches("sha256:"))
+        );
+        let _held = self.init_lock.lock().expect("init lock");
+        if self.snapshots.stat(&key).is_ok() {
+            return Ok(key);
+        }
+        let prep = format!("{key}-prep");
+        let _ = self.snapshots.remove(&prep);
+        self.snapshots.prepare(&prep, top.as_deref())?;
+        let made = self
+            .snapshots
+            .apply(&prep, &mut &init_layer()?[..])
+            .map_err(ContainerError::from)
+            .and_then(|_| Ok(self.snapshots.commit(&key, &prep)?));
+        if let Err(e) = made {
+            let _ = self.snapshots.remove(&prep);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// The container's root: an active snapshot over its image's init snapshot.
+    pub(crate) fn prepare_root(&self, rec: &Record) -> Result<()> {
+        let image = image_of(rec)?;
+        let init = self.init_snapshot(&image)?;
+        self.snapshots.prepare(&rec.id, Some(&init))?;
+        Ok(())
+    }
+
+    /// Removes the container's snapshot (and its image's init snapshot, once no container
+    /// stacks on it); the files go in the background.
+    pub(crate) fn remove_root(&self, rec: &Record) -> Result<()> {
+        match self.snapshots.remove(&rec.id) {
+            Ok(()) | Err(wharf_store::snapshot::SnapshotError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Ok(image) = image_of(rec) {
+            if let Ok((_, layers)) = self.images.rootfs_of(&image) {
+                let top = layers.last().map(|l| l.chain_id.to_string());
+                let key = format!(
+                    "init-{}",
+                    top.as_deref().map_or("scratch", |t| t.trim_start_matches("sha256:"))
+                );
+                let _held = self.init_lock.lock().expect("init lock");
+                let _ = self.snapshots.remove(&key);
+            }
+        }
+        let snapshots = self.snapshots.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = snapshots.cleanup() {
+                tracing::warn!("removing snapshot files: {e}");
+            }
+        });
+        Ok(())
+    }
+
+    /// A container of a data root from before container roots were snapshots: its read-write
+    /// layer (overlay2's `rw/diff`, vfs's `rootfs`) becomes its snapshot's own directory, over
+    /// its image's init snapshot. (The old `init` directory stays until the container goes:
+    /// a running container's root still stacks on it.)
+    pub(crate) fn adopt_root(&self, rec: &Record) -> Result<()> {
+        if self.snapshots.stat(&rec.id).is_ok() {
+            return Ok(());
+        }
+        let dir = self.container_dir(&rec.id);
+        let old = ["rw/diff", "rootfs"].iter().map(|d| dir.join(d)).find(|d| d.is_dir());
+        self.prepare_root(rec)?;
+        let Some(old) = old else {
+            return Ok(());
+        };
+        let swap = || -> Result<()> {
+            let mounts = self.snapshots.mounts(&rec.id)?;
+            let Some(own) = mounts.iter().find_map(|m| m.writable_dir()) else {
+                return Err(ContainerError::Internal("a snapshot with no writable directory".into()));
+            };
+            // (vfs copied the image into it: the old root replaces that copy.)
+            fs::remove_dir_all(own)?;
+            fs::rename(&old, own)?;
+            Ok(())
+        };
+        if let Err(e) = swap() {
+            // The next start tries again; the old layer is where it was.
+            let _ = self.snapshots.remove(&rec.id);
+            return Err(e);
+        }
+        tracing::info!(id = %rec.id, "root moved to a snapshot");
+        Ok(())
+    }
+
+    /// `GraphDriver` of inspect: the driver and, for overlay2, its directories.
+    pub fn graph_driver(&self, rec: &Record) -> (String, Option<std::collections::BTreeMap<String, String>>) {
+        let data = match self.snapshots.mounts(&rec.id).ok().as_deref() {
+            Some(
+                [wharf_store::snapshot::Mount::Overlay {
+                    lowers,
+                    upper: Some((upper, work)),
+                    ..
+                }],
+            ) => {
+                let s = |p: &Path| p.display().to_string();
+                let lower: Vec<String> = lowers.iter().map(|p| s(p)).collect();
+                Some(
+                    [
+                        ("LowerDir", lower.join(":")),
+                        ("MergedDir", s(&self.container_dir(&rec.id).join("merged"))),
+                        ("UpperDir", s(upper)),
+                        ("WorkDir", s(work)),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                )
+            }
+            _ => None,
+        };
+        (rec.driver.clone(), data)
     }
 
     pub(crate) fn unmount_root(&self, id: &str) {
@@ -209,11 +296,7 @@ impl ContainerService {
             .rootfs_of(&image)
             .map(|(_, layers)| layers.iter().map(|l| l.size).sum())
             .unwrap_or(0);
-        let dir = self.container_dir(&rec.id);
-        let rw = match self.images.driver() {
-            Driver::Overlay2 => dir_size(&dir.join("rw/diff")),
-            Driver::Vfs => dir_size(&dir.join("rootfs")).saturating_sub(image_size),
-        };
+        let rw = self.snapshots.usage(&rec.id).map(|u| u.size).unwrap_or(0);
         Ok((rw, rw + image_size))
     }
 
@@ -292,26 +375,6 @@ impl ContainerService {
     }
 }
 
-/// Bytes in the regular files below `root` (not following symlinks, hard links once).
-pub(crate) fn dir_size(root: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for ent in rd.flatten() {
-            let Ok(md) = ent.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(ent.path());
-            } else if md.is_file() && (md.nlink() == 1 || seen.insert((md.dev(), md.ino()))) {
-                total += md.len();
-            }
-        }
-    }
-    total
-}
-
 /// The host's resolver config with loopback nameservers removed (they mean nothing inside a
 /// network namespace), or `--dns`/`--dns-search`/`--dns-option` when given. A container on a
 /// user-defined network (`embedded`) has the resolver at 127.0.0.11 as its one nameserver
@@ -388,4 +451,40 @@ pub(crate) fn resolv_conf(hc: &m::HostConfig, embedded: bool) -> String {
         ));
     }
     out
+}
+
+/// The image of a container.
+fn image_of(rec: &Record) -> Result<Digest> {
+    rec.image
+        .parse()
+        .map_err(|_| ContainerError::Internal(format!("bad image id {}", rec.image)))
+}
+
+/// Docker's init layer as a tar: the mount points of `/proc`, `/sys`, `/dev` and its
+/// `pts` and `shm`, and of the hosts, hostname and resolv.conf files.
+fn init_layer() -> Result<Vec<u8>> {
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, dir: bool| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(if dir { 0o755 } else { 0o644 });
+        h.set_size(0);
+        h.set_mtime(mtime);
+        b.append_data(&mut h, path, std::io::empty())
+    };
+    for d in ["etc", "dev", "proc", "sys", "dev/pts", "dev/shm"] {
+        add(d, true)?;
+    }
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        add(f, false)?;
+    }
+    Ok(b.into_inner()?)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
@@ -528,5 +528,24 @@ impl ImageService {
             ..Default::default()
         })?;
         Ok(())
+    }
+}
+
+/// The image layers as snapshot parents: a chain ID's directories, top first, so that a
+/// container's root (a snapshot) stacks on its image.
+#[derive(Debug)]
+pub struct ImageLayers(pub Arc<ImageService>);
+
+impl wharf_store::snapshot::ParentLayers for ImageLayers {
+    fn layer_dirs(&self, key: &str) -> Option<Vec<PathBuf>> {
+        let mut chain: Option<Digest> = key.parse().ok();
+        let mut layers = Vec::new();
+        while let Some(c) = chain {
+            let rec = self.0.layer(&c).ok()??;
+            chain = rec.parent;
+            layers.push(rec);
+        }
+        layers.reverse();
+        Some(self.0.layer_store().snapshot_dirs(&layers))
     }
 }

@@ -51,6 +51,8 @@ impl Meta {
     pub fn open(root: &Path) -> Result<Meta> {
         fs::create_dir_all(root.join("meta"))?;
         fs::create_dir_all(root.join("snapshots"))?;
+        let _ = fs::remove_dir_all(root.join("removed"));
+        fs::create_dir_all(root.join("removed"))?;
         let mut records = BTreeMap::new();
         for e in fs::read_dir(root.join("meta"))? {
             let p = e?.path();
@@ -171,7 +173,7 @@ impl Meta {
         Ok(rec)
     }
 
-    /// Removes `key`'s record, then its directory.
+    /// Removes `key`'s record, then moves its directory out of sight for [`Meta::cleanup`].
     pub fn remove(&self, key: &str) -> Result<()> {
         let mut st = self.lock();
         let records = &mut st.records;
@@ -185,7 +187,18 @@ impl Meta {
         fs::remove_file(self.record_path(rec.n))?;
         records.remove(key);
         drop(st);
-        fs::remove_dir_all(self.dir(rec.n))?;
+        let dir = self.dir(rec.n);
+        if fs::rename(&dir, self.root.join("removed").join(rec.n.to_string())).is_err() {
+            fs::remove_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes what removals moved out of sight.
+    pub fn cleanup(&self) -> Result<()> {
+        for e in fs::read_dir(self.root.join("removed"))? {
+            fs::remove_dir_all(e?.path())?;
+        }
         Ok(())
     }
 

@@ -63,6 +63,8 @@ pub enum Mount {
         lowers: Vec<PathBuf>,
         /// The upper and work directories of a writable overlay.
         upper: Option<(PathBuf, PathBuf)>,
+        /// Never synced (`volatile`): for a root thrown away with its container.
+        volatile: bool,
     },
 }
 
@@ -78,7 +80,40 @@ impl Mount {
                 }
                 Ok(())
             }
-            Mount::Overlay { lowers, upper } => overlay::mount(lowers, upper.as_ref(), target),
+            Mount::Overlay {
+                lowers,
+                upper,
+                volatile,
+            } => overlay::mount(lowers, upper.as_ref(), *volatile, target),
+        }
+    }
+
+    /// The same mount, never synced if it is a writable overlay (see `layer::mount_overlay`).
+    pub fn volatile(self) -> Mount {
+        match self {
+            Mount::Overlay {
+                lowers, upper: Some(u), ..
+            } => Mount::Overlay {
+                lowers,
+                upper: Some(u),
+                volatile: true,
+            },
+            m => m,
+        }
+    }
+
+    /// The directory writes land in: a writable overlay's upper directory, or a writable bind's
+    /// source.
+    pub fn writable_dir(&self) -> Option<&Path> {
+        match self {
+            Mount::Bind {
+                source,
+                readonly: false,
+            } => Some(source),
+            Mount::Overlay {
+                upper: Some((u, _)), ..
+            } => Some(u),
+            _ => None,
         }
     }
 }
@@ -175,6 +210,24 @@ pub trait Snapshotter: Send + Sync + std::fmt::Debug {
     fn apply(&self, key: &str, tar: &mut dyn Read) -> Result<ApplyStats>;
     /// Writes the changes of `key` against its parent as a layer tar.
     fn diff(&self, key: &str, w: &mut dyn Write) -> Result<()>;
+    /// The changes of `key` against its parent as `docker diff` lists them: path and kind (0
+    /// changed, 1 added, 2 deleted), sorted by path.
+    fn changes(&self, key: &str) -> Result<Vec<(String, u8)>>;
+    /// Deletes the files of removed snapshots ([`Snapshotter::remove`] only takes them out of
+    /// sight, so that removal is quick); what a crash leaves goes at the next open.
+    fn cleanup(&self) -> Result<()>;
+}
+
+/// The snapshotter for `driver`, rooted at `root`, over the layers `parents` resolves.
+pub fn open(
+    driver: crate::Driver,
+    root: &Path,
+    parents: std::sync::Arc<dyn ParentLayers>,
+) -> Result<Box<dyn Snapshotter>> {
+    Ok(match driver {
+        crate::Driver::Overlay2 => Box::new(OverlaySnapshotter::open(root, parents)?),
+        crate::Driver::Vfs => Box::new(VfsSnapshotter::open(root, parents)?),
+    })
 }
 
 /// The bytes and inodes under `dir`, each hard-linked inode once.

@@ -69,6 +69,7 @@ impl OverlaySnapshotter {
             (Kind::Active, _) => Mount::Overlay {
                 lowers,
                 upper: Some((dir.join("fs"), dir.join("work"))),
+                volatile: false,
             },
             (_, 0) => Mount::Bind {
                 source: dir.join("fs"),
@@ -78,7 +79,11 @@ impl OverlaySnapshotter {
                 source: lowers[0].clone(),
                 readonly: true,
             },
-            (_, _) => Mount::Overlay { lowers, upper: None },
+            (_, _) => Mount::Overlay {
+                lowers,
+                upper: None,
+                volatile: false,
+            },
         }])
     }
 
@@ -161,12 +166,40 @@ impl Snapshotter for OverlaySnapshotter {
         let r = self.meta.get(key)?;
         Ok(crate::archive::write_overlay_diff(&self.meta.dir(r.n).join("fs"), w)?)
     }
+
+    fn changes(&self, key: &str) -> Result<Vec<(String, u8)>> {
+        let r = self.meta.get(key)?;
+        let lowers = match &r.parent {
+            Some(p) => self.chain(p)?,
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        crate::changes::overlay_changes(&self.meta.dir(r.n).join("fs"), &lowers, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        self.meta.cleanup()
+    }
 }
 
 /// Mounts an overlay of `lowers` (top first), writable with `upper`. The classic mount takes
 /// all its options in one page; a deeper stack than that holds is mounted through the new
 /// mount API, one `lowerdir+` per layer (Linux 6.8), up to overlayfs's own limit.
-pub(super) fn mount(lowers: &[PathBuf], upper: Option<&(PathBuf, PathBuf)>, target: &Path) -> io::Result<()> {
+pub(super) fn mount(
+    lowers: &[PathBuf],
+    upper: Option<&(PathBuf, PathBuf)>,
+    volatile: bool,
+    target: &Path,
+) -> io::Result<()> {
+    if let (Some((u, w)), true) = (upper, volatile) {
+        // One call with everything: the classic mount's options, or its kernel refusal.
+        return crate::layer::mount_overlay(lowers, u, w, target, true).map_err(|e| match e {
+            crate::layer::LayerError::Mount { source, .. } => source,
+            e => io::Error::other(e),
+        });
+    }
     let low: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let mut data = format!("lowerdir={}", low.join(":"));
     if let Some((u, w)) = upper {

@@ -198,6 +198,7 @@ fn lifecycle(open: Open<'_>) {
     s.remove("v").unwrap();
     s.remove("A").unwrap();
     assert!(matches!(s.remove("A"), Err(SnapshotError::NotFound(_))));
+    s.cleanup().unwrap();
     // The records outlive the snapshotter.
     s.prepare("kept", None).unwrap();
     drop(s);
@@ -347,6 +348,20 @@ fn diff_apply_round_trip(open: Open<'_>) {
     )
     .expect("set capability");
     sc.unmount_all();
+    let ch = s.changes("work").unwrap();
+    for want in [
+        ("/added", 1),
+        ("/added/ln", 1),
+        ("/gone", 2),
+        ("/keep/edit", 0),
+        ("/tree/new", 1),
+    ] {
+        assert!(
+            ch.iter().any(|(p, k)| p == want.0 && *k == want.1),
+            "{want:?} in {ch:?}"
+        );
+    }
+    assert!(!ch.iter().any(|(p, _)| p == "/keep/same"), "{ch:?}");
     let mut first = Vec::new();
     s.diff("work", &mut first).unwrap();
     s.commit("W", "work").unwrap();

@@ -111,9 +111,26 @@ impl Snapshotter for VfsSnapshotter {
         Ok(())
     }
 
+    /// A copy holds its parent's files too: its own are what changed (Docker's vfs counts
+    /// the same), each added or changed regular file once.
     fn usage(&self, key: &str) -> Result<Usage> {
+        use std::os::unix::fs::MetadataExt;
         let r = self.meta.get(key)?;
-        Ok(super::usage_of(&self.meta.dir(r.n).join("fs"))?)
+        let fs = self.meta.dir(r.n).join("fs");
+        let mut seen = std::collections::HashSet::new();
+        let mut u = Usage::default();
+        for (path, kind) in self.changes(key)? {
+            let Ok(md) = fs.join(path.trim_start_matches('/')).symlink_metadata() else {
+                continue;
+            };
+            if kind != 2 && seen.insert((md.dev(), md.ino())) {
+                u.inodes += 1;
+                if md.is_file() {
+                    u.size += md.len();
+                }
+            }
+        }
+        Ok(u)
     }
 
     fn apply(&self, key: &str, tar: &mut dyn Read) -> Result<ApplyStats> {
@@ -129,15 +146,28 @@ impl Snapshotter for VfsSnapshotter {
 
     fn diff(&self, key: &str, w: &mut dyn Write) -> Result<()> {
         let r = self.meta.get(key)?;
-        let own = self.meta.dir(r.n).join("fs");
+        let changes = self.changes(key)?;
+        Ok(crate::archive::write_changes_diff(
+            &self.meta.dir(r.n).join("fs"),
+            &changes,
+            w,
+        )?)
+    }
+
+    fn changes(&self, key: &str) -> Result<Vec<(String, u8)>> {
+        let r = self.meta.get(key)?;
         // Over nothing, everything is added (the comparison is with a directory that is not).
         let old = match &r.parent {
             Some(p) => self.tree(p)?,
             None => self.meta.dir(r.n).join("no-parent"),
         };
-        let mut changes = Vec::new();
-        crate::changes::naive_changes(&own, &old, &mut changes)?;
-        changes.sort();
-        Ok(crate::archive::write_changes_diff(&own, &changes, w)?)
+        let mut out = Vec::new();
+        crate::changes::naive_changes(&self.meta.dir(r.n).join("fs"), &old, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        self.meta.cleanup()
     }
 }
