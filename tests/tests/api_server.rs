@@ -22,6 +22,10 @@ fn status_line(raw: &[u8]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_half_closed_client_gets_its_answer() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -58,6 +62,10 @@ fn peak_kib(pid: u32) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn bodies_in_one_byte_chunks_cost_their_size() {
     let w = Wharfd::start();
     let pid = w.child.as_ref().unwrap().id();
@@ -101,6 +109,10 @@ fn bodies_in_one_byte_chunks_cost_their_size() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn an_error_answer_reaches_a_client_still_sending() {
     let w = Wharfd::start();
     // 8 MB to a route that does not exist: the answer comes before the body is read.
@@ -197,6 +209,10 @@ fn docker_tcp(host: &str, env: &[(&str, &Path)], args: &[&str]) -> std::process:
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn tls_listeners_let_in_only_clients_the_ca_signed() {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path(), "wharf-test-ca");
@@ -289,6 +305,10 @@ fn tls_listeners_let_in_only_clients_the_ca_signed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn plain_tcp_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -22,6 +22,10 @@ fn wharf_ok(w: &Wharfd, args: &[&str]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn same_output_as_the_docker_cli() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -119,6 +123,10 @@ fn same_output_as_the_docker_cli() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn run_exec_and_lifecycle() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -235,6 +243,10 @@ fn run_exec_and_lifecycle() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn terminals() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -275,6 +287,10 @@ fn terminals() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn volumes_mounts_and_cp() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -378,6 +394,10 @@ fn volumes_mounts_and_cp() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn networks_and_ports() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -472,6 +492,10 @@ fn networks_and_ports() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn healthchecks_and_ipv6_networks_from_the_native_cli() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -595,6 +619,10 @@ fn healthchecks_and_ipv6_networks_from_the_native_cli() {
 /// refused as flags (even where the command's own arguments follow), shell completions and
 /// man pages: each the same as the docker CLI gives where the docker CLI has it.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn management_forms_formats_completions_and_man_pages() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");

@@ -185,6 +185,10 @@ const RUN: &[&str] = &[
 ];
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn inspect_ps_stats_and_events_field_by_field() {
     let (w, d) = engines();
     w.ok(RUN);

@@ -13,6 +13,10 @@ use common::Wharfd;
 /// docker-py's `containers.run(..., remove=True)`: start, open a followed log stream, wait,
 /// remove, and only then read the stream. Everything the container wrote must arrive.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_followed_log_outlives_its_container() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -58,6 +62,10 @@ fn a_followed_log_outlives_its_container() {
 
 /// Clients list plugins while they set up and stop at a 404: the list is there, and empty.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn plugins_list_empty_and_named_ones_are_not_found() {
     let w = Wharfd::start();
     let out = w.ok(&["plugin", "ls"]);
@@ -73,6 +81,10 @@ fn plugins_list_empty_and_named_ones_are_not_found() {
 
 /// `docker info` counts the containers by state.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn info_counts_containers() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -113,6 +125,10 @@ fn info_counts_containers() {
 
 /// `docker version` says which engine answers, besides Docker's own fields.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn version_names_the_engine() {
     let w = Wharfd::start();
     let out = w.ok(&["version"]);
@@ -125,6 +141,10 @@ fn version_names_the_engine() {
 /// What dockerd refuses at create is a 400 with its words, before anything is looked up (the
 /// image named here does not exist); what it normalises reads the same.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn create_validates_as_dockerd() {
     let w = Wharfd::start();
     let cases: [(&str, &str); 6] = [
@@ -175,6 +195,10 @@ fn create_validates_as_dockerd() {
 /// Docker's runtime defaults: namespaced sysctls in a network namespace of the container's
 /// own, and the domain name.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn runtime_defaults_as_docker() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -209,6 +233,10 @@ fn runtime_defaults_as_docker() {
 
 /// A JSON body must say it is JSON, as dockerd requires: a `text/plain` create makes nothing.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn json_bodies_must_say_so() {
     let w = Wharfd::start();
     let mut s = UnixStream::connect(&w.sock).unwrap();
@@ -272,6 +300,10 @@ fn json_bodies_must_say_so() {
 /// error, not a missing image (404) and not a success; resize values are judged first; a
 /// stopped container's exec is "not running" (409).
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn references_sizes_and_stopped_execs_answer_as_dockerd() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -316,6 +348,10 @@ fn references_sizes_and_stopped_execs_answer_as_dockerd() {
 
 /// A volume created without a name is anonymous, so `volume prune` takes it; a named one stays.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn unnamed_volumes_are_anonymous() {
     let w = Wharfd::start();
     let anon = w.ok(&["volume", "create"]).trim().to_string();
@@ -328,6 +364,10 @@ fn unnamed_volumes_are_anonymous() {
 
 /// `commit --change 'ENV PATH=/usr/bin:$PATH'` expands the variable, as Docker's builder does.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn commit_changes_expand_variables() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -347,6 +387,10 @@ fn commit_changes_expand_variables() {
 /// References that are no references: `name:sha256:<id>` is a 400 (never "no such image"), and
 /// a tag named like a digest algorithm is refused.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn ambiguous_and_invalid_references_are_refused() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -376,6 +420,10 @@ fn ambiguous_and_invalid_references_are_refused() {
 /// or `restart`; a container its policy restarts is `restarting` throughout, never `exited`
 /// in between; killing it with its own StopSignal is a stop that the policy respects.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn lifecycle_survives_hangups_and_restarts_read_as_dockerd() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -494,6 +542,10 @@ fn lifecycle_survives_hangups_and_restarts_read_as_dockerd() {
 /// Legacy links read as dockerd shows them: `/target:/owner/alias` in inspect, and the target
 /// also named `/owner/alias` in the list.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn links_read_as_dockerd() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -522,6 +574,10 @@ fn links_read_as_dockerd() {
 
 /// A network keeps the IPAM options it was created with, as `network inspect` shows them.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn networks_keep_their_ipam_options() {
     let w = Wharfd::start();
     let subnet = common::test_subnet(&w, 1);
@@ -542,6 +598,10 @@ fn networks_keep_their_ipam_options() {
 
 /// The `wharf` CLI takes docker's `-v`/`--version`, and `-v` after a command stays its own flag.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn the_cli_version_flag_reads_as_dockers() {
     let w = Wharfd::start();
     for flag in ["-v", "--version"] {
@@ -582,6 +642,10 @@ fn the_cli_version_flag_reads_as_dockers() {
 /// network with (and none it does not), a second `up` recreates nothing, scaling adds a
 /// replica the others resolve, and `down -v` leaves nothing.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_compose_project_on_two_networks() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -713,6 +777,10 @@ networks:
 /// clients before API 1.40, annotations in the list and the OCI spec, the legacy `/info`
 /// fields before API 1.50, and 409 for a restart policy on an auto-removed container.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn fields_clients_read_as_dockerd_shows_them() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -809,6 +877,10 @@ fn fields_clients_read_as_dockerd_shows_them() {
 /// A terminal starts at the client's size: `ConsoleSize` at create, at exec create and at
 /// exec start (API 1.42) is the size the process sees first, never 0x0.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn terminals_start_at_the_clients_size() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -856,6 +928,10 @@ fn terminals_start_at_the_clients_size() {
 /// network's when a client disconnects and connects that network again before the start; a
 /// real-time budget the cgroup parent lacks fails the start, as with dockerd.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn what_compose_v1_relies_on() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");

@@ -29,6 +29,10 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn run_rm_prints_and_leaves_nothing() {
     let w = daemon();
     assert_eq!(w.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
@@ -54,6 +58,10 @@ fn run_rm_prints_and_leaves_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn lifecycle_logs_exec_stop_kill_pause() {
     let w = daemon();
     let id = w
@@ -181,6 +189,10 @@ fn lifecycle_logs_exec_stop_kill_pause() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn names_ids_wait_and_rename() {
     let w = daemon();
     let id = w
@@ -215,6 +227,10 @@ fn names_ids_wait_and_rename() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn isolation_and_security_defaults() {
     let w = daemon();
     let out = w.ok(&[
@@ -366,6 +382,10 @@ const STATUS: &str =
 /// The seccomp filter reaches every process of a container, the init and each exec, and the
 /// capability kept to load it (CAP_SYS_ADMIN) reaches none.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn seccomp_and_capabilities_of_inits_and_execs() {
     let w = daemon();
     let (dflt, none) = ("00000000a80425fb", "0000000000000000");
@@ -501,6 +521,10 @@ fn seccomp_and_capabilities_of_inits_and_execs() {
 /// `volatile` (no syncing the host file system at unmount); other containers keep their
 /// layer's syncs.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn only_rm_containers_have_volatile_layers() {
     let w = daemon();
     let root_opts = "grep ' / ' /proc/self/mountinfo | grep -c volatile || true";
@@ -520,6 +544,10 @@ fn only_rm_containers_have_volatile_layers() {
 /// A shim answers its waiters before it removes the container's cgroups; a start right after
 /// an exit must not lose the new run's cgroup to the old shim's cleanup.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn starts_right_after_an_exit_keep_their_cgroup() {
     let w = daemon();
     let id = w
@@ -566,6 +594,10 @@ fn cgroup_file(w: &Wharfd, id: &str, controller: &str, file: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn resource_limits() {
     let w = daemon();
     // Impossible values are refused with Docker's words.
@@ -649,6 +681,10 @@ fn resource_limits() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn containers_outlive_the_daemon() {
     let mut w = daemon();
     w.ok(&[
@@ -701,6 +737,10 @@ fn containers_outlive_the_daemon() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn restart_policies() {
     let w = daemon();
     w.ok(&[
@@ -750,6 +790,10 @@ fn restart_policies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn terminals_attach_detach_and_log_rotation() {
     let w = daemon();
     w.ok(&["run", "-dit", "--name", "term", "busybox", "sh"]);
@@ -848,6 +892,10 @@ fn terminals_attach_detach_and_log_rotation() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn init_and_shared_namespaces() {
     let w = daemon();
     // Without an init the orphan stays a zombie under a PID 1 that never waits; with --init
@@ -951,6 +999,10 @@ fn cpu_usage_us(w: &Wharfd, id: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn update_and_measured_cpu() {
     let w = daemon();
     // --cpus 0.5 holds a busy loop to half a CPU, measured from the cgroup's own accounting.
@@ -1057,6 +1109,10 @@ fn update_and_measured_cpu() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn process_flags_and_shim_stats() {
     let w = daemon();
     let run = |args: &[&str], script: &str| {
@@ -1169,6 +1225,10 @@ fn process_flags_and_shim_stats() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn stats_like_docker_stats() {
     let w = daemon();
     w.ok(&[
@@ -1223,6 +1283,10 @@ fn stats_like_docker_stats() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn diff_export_and_prune() {
     let w = daemon();
     w.ok(&[
@@ -1294,6 +1358,10 @@ fn diff_export_and_prune() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn events_follow_a_run_in_order_and_at_once() {
     use std::io::BufRead;
     let w = daemon();
@@ -1366,6 +1434,10 @@ fn events_follow_a_run_in_order_and_at_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn system_prune_takes_what_nothing_uses() {
     let w = daemon();
     w.ok(&["run", "--name", "done", "-v", "/anon", "busybox", "true"]);
@@ -1410,6 +1482,10 @@ fn system_prune_takes_what_nothing_uses() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn commit_keeps_the_read_write_layer_and_the_changes() {
     let w = Wharfd::start();
     let base = w.import_busybox("commitbase:1");
@@ -1526,6 +1602,10 @@ fn commit_keeps_the_read_write_layer_and_the_changes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn healthchecks_probe_and_report() {
     let w = daemon();
     w.ok(&[
@@ -1666,6 +1746,10 @@ fn healthchecks_probe_and_report() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn kill_exec_and_create_answer_as_dockerd() {
     let w = daemon();
     w.ok(&["run", "-d", "--name", "k1", "busybox", "sleep", "600"]);
@@ -1718,6 +1802,10 @@ fn kill_exec_and_create_answer_as_dockerd() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn an_interrupted_removal_is_finished_at_the_next_start() {
     let mut w = daemon();
     let id = w
@@ -1738,6 +1826,10 @@ fn an_interrupted_removal_is_finished_at_the_next_start() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn ps_and_inspect_never_wait_behind_a_stopping_container() {
     let w = daemon();
     w.ok(&[
@@ -1782,6 +1874,10 @@ fn ps_and_inspect_never_wait_behind_a_stopping_container() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn diff_and_commit_on_vfs_match_overlay2() {
     let ov = daemon();
     let vfs = Wharfd::start_with(&["--storage-driver", "vfs"]);
@@ -1829,6 +1925,10 @@ fn diff_and_commit_on_vfs_match_overlay2() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn exec_ids_list_the_execs_still_running() {
     let w = Wharfd::start();
     w.import_busybox("busybox");
@@ -1897,6 +1997,10 @@ fn to_layout_before_snapshots(data_root: &std::path::Path, driver: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_data_root_from_before_snapshots_still_opens() {
     for driver in ["overlay2", "vfs"] {
         let mut w = Wharfd::start_with(&["--storage-driver", driver]);

@@ -10,6 +10,10 @@ use common::*;
 use serde_json::Value;
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn api_edge_headers_versions_and_errors() {
     let d = Wharfd::start();
     let (st, h, body) = d.http("HEAD", "/_ping", b"");
@@ -63,6 +67,10 @@ fn api_edge_headers_versions_and_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn docker_cli_version_and_info() {
     let d = Wharfd::start();
     assert_eq!(d.ok(&["version", "--format", "{{.Server.APIVersion}}"]).trim(), "1.50");
@@ -80,6 +88,10 @@ fn docker_cli_version_and_info() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn import_tag_history_inspect_rmi() {
     let d = Wharfd::start();
     let images = images_dir();
@@ -217,6 +229,10 @@ fn import_tag_history_inspect_rmi() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn prune_and_df() {
     let d = Wharfd::start();
     let a = d.import_busybox("keep:me");
@@ -232,6 +248,10 @@ fn prune_and_df() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn save_load_roundtrip_keeps_ids_overlay2_and_vfs() {
     for extra in [&[][..], &["--storage-driver", "vfs"][..]] {
         let d = Wharfd::start_with(extra);
@@ -321,6 +341,10 @@ fn config_for(diffs: &[String]) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn hostile_archives_get_clear_errors_and_change_nothing() {
     let d = Wharfd::start();
     let good_layer = layer_tar(&[("f", b"data")]);
@@ -408,6 +432,10 @@ fn hostile_archives_get_clear_errors_and_change_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn kill9_during_load_leaves_no_half_visible_image() {
     let mut d = Wharfd::start();
     // A layer big enough that the load is still running when the daemon dies.
@@ -480,6 +508,10 @@ fn kill9_during_load_leaves_no_half_visible_image() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn data_root_lock_refuses_a_second_daemon_and_shutdown_is_clean() {
     let mut d = Wharfd::start();
     let o = Command::new(bin("wharfd"))
@@ -544,6 +576,10 @@ fn data_root_lock_refuses_a_second_daemon_and_shutdown_is_clean() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn import_from_a_url() {
     // A server of the test's own on loopback hands out the busybox rootfs.
     let tar = std::fs::read(images_dir().join("busybox-rootfs.tar")).unwrap();
@@ -597,6 +633,10 @@ fn import_from_a_url() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn answers_follow_the_api_version_asked_and_there_is_no_swarm() {
     let d = Wharfd::start();
     d.import_busybox("busybox:latest");
@@ -660,6 +700,10 @@ fn zstd_zeros_layer(size: u64) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn decompression_bombs_are_refused_and_leave_nothing() {
     let d = Wharfd::start();
     // 1.5 GiB of zeros in ~50 KiB: past the 1 GiB floor at far more than 1000x.
@@ -702,6 +746,10 @@ fn decompression_bombs_are_refused_and_leave_nothing() {
 /// filter lists what was created before, and an import from the request body has answered
 /// only once the image exists.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn images_save_load_filter_and_import_as_dockerd() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");
@@ -764,6 +812,10 @@ fn images_save_load_filter_and_import_as_dockerd() {
 /// another platform is not found (404), never run on the wrong architecture; an import's
 /// platform is the image's; `archive?path=<file>/` is "not a directory" (400).
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn platforms_and_paths_judged_as_docker() {
     let w = Wharfd::start();
     w.import_busybox("busybox:latest");

@@ -9,6 +9,10 @@ use std::process::Command;
 use common::*;
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn archives_cross_between_dockerd_and_wharf_with_the_same_ids() {
     let real = Dockerd::start();
     let w = Wharfd::start();
@@ -43,6 +47,10 @@ fn archives_cross_between_dockerd_and_wharf_with_the_same_ids() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn skopeo_docker_archive_and_oci_layout_load() {
     let w = Wharfd::start();
     let id = w.import_busybox("src:latest");

@@ -60,6 +60,10 @@ fn gateway(w: &Wharfd) -> Ipv4Addr {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn published_ports_from_loopback_host_addresses_and_containers() {
     let w = daemon();
     let port = 20000 + (std::process::id() % 5000) as u16 * 2;
@@ -169,6 +173,10 @@ fn published_ports_from_loopback_host_addresses_and_containers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn user_networks_names_aliases_isolation_and_connect() {
     let w = daemon();
     let s1 = test_subnet(&w, 0);
@@ -364,6 +372,10 @@ fn user_networks_names_aliases_isolation_and_connect() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn hosts_links_dns_options_and_concurrent_addresses() {
     let w = daemon();
     let s = test_subnet(&w, 2);
@@ -473,6 +485,10 @@ fn hosts_links_dns_options_and_concurrent_addresses() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn nothing_is_left_after_shutdown_or_a_crash() {
     let mut w = daemon();
     let br = bridge_name(w.dir.path());
@@ -561,6 +577,10 @@ fn nothing_is_left_after_shutdown_or_a_crash() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn iptables_off_serves_published_ports_through_the_userland_proxy() {
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -604,6 +624,10 @@ fn iptables_off_serves_published_ports_through_the_userland_proxy() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn user_network_links_aux_addresses_and_endpoint_settings() {
     let w = daemon();
     let s = test_subnet(&w, 7);
@@ -709,6 +733,10 @@ fn user_network_links_aux_addresses_and_endpoint_settings() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn ipv6_networks_address_route_and_resolve() {
     let w = daemon();
     let s = test_subnet(&w, 6);
@@ -835,6 +863,10 @@ fn loopback_upstream(addr: Ipv4Addr) {
 /// now, joined later or left, forwards the rest to its `--dns` servers (here a stand-in on
 /// this host's loopback) and leaves port 53 to the container.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn several_networks_at_create_and_names_across_all_of_them() {
     let w = daemon();
     let (sa, sb, sc) = (test_subnet(&w, 3), test_subnet(&w, 4), test_subnet(&w, 5));

@@ -491,6 +491,10 @@ fn pull_in_background(w: &Wharfd, img: &str) -> Child {
 // ------------------------------------------------------------------ the tests
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn pull_run_push_round_trip_with_skopeo_and_dockerd() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -584,6 +588,10 @@ fn pull_run_push_round_trip_with_skopeo_and_dockerd() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn multi_arch_index_picks_the_platform() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -652,6 +660,10 @@ fn multi_arch_index_picks_the_platform() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -708,6 +720,10 @@ fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn concurrent_pulls_download_each_layer_once() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -725,6 +741,10 @@ fn concurrent_pulls_download_each_layer_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn basic_auth_login_pull_and_push() {
     let reg = Registry::start("127.0.0.1", Some(("wharf", "s3cret")), false);
     let w = Wharfd::start();
@@ -789,6 +809,10 @@ fn basic_auth_login_pull_and_push() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn tls_registry_is_verified_against_certs_d() {
     // ::1 is outside Docker's default insecure range (127.0.0.0/8), so TLS is verified.
     let reg = Registry::start("::1", None, true);
@@ -1033,6 +1057,10 @@ fn blob_gets(log: &[(String, String, Option<String>)], digest: &str) -> Vec<Opti
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn hostile_registries_get_clear_errors_and_lose_nothing() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -1138,6 +1166,10 @@ fn hostile_registries_get_clear_errors_and_lose_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn kill_9_mid_pull_leaves_no_image_and_the_next_pull_reuses_verified_blobs() {
     let reg = Registry::start("127.0.0.1", None, false);
     let mut w = Wharfd::start();
@@ -1188,6 +1220,10 @@ fn kill_9_mid_pull_leaves_no_image_and_the_next_pull_reuses_verified_blobs() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn docker_hub_names_go_to_the_configured_mirror() {
     // Only names the mirror has are pulled, so nothing ever leaves for Docker Hub.
     let mirror = Registry::start("127.0.0.1", None, false);
@@ -1208,6 +1244,10 @@ fn docker_hub_names_go_to_the_configured_mirror() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn search_reads_a_registrys_v1_search_api() {
     // Distribution has no v1 search API (Docker Hub's index has): a small server of the test's
     // own answers it, so the daemon's client, its filters and the CLI's table are exercised.
@@ -1252,6 +1292,10 @@ fn search_reads_a_registrys_v1_search_api() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn credential_helpers_keep_the_secrets_for_both_clis() {
     let reg = Registry::start("127.0.0.1", Some(("helped", "pw-in-helper")), false);
     let w = Wharfd::start();
@@ -1314,6 +1358,10 @@ fn credential_helpers_keep_the_secrets_for_both_clis() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn bearer_challenges_get_scoped_tokens_with_the_credentials() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -1354,6 +1402,10 @@ fn bearer_challenges_get_scoped_tokens_with_the_credentials() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn foreign_layers_come_from_their_urls_and_are_never_pushed() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();
@@ -1414,6 +1466,10 @@ fn foreign_layers_come_from_their_urls_and_are_never_pushed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn all_tags_both_ways_and_unreachable_registries() {
     let reg = Registry::start("127.0.0.1", None, false);
     let w = Wharfd::start();

@@ -78,6 +78,10 @@ fn kill9(pid: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_container_cannot_lift_its_own_cgroup_limits() {
     let w = daemon();
     let id = w
@@ -185,6 +189,10 @@ fn a_container_cannot_lift_its_own_cgroup_limits() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_killed_shim_takes_its_container_with_it() {
     let mut w = daemon();
     let id = w
@@ -262,6 +270,10 @@ fn a_killed_shim_takes_its_container_with_it() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn rm_force_kills_what_the_cgroup_still_holds() {
     let w = daemon();
     // A process that left its shim's supervision: it joined the container's cgroups from outside
@@ -293,6 +305,10 @@ fn rm_force_kills_what_the_cgroup_still_holds() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn no_container_is_left_unstoppable_by_an_exec_racing_its_exit() {
     let w = daemon();
     // The init exits while execs (a 20 ms healthcheck and `docker exec`s) are being started: the
@@ -342,6 +358,10 @@ fn no_container_is_left_unstoppable_by_an_exec_racing_its_exit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn a_daemon_killed_mid_commit_leaves_no_container_frozen() {
     let mut w = daemon();
     let id = w
@@ -408,6 +428,10 @@ fn a_daemon_killed_mid_commit_leaves_no_container_frozen() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn privileged_containers_get_the_hosts_devices_and_explicit_profiles() {
     let w = daemon();
     let host_devices: Vec<String> = std::fs::read_dir("/dev")
@@ -504,6 +528,10 @@ fn tar_symlinks(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn archives_keep_symlink_targets_byte_for_byte() {
     let w = daemon();
     w.ok(&[
@@ -558,6 +586,10 @@ fn archives_keep_symlink_targets_byte_for_byte() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn errors_a_user_can_act_on() {
     let w = daemon();
     let err = w.fails(&[

@@ -33,6 +33,10 @@ fn volume_names(w: &Wharfd) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn named_volumes_survive_and_are_shared() {
     let w = daemon();
     assert_eq!(w.ok(&["volume", "create", "--label", "tier=db", "data"]), "data\n");
@@ -115,6 +119,10 @@ fn named_volumes_survive_and_are_shared() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn anonymous_volumes_copy_up_and_go_with_their_container() {
     let w = daemon();
     let tar = common::images_dir().join("busybox-rootfs.tar");
@@ -151,6 +159,10 @@ fn anonymous_volumes_copy_up_and_go_with_their_container() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn binds_tmpfs_and_option_volumes() {
     let w = daemon();
     let host = tempfile::tempdir().unwrap();
@@ -299,6 +311,10 @@ fn binds_tmpfs_and_option_volumes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn cp_both_ways_running_and_stopped() {
     let w = daemon();
     let host = tempfile::tempdir().unwrap();
@@ -392,6 +408,10 @@ fn cp_both_ways_running_and_stopped() {
 }
 
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn cp_and_mounts_cannot_escape_the_root() {
     let w = daemon();
     let host = tempfile::tempdir().unwrap();
@@ -470,6 +490,10 @@ fn cp_and_mounts_cannot_escape_the_root() {
 /// root, never the host's); a subpath that climbs out is refused at create, a missing one at
 /// start; the image's files are not copied into it; nothing stays mounted after the run.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn volume_subpaths() {
     let w = daemon();
     w.ok(&["volume", "create", "sv"]);
@@ -545,6 +569,10 @@ fn volume_subpaths() {
 /// its `image-subpath`); a missing image is "No such image"; the image is in use while a
 /// container mounts it; nothing stays mounted after the container.
 #[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn image_mounts() {
     let w = daemon();
     let hello = common::images_dir().join("hello-rootfs.tar");

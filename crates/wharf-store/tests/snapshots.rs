@@ -11,7 +11,10 @@ fn root_or_skip() -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
-    eprintln!("skipped: the snapshot suite needs root (mounts, devices, owners)");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        b"skipped: the snapshot suite is the root tier (needs root: mounts, devices, owners)\n",
+    );
     false
 }
 
