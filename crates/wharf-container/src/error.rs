@@ -2,6 +2,7 @@
 
 use wharf_image::ImageError;
 use wharf_reference::ErrorKind;
+use wharf_shim_proto::FailureKind;
 
 /// What can go wrong with a container operation. Messages are Docker's where clients match.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +31,15 @@ pub enum ContainerError {
     /// The image side failed.
     #[error(transparent)]
     Image(#[from] ImageError),
-    /// The runtime refused to start the process (Docker's wording is kept in the message).
-    #[error("{0}")]
-    Runtime(String),
+    /// The runtime refused to start the process (Docker's wording is kept in the message); the
+    /// kind is the shim's.
+    #[error("{message}")]
+    Runtime {
+        /// What kind of failure, as the shim reported it.
+        kind: wharf_shim_proto::FailureKind,
+        /// What it said.
+        message: String,
+    },
     /// A volume operation failed.
     #[error(transparent)]
     Volume(#[from] wharf_volume::VolumeError),
@@ -57,17 +64,24 @@ impl ContainerError {
             ContainerError::NotModified => ErrorKind::NotModified,
             ContainerError::Image(e) => e.kind(),
             ContainerError::Volume(e) => e.kind(),
-            ContainerError::Runtime(m)
-                if m.contains("executable file not found")
-                    || m.contains("no such file or directory")
-                    || m.contains("permission denied") =>
-            {
-                ErrorKind::InvalidArgument
-            }
-            ContainerError::Runtime(_) | ContainerError::Internal(_) | ContainerError::Snapshot(_) => {
-                ErrorKind::Internal
-            }
+            ContainerError::Runtime { kind, .. } => match kind {
+                FailureKind::NotFound | FailureKind::CannotExecute => ErrorKind::InvalidArgument,
+                FailureKind::NotRunning => ErrorKind::Conflict,
+                FailureKind::BadRequest => ErrorKind::InvalidArgument,
+                FailureKind::Internal => ErrorKind::Internal,
+            },
+            ContainerError::Internal(_) | ContainerError::Snapshot(_) => ErrorKind::Internal,
         }
+    }
+}
+
+impl ContainerError {
+    /// A failure the shim reported in `reply`, if it reported one.
+    pub fn from_reply(reply: &wharf_shim_proto::Reply) -> Option<ContainerError> {
+        reply.failure().map(|(kind, message)| ContainerError::Runtime {
+            kind,
+            message: message.to_string(),
+        })
     }
 }
 

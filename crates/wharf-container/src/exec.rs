@@ -156,18 +156,17 @@ impl ContainerService {
             stdin: x.config.attach_stdin.unwrap_or(false),
         };
         let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
-        if let Some(err) = reply.error {
+        if let Some((kind, err)) = reply.failure() {
             // As Docker 25 and later: 127 for a command that is not there, 126 for one that
             // could not start (dockerd 20.10 recorded 126 for both).
-            let code = if err.contains("not found") || err.contains("no such file") {
-                127
-            } else {
-                126
-            };
+            let code = kind.exit_code().unwrap_or(126);
             if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-                x.exit_code = Some(code);
+                x.exit_code = Some(i64::from(code));
             }
-            return Err(ContainerError::Runtime(exec_start_error(&err)));
+            return Err(ContainerError::Runtime {
+                kind,
+                message: exec_start_error(err),
+            });
         }
         if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
             x.running = true;

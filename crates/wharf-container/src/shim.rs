@@ -32,8 +32,8 @@ pub async fn spawn(shim: &Path, config: &Path, log: &Path) -> Result<i32> {
     })?;
     // The shim lives on after its parent forgets it; tokio reaps it when it exits.
     drop(child);
-    if let Some(e) = reply.error {
-        return Err(ContainerError::Runtime(e));
+    if let Some(e) = ContainerError::from_reply(&reply) {
+        return Err(e);
     }
     reply
         .pid
@@ -92,8 +92,13 @@ pub async fn open(socket: &Path, req: &Request) -> Result<(Reply, ShimStream)> {
 /// A request whose reply is all there is.
 pub async fn call(socket: &Path, req: &Request) -> Result<Reply> {
     let (reply, _) = open(socket, req).await?;
-    if let Some(e) = &reply.error {
-        return Err(ContainerError::Internal(e.clone()));
+    match ContainerError::from_reply(&reply) {
+        // A failure of no particular kind is the daemon's to explain, as before kinds.
+        Some(ContainerError::Runtime {
+            kind: wharf_shim_proto::FailureKind::Internal,
+            message,
+        }) => Err(ContainerError::Internal(message)),
+        Some(e) => Err(e),
+        None => Ok(reply),
     }
-    Ok(reply)
 }

@@ -23,6 +23,34 @@ pub const STREAM_EXIT: u8 = 255;
 /// again or clears that state itself.
 pub const LOCK_FILE: &str = "shim.lock";
 
+/// What kind of failure a shim reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The program to run does not exist (a process that never ran: exit 127, as a shell's).
+    NotFound,
+    /// The program exists but cannot be run: a directory, no permission (exit 126).
+    CannotExecute,
+    /// The container's process has ended.
+    NotRunning,
+    /// The request was malformed (a bad signal, an unknown exec).
+    BadRequest,
+    /// Anything else.
+    Internal,
+}
+
+impl FailureKind {
+    /// The exit code of a process that failed to start this way, as Docker 25 records it (127
+    /// as a shell's "command not found", 126 for "cannot execute"); `None` for other kinds.
+    pub fn exit_code(self) -> Option<i32> {
+        match self {
+            FailureKind::NotFound => Some(127),
+            FailureKind::CannotExecute => Some(126),
+            _ => None,
+        }
+    }
+}
+
 /// What the daemon tells a shim when it starts it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimConfig {
@@ -140,6 +168,10 @@ pub struct Reply {
     /// Set on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is, decided by the shim where it arose (so the daemon
+    /// never reads the message to decide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FailureKind>,
     /// The container's (or exec's) process ID on the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
@@ -157,12 +189,25 @@ impl Reply {
         Self::default()
     }
 
-    /// A failure.
+    /// A failure of no particular kind.
     pub fn err(msg: impl Into<String>) -> Self {
+        Self::fail(FailureKind::Internal, msg)
+    }
+
+    /// A failure of the given kind.
+    pub fn fail(kind: FailureKind, msg: impl Into<String>) -> Self {
         Reply {
             error: Some(msg.into()),
+            kind: Some(kind),
             ..Self::default()
         }
+    }
+
+    /// The kind of this reply's failure (`Internal` when an older shim did not say).
+    pub fn failure(&self) -> Option<(FailureKind, &str)> {
+        self.error
+            .as_deref()
+            .map(|e| (self.kind.unwrap_or(FailureKind::Internal), e))
     }
 
     /// The reply as one JSON line.

@@ -8,8 +8,15 @@
 //! init and any exec'd processes, and when the init is gone writes the exit record, answers
 //! waiters and removes the container's runtime state. Nothing here uses threads: libcontainer
 //! forks without exec, which is only safe in a single-threaded caller.
+//!
+//! Here: creation and the event loop (poll over the socket, the signalfd, the container's and
+//! the execs' output and the clients). `clients`: connections and replies; `requests`: one
+//! method per request; `exit`: output, reaping and the end; `failure`: the kind of a failure
+//! the reply carries; `stdio`, `log`, `cgroups`, `stats`, `named`, `payload`, `initerr` as
+//! ARCHITECTURE.md lists them.
 
 mod cgroups;
+mod failure;
 mod initerr;
 mod log;
 mod named;
@@ -19,7 +26,7 @@ mod stdio;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -34,14 +41,17 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::MsgFlags;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
-use wharf_shim_proto::{frame, ExitInfo, Reply, Request, ShimConfig, STREAM_EXIT, STREAM_STDERR, STREAM_STDOUT};
+use wharf_shim_proto::{ExitInfo, FailureKind, Reply, ShimConfig};
 
-use crate::cgroups::{cgroup_stats, oom_kills, update_resources};
 use crate::log::JsonLog;
 use crate::payload::{Filter, Payload};
-use crate::stdio::{drain, finish_tty, flush_stdin, make_stdio, resize, Stdio};
+use crate::stdio::{finish_tty, flush_stdin, make_stdio, Stdio};
+
+mod clients;
+mod exit;
+mod requests;
 
 /// A client whose unsent output passes this is too slow; it loses output rather than stall
 /// the container.
@@ -50,7 +60,7 @@ const MAX_CLIENT_BUFFER: usize = 4 << 20;
 /// pipe, outside the container's PID namespace, may keep them open).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-fn main() {
+pub(crate) fn main() {
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: wharf-shim CONFIG");
         std::process::exit(2);
@@ -100,13 +110,18 @@ fn main() {
             shim.run();
         }
         Err(e) => {
-            report(&Reply::err(e));
+            report(&Reply::fail(failure::kind_of(&e), e));
             std::process::exit(1);
         }
     }
 }
 
-fn report(r: &Reply) {
+/// The reply to a request a container that has ended cannot serve.
+pub(crate) fn not_running() -> Reply {
+    Reply::fail(FailureKind::NotRunning, "container is not running")
+}
+
+pub(crate) fn report(r: &Reply) {
     let mut out = io::stdout().lock();
     let _ = out.write_all(&r.line());
     let _ = out.flush();
@@ -135,13 +150,13 @@ struct Client {
 }
 
 impl Client {
-    fn send(&mut self, data: &[u8]) {
+    pub(crate) fn send(&mut self, data: &[u8]) {
         if self.out.len() + data.len() <= MAX_CLIENT_BUFFER {
             self.out.extend(data);
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while !self.out.is_empty() {
             let (a, _) = self.out.as_slices();
             match nix::sys::socket::send(self.sock.as_raw_fd(), a, MsgFlags::MSG_NOSIGNAL) {
@@ -198,7 +213,7 @@ enum Src {
     ExecStdin(u64),
 }
 
-fn status_code(st: WaitStatus) -> Option<(Pid, i32)> {
+pub(crate) fn status_code(st: WaitStatus) -> Option<(Pid, i32)> {
     match st {
         WaitStatus::Exited(p, c) => Some((p, c)),
         WaitStatus::Signaled(p, s, _) => Some((p, 128 + s as i32)),
@@ -207,7 +222,7 @@ fn status_code(st: WaitStatus) -> Option<(Pid, i32)> {
 }
 
 impl Shim {
-    fn create(cfg: ShimConfig) -> Result<Shim, String> {
+    pub(crate) fn create(cfg: ShimConfig) -> Result<Shim, String> {
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
         signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).map_err(|e| e.to_string())?;
@@ -278,11 +293,11 @@ impl Shim {
         })
     }
 
-    fn container(&self) -> Result<Container, String> {
+    pub(crate) fn container(&self) -> Result<Container, String> {
         Container::load(Path::new(&self.cfg.state_root).join(&self.cfg.id)).map_err(|e| e.to_string())
     }
 
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         loop {
             if let Some(at) = self.exited_at {
                 if !self.stdio.open() || at.elapsed() > DRAIN_AFTER_EXIT {
@@ -298,7 +313,7 @@ impl Shim {
         self.finish();
     }
 
-    fn poll_once(&mut self) -> Vec<(Src, PollFlags)> {
+    pub(crate) fn poll_once(&mut self) -> Vec<(Src, PollFlags)> {
         let mut srcs: Vec<(Src, BorrowedFd<'_>, PollFlags)> = vec![
             (Src::Signal, self.sigfd.as_fd(), PollFlags::POLLIN),
             (Src::Listen, self.listener.as_fd(), PollFlags::POLLIN),
@@ -362,7 +377,7 @@ impl Shim {
             .collect()
     }
 
-    fn handle(&mut self, src: Src, ev: PollFlags) {
+    pub(crate) fn handle(&mut self, src: Src, ev: PollFlags) {
         match src {
             Src::Signal => {
                 while let Ok(Some(_)) = self.sigfd.read_signal() {}
@@ -390,429 +405,11 @@ impl Shim {
             }
         }
     }
-
-    fn close_if_done(&mut self, id: u64) {
-        if let Some(c) = self.clients.get(&id) {
-            if matches!(c.kind, ClientKind::Closing) && c.out.is_empty() {
-                self.clients.remove(&id);
-            }
-        }
-    }
-
-    fn accept(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((sock, _)) => {
-                    let _ = sock.set_nonblocking(true);
-                    self.next_client += 1;
-                    self.clients.insert(
-                        self.next_client,
-                        Client {
-                            sock,
-                            inbuf: Vec::new(),
-                            out: VecDeque::new(),
-                            kind: ClientKind::Request,
-                            read_closed: false,
-                            dead: false,
-                        },
-                    );
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn reap(&mut self) {
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(st) => {
-                    let Some((pid, code)) = status_code(st) else { continue };
-                    if pid == self.init {
-                        self.on_init_exit(code);
-                    } else if let Some(e) = self.execs.values_mut().find(|e| e.pid == pid) {
-                        e.exit = Some(code);
-                        let id = e.client;
-                        self.maybe_finish_exec(id);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_init_exit(&mut self, code: i32) {
-        let oom = oom_kills(&self.cfg.cgroup_path) > 0;
-        self.exit = Some(ExitInfo {
-            exit_code: code,
-            oom_killed: oom,
-            finished_at: log::now_nanos(),
-        });
-        self.exited_at = Some(Instant::now());
-    }
-
-    fn read_output(&mut self, i: usize) {
-        let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
-        let (log, clients) = (&mut self.log, &mut self.clients);
-        drain(&mut self.stdio.out[i], |data| {
-            if let Some(l) = log {
-                l.write(stream, data);
-            }
-            let f = frame(stream, data);
-            for c in clients.values_mut() {
-                if let ClientKind::Attach { stdout, stderr, .. } = c.kind {
-                    if (stream == STREAM_STDOUT && stdout) || (stream == STREAM_STDERR && stderr) {
-                        c.send(&f);
-                        c.flush();
-                    }
-                }
-            }
-        });
-    }
-
-    fn read_exec_output(&mut self, client: u64, i: usize) {
-        let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
-        let Some(e) = self.execs.values_mut().find(|e| e.client == client) else {
-            return;
-        };
-        let clients = &mut self.clients;
-        drain(&mut e.stdio.out[i], |data| {
-            if let Some(c) = clients.get_mut(&client) {
-                c.send(&frame(stream, data));
-                c.flush();
-            }
-        });
-        self.maybe_finish_exec(client);
-    }
-
-    /// An exec is over when it has exited and its output is drained: send its exit frame.
-    fn maybe_finish_exec(&mut self, client: u64) {
-        let Some((key, code)) = self
-            .execs
-            .iter()
-            .find(|(_, e)| e.client == client)
-            .and_then(|(k, e)| e.exit.filter(|_| !e.stdio.open()).map(|c| (k.clone(), c)))
-        else {
-            return;
-        };
-        self.execs.remove(&key);
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.send(&frame(STREAM_EXIT, &code.to_be_bytes()));
-            c.kind = ClientKind::Closing;
-            c.flush();
-        }
-        self.close_if_done(client);
-    }
-
-    fn read_client(&mut self, id: u64) {
-        let mut buf = [0u8; 32 * 1024];
-        loop {
-            let Some(c) = self.clients.get_mut(&id) else { return };
-            if c.read_closed {
-                return;
-            }
-            match c.sock.read(&mut buf) {
-                Ok(0) => {
-                    c.read_closed = true;
-                    self.on_client_eof(id);
-                    return;
-                }
-                Ok(n) => {
-                    c.inbuf.extend_from_slice(&buf[..n]);
-                    self.process_input(id);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    c.dead = true;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_client_eof(&mut self, id: u64) {
-        let Some(c) = self.clients.get(&id) else { return };
-        // Stdin is closed only by an explicit request: a client that goes away has detached.
-        if let ClientKind::Request = &c.kind {
-            self.clients.remove(&id);
-        }
-    }
-
-    fn process_input(&mut self, id: u64) {
-        let Some(c) = self.clients.get_mut(&id) else { return };
-        match &c.kind {
-            ClientKind::Request => {
-                let Some(nl) = c.inbuf.iter().position(|&b| b == b'\n') else {
-                    if c.inbuf.len() > 1 << 20 {
-                        c.dead = true;
-                    }
-                    return;
-                };
-                let line: Vec<u8> = c.inbuf.drain(..=nl).collect();
-                let req = serde_json::from_slice::<Request>(&line);
-                match req {
-                    Ok(r) => self.request(id, r),
-                    Err(e) => self.reply(id, Reply::err(format!("bad request: {e}")), ClientKind::Closing),
-                }
-                // Whatever followed the request line is stdin for attach/exec.
-                if self.clients.get(&id).is_some_and(|c| !c.inbuf.is_empty()) {
-                    self.process_input(id);
-                }
-            }
-            ClientKind::Attach { stdin: true, .. } => {
-                let data = std::mem::take(&mut c.inbuf);
-                self.stdio.stdin_pending.extend(data);
-                flush_stdin(&mut self.stdio);
-            }
-            ClientKind::Exec(e) => {
-                let data = std::mem::take(&mut c.inbuf);
-                if let Some(x) = self.execs.get_mut(e) {
-                    x.stdio.stdin_pending.extend(data);
-                    flush_stdin(&mut x.stdio);
-                }
-            }
-            _ => c.inbuf.clear(),
-        }
-    }
-
-    fn reply(&mut self, id: u64, r: Reply, next: ClientKind) {
-        if let Some(c) = self.clients.get_mut(&id) {
-            c.send(&r.line());
-            c.kind = next;
-            c.flush();
-        }
-        self.close_if_done(id);
-    }
-
-    fn request(&mut self, id: u64, req: Request) {
-        match req {
-            Request::Start => {
-                let r = self.container().and_then(|mut c| c.start().map_err(|e| e.to_string()));
-                self.reply(
-                    id,
-                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
-                    ClientKind::Closing,
-                );
-            }
-            Request::Kill { signal: sig, all } => {
-                let r = match Signal::try_from(sig) {
-                    Err(_) => Err(format!("invalid signal {sig}")),
-                    Ok(s) if all => self
-                        .container()
-                        .and_then(|mut c| c.kill(s, true).map_err(|e| e.to_string())),
-                    Ok(s) if self.exit.is_none() => signal::kill(self.init, s).map_err(|e| e.to_string()),
-                    Ok(_) => Err("container is not running".into()),
-                };
-                self.reply(
-                    id,
-                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
-                    ClientKind::Closing,
-                );
-            }
-            Request::Pause | Request::Resume => {
-                let pause = matches!(req, Request::Pause);
-                let r = self
-                    .container()
-                    .and_then(|mut c| if pause { c.pause() } else { c.resume() }.map_err(|e| e.to_string()));
-                self.reply(
-                    id,
-                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
-                    ClientKind::Closing,
-                );
-            }
-            Request::Stats => {
-                let r = if self.exit.is_some() {
-                    Err("container is not running".to_string())
-                } else {
-                    cgroup_stats(&self.cfg.cgroup_path, &self.cfg.id)
-                };
-                let reply = match r {
-                    Ok(v) => Reply {
-                        stats: Some(v),
-                        ..Reply::ok()
-                    },
-                    Err(e) => Reply::err(e),
-                };
-                self.reply(id, reply, ClientKind::Closing);
-            }
-            Request::Update { resources } => {
-                let r = update_resources(&self.cfg.cgroup_path, &self.cfg.id, resources);
-                self.reply(
-                    id,
-                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
-                    ClientKind::Closing,
-                );
-            }
-            Request::Resize { exec, height, width } => {
-                let fd = match &exec {
-                    None => self.stdio.tty.as_ref(),
-                    Some(e) => self.execs.get(e).and_then(|x| x.stdio.tty.as_ref()),
-                };
-                let r = match fd {
-                    Some(fd) => resize(fd.as_fd(), height, width),
-                    None => Err("no terminal".to_string()),
-                };
-                self.reply(
-                    id,
-                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
-                    ClientKind::Closing,
-                );
-            }
-            Request::Wait => {
-                if self.exit.is_some() && !self.stdio.open() {
-                    let r = Reply {
-                        exit: self.exit.clone(),
-                        ..Reply::ok()
-                    };
-                    self.reply(id, r, ClientKind::Closing);
-                } else if let Some(c) = self.clients.get_mut(&id) {
-                    c.kind = ClientKind::Waiter;
-                }
-            }
-            Request::Attach { stdin, stdout, stderr } => {
-                let stdin = stdin && self.stdio.stdin.is_some();
-                self.reply(id, Reply::ok(), ClientKind::Attach { stdin, stdout, stderr });
-            }
-            Request::CloseStdin { exec } => {
-                let stdio = match &exec {
-                    None => Some(&mut self.stdio),
-                    Some(e) => self.execs.get_mut(e).map(|x| &mut x.stdio),
-                };
-                let r = match stdio {
-                    Some(s) => {
-                        s.stdin_close = true;
-                        flush_stdin(s);
-                        Reply::ok()
-                    }
-                    None => Reply::err("no such exec"),
-                };
-                self.reply(id, r, ClientKind::Closing);
-            }
-            Request::Exec {
-                id: exec_id,
-                process,
-                stdin,
-            } => match self.exec(id, &exec_id, process, stdin) {
-                Ok(pid) => {
-                    let r = Reply {
-                        pid: Some(pid.as_raw()),
-                        ..Reply::ok()
-                    };
-                    self.reply(id, r, ClientKind::Exec(exec_id));
-                }
-                Err(e) => self.reply(id, Reply::err(e), ClientKind::Closing),
-            },
-        }
-    }
-
-    fn exec(&mut self, client: u64, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<Pid, String> {
-        if self.exit.is_some() {
-            return Err("container is not running".into());
-        }
-        if self.execs.contains_key(exec_id) || exec_id.is_empty() || exec_id.contains('/') {
-            return Err(format!("bad exec id {exec_id}"));
-        }
-        let tty = process.get("terminal").and_then(|t| t.as_bool()).unwrap_or(false);
-        let bundle = PathBuf::from(&self.cfg.bundle);
-        let proc_path = bundle.join(format!("exec-{exec_id}.json"));
-        fs::write(&proc_path, serde_json::to_vec(&process).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("write {}: {e}", proc_path.display()))?;
-        let console = bundle.join(format!("e{}.sock", &exec_id[..exec_id.len().min(12)]));
-        let (mut stdio, child, console_l) = make_stdio(tty, stdin, &console)?;
-        let builder = builder_with_stdio(
-            &self.cfg.id,
-            &self.cfg.state_root,
-            tty,
-            &console,
-            child,
-            &self.filter,
-            false,
-        )?;
-        // SIGCHLD stays blocked through the spawn (the new process unblocks it for itself), so
-        // an exit during it, the init's included, waits in the signalfd whichever way this ends.
-        let r = builder
-            .as_tenant()
-            .with_process(Some(&proc_path))
-            .with_detach(true)
-            .build();
-        let _ = fs::remove_file(&proc_path);
-        let pid = r.map_err(|e| e.to_string())?;
-        if let Err(e) = finish_tty(&mut stdio, console_l, &console) {
-            let _ = signal::kill(pid, Signal::SIGKILL);
-            return Err(e);
-        }
-        if !stdin && tty {
-            // A terminal always has an input side; without -i nobody writes to it.
-            stdio.stdin_close = false;
-        }
-        self.execs.insert(
-            exec_id.to_string(),
-            Exec {
-                pid,
-                stdio,
-                exit: None,
-                client,
-            },
-        );
-        Ok(pid)
-    }
-
-    /// The init is gone and its output drained: record, tell, clean up, exit.
-    ///
-    /// Waiters hear of the exit before the cgroups and libcontainer's state are removed (that
-    /// is off the path of `run --rm`); the daemon waits for this shim's lock before it starts
-    /// the container again. Nothing here is synced to disk: the exit file only has to outlive
-    /// the daemon, not the host (after a host crash every container is down anyway).
-    fn finish(&mut self) {
-        if let Some(l) = &mut self.log {
-            l.flush();
-        }
-        let exit = self.exit.clone().unwrap_or_default();
-        let tmp = format!("{}.tmp", self.cfg.exit_file);
-        let body = serde_json::to_vec(&exit).expect("serialise");
-        let written = fs::write(&tmp, &body).and_then(|_| fs::rename(&tmp, &self.cfg.exit_file));
-        if let Err(e) = written {
-            eprintln!("wharf-shim: exit file {}: {e}", self.cfg.exit_file);
-        }
-        // Processes exec'd into a container with a shared PID namespace may outlive it.
-        for e in self.execs.values() {
-            let _ = signal::kill(e.pid, Signal::SIGKILL);
-        }
-        // Before answering: the next run's shim binds the same path.
-        let _ = fs::remove_file(&self.cfg.socket);
-        let line = Reply {
-            exit: Some(exit),
-            ..Reply::ok()
-        }
-        .line();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        for c in self.clients.values_mut() {
-            if matches!(c.kind, ClientKind::Waiter) {
-                c.send(&line);
-            }
-            let _ = c.sock.set_nonblocking(false);
-            let _ = c.sock.set_write_timeout(Some(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(10)),
-            ));
-            let (a, b) = c.out.as_slices();
-            let _ = c.sock.write_all(a).and_then(|_| c.sock.write_all(b));
-            let _ = c.sock.shutdown(std::net::Shutdown::Both);
-        }
-        if let Ok(mut c) = self.container() {
-            if let Err(e) = c.delete(true) {
-                eprintln!("wharf-shim: delete: {e}");
-            }
-        }
-        named::leave(&self.systemd);
-        named::remove(self.systemd.dir());
-    }
 }
 
 /// A libcontainer builder for the container (init or exec) with its stdio: the console socket
 /// for a terminal, else the child ends of the pipes (stdin, stdout, stderr in that order).
-fn builder_with_stdio(
+pub(crate) fn builder_with_stdio(
     id: &str,
     state_root: &str,
     tty: bool,
@@ -841,7 +438,7 @@ fn builder_with_stdio(
 /// Bring `lo` up in the container's network namespace when it has one of its own (a new
 /// namespace starts with loopback down). The shim is single-threaded, so it can step into the
 /// namespace and back.
-fn loopback_up(pid: Pid) -> Result<(), String> {
+pub(crate) fn loopback_up(pid: Pid) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let theirs = format!("/proc/{pid}/ns/net");
     let own = fs::metadata("/proc/self/ns/net").map_err(|e| e.to_string())?;
@@ -857,7 +454,7 @@ fn loopback_up(pid: Pid) -> Result<(), String> {
     r
 }
 
-fn set_up(name: &str) -> Result<(), String> {
+pub(crate) fn set_up(name: &str) -> Result<(), String> {
     use nix::libc;
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,

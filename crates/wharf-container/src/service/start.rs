@@ -79,20 +79,14 @@ impl ContainerService {
             }
             Err(err) => {
                 self.unmount_root(&rec.id);
-                let msg = match &err {
-                    ContainerError::Runtime(m) => start_error(m),
-                    other => other.to_string(),
+                let (msg, code) = match &err {
+                    ContainerError::Runtime { kind, message } => (start_error(message), kind.exit_code()),
+                    other => (other.to_string(), None),
                 };
                 {
                     let mut r = e.rec.lock().expect("record lock");
                     r.state.error = msg.clone();
-                    r.state.exit_code = if msg.contains("executable file not found") || msg.contains("no such file") {
-                        127
-                    } else if msg.contains("permission denied") {
-                        126
-                    } else {
-                        128
-                    };
+                    r.state.exit_code = i64::from(code.unwrap_or(128));
                     if r.state.status == ContainerStatus::Running {
                         r.state.status = ContainerStatus::Exited;
                     }
@@ -112,7 +106,7 @@ impl ContainerService {
                     });
                 }
                 Err(match err {
-                    ContainerError::Runtime(_) => ContainerError::Runtime(msg),
+                    ContainerError::Runtime { kind, .. } => ContainerError::Runtime { kind, message: msg },
                     other => other,
                 })
             }
@@ -263,7 +257,14 @@ impl ContainerService {
         }
         if let Err(e) = shim::call(&sock, &Request::Start).await {
             let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
-            return Err(ContainerError::Runtime(e.to_string()));
+            // Whatever the runtime said, it is the start's failure, in Docker's words.
+            return Err(match e {
+                e @ ContainerError::Runtime { .. } => e,
+                e => ContainerError::Runtime {
+                    kind: wharf_shim_proto::FailureKind::Internal,
+                    message: e.to_string(),
+                },
+            });
         }
         Ok((pid, waiter))
     }
