@@ -16,7 +16,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use rustix::fs::OFlags;
-use wharf_store::archive::{self as ar, PathStat};
+use wharf_store::archive as ar;
+/// What `docker cp` says of a path (the `X-Docker-Container-Path-Stat` header).
+pub use wharf_store::archive::PathStat;
 use wharf_store::saferoot::{clean_relative, SafeRoot};
 use wharf_store::{ApplyOptions, WhiteoutMode};
 

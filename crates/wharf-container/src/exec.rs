@@ -14,7 +14,7 @@ use crate::error::{ContainerError, Result};
 use crate::record::Record;
 use crate::service::ContainerService;
 use crate::service::{random_bytes, read_in_root};
-use crate::shim::{self, ShimStream};
+use crate::shim;
 use crate::spec;
 
 /// An exec instance.
@@ -120,7 +120,7 @@ impl ContainerService {
     }
 
     /// Start an exec: the stream carries its output and ends with its exit frame.
-    pub async fn exec_start(&self, id: &str) -> Result<ShimStream> {
+    pub async fn exec_start(self: &std::sync::Arc<Self>, id: &str) -> Result<crate::task::Task> {
         let (x, rec) = self.exec_startable(id)?;
         let spec: Value = serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
             .map_err(|e| ContainerError::Internal(e.to_string()))?;
@@ -174,7 +174,13 @@ impl ContainerService {
         }
         let cmd = x.config.cmd.clone().unwrap_or_default().join(" ");
         self.emit(&rec, &format!("exec_start: {cmd}"), &[("execID", id)]);
-        Ok(stream)
+        let me = self.clone();
+        let xid = id.to_string();
+        Ok(crate::task::Task::spawn(
+            stream,
+            crate::task::Unread::Drain,
+            move |code| me.exec_exited(&xid, code),
+        ))
     }
 
     /// Record an exec's end.

@@ -28,9 +28,11 @@ pub mod service;
 pub mod shim;
 pub mod spec;
 pub mod stats;
+pub mod task;
 pub mod validate;
 
 pub use error::ContainerError;
 pub use exec::ExecEntry;
 pub use record::{ContainerStatus, Record, State};
 pub use service::{CommitOptions, ContainerService, CreateBody, ServiceConfig, UpdateBody, WaitCondition};
+pub use task::{Output, Task};

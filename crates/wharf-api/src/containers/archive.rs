@@ -41,7 +41,7 @@ pub(crate) fn archive_path(q: &Query) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::invalid("path is required"))
 }
 
-pub(crate) fn stat_header(st: &wharf_store::archive::PathStat) -> HeaderValue {
+pub(crate) fn stat_header(st: &wharf_container::archive::PathStat) -> HeaderValue {
     use base64::Engine as _;
     let json = serde_json::to_vec(&st.to_json()).expect("json");
     HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).expect("base64 is a valid header")
@@ -65,7 +65,7 @@ pub(crate) async fn archive_get(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let path = archive_path(q)?;
     let svc = d.containers.clone();
     let name = name.to_string();
-    type Ready = Result<(wharf_store::archive::PathStat, Body), ApiError>;
+    type Ready = Result<(wharf_container::archive::PathStat, Body), ApiError>;
     let (tx, rx) = tokio::sync::oneshot::channel::<Ready>();
     tokio::task::spawn_blocking(move || {
         let mut tx = Some(tx);

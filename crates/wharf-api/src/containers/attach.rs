@@ -14,17 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_container::logs::{parse_time, LogOptions};
 use wharf_container::{Record, WaitCondition};
-use wharf_shim_proto::{parse_frame, STREAM_EXIT};
-
-/// How [`pump`] treats the shim stream once the client is gone or has detached.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drain {
-    /// Stop reading (an attach: the container's output goes on to its log).
-    Stop,
-    /// Keep reading, discarding, until the shim sends the exit code (an exec: its end is
-    /// only learnt from this stream).
-    UntilExit,
-}
+use wharf_units::stdcopy::{frame, STREAM_STDERR, STREAM_STDOUT};
 
 pub(crate) fn wait(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let cond = match q.get("condition").unwrap_or("") {
@@ -116,27 +106,26 @@ pub(crate) fn wants_upgrade(req: &Request<ReqBody>) -> bool {
 
 /// The detach sequence: ctrl-p ctrl-q unless the client names other keys.
 pub(crate) fn detach_keys(q: &Query) -> Vec<u8> {
-    wharf_shim_proto::detach_keys(q.get("detachKeys").filter(|s| !s.is_empty()))
+    wharf_units::stdcopy::detach_keys(q.get("detachKeys").filter(|s| !s.is_empty()))
 }
 
-/// Copy between the client's hijacked connection and a shim stream: the shim's frames go out
-/// multiplexed, or as raw bytes when `raw`; the client's bytes go in until the `detach`
-/// sequence. Returns the exit code when the shim sent one (exec).
+/// Copy between the client's hijacked connection and a task: its output goes out
+/// multiplexed (Docker's stream frames), or as raw bytes when `raw`; the client's bytes go to
+/// its stdin until the `detach` sequence (then the client's connection closes and the process
+/// runs on). When the client's input ends, `on_stdin_eof` runs and output keeps flowing.
 pub(crate) async fn pump<C>(
     client: C,
-    shim: wharf_container::shim::ShimStream,
+    task: wharf_container::Task,
     raw: bool,
     detach: Vec<u8>,
-    drain: Drain,
     on_stdin_eof: impl std::future::Future<Output = ()> + Send,
-    on_exit: impl FnOnce(Option<i32>) + Send,
-) -> Option<i32>
-where
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let (mut cr, cw) = tokio::io::split(client);
-    let (mut sr, mut sw) = tokio::io::split(shim);
-    let (detached_tx, mut detached_rx) = tokio::sync::watch::channel(false);
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let wharf_container::Task {
+        mut output, mut stdin, ..
+    } = task;
     let input = async move {
         let mut buf = vec![0u8; 32 * 1024];
         let mut matched = 0usize;
@@ -145,7 +134,7 @@ where
                 Ok(0) | Err(_) => {
                     on_stdin_eof.await;
                     // Stdin is over but output keeps flowing until the process ends.
-                    return std::future::pending::<bool>().await;
+                    return std::future::pending::<()>().await;
                 }
                 Ok(n) => n,
             };
@@ -154,9 +143,8 @@ where
                 if !detach.is_empty() && b == detach[matched] {
                     matched += 1;
                     if matched == detach.len() {
-                        let _ = sw.write_all(&out).await;
-                        let _ = detached_tx.send(true);
-                        return true;
+                        let _ = stdin.write_all(&out).await;
+                        return;
                     }
                     continue;
                 }
@@ -166,79 +154,35 @@ where
                 }
                 out.push(b);
             }
-            if sw.write_all(&out).await.is_err() {
-                return false;
+            if stdin.write_all(&out).await.is_err() {
+                return std::future::pending::<()>().await;
             }
         }
     };
-    let output = async move {
-        let mut cw = Some(cw);
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut chunk = vec![0u8; 32 * 1024];
-        let mut code = None;
-        loop {
-            while let Some((stream, payload, used)) = parse_frame(&buf) {
-                if stream == STREAM_EXIT {
-                    if payload.len() == 4 {
-                        code = Some(i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]));
-                    }
-                } else if let Some(w) = cw.as_mut() {
-                    let bytes = if raw { payload } else { &buf[..used] };
-                    if w.write_all(bytes).await.is_err() {
-                        cw = None;
-                        if drain == Drain::Stop {
-                            return (code, None);
-                        }
-                    }
-                }
-                buf.drain(..used);
-            }
-            tokio::select! {
-                r = sr.read(&mut chunk) => match r {
-                    Ok(0) | Err(_) => return (code, cw),
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                },
-                _ = async { detached_rx.wait_for(|d| *d).await.is_ok() }, if cw.is_some() => {
-                    // The client detached: its connection closes now.
-                    if let Some(mut w) = cw.take() {
-                        let _ = w.shutdown().await;
-                    }
-                    if drain == Drain::Stop {
-                        return (code, None);
-                    }
-                }
+    let copy_out = async {
+        while let Some(o) = output.recv().await {
+            let (stream, data) = match &o {
+                wharf_container::Output::Stdout(d) => (STREAM_STDOUT, d),
+                wharf_container::Output::Stderr(d) => (STREAM_STDERR, d),
+            };
+            let written = if raw {
+                cw.write_all(data).await
+            } else {
+                cw.write_all(&frame(stream, data)).await
+            };
+            if written.is_err() {
+                return;
             }
         }
     };
-    tokio::pin!(input);
-    tokio::pin!(output);
-    let finish = |code: Option<i32>, cw: Option<tokio::io::WriteHalf<C>>| async move {
-        if let Some(mut cw) = cw {
-            let _ = cw.flush().await;
-            let _ = cw.shutdown().await;
-        }
-        code
-    };
+    // The output's end (the process's, its exit already recorded) or a detach ends the
+    // client's connection.
     tokio::select! {
-        (code, cw) = &mut output => {
-            // Recorded before the client sees the end, so its inspect finds the exit code.
-            on_exit(code);
-            finish(code, cw).await
-        }
-        detached = &mut input => {
-            if detached && drain == Drain::UntilExit {
-                // The process runs on; its exit still has to be read and recorded.
-                let (code, _) = output.await;
-                on_exit(code);
-                return code;
-            }
-            // A detach (attach) leaves the process running; a dead shim does not.
-            if !detached {
-                on_exit(None);
-            }
-            None
-        }
+        _ = copy_out => {}
+        _ = input => {}
     }
+    let _ = cw.flush().await;
+    let _ = cw.shutdown().await;
 }
 
 /// Write a container's log so far (`attach` with `logs=1`) to the client. False when the
@@ -310,8 +254,8 @@ pub(crate) async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str
             return;
         }
         let upgraded = io.into_inner();
-        let shim = match stream.await {
-            Ok(s) => s,
+        let task = match stream.await {
+            Ok(t) => t,
             Err(e) => {
                 tracing::debug!(%id, "attach: {e}");
                 return;
@@ -324,7 +268,7 @@ pub(crate) async fn attach(d: Arc<Daemon>, mut req: Request<ReqBody>, name: &str
                 let _ = d3.containers.close_stdin(&id3, None).await;
             }
         };
-        pump(TokioIo::new(upgraded), shim, tty, detach, Drain::Stop, eof, |_| {}).await;
+        pump(TokioIo::new(upgraded), task, tty, detach, eof).await;
     });
     Ok(upgrade_response(tty))
 }

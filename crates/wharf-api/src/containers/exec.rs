@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_units::stdcopy::{frame, STREAM_STDOUT};
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientIo for T {}
 
@@ -53,32 +54,25 @@ pub(crate) async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &s
     }
     let (x, _) = d.containers.exec_startable(&id)?;
     if detach {
-        let shim = d.containers.exec_start(&id).await?;
-        tokio::spawn(async move {
-            // Nobody reads a detached exec's output; it is drained and dropped.
-            let (client, mut sink) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(async move { tokio::io::copy(&mut sink, &mut tokio::io::sink()).await });
-            pump(client, shim, raw, Vec::new(), Drain::UntilExit, async {}, |code| {
-                d.containers.exec_exited(&id, code)
-            })
-            .await;
-        });
+        // Nobody reads a detached exec's output: dropped, the task drains it and records the
+        // exit.
+        drop(d.containers.exec_start(&id).await?);
         return Ok(Response::new(body::empty()));
     }
     let stdin = x.config.attach_stdin.unwrap_or(false);
     let keys = if stdin {
-        wharf_shim_proto::detach_keys(x.config.detach_keys.as_deref().filter(|k| !k.is_empty()))
+        wharf_units::stdcopy::detach_keys(x.config.detach_keys.as_deref().filter(|k| !k.is_empty()))
     } else {
         Vec::new()
     };
     // Start the exec and pump it through `client`, or write why it could not start.
     let run = move |client: Box<dyn ClientIo>, d: Arc<Daemon>, id: String| async move {
         let mut client = client;
-        let shim = match d.containers.exec_start(&id).await {
-            Ok(shim) => shim,
+        let task = match d.containers.exec_start(&id).await {
+            Ok(task) => task,
             Err(e) => {
                 let text = format!("{e}\r\n").into_bytes();
-                let out = if raw { text } else { wharf_shim_proto::frame(1, &text) };
+                let out = if raw { text } else { frame(STREAM_STDOUT, &text) };
                 let _ = client.write_all(&out).await;
                 let _ = client.shutdown().await;
                 return;
@@ -93,15 +87,13 @@ pub(crate) async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &s
                 }
             }
         };
-        let d4 = d.clone();
-        let done = move |code| d4.containers.exec_exited(&id, code);
-        pump(client, shim, raw, keys, Drain::UntilExit, eof, done).await;
+        pump(client, task, raw, keys, eof).await;
     };
     if upgrade {
         tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => run(Box::new(TokioIo::new(upgraded)), d, id).await,
-                Err(_) => d.containers.exec_exited(&id, None),
+            // A client gone before the exec started: it never runs.
+            if let Ok(upgraded) = on_upgrade.await {
+                run(Box::new(TokioIo::new(upgraded)), d, id).await
             }
         });
         return Ok(upgrade_response(raw));

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
-use crate::shim::{self, ShimStream};
+use crate::shim;
 use tokio::sync::oneshot;
 use wharf_shim_proto::Request;
 
@@ -16,7 +16,7 @@ impl ContainerService {
         stdin: bool,
         stdout: bool,
         stderr: bool,
-    ) -> Result<impl std::future::Future<Output = Result<ShimStream>> + Send + 'static> {
+    ) -> Result<impl std::future::Future<Output = Result<crate::task::Task>> + Send + 'static> {
         let e = self.lookup(name)?;
         let rec = e.snapshot();
         self.emit(&rec, "attach", &[]);
@@ -33,12 +33,13 @@ impl ContainerService {
             Some(rx)
         };
         Ok(async move {
-            match rx {
-                None => shim::open(&sock, &req).await.map(|(_, s)| s),
+            let stream = match rx {
+                None => shim::open(&sock, &req).await.map(|(_, s)| s)?,
                 Some(rx) => rx
                     .await
-                    .map_err(|_| ContainerError::Internal("attach abandoned".into()))?,
-            }
+                    .map_err(|_| ContainerError::Internal("attach abandoned".into()))??,
+            };
+            Ok(crate::task::Task::spawn(stream, crate::task::Unread::Close, |_| {}))
         })
     }
 

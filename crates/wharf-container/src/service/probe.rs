@@ -63,7 +63,7 @@ impl ContainerService {
 
     /// One health probe: an exec of `p.argv` in the container, its output and exit code, or
     /// -1 and why when it could not run or outlived its timeout. The exec is forgotten after.
-    pub(crate) async fn run_probe(&self, rec: &Record, p: &health::Probe) -> (i64, String) {
+    pub(crate) async fn run_probe(self: &Arc<Self>, rec: &Record, p: &health::Probe) -> (i64, String) {
         let cfg = m::ExecConfig {
             cmd: Some(p.argv.clone()),
             attach_stdout: Some(true),
@@ -75,30 +75,27 @@ impl ContainerService {
             Err(err) => return (-1, err.to_string()),
         };
         let run = async {
-            let mut s = self.exec_start(&xid).await?;
-            let (mut buf, mut out, mut code) = (Vec::new(), Vec::new(), -1i64);
-            let mut chunk = vec![0u8; 16 * 1024];
-            loop {
-                while let Some((stream, payload, used)) = wharf_shim_proto::parse_frame(&buf) {
-                    if stream == wharf_shim_proto::STREAM_EXIT {
-                        if let Ok(b) = <[u8; 4]>::try_from(payload) {
-                            code = i64::from(i32::from_be_bytes(b));
-                        }
-                    } else if out.len() < health::MAX_OUTPUT {
-                        out.extend_from_slice(payload);
-                    }
-                    buf.drain(..used);
-                }
-                match tokio::io::AsyncReadExt::read(&mut s, &mut chunk).await {
-                    Ok(0) | Err(_) => return Ok::<_, ContainerError>((code, out)),
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            let mut task = self.exec_start(&xid).await?;
+            let mut out = Vec::new();
+            while let Some(o) = task.output.recv().await {
+                let (crate::task::Output::Stdout(b) | crate::task::Output::Stderr(b)) = o;
+                if out.len() < health::MAX_OUTPUT {
+                    out.extend_from_slice(&b);
                 }
             }
+            let code = task.wait().await.map_or(-1, i64::from);
+            Ok::<_, ContainerError>((code, out))
         };
+        // The task records a probe's exit itself; one that failed to start or outlived its
+        // timeout is recorded here.
         let (code, output) = match tokio::time::timeout(p.timeout, run).await {
             Ok(Ok((code, out))) => (code, health::clip_output(&out)),
-            Ok(Err(err)) => (-1, err.to_string()),
+            Ok(Err(err)) => {
+                self.exec_exited(&xid, None);
+                (-1, err.to_string())
+            }
             Err(_) => {
+                self.exec_exited(&xid, None);
                 if let Some(pid) = self
                     .exec_get(&xid)
                     .ok()
@@ -115,7 +112,6 @@ impl ContainerService {
                 )
             }
         };
-        self.exec_exited(&xid, i32::try_from(code).ok());
         self.execs.lock().expect("execs").remove(&xid);
         if let Ok(e) = self.lookup(&rec.id) {
             e.rec.lock().expect("record lock").exec_ids.retain(|x| *x != xid);
