@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::Wharfd;
+use common::{test_subnet, Wharfd};
 
 fn daemon() -> Wharfd {
     let w = Wharfd::start();
@@ -650,4 +650,72 @@ fn image_mounts() {
     w.ok(&["rm", "-f", "mounter"]);
     assert!(mounts_under(w.dir.path()).iter().all(|m| !m.contains("/mounts/image/")));
     w.ok(&["rmi", "hello"]);
+}
+
+/// Volume and network events come from the engine, whatever made the change: the API's
+/// create and remove, a container's anonymous volume and its `--rm`, prune, connect.
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn volume_and_network_events_come_from_the_engine() {
+    let w = daemon();
+    // (`--until 0s` is the current second, as the docker CLI sends it: what happened in it
+    // shows a second later.)
+    let events = |typ: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        w.ok(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            &format!("type={typ}"),
+            "--format",
+            "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"container\"}}",
+        ])
+    };
+    w.ok(&["volume", "create", "named"]);
+    w.ok(&["volume", "create", "spare"]);
+    let cid = w.ok(&["create", "-v", "/anon", "busybox", "true"]).trim().to_string();
+    let anon = w
+        .ok(&["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", &cid])
+        .trim()
+        .to_string();
+    w.ok(&["rm", "-v", &cid]);
+    w.ok(&["volume", "rm", "named"]);
+    w.ok(&["volume", "prune", "-a", "-f"]);
+    let v = events("volume");
+    let lines: Vec<&str> = v.lines().map(str::trim).collect();
+    for want in [
+        "create named".to_string(),
+        "create spare".to_string(),
+        format!("create {anon}"),
+        format!("destroy {anon}"),
+        "destroy named".to_string(),
+        "destroy spare".to_string(),
+    ] {
+        assert!(lines.contains(&want.as_str()), "{want} in {v}");
+    }
+    let subnet = test_subnet(&w, 0);
+    let nid = w
+        .ok(&["network", "create", "--subnet", &subnet, "evnet"])
+        .trim()
+        .to_string();
+    let c = w.ok(&["run", "-d", "busybox", "sleep", "600"]).trim().to_string();
+    w.ok(&["network", "connect", "evnet", &c]);
+    w.ok(&["network", "disconnect", "evnet", &c]);
+    w.ok(&["rm", "-f", &c]);
+    w.ok(&["network", "prune", "-f"]);
+    let n = events("network");
+    for want in [
+        format!("create {nid}"),
+        format!("connect {nid} {c}"),
+        format!("disconnect {nid} {c}"),
+        format!("destroy {nid}"),
+    ] {
+        assert!(n.lines().any(|l| l.trim() == want), "{want} in {n}");
+    }
 }

@@ -149,8 +149,6 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                     aux6: aux_of(&ipam6),
                 })
                 .await?;
-            let ev = wharf_container::events::attrs(&[("name", &n.name), ("type", &n.driver)]);
-            d.containers.events().publish("network", "create", &n.id, ev);
             json_res(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))
         }
         (&Method::POST, "/networks/prune") => {
@@ -176,10 +174,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                     json_res(StatusCode::OK, &net.to_json(&n, containers_of(&d, &n)))
                 }
                 (&Method::DELETE, "") => {
-                    let n = net.get(&key)?;
                     net.remove(&key).await?;
-                    let ev = wharf_container::events::attrs(&[("name", &n.name), ("type", &n.driver)]);
-                    d.containers.events().publish("network", "destroy", &n.id, ev);
                     let mut r = Response::new(body::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;
                     Ok(r)
@@ -196,11 +191,6 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                         let force = v.get("Force").and_then(|x| x.as_bool()).unwrap_or(false);
                         d.containers.network_disconnect(&ctr, &key, force).await?;
                     }
-                    let n = net.get(&key)?;
-                    let id = d.containers.get(&ctr).map(|r| r.id).unwrap_or(ctr);
-                    let ev =
-                        wharf_container::events::attrs(&[("container", &id), ("name", &n.name), ("type", &n.driver)]);
-                    d.containers.events().publish("network", verb, &n.id, ev);
                     Ok(Response::new(body::empty()))
                 }
                 _ => Err(ApiError::not_found("page not found")),

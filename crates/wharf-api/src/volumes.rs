@@ -57,8 +57,6 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
                 },
                 anonymous,
             )?;
-            let ev = wharf_container::events::attrs(&[("driver", "local")]);
-            d.containers.events().publish("volume", "create", &v.name, ev);
             json_res(StatusCode::CREATED, &store.to_json(&v))
         }
         (&Method::POST, "/volumes/prune") => {
@@ -87,12 +85,7 @@ pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path:
             match *method {
                 Method::GET => json_res(StatusCode::OK, &store.to_json(&store.get(&name)?)),
                 Method::DELETE => {
-                    let existed = store.get(&name).is_ok();
                     store.remove(&name, q.bool("force"))?;
-                    if existed {
-                        let ev = wharf_container::events::attrs(&[("driver", "local")]);
-                        d.containers.events().publish("volume", "destroy", &name, ev);
-                    }
                     let mut r = Response::new(body::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;
                     Ok(r)

@@ -112,6 +112,10 @@ impl Volume {
 /// Which containers refer to a volume (set by the container service).
 pub type UsageCheck = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
+/// Where the store's events go (`volume` events: the action, the volume's name, attributes),
+/// set by the daemon to its event stream.
+pub type EventSink = Arc<dyn Fn(&'static str, &str, BTreeMap<String, String>) + Send + Sync>;
+
 /// What a create asks for.
 #[derive(Debug, Default, Clone)]
 pub struct CreateOptions {
@@ -132,6 +136,7 @@ pub struct VolumeStore {
     /// Containers holding each option-mounted volume mounted.
     holders: Mutex<HashMap<String, HashSet<String>>>,
     usage: Mutex<Option<UsageCheck>>,
+    events: Mutex<Option<EventSink>>,
 }
 
 impl std::fmt::Debug for VolumeStore {
@@ -247,7 +252,24 @@ impl VolumeStore {
             vols: Mutex::new(vols),
             holders: Mutex::new(HashMap::new()),
             usage: Mutex::new(None),
+            events: Mutex::new(None),
         })
+    }
+
+    /// Tell the store where its events go.
+    pub fn set_event_sink(&self, f: EventSink) {
+        *self.events.lock().expect("events") = Some(f);
+    }
+
+    fn publish(&self, action: &'static str, v: &Volume) {
+        let f = self.events.lock().expect("events").clone();
+        if let Some(f) = f {
+            f(
+                action,
+                &v.name,
+                BTreeMap::from([("driver".to_string(), v.driver.clone())]),
+            );
+        }
     }
 
     /// Tell the store how to find the containers that use a volume.
@@ -294,8 +316,11 @@ impl VolumeStore {
             }
         }
         let mut vols = self.vols.lock().expect("volumes");
-        if let Some(v) = vols.get(&name) {
-            return Ok(v.clone());
+        if let Some(v) = vols.get(&name).cloned() {
+            drop(vols);
+            // As dockerd: a create that finds the volume is a create all the same.
+            self.publish("create", &v);
+            return Ok(v);
         }
         let mut labels = opts.labels;
         if anonymous {
@@ -325,6 +350,8 @@ impl VolumeStore {
             return Err(VolumeError::Io(format!("create {name}: {e}")));
         }
         vols.insert(name, v.clone());
+        drop(vols);
+        self.publish("create", &v);
         Ok(v)
     }
 
@@ -347,9 +374,10 @@ impl VolumeStore {
 
     /// `DELETE /volumes/{name}`. `force` only forgives a missing volume: one in use is kept.
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
-        if let Err(e) = self.get(name) {
-            return if force { Ok(()) } else { Err(e) };
-        }
+        let v = match self.get(name) {
+            Ok(v) => v,
+            Err(e) => return if force { Ok(()) } else { Err(e) },
+        };
         let ids = self.users(name);
         if !ids.is_empty() {
             return Err(VolumeError::InUse {
@@ -367,8 +395,10 @@ impl VolumeStore {
         // The record goes first: a crash part way leaves a directory `open` removes.
         let _ = fs::remove_file(dir.join("volume.json"));
         vols.remove(name);
-        fs::remove_dir_all(&dir).map_err(|e| VolumeError::Io(format!("remove {name}: {e}")))?;
-        Ok(())
+        drop(vols);
+        let removed = fs::remove_dir_all(&dir).map_err(|e| VolumeError::Io(format!("remove {name}: {e}")));
+        self.publish("destroy", &v);
+        removed
     }
 
     /// `POST /volumes/prune`: remove unused volumes (only anonymous ones unless `all`) that

@@ -76,7 +76,9 @@ impl ContainerService {
         }
         e.rec.lock().expect("record lock").networks.insert(n.name.clone(), ec);
         self.save(&e)?;
-        self.rewrite_hosts(&e)
+        self.rewrite_hosts(&e)?;
+        self.net.publish("connect", &n, Some(&rec.id));
+        Ok(())
     }
 
     /// `DELETE /containers/{parent}/{alias}?link=1`: remove the legacy link `alias` from
@@ -173,7 +175,9 @@ impl ContainerService {
         }
         e.rec.lock().expect("record lock").networks.remove(&n.name);
         self.save(&e)?;
-        self.rewrite_hosts(&e)
+        self.rewrite_hosts(&e)?;
+        self.net.publish("disconnect", &n, Some(&rec.id));
+        Ok(())
     }
 }
 

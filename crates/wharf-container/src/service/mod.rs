@@ -258,6 +258,15 @@ impl ContainerService {
                 .map(|r| r.id)
                 .collect()
         }));
+        // Networks and volumes publish their own events into the daemon's stream.
+        let events = svc.events.clone();
+        svc.net.set_event_sink(Arc::new(move |action, id, attrs| {
+            events.publish("network", action, id, attrs)
+        }));
+        let events = svc.events.clone();
+        svc.volumes.set_event_sink(Arc::new(move |action, name, attrs| {
+            events.publish("volume", action, name, attrs)
+        }));
         let users = Arc::downgrade(&svc);
         svc.volumes.set_usage_check(Arc::new(move |name: &str| {
             let Some(s) = users.upgrade() else { return Vec::new() };

@@ -117,6 +117,7 @@ impl NetworkService {
         }
         self.start_dns(&n).await;
         self.apply_rules().await?;
+        self.publish("create", &n, None);
         Ok(n)
     }
 
@@ -195,7 +196,9 @@ impl NetworkService {
         link::delete_link(&h, &n.bridge).await?;
         let _ = std::fs::remove_file(self.record_path(&n.id));
         self.nets.lock().expect("nets").remove(&n.id);
-        self.apply_rules().await
+        let applied = self.apply_rules().await;
+        self.publish("destroy", &n, None);
+        applied
     }
 
     /// `POST /networks/prune`: remove the user networks no container uses that `keep` spares not.

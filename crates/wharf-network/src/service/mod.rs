@@ -213,6 +213,10 @@ pub struct Endpoint {
 /// Which containers use a network (set by the container service).
 pub type UsageCheck = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
+/// Where the service's events go (`network` events: the action, the network's ID,
+/// attributes), set by the daemon to its event stream.
+pub type EventSink = Arc<dyn Fn(&'static str, &str, BTreeMap<String, String>) + Send + Sync>;
+
 /// The service.
 pub struct NetworkService {
     cfg: NetConfig,
@@ -224,6 +228,7 @@ pub struct NetworkService {
     /// Each running container's resolver at 127.0.0.11, by container ID.
     resolvers: Mutex<HashMap<String, Resolver>>,
     usage: Mutex<Option<UsageCheck>>,
+    events: Mutex<Option<EventSink>>,
     rules: tokio::sync::Mutex<()>,
 }
 
@@ -283,6 +288,7 @@ impl NetworkService {
             dns: Mutex::new(HashMap::new()),
             resolvers: Mutex::new(HashMap::new()),
             usage: Mutex::new(None),
+            events: Mutex::new(None),
             rules: tokio::sync::Mutex::new(()),
         });
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
@@ -404,6 +410,26 @@ impl NetworkService {
         self.write(&n, true)?;
         nets.insert(n.id.clone(), n);
         Ok(())
+    }
+
+    /// Tell the service where its events go.
+    pub fn set_event_sink(&self, f: EventSink) {
+        *self.events.lock().expect("events") = Some(f);
+    }
+
+    /// A `network` event of `n` (with the container, for connect and disconnect).
+    pub fn publish(&self, action: &'static str, n: &Network, container: Option<&str>) {
+        let f = self.events.lock().expect("events").clone();
+        if let Some(f) = f {
+            let mut attrs = BTreeMap::from([
+                ("name".to_string(), n.name.clone()),
+                ("type".to_string(), n.driver.clone()),
+            ]);
+            if let Some(c) = container {
+                attrs.insert("container".into(), c.to_string());
+            }
+            f(action, &n.id, attrs);
+        }
     }
 
     /// Tell the service how to find the containers attached to a network.
