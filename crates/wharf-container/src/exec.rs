@@ -211,15 +211,16 @@ impl ContainerService {
         if !rec.state.is_running() {
             return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
         }
-        shim::call(
-            &self.shim_socket(&x.container),
-            &Request::Resize {
-                exec: Some(id.to_string()),
-                height,
-                width,
-            },
-        )
-        .await?;
+        self.runtime
+            .call(
+                &x.container,
+                Request::Resize {
+                    exec: Some(id.to_string()),
+                    height,
+                    width,
+                },
+            )
+            .await?;
         Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub mod names;
 pub mod netsetup;
 pub mod record;
 pub mod resources;
+pub mod restart;
+pub mod runtime;
 pub mod seccomp;
 pub mod service;
 pub mod shim;

@@ -50,13 +50,14 @@ impl ContainerService {
         if exec.is_none() && !rec.config.stdin_once.unwrap_or(false) {
             return Ok(());
         }
-        shim::call(
-            &self.shim_socket(&rec.id),
-            &Request::CloseStdin {
-                exec: exec.map(String::from),
-            },
-        )
-        .await?;
+        self.runtime
+            .call(
+                &rec.id,
+                Request::CloseStdin {
+                    exec: exec.map(String::from),
+                },
+            )
+            .await?;
         Ok(())
     }
 
@@ -66,15 +67,16 @@ impl ContainerService {
         if !rec.state.is_running() {
             return Err(ContainerError::Conflict(format!("Container {} is not running", rec.id)));
         }
-        shim::call(
-            &self.shim_socket(&rec.id),
-            &Request::Resize {
-                exec: None,
-                height,
-                width,
-            },
-        )
-        .await?;
+        self.runtime
+            .call(
+                &rec.id,
+                Request::Resize {
+                    exec: None,
+                    height,
+                    width,
+                },
+            )
+            .await?;
         Ok(())
     }
 }

@@ -4,7 +4,6 @@
 use super::*;
 use crate::error::{ContainerError, Result};
 use crate::record::ContainerStatus;
-use crate::shim::{self};
 use serde_json::Value;
 use std::time::Duration;
 use wharf_reference::Digest;
@@ -63,7 +62,7 @@ impl ContainerService {
         let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != ContainerStatus::Paused;
         if freeze {
             let seen = e.gen.borrow().exits;
-            if let Err(err) = shim::call(&self.shim_socket(&rec.id), &Request::Pause).await {
+            if let Err(err) = self.runtime.call(&rec.id, Request::Pause).await {
                 // A container that was exiting as the commit began has nothing left to
                 // freeze: commit it as it stands. Any other failure is the caller's.
                 Self::wait_exit(&e, seen, Some(Duration::from_secs(1))).await;
@@ -83,7 +82,7 @@ impl ContainerService {
         .await
         .map_err(|e| ContainerError::Internal(e.to_string()));
         if freeze {
-            if let Err(e) = shim::call(&self.shim_socket(&rec.id), &Request::Resume).await {
+            if let Err(e) = self.runtime.call(&rec.id, Request::Resume).await {
                 tracing::warn!(container = %rec.id, "resuming after commit: {e}");
             }
         }

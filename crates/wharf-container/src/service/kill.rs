@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
-use crate::shim::{self};
 use std::time::Duration;
 use wharf_shim_proto::Request;
 
@@ -76,14 +75,15 @@ impl ContainerService {
             e.rec.lock().expect("record lock").manually_stopped = true;
         }
         let seen = e.gen.borrow().exits;
-        shim::call(
-            &self.shim_socket(&rec.id),
-            &Request::Kill {
-                signal: sig,
-                all: false,
-            },
-        )
-        .await?;
+        self.runtime
+            .call(
+                &rec.id,
+                Request::Kill {
+                    signal: sig,
+                    all: false,
+                },
+            )
+            .await?;
         self.emit(&rec, "kill", &[("signal", &sig.to_string())]);
         // As dockerd: a SIGKILL returns once the container has exited (up to 10 s), so an
         // inspect that follows sees it stopped with its exit code.

@@ -15,7 +15,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use bollard_stubs::models as m;
 use serde::Deserialize;
@@ -135,7 +134,7 @@ pub struct Entry {
     op: tokio::sync::Mutex<()>,
     gen: watch::Sender<Gen>,
     attaches: Mutex<Vec<PendingAttach>>,
-    restart_delay: Mutex<Duration>,
+    restart_delay: Mutex<crate::restart::Backoff>,
 }
 
 struct PendingAttach {
@@ -164,6 +163,8 @@ pub struct ContainerService {
     snapshots: Arc<dyn wharf_store::snapshot::Snapshotter>,
     /// Held while an init snapshot is made, so that two creates do not both make it.
     init_lock: Mutex<()>,
+    /// What requests reach a container's process through (its shim).
+    pub(crate) runtime: Arc<dyn crate::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for ContainerService {
@@ -213,6 +214,8 @@ impl ContainerService {
             &cfg.data_root.join("snapshots").join(driver.name()),
             Arc::new(wharf_image::service::ImageLayers(images.clone())),
         )?);
+        let runtime: Arc<dyn crate::runtime::Runtime> =
+            Arc::new(crate::runtime::ShimRuntime::new(cfg.exec_root.clone()));
         let svc = Arc::new(ContainerService {
             cfg,
             images,
@@ -224,6 +227,7 @@ impl ContainerService {
             execs: Mutex::new(HashMap::new()),
             snapshots,
             init_lock: Mutex::new(()),
+            runtime,
         });
         for ent in fs::read_dir(&root)? {
             let dir = ent?.path();
@@ -349,7 +353,7 @@ impl ContainerService {
             op: tokio::sync::Mutex::new(()),
             gen,
             attaches: Mutex::new(Vec::new()),
-            restart_delay: Mutex::new(Duration::from_millis(100)),
+            restart_delay: Mutex::new(crate::restart::Backoff::default()),
         });
         self.map.write().expect("map").insert(id, e.clone());
         e
@@ -379,7 +383,7 @@ impl ContainerService {
 
     /// Short, because unix socket paths are limited to 108 bytes.
     pub(crate) fn shim_socket(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("s").join(&id[..16])
+        crate::runtime::shim_socket(&self.cfg.exec_root, id)
     }
 
     /// The json-file log of a container.

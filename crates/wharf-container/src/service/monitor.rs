@@ -79,7 +79,7 @@ impl ContainerService {
         match (paused, crate::cgroup::frozen(&self.cgroup_path(&rec))) {
             (false, Some(true)) => {
                 tracing::warn!(id = %rec.id, "thawing a container an interrupted operation left frozen");
-                if let Err(err) = shim::call(&self.shim_socket(&rec.id), &Request::Resume).await {
+                if let Err(err) = self.runtime.call(&rec.id, Request::Resume).await {
                     tracing::error!(id = %rec.id, "thawing: {err}");
                 }
             }
@@ -123,21 +123,18 @@ impl ContainerService {
     /// cgroups and runtime state itself after answering; otherwise the shim is gone (or going)
     /// and the daemon clears what it left once its lock is free.
     pub(crate) async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: ExitInfo, shim_cleans: bool) {
-        let (id, auto_remove, policy, max_retry, manually, restarts, started_at) = {
+        let (id, auto_remove, policy, decision, started_at) = {
             let mut r = e.rec.lock().expect("record lock");
             // A container its policy restarts shows `restarting` from its exit on, never a
             // moment of `exited` between the failure and the restart.
-            let p = r.host_config.restart_policy.clone().unwrap_or_default();
-            let name = p.name.map(|n| n.to_string()).unwrap_or_default();
-            let retry = p.maximum_retry_count.unwrap_or(0);
-            let will_restart = !r.host_config.auto_remove.unwrap_or(false)
-                && !r.manually_stopped
-                && match name.as_str() {
-                    "always" | "unless-stopped" => true,
-                    "on-failure" => exit.exit_code != 0 && (retry == 0 || r.restart_count < retry),
-                    _ => false,
-                };
-            r.state.status = if will_restart {
+            let policy = crate::restart::Policy::of(&r.host_config);
+            let decision = crate::restart::Exit {
+                code: exit.exit_code,
+                restarts: r.restart_count,
+                manually_stopped: r.manually_stopped,
+                auto_remove: r.host_config.auto_remove.unwrap_or(false),
+            };
+            r.state.status = if crate::restart::restarts(policy, decision) {
                 ContainerStatus::Restarting
             } else {
                 ContainerStatus::Exited
@@ -154,11 +151,9 @@ impl ContainerService {
             };
             (
                 r.id.clone(),
-                r.host_config.auto_remove.unwrap_or(false),
-                p.name.map(|n| n.to_string()).unwrap_or_default(),
-                p.maximum_retry_count.unwrap_or(0),
-                r.manually_stopped,
-                r.restart_count,
+                decision.auto_remove,
+                policy,
+                decision,
                 r.state.started_at.clone(),
             )
         };
@@ -201,31 +196,16 @@ impl ContainerService {
             });
             return;
         }
-        let restart = !manually
-            && match policy.as_str() {
-                "always" | "unless-stopped" => true,
-                "on-failure" => exit.exit_code != 0 && (max_retry == 0 || restarts < max_retry),
-                _ => false,
-            };
-        if !restart {
+        if !crate::restart::restarts(policy, decision) {
             return;
         }
-        // Docker's backoff: 100 ms doubling to a minute, reset after 10 s of running.
         let ran = crate::logs::parse_time(&started_at)
             .map(|s| {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-                (now - s) / 1_000_000
+                Duration::from_millis(((now - s) / 1_000_000).max(0) as u64)
             })
-            .unwrap_or(0);
-        let delay = {
-            let mut d = e.restart_delay.lock().expect("delay");
-            if ran >= 10_000 {
-                *d = Duration::from_millis(100);
-            }
-            let cur = *d;
-            *d = (*d * 2).min(Duration::from_secs(60));
-            cur
-        };
+            .unwrap_or_default();
+        let delay = e.restart_delay.lock().expect("delay").delay(ran);
         {
             let mut r = e.rec.lock().expect("record lock");
             r.state.status = ContainerStatus::Restarting;

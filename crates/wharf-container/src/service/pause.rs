@@ -3,7 +3,6 @@
 use super::*;
 use crate::error::{ContainerError, Result};
 use crate::record::ContainerStatus;
-use crate::shim::{self};
 use wharf_shim_proto::Request;
 
 impl ContainerService {
@@ -25,7 +24,7 @@ impl ContainerService {
             return Err(ContainerError::Conflict(format!("Container {} is not paused", rec.id)));
         }
         let req = if pause { Request::Pause } else { Request::Resume };
-        shim::call(&self.shim_socket(&rec.id), &req).await?;
+        self.runtime.call(&rec.id, req).await?;
         e.rec.lock().expect("record lock").state.status = if pause {
             ContainerStatus::Paused
         } else {

@@ -5,7 +5,6 @@ use super::*;
 use crate::error::{ContainerError, Result};
 use crate::record::ContainerStatus;
 use crate::record::Record;
-use crate::shim::{self};
 use std::fs;
 use std::time::Duration;
 use wharf_shim_proto::Request;
@@ -32,11 +31,11 @@ impl ContainerService {
             e.rec.lock().expect("record lock").manually_stopped = true;
             if rec.state.is_running() {
                 let seen = e.gen.borrow().exits;
-                let sock = self.shim_socket(&rec.id);
+                let _sock = self.shim_socket(&rec.id);
                 if rec.state.status == ContainerStatus::Paused {
-                    let _ = shim::call(&sock, &Request::Resume).await;
+                    let _ = self.runtime.call(&rec.id, Request::Resume).await;
                 }
-                let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+                let _ = self.runtime.call(&rec.id, Request::Kill { signal: 9, all: true }).await;
                 if !Self::wait_exit(&e, seen, Some(Duration::from_secs(30))).await {
                     return Err(ContainerError::Internal(format!(
                         "could not kill container {} for removal",

@@ -3,7 +3,6 @@
 use super::*;
 use crate::error::{ContainerError, Result};
 use crate::record::ContainerStatus;
-use crate::shim::{self};
 use std::sync::Arc;
 use std::time::Duration;
 use wharf_shim_proto::Request;
@@ -41,9 +40,8 @@ impl ContainerService {
         }
         e.rec.lock().expect("record lock").manually_stopped = true;
         let _ = self.save(e);
-        let sock = self.shim_socket(&rec.id);
         if rec.state.status == ContainerStatus::Paused {
-            let _ = shim::call(&sock, &Request::Resume).await;
+            let _ = self.runtime.call(&rec.id, Request::Resume).await;
         }
         let seen = e.gen.borrow().exits;
         let sig = Self::parse_signal(
@@ -52,29 +50,13 @@ impl ContainerService {
                 .or(rec.config.stop_signal.as_deref())
                 .unwrap_or("TERM"),
         )?;
+        // A negative timeout waits for ever, as dockerd's.
         let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
-        let _ = shim::call(
-            &sock,
-            &Request::Kill {
-                signal: sig,
-                all: false,
-            },
-        )
-        .await;
-        if t < 0 {
-            Self::wait_exit(e, seen, None).await;
-            return Ok(());
-        }
-        if Self::wait_exit(e, seen, Some(Duration::from_secs(t as u64))).await {
-            return Ok(());
-        }
-        let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
-        if !Self::wait_exit(e, seen, Some(Duration::from_secs(30))).await {
-            return Err(ContainerError::Internal(format!(
-                "container {} did not exit after SIGKILL",
-                rec.id
-            )));
-        }
+        let grace = u64::try_from(t).ok().map(Duration::from_secs);
+        crate::runtime::stop_process(&*self.runtime, &rec.id, sig, grace, |limit| {
+            Self::wait_exit(e, seen, limit)
+        })
+        .await?;
         Ok(())
     }
 

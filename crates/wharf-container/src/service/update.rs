@@ -4,7 +4,6 @@ use super::*;
 use crate::error::{ContainerError, Result};
 use crate::record::ContainerStatus;
 use crate::record::Record;
-use crate::shim::{self};
 use crate::spec;
 use bollard_stubs::models as m;
 use serde_json::Value;
@@ -18,7 +17,7 @@ impl ContainerService {
         if !rec.state.is_running() {
             return Ok((rec, None));
         }
-        match shim::call(&self.shim_socket(&rec.id), &Request::Stats).await {
+        match self.runtime.call(&rec.id, Request::Stats).await {
             Ok(r) => Ok((rec, r.stats)),
             Err(_) => Ok((rec, None)),
         }
@@ -113,7 +112,8 @@ impl ContainerService {
         e.rec.lock().expect("record lock").host_config = hc;
         let applied = async {
             if matches!(old.state.status, ContainerStatus::Running | ContainerStatus::Paused) {
-                shim::call(&self.shim_socket(&old.id), &Request::Update { resources })
+                self.runtime
+                    .call(&old.id, Request::Update { resources })
                     .await
                     .map_err(|err| ContainerError::Internal(err.to_string()))?;
             }
