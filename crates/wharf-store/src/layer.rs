@@ -51,6 +51,32 @@ impl Driver {
             Driver::Vfs => "vfs",
         }
     }
+
+    /// Whether a layer is extracted over a copy of its parent (vfs: each layer is a whole
+    /// tree), so that the parent must be in place first; overlay2 extracts each layer on its
+    /// own, in any order.
+    pub fn extracts_over_parent(self) -> bool {
+        self == Driver::Vfs
+    }
+
+    /// The driver for a data root: the one `requested` names (`overlay2` only where overlayfs
+    /// works there), else overlay2 where it works and vfs where not; the `bool` says a
+    /// fallback to vfs was made.
+    pub fn choose(requested: Option<&str>, data_root: &Path) -> Result<(Driver, bool), String> {
+        let overlay = || overlay_supported(data_root);
+        match requested {
+            Some(name) => match Driver::parse(name) {
+                Some(Driver::Overlay2) if !overlay() => Err(format!(
+                    "storage driver overlay2 is not supported on {}",
+                    data_root.display()
+                )),
+                Some(d) => Ok((d, false)),
+                None => Err(format!("unknown storage driver {name:?}: use overlay2 or vfs")),
+            },
+            None if overlay() => Ok((Driver::Overlay2, false)),
+            None => Ok((Driver::Vfs, true)),
+        }
+    }
 }
 
 /// Layer store failures.
@@ -535,6 +561,22 @@ mod tests {
         rustix::mount::unmount(p("m").as_path(), rustix::mount::UnmountFlags::DETACH).unwrap();
         assert!(!line.contains("volatile"));
         assert!(!p("work/work/incompat").exists());
+    }
+
+    #[test]
+    fn drivers_are_chosen_by_name_or_by_what_works() {
+        let here = Path::new("/var/tmp");
+        assert_eq!(Driver::choose(Some("vfs"), here), Ok((Driver::Vfs, false)));
+        assert_eq!(
+            Driver::choose(Some("zfs"), here),
+            Err("unknown storage driver \"zfs\": use overlay2 or vfs".to_string())
+        );
+        assert!(Driver::Vfs.extracts_over_parent() && !Driver::Overlay2.extracts_over_parent());
+        if rustix::process::geteuid().is_root() {
+            // overlayfs works on this machine's /var/tmp: chosen when nothing is asked.
+            assert_eq!(Driver::choose(None, here), Ok((Driver::Overlay2, false)));
+            assert_eq!(Driver::choose(Some("overlay"), here), Ok((Driver::Overlay2, false)));
+        }
     }
 
     #[test]

@@ -16,7 +16,6 @@ use tokio::net::{TcpListener, UnixListener};
 use wharf_api::{Daemon, DaemonInfo, Listener};
 use wharf_container::{ContainerService, ServiceConfig};
 use wharf_image::ImageService;
-use wharf_store::layer::overlay_supported;
 use wharf_store::Driver;
 
 use crate::config::{Flags, Settings};
@@ -222,24 +221,12 @@ async fn run(s: Settings) -> Result<()> {
         }
     }
 
-    let driver = match s.storage_driver.as_deref() {
-        Some(name) => {
-            Driver::parse(name).with_context(|| format!("unknown storage driver {name:?}: use overlay2 or vfs"))?
-        }
-        None => {
-            if overlay_supported(&s.data_root) {
-                Driver::Overlay2
-            } else {
-                tracing::warn!(
-                    "overlayfs is not usable on {}; falling back to vfs",
-                    s.data_root.display()
-                );
-                Driver::Vfs
-            }
-        }
-    };
-    if driver == Driver::Overlay2 && !overlay_supported(&s.data_root) {
-        bail!("storage driver overlay2 is not supported on {}", s.data_root.display());
+    let (driver, fell_back) = Driver::choose(s.storage_driver.as_deref(), &s.data_root).map_err(anyhow::Error::msg)?;
+    if fell_back {
+        tracing::warn!(
+            "overlayfs is not usable on {}; falling back to vfs",
+            s.data_root.display()
+        );
     }
     let images = tokio::task::spawn_blocking({
         let root = s.data_root.clone();

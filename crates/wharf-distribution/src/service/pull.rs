@@ -169,7 +169,7 @@ impl Distribution {
         chains: &[Digest],
         p: &Progress,
     ) -> Result<()> {
-        let vfs = self.images.driver() == wharf_store::Driver::Vfs;
+        let vfs = self.images.driver().extracts_over_parent();
         let mut tasks = Vec::new();
         // Each layer: download (bounded), then extract once its parent may be (overlay2: at
         // once; vfs: after the parent's extraction).

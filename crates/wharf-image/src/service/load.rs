@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use wharf_reference::{Digest, Reference};
 use wharf_store::saferoot::clean_relative;
-use wharf_store::{Batch, Driver, LayerRecord};
+use wharf_store::{Batch, LayerRecord};
 
 impl ImageService {
     /// `load`: a docker-archive (as `docker save` and `skopeo` write it) or an OCI image
@@ -90,9 +90,10 @@ impl ImageService {
                     inner: br,
                     hasher: wharf_reference::Sha256Writer::new(),
                 };
-                let (rec, blob) = match self.layers.driver() {
-                    Driver::Overlay2 => (Some(self.layers.create(None, None, &mut hr, None)?), None),
-                    Driver::Vfs => (None, Some(self.content.write_from(&mut hr, None, None)?)),
+                // A layer that needs its parent first is kept as a blob until the chain is known.
+                let (rec, blob) = match self.layers.driver().extracts_over_parent() {
+                    false => (Some(self.layers.create(None, None, &mut hr, None)?), None),
+                    true => (None, Some(self.content.write_from(&mut hr, None, None)?)),
                 };
                 io::copy(&mut hr, &mut io::sink()).map_err(bad)?;
                 let raw = std::mem::take(&mut hr.hasher).finish();

@@ -464,13 +464,13 @@ impl ImageService {
         if let Some(existing) = self.meta.layer(&chain)? {
             return Ok(existing);
         }
-        let base = match (self.layers.driver(), parent) {
-            (Driver::Vfs, Some(p)) => Some(
+        let base = match parent.filter(|_| self.layers.driver().extracts_over_parent()) {
+            Some(p) => Some(
                 self.meta
                     .layer(&p)?
                     .ok_or_else(|| ImageError::Invalid(format!("parent layer {p} is not registered")))?,
             ),
-            _ => None,
+            None => None,
         };
         let rec = self.layers.create(parent, base.as_ref(), reader, Some(diff_id))?;
         let _g = self.write_lock.lock().expect("image lock");
