@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod containers;
+pub mod convert;
 pub mod distribution;
 pub mod error;
 pub mod gojson;

@@ -6,7 +6,6 @@ use crate::record::ContainerStatus;
 use std::fs;
 use std::time::Duration;
 
-use bollard_stubs::models as m;
 use serde_json::{json, Value};
 use wharf_shim_proto::Request;
 
@@ -17,6 +16,33 @@ use crate::service::{random_bytes, read_in_root};
 use crate::shim;
 use crate::spec;
 
+/// What an exec runs, in the engine's own terms (the API edge converts Docker's `ExecConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The command and its arguments (never empty).
+    pub cmd: Vec<String>,
+    /// Variables added to the container's environment.
+    pub env: Vec<String>,
+    /// The working directory, when not the container's.
+    pub working_dir: Option<String>,
+    /// The user, when not the container's.
+    pub user: Option<String>,
+    /// Every capability, as `--privileged`.
+    pub privileged: bool,
+    /// A terminal.
+    pub tty: bool,
+    /// Attach stdin, stdout, stderr.
+    pub stdin: bool,
+    /// See `stdin`.
+    pub stdout: bool,
+    /// See `stdin`.
+    pub stderr: bool,
+    /// The keys that detach a client (`ctrl-p,ctrl-q` when `None`).
+    pub detach_keys: Option<String>,
+    /// The terminal's height and width.
+    pub console_size: Option<(u16, u16)>,
+}
+
 /// An exec instance.
 #[derive(Debug, Clone)]
 pub struct ExecEntry {
@@ -24,8 +50,8 @@ pub struct ExecEntry {
     pub id: String,
     /// Its container.
     pub container: String,
-    /// The config it was created with.
-    pub config: m::ExecConfig,
+    /// What it runs.
+    pub config: ExecSpec,
     /// Running now.
     pub running: bool,
     /// Exit code once done.
@@ -51,7 +77,7 @@ fn exec_start_error(e: &str) -> String {
 
 impl ContainerService {
     /// `POST /containers/{id}/exec`.
-    pub fn exec_create(&self, name: &str, config: m::ExecConfig) -> Result<String> {
+    pub fn exec_create(&self, name: &str, config: ExecSpec) -> Result<String> {
         let e = self.lookup(name)?;
         let rec = e.snapshot();
         if !rec.state.is_running() {
@@ -63,11 +89,11 @@ impl ContainerService {
                 rec.id
             )));
         }
-        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+        if config.cmd.is_empty() {
             return Err(ContainerError::Invalid("No exec command specified".into()));
         }
         let id = hex::encode(random_bytes(32));
-        let cmd = config.cmd.clone().unwrap_or_default().join(" ");
+        let cmd = config.cmd.join(" ");
         self.execs.lock().expect("execs").insert(
             id.clone(),
             ExecEntry {
@@ -115,7 +141,7 @@ impl ContainerService {
     /// 1.42) replaces the one of its create.
     pub fn exec_console_size(&self, id: &str, height: u16, width: u16) {
         if let Some(x) = self.execs.lock().expect("execs").get_mut(id) {
-            x.config.console_size = Some(vec![i32::from(height), i32::from(width)]);
+            x.config.console_size = Some((height, width));
         }
     }
 
@@ -125,11 +151,11 @@ impl ContainerService {
         let spec: Value = serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
             .map_err(|e| ContainerError::Internal(e.to_string()))?;
         let mut process = spec["process"].clone();
-        process["terminal"] = json!(x.config.tty.unwrap_or(false));
-        process["args"] = json!(x.config.cmd.clone().unwrap_or_default());
-        if let Some(extra) = &x.config.env {
+        process["terminal"] = json!(x.config.tty);
+        process["args"] = json!(x.config.cmd);
+        if !x.config.env.is_empty() {
             let base: Vec<String> = serde_json::from_value(process["env"].clone()).unwrap_or_default();
-            process["env"] = json!(spec::merge_env(&[&base, extra]));
+            process["env"] = json!(spec::merge_env(&[&base, &x.config.env]));
         }
         if let Some(w) = x.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
             process["cwd"] = json!(w);
@@ -141,19 +167,19 @@ impl ContainerService {
             let user = spec::resolve_user(u, &read_in("/etc/passwd"), &read_in("/etc/group"), &[])?;
             process["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional});
         }
-        if x.config.privileged.unwrap_or(false) {
+        if x.config.privileged {
             let caps = spec::bounding_caps();
             process["capabilities"] =
                 json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []});
         }
         process.as_object_mut().map(|o| o.remove("consoleSize"));
-        if let Some(size) = x.config.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
-            process["consoleSize"] = json!({"height": size[0], "width": size[1]});
+        if let Some((h, w)) = x.config.console_size.filter(|(h, _)| *h > 0) {
+            process["consoleSize"] = json!({"height": h, "width": w});
         }
         let req = Request::Exec {
             id: id.to_string(),
             process,
-            stdin: x.config.attach_stdin.unwrap_or(false),
+            stdin: x.config.stdin,
         };
         let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
         if let Some((kind, err)) = reply.failure() {
@@ -172,7 +198,7 @@ impl ContainerService {
             x.running = true;
             x.pid = i64::from(reply.pid.unwrap_or(0));
         }
-        let cmd = x.config.cmd.clone().unwrap_or_default().join(" ");
+        let cmd = x.config.cmd.join(" ");
         self.emit(&rec, &format!("exec_start: {cmd}"), &[("execID", id)]);
         let me = self.clone();
         let xid = id.to_string();

@@ -34,7 +34,7 @@ pub mod task;
 pub mod validate;
 
 pub use error::ContainerError;
-pub use exec::ExecEntry;
+pub use exec::{ExecEntry, ExecSpec};
 pub use record::{ContainerStatus, Record, State};
 pub use service::{CommitOptions, ContainerService, CreateBody, ServiceConfig, UpdateBody, WaitCondition};
 pub use task::{Output, Task};

@@ -24,7 +24,7 @@ pub(crate) async fn exec_create(d: &Arc<Daemon>, req: Request<ReqBody>, name: &s
     let cfg: bollard_stubs::models::ExecConfig =
         serde_json::from_value(crate::gojson::go_keys(v, crate::gojson::EXEC_CONFIG_FIELDS))
             .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
-    let id = d.containers.exec_create(name, cfg)?;
+    let id = d.containers.exec_create(name, crate::convert::exec_spec(cfg))?;
     json_res(StatusCode::CREATED, &json!({"Id": id}))
 }
 
@@ -59,9 +59,9 @@ pub(crate) async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &s
         drop(d.containers.exec_start(&id).await?);
         return Ok(Response::new(body::empty()));
     }
-    let stdin = x.config.attach_stdin.unwrap_or(false);
+    let stdin = x.config.stdin;
     let keys = if stdin {
-        wharf_units::stdcopy::detach_keys(x.config.detach_keys.as_deref().filter(|k| !k.is_empty()))
+        wharf_units::stdcopy::detach_keys(x.config.detach_keys.as_deref())
     } else {
         Vec::new()
     };
@@ -123,30 +123,7 @@ pub(crate) async fn exec_start(d: Arc<Daemon>, mut req: Request<ReqBody>, id: &s
 
 pub(crate) fn exec_inspect(d: &Arc<Daemon>, id: &str) -> Res {
     let x = d.containers.exec_get(id)?;
-    let c = &x.config;
-    let cmd = c.cmd.clone().unwrap_or_default();
-    json_res(
-        StatusCode::OK,
-        &json!({
-            "ID": x.id,
-            "Running": x.running,
-            "ExitCode": x.exit_code,
-            "ProcessConfig": {
-                "tty": c.tty.unwrap_or(false),
-                "entrypoint": cmd.first().cloned().unwrap_or_default(),
-                "arguments": cmd.get(1..).map(|a| a.to_vec()).unwrap_or_default(),
-                "privileged": c.privileged.unwrap_or(false),
-                "user": c.user.clone().unwrap_or_default(),
-            },
-            "OpenStdin": c.attach_stdin.unwrap_or(false),
-            "OpenStderr": c.attach_stderr.unwrap_or(false),
-            "OpenStdout": c.attach_stdout.unwrap_or(false),
-            "CanRemove": false,
-            "ContainerID": x.container,
-            "DetachKeys": c.detach_keys.clone().unwrap_or_default(),
-            "Pid": x.pid,
-        }),
-    )
+    json_res(StatusCode::OK, &crate::convert::exec_inspect(&x))
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use super::*;
 use crate::error::ContainerError;
 use crate::health;
 use crate::record::Record;
-use bollard_stubs::models as m;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,10 +63,10 @@ impl ContainerService {
     /// One health probe: an exec of `p.argv` in the container, its output and exit code, or
     /// -1 and why when it could not run or outlived its timeout. The exec is forgotten after.
     pub(crate) async fn run_probe(self: &Arc<Self>, rec: &Record, p: &health::Probe) -> (i64, String) {
-        let cfg = m::ExecConfig {
-            cmd: Some(p.argv.clone()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
+        let cfg = crate::exec::ExecSpec {
+            cmd: p.argv.clone(),
+            stdout: true,
+            stderr: true,
             ..Default::default()
         };
         let xid = match self.exec_create(&rec.id, cfg) {
