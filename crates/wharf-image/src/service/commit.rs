@@ -37,15 +37,31 @@ impl ImageService {
     }
 
     pub(crate) fn commit_layer(&self, base: &Digest, layer: impl Read, spec: CommitSpec) -> Result<Digest> {
+        let mut layer = layer;
+        self.commit_image(Some(base), Some(&mut layer), spec)
+    }
+
+    /// A new image: `base`'s layers (none for `FROM scratch`) plus `layer` if there is one
+    /// (a step that only changes the config adds none, and its history entry says
+    /// `empty_layer`, as Docker's `ENV` and `LABEL` do), with `spec`'s config, history entry
+    /// and name. The image's `Parent` is `base`. Returns its ID.
+    pub fn commit_image(
+        &self,
+        base: Option<&Digest>,
+        layer: Option<&mut dyn Read>,
+        spec: CommitSpec,
+    ) -> Result<Digest> {
         let tags = spec
             .tag
             .as_deref()
             .filter(|r| !r.is_empty())
             .map(Reference::parse_tagged_default)
             .transpose()?;
-        let parent_raw = self.content.read(base, MAX_CONFIG_BYTES)?;
-        let parent: Value = serde_json::from_slice(&parent_raw)
-            .map_err(|e| ImageError::Invalid(format!("the image's config is not JSON: {e}")))?;
+        let parent: Value = match base {
+            Some(b) => serde_json::from_slice(&self.content.read(b, MAX_CONFIG_BYTES)?)
+                .map_err(|e| ImageError::Invalid(format!("the image's config is not JSON: {e}")))?,
+            None => json!({"architecture": host_arch(), "os": "linux"}),
+        };
         let mut cfg = match spec.config {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -54,36 +70,45 @@ impl ImageService {
             apply_change(&mut cfg, c).map_err(ImageError::Invalid)?;
         }
         let _g = self.write_lock.lock().expect("image lock");
-        let images = self.meta.images()?;
-        let rec = images.get(base).ok_or_else(|| ImageError::NotFound(base.to_string()))?;
-        let top = match rec.top_layer {
-            Some(t) => self.meta.layer(&t)?,
+        let top = match base {
+            Some(b) => {
+                let images = self.meta.images()?;
+                let rec = images.get(b).ok_or_else(|| ImageError::NotFound(b.to_string()))?;
+                match rec.top_layer {
+                    Some(t) => self.meta.layer(&t)?,
+                    None => None,
+                }
+            }
             None => None,
         };
-        let new = self
-            .layers
-            .create(top.as_ref().map(|t| t.chain_id), top.as_ref(), layer, None)?;
-        let (layer, new_layers) = match self.meta.layer(&new.chain_id)? {
-            Some(existing) => {
-                self.layers.discard(&new)?;
-                (existing, vec![])
+        let mut diff_ids: Vec<Value> = parent["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+        let adds_layer = layer.is_some();
+        let (top, new_layers) = match layer {
+            Some(reader) => {
+                let new = self
+                    .layers
+                    .create(top.as_ref().map(|t| t.chain_id), top.as_ref(), reader, None)?;
+                let (layer, new_layers) = match self.meta.layer(&new.chain_id)? {
+                    Some(existing) => {
+                        self.layers.discard(&new)?;
+                        (existing, vec![])
+                    }
+                    None => (new.clone(), vec![new]),
+                };
+                diff_ids.push(json!(layer.diff_id.to_string()));
+                (Some(layer), new_layers)
             }
-            None => (new.clone(), vec![new]),
+            None => (top, vec![]),
         };
         let created = now_rfc3339();
-        let mut diff_ids: Vec<Value> = parent["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
-        diff_ids.push(json!(layer.diff_id.to_string()));
         let mut history: Vec<Value> = parent["history"].as_array().cloned().unwrap_or_default();
-        let mut h = Map::new();
-        h.insert("created".into(), json!(created));
-        h.insert("created_by".into(), json!(spec.created_by));
-        if !spec.author.is_empty() {
-            h.insert("author".into(), json!(spec.author));
-        }
-        if !spec.comment.is_empty() {
-            h.insert("comment".into(), json!(spec.comment));
-        }
-        history.push(Value::Object(h));
+        history.push(history_entry(
+            &created,
+            &spec.created_by,
+            &spec.author,
+            &spec.comment,
+            !adds_layer,
+        ));
         let mut out = Map::new();
         for k in ["architecture", "os", "os.version", "variant"] {
             if let Some(v) = parent.get(k).filter(|v| !v.is_null()) {
@@ -97,8 +122,10 @@ impl ImageService {
             out.insert("comment".into(), json!(spec.comment));
         }
         out.insert("config".into(), Value::Object(cfg));
-        out.insert("container".into(), json!(spec.container));
-        out.insert("container_config".into(), spec.container_config);
+        if !spec.container.is_empty() {
+            out.insert("container".into(), json!(spec.container));
+            out.insert("container_config".into(), spec.container_config);
+        }
         out.insert("created".into(), json!(created));
         out.insert("docker_version".into(), json!(crate::ENGINE_VERSION));
         out.insert("history".into(), Value::Array(history));
@@ -107,13 +134,37 @@ impl ImageService {
         let mut batch = Batch::default();
         let id = self.register(
             &bytes,
-            Some(layer.chain_id),
+            top.map(|l| l.chain_id),
             new_layers,
             &tags.into_iter().collect::<Vec<_>>(),
-            Some(*base),
+            base.copied(),
             &mut batch,
         )?;
         self.meta.commit(batch)?;
         Ok(id)
     }
+}
+
+/// The machine's architecture as images name it.
+pub(crate) fn host_arch() -> String {
+    std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64")
+}
+
+/// One history entry; `empty_layer` for a step that added no layer.
+fn history_entry(created: &str, created_by: &str, author: &str, comment: &str, empty_layer: bool) -> Value {
+    let mut h = Map::new();
+    h.insert("created".into(), json!(created));
+    h.insert("created_by".into(), json!(created_by));
+    if !author.is_empty() {
+        h.insert("author".into(), json!(author));
+    }
+    if !comment.is_empty() {
+        h.insert("comment".into(), json!(comment));
+    }
+    if empty_layer {
+        h.insert("empty_layer".into(), json!(true));
+    }
+    Value::Object(h)
 }

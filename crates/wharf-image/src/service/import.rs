@@ -39,9 +39,7 @@ impl ImageService {
         };
         let created = now_rfc3339();
         let comment = message.filter(|m| !m.is_empty()).unwrap_or("Imported from -");
-        let host_arch = std::env::consts::ARCH
-            .replace("x86_64", "amd64")
-            .replace("aarch64", "arm64");
+        let host_arch = super::commit::host_arch();
         let (os, arch, variant) = platform.unwrap_or(("linux", &host_arch, ""));
         let mut config = json!({
             "architecture": arch,
