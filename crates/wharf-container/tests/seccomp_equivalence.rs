@@ -8,20 +8,6 @@
 use nix::libc;
 use serde_json::{json, Value};
 
-/// The root tier: tests that set owners, make devices or mount need root; without it they
-/// say so and pass nothing off as tested.
-fn needs_root(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return false;
-    }
-    // Straight to stderr: the test harness shows a passing test's own prints to nobody.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("skipped {what}: root tier (needs root: owners, devices, mounts)\n").as_bytes(),
-    );
-    true
-}
-
 /// linux/ptrace.h; the libc crate does not name it.
 const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
 
@@ -65,7 +51,7 @@ fn loaded_by_libcontainer(profile: &Value) -> Vec<u8> {
 
 #[test]
 fn compiled_programs_match_what_libcontainer_loads() {
-    if needs_root("compiled_programs_match_what_libcontainer_loads") {
+    if wharf_store::root_tier::skip_unless_root("compiled_programs_match_what_libcontainer_loads") {
         return;
     }
     let mut caps: Vec<String> = wharf_container::spec::DEFAULT_CAPS

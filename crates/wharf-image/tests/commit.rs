@@ -8,17 +8,6 @@ use serde_json::{json, Value};
 use wharf_image::{CommitSpec, ImageService};
 use wharf_store::Driver;
 
-fn needs_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return false;
-    }
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        b"skipped commit tests: root tier (layers keep their owners)\n",
-    );
-    true
-}
-
 fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in files {
@@ -49,7 +38,7 @@ fn config_of(images: &ImageService, id: &wharf_reference::Digest) -> Value {
 
 #[test]
 fn images_from_scratch_with_and_without_layers() {
-    if needs_root() {
+    if wharf_store::root_tier::skip_unless_root("images_from_scratch_with_and_without_layers") {
         return;
     }
     for driver in [Driver::Overlay2, Driver::Vfs] {

@@ -515,23 +515,9 @@ pub fn mount_overlay(
 mod tests {
     use super::*;
 
-    /// The root tier: tests that set owners, make devices or mount need root; without it they
-    /// say so and pass nothing off as tested.
-    fn needs_root(what: &str) -> bool {
-        if rustix::process::geteuid().is_root() {
-            return false;
-        }
-        // Straight to stderr: the test harness shows a passing test's own prints to nobody.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("skipped {what}: root tier (needs root: owners, devices, mounts)\n").as_bytes(),
-        );
-        true
-    }
-
     #[test]
     fn volatile_layers_mount_again_after_a_clean_unmount() {
-        if needs_root("volatile_layers_mount_again_after_a_clean_unmount") {
+        if crate::root_tier::skip_unless_root("volatile_layers_mount_again_after_a_clean_unmount") {
             return;
         }
         // A disk file system (overlayfs refuses tmpfs upper dirs with some options).

@@ -13,6 +13,7 @@ pub mod changes;
 pub mod content;
 pub mod layer;
 pub mod meta;
+pub mod root_tier;
 pub mod saferoot;
 pub mod snapshot;
 pub mod split;

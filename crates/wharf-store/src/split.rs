@@ -209,19 +209,6 @@ impl Read for Rebuilt {
 mod tests {
     use super::*;
 
-    /// The root tier: tests that set owners, make devices or mount need root; without it they
-    /// say so and pass nothing off as tested.
-    fn needs_root(what: &str) -> bool {
-        if rustix::process::geteuid().is_root() {
-            return false;
-        }
-        // Straight to stderr: the test harness shows a passing test's own prints to nobody.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("skipped {what}: root tier (needs root: owners, devices, mounts)\n").as_bytes(),
-        );
-        true
-    }
     use crate::layer::{Driver, LayerStore};
     use crate::ContentStore;
 
@@ -265,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_layer_keeps_only_what_its_files_do_not_hold() {
-        if needs_root("a_layer_keeps_only_what_its_files_do_not_hold") {
+        if crate::root_tier::skip_unless_root("a_layer_keeps_only_what_its_files_do_not_hold") {
             return;
         }
         let (_t, content, layers) = store();
@@ -285,7 +272,7 @@ mod tests {
 
     #[test]
     fn an_entry_overwriting_an_earlier_one_keeps_the_whole_tar() {
-        if needs_root("an_entry_overwriting_an_earlier_one_keeps_the_whole_tar") {
+        if crate::root_tier::skip_unless_root("an_entry_overwriting_an_earlier_one_keeps_the_whole_tar") {
             return;
         }
         let (_t, content, layers) = store();
@@ -302,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_changed_file_fails_the_rebuild() {
-        if needs_root("a_changed_file_fails_the_rebuild") {
+        if crate::root_tier::skip_unless_root("a_changed_file_fails_the_rebuild") {
             return;
         }
         let (_t, content, layers) = store();

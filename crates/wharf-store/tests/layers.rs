@@ -9,20 +9,6 @@ use std::path::Path;
 
 use wharf_store::{apply_tar, ContentStore, Driver, LayerStore, WhiteoutMode};
 
-/// The root tier: tests that set owners, make devices or mount need root; without it they
-/// say so and pass nothing off as tested.
-fn needs_root(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return false;
-    }
-    // Straight to stderr: the test harness shows a passing test's own prints to nobody.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("skipped {what}: root tier (needs root: owners, devices, mounts)\n").as_bytes(),
-    );
-    true
-}
-
 enum E<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8]),
@@ -194,7 +180,7 @@ fn breakouts_are_refused_or_contained() {
 
 #[test]
 fn writes_land_inside_the_root() {
-    if needs_root("writes_land_inside_the_root") {
+    if wharf_store::root_tier::skip_unless_root("writes_land_inside_the_root") {
         return;
     }
     let s = Scratch::new();
@@ -244,7 +230,7 @@ impl Drop for Mounted {
 
 #[test]
 fn overlay_whiteouts_and_opaque_dirs_through_a_real_mount() {
-    if needs_root("overlay_whiteouts_and_opaque_dirs_through_a_real_mount") {
+    if wharf_store::root_tier::skip_unless_root("overlay_whiteouts_and_opaque_dirs_through_a_real_mount") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -306,7 +292,7 @@ fn overlay_whiteouts_and_opaque_dirs_through_a_real_mount() {
 
 #[test]
 fn vfs_applies_whiteouts_by_deleting() {
-    if needs_root("vfs_applies_whiteouts_by_deleting") {
+    if wharf_store::root_tier::skip_unless_root("vfs_applies_whiteouts_by_deleting") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -349,7 +335,7 @@ fn vfs_applies_whiteouts_by_deleting() {
 
 #[test]
 fn diff_id_mismatch_discards_the_layer() {
-    if needs_root("diff_id_mismatch_discards_the_layer") {
+    if wharf_store::root_tier::skip_unless_root("diff_id_mismatch_discards_the_layer") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -369,7 +355,7 @@ fn diff_id_mismatch_discards_the_layer() {
 
 #[test]
 fn gzip_and_zstd_layers() {
-    if needs_root("gzip_and_zstd_layers") {
+    if wharf_store::root_tier::skip_unless_root("gzip_and_zstd_layers") {
         return;
     }
     use std::io::Write;

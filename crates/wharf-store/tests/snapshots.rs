@@ -8,14 +8,7 @@ use std::sync::Arc;
 use wharf_store::snapshot::{testsuite, NoParents, OverlaySnapshotter, ParentLayers, Snapshotter, VfsSnapshotter};
 
 fn root_or_skip() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        b"skipped: the snapshot suite is the root tier (needs root: mounts, devices, owners)\n",
-    );
-    false
+    !wharf_store::root_tier::skip_unless_root("the snapshot suite")
 }
 
 /// overlayfs stacks at most 500 layers (`OVL_MAX_STACK`): the deep chain mounts exactly that
