@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use wharf_network::{CreateRequest, Network, NetworkError};
 
@@ -71,132 +71,129 @@ fn matches(n: &Network, filters: &BTreeMap<String, Vec<String>>, used: bool) -> 
     Ok(true)
 }
 
-/// Dispatch `/networks...`.
-pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str, q: &Query) -> Res {
+/// `GET /networks`.
+pub(crate) async fn list(d: Arc<Daemon>, q: &Query) -> Res {
     let net = d.containers.networks().clone();
-    match (method, path) {
-        (&Method::GET, "/networks") => {
-            let filters = q.filters()?;
-            let mut out = Vec::new();
-            for n in net.list() {
-                let used = d
-                    .containers
-                    .records()
-                    .iter()
-                    .any(|r| r.networks.values().any(|e| e.network_id == n.id));
-                if matches(&n, &filters, used)? {
-                    out.push(net.to_json(&n, containers_of(&d, &n)));
-                }
-            }
-            json_res(StatusCode::OK, &Value::Array(out))
-        }
-        (&Method::POST, "/networks/create") => {
-            let bytes = body::collect_json(req, 1 << 20).await?;
-            let v: Value = crate::gojson::parse(&bytes)?;
-            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            let map = |k: &str| string_map(&v, k);
-            // IPAM entries: at most one IPv4 and one IPv6 (told apart by their subnet).
-            let configs = v
-                .pointer("/IPAM/Config")
-                .and_then(|c| c.as_array())
-                .cloned()
-                .unwrap_or_default();
-            let is_v6 = |c: &Value| {
-                c.get("Subnet")
-                    .and_then(|x| x.as_str())
-                    .is_some_and(|x| x.contains(':'))
-            };
-            let (v6s, v4s): (Vec<Value>, Vec<Value>) = configs.into_iter().partition(is_v6);
-            if v4s.len() > 1 || v6s.len() > 1 {
-                return Err(ApiError::invalid(
-                    "wharf networks take one IPv4 and one IPv6 subnet at most",
-                ));
-            }
-            let ipam = v4s.into_iter().next().unwrap_or(Value::Null);
-            let ipam6 = v6s.into_iter().next().unwrap_or(Value::Null);
-            let field = |c: &Value, k: &str| {
-                c.get(k)
-                    .and_then(|x| x.as_str())
-                    .filter(|x| !x.is_empty())
-                    .map(String::from)
-            };
-            let opt = |k: &str| field(&ipam, k);
-            let n = net
-                .create(CreateRequest {
-                    name: s("Name"),
-                    driver: s("Driver"),
-                    subnet: opt("Subnet"),
-                    gateway: opt("Gateway"),
-                    ip_range: opt("IPRange"),
-                    internal: v.get("Internal").and_then(|x| x.as_bool()).unwrap_or(false),
-                    attachable: v.get("Attachable").and_then(|x| x.as_bool()).unwrap_or(false),
-                    labels: map("Labels"),
-                    options: map("Options"),
-                    ipam_options: v
-                        .pointer("/IPAM/Options")
-                        .and_then(|o| o.as_object())
-                        .map(|o| {
-                            o.iter()
-                                .map(|(k, x)| (k.clone(), x.as_str().unwrap_or_default().to_string()))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    aux: aux_of(&ipam),
-                    enable_ipv6: v.get("EnableIPv6").and_then(|x| x.as_bool()).unwrap_or(false),
-                    subnet6: field(&ipam6, "Subnet"),
-                    gateway6: field(&ipam6, "Gateway"),
-                    ip_range6: field(&ipam6, "IPRange"),
-                    aux6: aux_of(&ipam6),
-                })
-                .await?;
-            json_res(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))
-        }
-        (&Method::POST, "/networks/prune") => {
-            let filters = q.filters()?;
-            let label_filters: BTreeMap<String, Vec<String>> =
-                filters.into_iter().filter(|(k, _)| k == "label").collect();
-            let gone = net
-                .prune(&|n| !matches(n, &label_filters, false).unwrap_or(false))
-                .await;
-            json_res(StatusCode::OK, &json!({"NetworksDeleted": gone}))
-        }
-        _ => {
-            let Some(rest) = path.strip_prefix("/networks/") else {
-                return Err(ApiError::not_found("page not found"));
-            };
-            let (key, verb) = match rest.rsplit_once('/') {
-                Some((k, v)) if v == "connect" || v == "disconnect" => (decode_path(k), v),
-                _ => (decode_path(rest), ""),
-            };
-            match (method, verb) {
-                (&Method::GET, "") => {
-                    let n = net.get(&key)?;
-                    json_res(StatusCode::OK, &net.to_json(&n, containers_of(&d, &n)))
-                }
-                (&Method::DELETE, "") => {
-                    net.remove(&key).await?;
-                    let mut r = Response::new(body::empty());
-                    *r.status_mut() = StatusCode::NO_CONTENT;
-                    Ok(r)
-                }
-                (&Method::POST, "connect") | (&Method::POST, "disconnect") => {
-                    let bytes = body::collect_json(req, 1 << 20).await?;
-                    let v: Value = crate::gojson::parse(&bytes)?;
-                    let ctr = v.get("Container").and_then(|x| x.as_str()).unwrap_or("").to_string();
-                    if verb == "connect" {
-                        d.containers
-                            .network_connect(&ctr, &key, v.get("EndpointConfig"))
-                            .await?;
-                    } else {
-                        let force = v.get("Force").and_then(|x| x.as_bool()).unwrap_or(false);
-                        d.containers.network_disconnect(&ctr, &key, force).await?;
-                    }
-                    Ok(Response::new(body::empty()))
-                }
-                _ => Err(ApiError::not_found("page not found")),
-            }
+    let filters = q.filters()?;
+    let mut out = Vec::new();
+    for n in net.list() {
+        let used = d
+            .containers
+            .records()
+            .iter()
+            .any(|r| r.networks.values().any(|e| e.network_id == n.id));
+        if matches(&n, &filters, used)? {
+            out.push(net.to_json(&n, containers_of(&d, &n)));
         }
     }
+    json_res(StatusCode::OK, &Value::Array(out))
+}
+
+/// `POST /networks/create`.
+pub(crate) async fn create(d: Arc<Daemon>, req: Request<ReqBody>) -> Res {
+    let net = d.containers.networks().clone();
+    let bytes = body::collect_json(req, 1 << 20).await?;
+    let v: Value = crate::gojson::parse(&bytes)?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let map = |k: &str| string_map(&v, k);
+    // IPAM entries: at most one IPv4 and one IPv6 (told apart by their subnet).
+    let configs = v
+        .pointer("/IPAM/Config")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let is_v6 = |c: &Value| {
+        c.get("Subnet")
+            .and_then(|x| x.as_str())
+            .is_some_and(|x| x.contains(':'))
+    };
+    let (v6s, v4s): (Vec<Value>, Vec<Value>) = configs.into_iter().partition(is_v6);
+    if v4s.len() > 1 || v6s.len() > 1 {
+        return Err(ApiError::invalid(
+            "wharf networks take one IPv4 and one IPv6 subnet at most",
+        ));
+    }
+    let ipam = v4s.into_iter().next().unwrap_or(Value::Null);
+    let ipam6 = v6s.into_iter().next().unwrap_or(Value::Null);
+    let field = |c: &Value, k: &str| {
+        c.get(k)
+            .and_then(|x| x.as_str())
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+    };
+    let opt = |k: &str| field(&ipam, k);
+    let n = net
+        .create(CreateRequest {
+            name: s("Name"),
+            driver: s("Driver"),
+            subnet: opt("Subnet"),
+            gateway: opt("Gateway"),
+            ip_range: opt("IPRange"),
+            internal: v.get("Internal").and_then(|x| x.as_bool()).unwrap_or(false),
+            attachable: v.get("Attachable").and_then(|x| x.as_bool()).unwrap_or(false),
+            labels: map("Labels"),
+            options: map("Options"),
+            ipam_options: v
+                .pointer("/IPAM/Options")
+                .and_then(|o| o.as_object())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, x)| (k.clone(), x.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            aux: aux_of(&ipam),
+            enable_ipv6: v.get("EnableIPv6").and_then(|x| x.as_bool()).unwrap_or(false),
+            subnet6: field(&ipam6, "Subnet"),
+            gateway6: field(&ipam6, "Gateway"),
+            ip_range6: field(&ipam6, "IPRange"),
+            aux6: aux_of(&ipam6),
+        })
+        .await?;
+    json_res(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))
+}
+
+/// `POST /networks/prune`.
+pub(crate) async fn prune(d: Arc<Daemon>, q: &Query) -> Res {
+    let net = d.containers.networks().clone();
+    let filters = q.filters()?;
+    let label_filters: BTreeMap<String, Vec<String>> = filters.into_iter().filter(|(k, _)| k == "label").collect();
+    let gone = net
+        .prune(&|n| !matches(n, &label_filters, false).unwrap_or(false))
+        .await;
+    json_res(StatusCode::OK, &json!({"NetworksDeleted": gone}))
+}
+
+/// `GET /networks/{id}`.
+pub(crate) async fn inspect(d: Arc<Daemon>, key: &str) -> Res {
+    let net = d.containers.networks().clone();
+    let n = net.get(&decode_path(key))?;
+    json_res(StatusCode::OK, &net.to_json(&n, containers_of(&d, &n)))
+}
+
+/// `DELETE /networks/{id}`.
+pub(crate) async fn remove(d: Arc<Daemon>, key: &str) -> Res {
+    d.containers.networks().remove(&decode_path(key)).await?;
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+/// `POST /networks/{id}/connect` and `.../disconnect`.
+pub(crate) async fn connect(d: Arc<Daemon>, req: Request<ReqBody>, key: &str, connect: bool) -> Res {
+    let key = decode_path(key);
+    let bytes = body::collect_json(req, 1 << 20).await?;
+    let v: Value = crate::gojson::parse(&bytes)?;
+    let ctr = v.get("Container").and_then(|x| x.as_str()).unwrap_or("").to_string();
+    if connect {
+        d.containers
+            .network_connect(&ctr, &key, v.get("EndpointConfig"))
+            .await?;
+    } else {
+        let force = v.get("Force").and_then(|x| x.as_bool()).unwrap_or(false);
+        d.containers.network_disconnect(&ctr, &key, force).await?;
+    }
+    Ok(Response::new(body::empty()))
 }
 
 /// An IPAM pool's `AuxiliaryAddresses`.

@@ -21,6 +21,8 @@ use crate::{API_VERSION, MIN_API_VERSION};
 
 pub(crate) type Res = Result<Response<Body>, ApiError>;
 
+pub(crate) mod table;
+
 /// Parse `1.NN` into a comparable pair.
 fn parse_version(v: &str) -> Option<(u32, u32)> {
     let (a, b) = v.split_once('.')?;
@@ -126,59 +128,11 @@ pub async fn handle(d: Arc<Daemon>, mut req: Request<ReqBody>) -> Response<Body>
     req.extensions_mut().insert(asked);
     let method = req.method().clone();
     tracing::debug!(%method, %path, "request");
-    let r = match dispatch(d, req, &method, &path).await {
+    let r = match table::dispatch(d, req, &path).await {
         Ok(r) => r,
         Err(e) => error_response(e),
     };
     with_headers(r)
-}
-
-async fn dispatch(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str) -> Res {
-    let q = Query::parse(req.uri().query());
-    let p = path.trim_end_matches('/');
-    match (method, p) {
-        (&Method::GET | &Method::HEAD, "/_ping") => ping(method),
-        (&Method::GET, "/version") => version(&d),
-        (&Method::GET, "/info") => info(&d, ApiVersion::of(&req)).await,
-        (&Method::GET, "/images/json") => images_list(&d, &q).await,
-        (&Method::POST, "/images/create") => images_create(d, req, &q).await,
-        (&Method::POST, "/images/load") => images_load(d, req, &q).await,
-        (&Method::GET, "/images/get") => images_save(d, q.all("names"), crate::platform::requested(&q)?).await,
-        (&Method::POST, "/images/prune") => images_prune(d, &q).await,
-        (&Method::GET, "/system/df") => system_df(d).await,
-        (&Method::GET, "/images/search") => crate::distribution::search(d, req, &q).await,
-        (&Method::POST, "/auth") => crate::distribution::auth(d, req).await,
-        (&Method::POST, "/commit") => crate::containers::commit(d, req, &q).await,
-        (&Method::GET, "/events") => events(d, &q),
-        // No builder yet, so no build cache: what `docker system prune` asks for is empty.
-        (&Method::POST, "/build/prune") => ok_json(&json!({"CachesDeleted": null, "SpaceReclaimed": 0})),
-        _ => {
-            if p.starts_with("/containers/") || p.starts_with("/exec/") {
-                return crate::containers::route(d, req, method, p, &q).await;
-            }
-            if p == "/networks" || p.starts_with("/networks/") {
-                return crate::networks::route(d, req, method, p, &q).await;
-            }
-            if p == "/volumes" || p.starts_with("/volumes/") {
-                return crate::volumes::route(d, req, method, p, &q).await;
-            }
-            if let Some(rest) = p.strip_prefix("/images/") {
-                return image_route(d, req, method, rest, &q).await;
-            }
-            if let Some(rest) = p.strip_prefix("/distribution/").and_then(|r| r.strip_suffix("/json")) {
-                if method == Method::GET {
-                    return crate::distribution::inspect(d, req, &decode_path(rest)).await;
-                }
-            }
-            if p == "/plugins" || p.starts_with("/plugins/") {
-                return crate::plugins::route(method, p, &q);
-            }
-            if let Some(e) = swarm_error(method, p) {
-                return Err(e);
-            }
-            Err(ApiError::not_found("page not found"))
-        }
-    }
 }
 
 /// wharf is a single-host engine and never part of a swarm: the swarm endpoints answer as
@@ -198,38 +152,6 @@ fn swarm_error(method: &Method, p: &str) -> Option<ApiError> {
         }
         _ => unavailable(NOT_MANAGER),
     }
-}
-
-async fn image_route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, rest: &str, q: &Query) -> Res {
-    // Names hold '/' and ':': match the operation from the end, greedily.
-    let split = |suffix: &str| rest.strip_suffix(suffix).map(decode_path);
-    match *method {
-        Method::GET => {
-            if let Some(name) = split("/json") {
-                return image_inspect(&d, &name, ApiVersion::of(&req), q).await;
-            }
-            if let Some(name) = split("/history") {
-                return image_history(&d, &name).await;
-            }
-            if let Some(name) = split("/get") {
-                return images_save(d, vec![name], crate::platform::requested(q)?).await;
-            }
-        }
-        Method::POST => {
-            if let Some(name) = split("/tag") {
-                return image_tag(&d, &name, q).await;
-            }
-            if let Some(name) = split("/push") {
-                return crate::distribution::push(d, req, &name, q).await;
-            }
-        }
-        Method::DELETE => {
-            let name = decode_path(rest);
-            return image_delete(&d, &name, q).await;
-        }
-        _ => {}
-    }
-    Err(ApiError::not_found("page not found"))
 }
 
 /// `GET /events`: the kept events since `since`, then the new ones as they happen, until

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 use wharf_container::ContainerError;
 use wharf_reference::ErrorKind;
 
-use crate::body::{self, Body, ReqBody};
+use crate::body::{self, Body};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::server::Daemon;
@@ -22,7 +22,6 @@ impl From<ContainerError> for ApiError {
 }
 
 use crate::routes::json_response as json_res;
-use crate::routes::ApiVersion;
 
 mod inspect;
 mod list;
@@ -66,93 +65,88 @@ where
         .unwrap_or_else(|e| Err(ContainerError::Internal(e.to_string())))
 }
 
-/// Route `/containers/...` and `/exec/...`.
-pub async fn route(d: Arc<Daemon>, req: Request<ReqBody>, method: &Method, path: &str, q: &Query) -> Res {
-    if let Some(rest) = path.strip_prefix("/exec/") {
-        let (id, verb) = rest.split_once('/').unwrap_or((rest, ""));
-        return match (method, verb) {
-            (&Method::POST, "start") => exec_start(d, req, id).await,
-            (&Method::POST, "resize") => {
-                let (h, w) = size(q)?;
-                d.containers.exec_resize(id, h, w).await?;
-                json_res(StatusCode::OK, &json!({}))
+/// `POST /exec/{id}/resize`.
+pub(crate) async fn exec_resize(d: Arc<Daemon>, id: &str, q: &Query) -> Res {
+    let (h, w) = size(q)?;
+    d.containers.exec_resize(id, h, w).await?;
+    json_res(StatusCode::OK, &json!({}))
+}
+
+/// `POST /containers/{id}/start`.
+pub(crate) async fn start(d: Arc<Daemon>, name: &str) -> Res {
+    done(d.containers.start(name).await)
+}
+
+/// `POST /containers/{id}/stop` and `.../restart`, on a task of their own.
+pub(crate) async fn stop(d: Arc<Daemon>, name: &str, q: &Query, restart: bool) -> Res {
+    let (c, name, t) = (d.containers.clone(), name.to_string(), timeout(q)?);
+    let signal = q.get("signal").map(String::from);
+    done(
+        detached(async move {
+            match restart {
+                true => c.restart(&name, t, signal.as_deref()).await,
+                false => c.stop(&name, t, signal.as_deref()).await,
             }
-            (&Method::GET, "json") => exec_inspect(&d, id),
-            _ => Err(ApiError::not_found("page not found")),
-        };
+        })
+        .await,
+    )
+}
+
+/// `POST /containers/{id}/kill`.
+pub(crate) async fn kill(d: Arc<Daemon>, name: &str, q: &Query) -> Res {
+    done(d.containers.kill(name, q.get("signal").unwrap_or("KILL")).await)
+}
+
+/// `POST /containers/{id}/pause` and `.../unpause`.
+pub(crate) async fn pause(d: Arc<Daemon>, name: &str, pause: bool) -> Res {
+    done(d.containers.pause(name, pause).await)
+}
+
+/// `POST /containers/{id}/rename`.
+pub(crate) async fn rename(d: Arc<Daemon>, name: &str, q: &Query) -> Res {
+    done(d.containers.rename(name, q.get("name").unwrap_or("")).await)
+}
+
+/// `POST /containers/{id}/resize`.
+pub(crate) async fn resize(d: Arc<Daemon>, name: &str, q: &Query) -> Res {
+    let (h, w) = size(q)?;
+    d.containers.resize(name, h, w).await?;
+    json_res(StatusCode::OK, &json!({}))
+}
+
+/// `GET /containers/{id}/changes`.
+pub(crate) fn changes(d: &Arc<Daemon>, name: &str) -> Res {
+    let v: Vec<Value> = d
+        .containers
+        .changes(name)?
+        .into_iter()
+        .map(|(p, k)| json!({"Path": p, "Kind": k}))
+        .collect();
+    json_res(StatusCode::OK, &Value::Array(v))
+}
+
+/// `DELETE /containers/{id}`, and with `link=1` `DELETE /containers/{parent}/{alias}` (the
+/// CLI names a link `/parent/alias`: `/containers//parent/alias`): `rest` is the path after
+/// `/containers/`.
+pub(crate) async fn delete(d: Arc<Daemon>, rest: &str, q: &Query) -> Res {
+    let rest = rest.trim_start_matches('/');
+    let (name, alias) = rest.split_once('/').unwrap_or((rest, ""));
+    if q.bool("link") {
+        // `parent/alias` names a legacy link, not a container.
+        if alias.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                "Conflict, cannot remove the default link name of the container",
+            ));
+        }
+        d.containers.remove_link(name, alias).await?;
+        return no_content();
     }
-    // The CLI names a link `/parent/alias`: `/containers//parent/alias`.
-    let rest = path.strip_prefix("/containers/").unwrap_or("").trim_start_matches('/');
-    match (method, rest) {
-        (&Method::POST, "create") => return create(d, req, q).await,
-        (&Method::POST, "prune") => return prune(&d, q).await,
-        (&Method::GET, "json") => return list(&d, q),
-        _ => {}
+    if !alias.is_empty() {
+        return Err(ApiError::not_found("page not found"));
     }
-    let (name, verb) = rest.split_once('/').unwrap_or((rest, ""));
-    let c = &d.containers;
-    match (method, verb) {
-        (&Method::GET, "json") => inspect(&d, name, q, ApiVersion::of(&req)),
-        (&Method::POST, "start") => done(c.start(name).await),
-        (&Method::POST, "stop") | (&Method::POST, "restart") => {
-            let (c, name, t) = (c.clone(), name.to_string(), timeout(q)?);
-            let signal = q.get("signal").map(String::from);
-            let restart = verb == "restart";
-            done(
-                detached(async move {
-                    match restart {
-                        true => c.restart(&name, t, signal.as_deref()).await,
-                        false => c.stop(&name, t, signal.as_deref()).await,
-                    }
-                })
-                .await,
-            )
-        }
-        (&Method::POST, "kill") => done(c.kill(name, q.get("signal").unwrap_or("KILL")).await),
-        (&Method::POST, "pause") => done(c.pause(name, true).await),
-        (&Method::POST, "unpause") => done(c.pause(name, false).await),
-        (&Method::POST, "rename") => done(c.rename(name, q.get("name").unwrap_or("")).await),
-        (&Method::POST, "resize") => {
-            let (h, w) = size(q)?;
-            c.resize(name, h, w).await?;
-            json_res(StatusCode::OK, &json!({}))
-        }
-        (&Method::POST, "wait") => wait(&d, name, q),
-        (&Method::POST, "attach") => attach(d, req, name, q).await,
-        (&Method::POST, "exec") => exec_create(&d, req, name).await,
-        (&Method::POST, "update") => update(&d, req, name).await,
-        (&Method::GET, "logs") => logs(&d, name, q),
-        (&Method::GET, "stats") => stats(d.clone(), name, q).await,
-        (&Method::GET, "changes") => {
-            let changes = d.containers.changes(name)?;
-            let v: Vec<Value> = changes
-                .into_iter()
-                .map(|(p, k)| json!({"Path": p, "Kind": k}))
-                .collect();
-            json_res(StatusCode::OK, &Value::Array(v))
-        }
-        (&Method::GET, "export") => export(&d, name).await,
-        (&Method::HEAD, "archive") => archive_head(&d, name, q).await,
-        (&Method::GET, "archive") => archive_get(&d, name, q).await,
-        (&Method::PUT, "archive") => archive_put(&d, req, name, q).await,
-        (&Method::GET, "top") => top(&d, name, q).await,
-        (&Method::DELETE, alias) if q.bool("link") => {
-            // `parent/alias` names a legacy link, not a container.
-            if alias.is_empty() {
-                return Err(ApiError::new(
-                    ErrorKind::Conflict,
-                    "Conflict, cannot remove the default link name of the container",
-                ));
-            }
-            c.remove_link(name, alias).await?;
-            no_content()
-        }
-        (&Method::DELETE, "") => match c.remove(name, q.bool("force"), q.bool("v")).await {
-            Ok(()) => no_content(),
-            Err(e) => Err(e.into()),
-        },
-        _ => Err(ApiError::not_found("page not found")),
-    }
+    d.containers.remove(name, q.bool("force"), q.bool("v")).await?;
+    no_content()
 }
 
 pub(crate) fn timeout(q: &Query) -> Result<Option<i64>, ApiError> {
