@@ -4,7 +4,7 @@
 
 use bollard_stubs::models as m;
 use serde_json::{json, Value};
-use wharf_container::{ExecEntry, ExecSpec};
+use wharf_container::{ExecEntry, ExecSpec, UpdateBody};
 
 /// `POST /containers/{id}/exec`'s body as what the engine runs.
 pub fn exec_spec(c: m::ExecConfig) -> ExecSpec {
@@ -29,6 +29,37 @@ pub fn exec_spec(c: m::ExecConfig) -> ExecSpec {
         detach_keys: c.detach_keys.filter(|k| !k.is_empty()),
         console_size: size,
     }
+}
+
+/// `POST /containers/{id}/update`'s body (its keys already matched as Go matches them): the
+/// limits `Resources` holds that a running container can change, and the restart policy.
+pub fn update(v: Value) -> Result<UpdateBody, String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(flatten)]
+        resources: m::Resources,
+        #[serde(rename = "RestartPolicy", default)]
+        restart_policy: Option<m::RestartPolicy>,
+    }
+    let b: Body = serde_json::from_value(v).map_err(|e| format!("invalid JSON: {e}"))?;
+    let r = b.resources;
+    Ok(UpdateBody {
+        cpu_shares: r.cpu_shares,
+        nano_cpus: r.nano_cpus,
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpuset_cpus: r.cpuset_cpus,
+        cpuset_mems: r.cpuset_mems,
+        memory: r.memory,
+        memory_swap: r.memory_swap,
+        memory_reservation: r.memory_reservation,
+        blkio_weight: r.blkio_weight,
+        pids_limit: r.pids_limit,
+        // A policy without a name changes nothing, as in dockerd.
+        restart_policy: b
+            .restart_policy
+            .and_then(|p| Some((p.name?.to_string(), p.maximum_retry_count.unwrap_or(0)))),
+    })
 }
 
 /// `GET /exec/{id}/json`, as dockerd renders an exec.
@@ -99,6 +130,44 @@ mod tests {
         );
         check(json!({"ConsoleSize": [-1, 5]}), ExecSpec::default());
         check(json!({"ConsoleSize": [70000, 5]}), ExecSpec::default());
+    }
+
+    #[test]
+    fn update_bodies() {
+        let check = |input: Value, expect: UpdateBody| {
+            assert_eq!(update(input.clone()).unwrap(), expect, "{input}");
+        };
+        check(json!({}), UpdateBody::default());
+        check(
+            json!({"Memory": 67108864, "MemorySwap": -1, "CpuShares": 512, "CpusetCpus": "0",
+                   "BlkioWeight": 300, "PidsLimit": 0, "NanoCpus": 500000000,
+                   "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}),
+            UpdateBody {
+                memory: Some(67108864),
+                memory_swap: Some(-1),
+                cpu_shares: Some(512),
+                cpuset_cpus: Some("0".into()),
+                blkio_weight: Some(300),
+                pids_limit: Some(0),
+                nano_cpus: Some(500000000),
+                restart_policy: Some(("on-failure".into(), 3)),
+                ..Default::default()
+            },
+        );
+        check(
+            json!({"RestartPolicy": {"MaximumRetryCount": 3}}),
+            UpdateBody::default(),
+        );
+        check(
+            json!({"RestartPolicy": {"Name": ""}}),
+            UpdateBody {
+                restart_policy: Some((String::new(), 0)),
+                ..Default::default()
+            },
+        );
+        assert!(update(json!({"Memory": "lots"}))
+            .unwrap_err()
+            .starts_with("invalid JSON"));
     }
 
     #[test]

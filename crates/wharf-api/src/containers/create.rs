@@ -62,11 +62,10 @@ pub(crate) async fn update(d: &Arc<Daemon>, req: Request<ReqBody>, name: &str) -
     let version = ApiVersion::of(&req);
     let bytes = body::collect_json(req, 1 << 20).await?;
     let v: Value = crate::gojson::parse(&bytes)?;
-    let mut body: wharf_container::UpdateBody = serde_json::from_value(crate::gojson::update_body(v))
-        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
+    let mut body = crate::convert::update(crate::gojson::update_body(v)).map_err(ApiError::invalid)?;
     // PidsLimit became updatable in API 1.40; older clients' values are ignored, as dockerd.
     if version < ApiVersion(1, 40) {
-        body.resources.pids_limit = None;
+        body.pids_limit = None;
     }
     d.containers.update(name, body).await?;
     json_res(StatusCode::OK, &json!({"Warnings": null}))

@@ -99,15 +99,34 @@ pub struct CreateBody {
     pub image_mounts: Vec<mounts::ImageMount>,
 }
 
-/// `POST /containers/{id}/update` body.
-#[derive(Debug, Clone, Deserialize)]
+/// What `update` may change, in the engine's terms (the API converts Docker's body). Absent
+/// or zero values leave a limit as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpdateBody {
-    /// The limits to change; zero or absent values are left as they are.
-    #[serde(flatten)]
-    pub resources: m::Resources,
-    /// A new restart policy.
-    #[serde(rename = "RestartPolicy", default)]
-    pub restart_policy: Option<m::RestartPolicy>,
+    /// `--cpu-shares`.
+    pub cpu_shares: Option<i64>,
+    /// `--cpus`, in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    /// `--cpu-period`.
+    pub cpu_period: Option<i64>,
+    /// `--cpu-quota`.
+    pub cpu_quota: Option<i64>,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: Option<String>,
+    /// `--memory`.
+    pub memory: Option<i64>,
+    /// `--memory-swap`.
+    pub memory_swap: Option<i64>,
+    /// `--memory-reservation`.
+    pub memory_reservation: Option<i64>,
+    /// `--blkio-weight`.
+    pub blkio_weight: Option<u16>,
+    /// `--pids-limit` (not above zero: unlimited).
+    pub pids_limit: Option<i64>,
+    /// A new restart policy: its name as given and its retry limit.
+    pub restart_policy: Option<(String, i64)>,
 }
 
 /// `wait` conditions.

@@ -41,7 +41,7 @@ impl ContainerService {
     pub(crate) async fn update_locked(&self, e: &Arc<Entry>, body: UpdateBody) -> Result<()> {
         let old = e.snapshot();
         let mut hc = old.host_config.clone();
-        let r = &body.resources;
+        let r = &body;
         let conflict = |m: &str| Err(ContainerError::Invalid(format!("Conflicting options: {m}")));
         let set = |v: Option<i64>| v.filter(|v| *v != 0);
         if set(r.nano_cpus).is_some() && set(hc.cpu_period).is_some() {
@@ -91,17 +91,20 @@ impl ContainerService {
         if let Some(p) = r.pids_limit {
             hc.pids_limit = Some(p.max(0));
         }
-        if let Some(p) = body.restart_policy.as_ref().filter(|p| p.name.is_some()) {
-            let none = matches!(
-                p.name,
-                Some(m::RestartPolicyNameEnum::NO) | Some(m::RestartPolicyNameEnum::EMPTY)
-            );
+        if let Some((name, max)) = &body.restart_policy {
+            let none = matches!(name.as_str(), "" | "no");
             if hc.auto_remove.unwrap_or(false) && !none {
                 return Err(ContainerError::Conflict(
                     "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
                 ));
             }
-            hc.restart_policy = Some(p.clone());
+            let name = name
+                .parse::<m::RestartPolicyNameEnum>()
+                .map_err(|_| ContainerError::Invalid(format!("invalid restart policy {name}")))?;
+            hc.restart_policy = Some(m::RestartPolicy {
+                name: Some(name),
+                maximum_retry_count: Some(*max),
+            });
         }
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         spec::validate_resources(&hc, ncpu)?;
