@@ -194,10 +194,15 @@ impl Meta {
         Ok(())
     }
 
-    /// Deletes what removals moved out of sight.
+    /// Deletes what removals moved out of sight. Cleanups may run side by side (one per
+    /// removal): a directory another one took is no error.
     pub fn cleanup(&self) -> Result<()> {
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
         for e in fs::read_dir(self.root.join("removed"))? {
-            fs::remove_dir_all(e?.path())?;
+            gone(e.and_then(|e| fs::remove_dir_all(e.path())))?;
         }
         Ok(())
     }
