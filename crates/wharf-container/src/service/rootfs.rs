@@ -132,9 +132,19 @@ impl ContainerService {
     /// The container's root: an active snapshot over its image's init snapshot.
     pub(crate) fn prepare_root(&self, rec: &Record) -> Result<()> {
         let image = image_of(rec)?;
-        let init = self.init_snapshot(&image)?;
-        self.snapshots.prepare(&rec.id, Some(&init))?;
-        Ok(())
+        // The image's last container may be removing the init snapshot just as this one is
+        // made: then it is made again.
+        for _ in 0..3 {
+            let init = self.init_snapshot(&image)?;
+            match self.snapshots.prepare(&rec.id, Some(&init)) {
+                Err(wharf_store::snapshot::SnapshotError::NotFound(k)) if k == init => continue,
+                r => return r.map(|_| ()).map_err(Into::into),
+            }
+        }
+        Err(ContainerError::Internal(format!(
+            "container {}: its image's init snapshot kept going away",
+            rec.id
+        )))
     }
 
     /// Removes the container's snapshot (and its image's init snapshot, once no container

@@ -34,7 +34,8 @@ impl Record {
 #[derive(Debug, Default)]
 struct State {
     records: BTreeMap<String, Record>,
-    pending: std::collections::HashSet<String>,
+    /// Keys being made, with their parents (which may not be removed meanwhile).
+    pending: BTreeMap<String, Option<String>>,
     next: u64,
 }
 
@@ -99,8 +100,9 @@ impl Meta {
     }
 
     /// Reserves `key` with a new number and makes its directory with `make` (outside the lock:
-    /// a vfs copy takes a while); the record is written once `make` succeeded, and nothing is
-    /// left if it failed.
+    /// a vfs copy takes a while; `make` checks the parent is there, and from the reservation
+    /// on the parent cannot be removed); the record is written once `make` succeeded, and
+    /// nothing is left if it failed.
     pub fn create(
         &self,
         key: &str,
@@ -113,7 +115,7 @@ impl Meta {
         }
         let n = {
             let mut st = self.lock();
-            if st.records.contains_key(key) || st.pending.contains(key) {
+            if st.records.contains_key(key) || st.pending.contains_key(key) {
                 return Err(SnapshotError::AlreadyExists(key.to_string()));
             }
             if let Some(p) = parent {
@@ -121,7 +123,7 @@ impl Meta {
                     return Err(SnapshotError::precondition(p, "a parent must be committed"));
                 }
             }
-            st.pending.insert(key.to_string());
+            st.pending.insert(key.to_string(), parent.map(str::to_string));
             st.next += 1;
             st.next - 1
         };
@@ -176,16 +178,18 @@ impl Meta {
     /// Removes `key`'s record, then moves its directory out of sight for [`Meta::cleanup`].
     pub fn remove(&self, key: &str) -> Result<()> {
         let mut st = self.lock();
-        let records = &mut st.records;
-        let rec = records
+        let rec = st
+            .records
             .get(key)
             .ok_or_else(|| SnapshotError::NotFound(key.to_string()))?
             .clone();
-        if records.values().any(|r| r.parent.as_deref() == Some(key)) {
+        let parent_of_one = st.records.values().any(|r| r.parent.as_deref() == Some(key))
+            || st.pending.values().any(|p| p.as_deref() == Some(key));
+        if parent_of_one {
             return Err(SnapshotError::precondition(key, "it is the parent of another snapshot"));
         }
         fs::remove_file(self.record_path(rec.n))?;
-        records.remove(key);
+        st.records.remove(key);
         drop(st);
         let dir = self.dir(rec.n);
         if fs::rename(&dir, self.root.join("removed").join(rec.n.to_string())).is_err() {

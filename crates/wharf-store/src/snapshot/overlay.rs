@@ -88,10 +88,11 @@ impl OverlaySnapshotter {
     }
 
     fn create(&self, key: &str, parent: Option<&str>, kind: Kind) -> Result<Vec<Mount>> {
-        if let Some(p) = parent {
-            self.chain(p)?;
-        }
         let rec = self.meta.create(key, parent, kind, |dir| {
+            // Checked once the key is reserved: the parent cannot go from here on.
+            if let Some(p) = parent {
+                self.chain(p)?;
+            }
             std::fs::create_dir(dir.join("fs"))?;
             if kind == Kind::Active {
                 std::fs::create_dir(dir.join("work"))?;

@@ -62,8 +62,9 @@ impl VfsSnapshotter {
 
 impl Snapshotter for VfsSnapshotter {
     fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        let from = parent.map(|p| self.tree(p)).transpose()?;
         let rec = self.meta.create(key, parent, Kind::Active, |dir| {
+            // Checked once the key is reserved: the parent cannot go from here on.
+            let from = parent.map(|p| self.tree(p)).transpose()?;
             match &from {
                 Some(tree) => crate::layer::copy_tree(tree, &dir.join("fs"))?,
                 None => std::fs::create_dir(dir.join("fs"))?,
@@ -74,10 +75,10 @@ impl Snapshotter for VfsSnapshotter {
     }
 
     fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        if let Some(p) = parent {
-            self.tree(p)?;
-        }
         let rec = self.meta.create(key, parent, Kind::View, |dir| {
+            if let Some(p) = parent {
+                self.tree(p)?;
+            }
             std::fs::create_dir(dir.join("fs"))?;
             Ok(())
         })?;
