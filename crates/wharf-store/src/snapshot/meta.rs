@@ -82,6 +82,44 @@ impl Meta {
         })
     }
 
+    /// A snapshot's own files.
+    pub fn fs(&self, r: &Record) -> PathBuf {
+        self.dir(r.n).join("fs")
+    }
+
+    /// `key` as `stat` tells it.
+    pub fn info(&self, key: &str) -> Result<Info> {
+        Ok(self.get(key)?.info())
+    }
+
+    /// Every snapshot, in key order.
+    pub fn walk(&self, f: &mut dyn FnMut(&Info)) {
+        for r in self.all() {
+            f(&r.info());
+        }
+    }
+
+    /// `key`, when it has mounts (an active snapshot or a view).
+    pub fn mountable(&self, key: &str) -> Result<Record> {
+        let r = self.get(key)?;
+        if r.kind == Kind::Committed {
+            return Err(SnapshotError::precondition(key, "a committed snapshot has no mounts"));
+        }
+        Ok(r)
+    }
+
+    /// `key`, when it is active (it takes layers).
+    pub fn active(&self, key: &str) -> Result<Record> {
+        let r = self.get(key)?;
+        if r.kind != Kind::Active {
+            return Err(SnapshotError::precondition(
+                key,
+                "only an active snapshot takes a layer",
+            ));
+        }
+        Ok(r)
+    }
+
     /// The directory of snapshot number `n`.
     pub fn dir(&self, n: u64) -> PathBuf {
         self.root.join("snapshots").join(n.to_string())

@@ -41,7 +41,7 @@ impl OverlaySnapshotter {
         while let Some(k) = next {
             match self.meta.get(&k) {
                 Ok(r) => {
-                    out.push(self.meta.dir(r.n).join("fs"));
+                    out.push(self.meta.fs(&r));
                     next = r.parent;
                 }
                 Err(SnapshotError::NotFound(_)) => {
@@ -113,11 +113,7 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let r = self.meta.get(key)?;
-        if r.kind == Kind::Committed {
-            return Err(SnapshotError::precondition(key, "a committed snapshot has no mounts"));
-        }
-        self.mounts_of(&r)
+        self.mounts_of(&self.meta.mountable(key)?)
     }
 
     fn commit(&self, name: &str, key: &str) -> Result<()> {
@@ -132,40 +128,32 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn stat(&self, key: &str) -> Result<Info> {
-        Ok(self.meta.get(key)?.info())
+        self.meta.info(key)
     }
 
     fn walk(&self, f: &mut dyn FnMut(&Info)) -> Result<()> {
-        for r in self.meta.all() {
-            f(&r.info());
-        }
+        self.meta.walk(f);
         Ok(())
     }
 
     fn usage(&self, key: &str) -> Result<Usage> {
         let r = self.meta.get(key)?;
-        Ok(super::usage_of(&self.meta.dir(r.n).join("fs"))?)
+        Ok(super::usage_of(&self.meta.fs(&r))?)
     }
 
     fn apply(&self, key: &str, tar: &mut dyn Read) -> Result<ApplyStats> {
-        let r = self.meta.get(key)?;
-        if r.kind != Kind::Active {
-            return Err(SnapshotError::precondition(
-                key,
-                "only an active snapshot takes a layer",
-            ));
-        }
+        let r = self.meta.active(key)?;
         // Over nothing a whiteout has nothing to hide: it deletes, as in a plain directory.
         let mode = match r.parent {
             Some(_) => WhiteoutMode::Overlay,
             None => WhiteoutMode::Delete,
         };
-        Ok(apply_tar(&self.meta.dir(r.n).join("fs"), tar, mode)?)
+        Ok(apply_tar(&self.meta.fs(&r), tar, mode)?)
     }
 
     fn diff(&self, key: &str, w: &mut dyn Write) -> Result<()> {
         let r = self.meta.get(key)?;
-        Ok(crate::archive::write_overlay_diff(&self.meta.dir(r.n).join("fs"), w)?)
+        Ok(crate::archive::write_overlay_diff(&self.meta.fs(&r), w)?)
     }
 
     fn changes(&self, key: &str) -> Result<Vec<(String, u8)>> {
@@ -175,7 +163,7 @@ impl Snapshotter for OverlaySnapshotter {
             None => Vec::new(),
         };
         let mut out = Vec::new();
-        crate::changes::overlay_changes(&self.meta.dir(r.n).join("fs"), &lowers, &mut out)?;
+        crate::changes::overlay_changes(&self.meta.fs(&r), &lowers, &mut out)?;
         out.sort();
         Ok(out)
     }

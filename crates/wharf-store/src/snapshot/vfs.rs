@@ -35,7 +35,7 @@ impl VfsSnapshotter {
     /// The whole tree of the committed snapshot or layer `key`.
     fn tree(&self, key: &str) -> Result<PathBuf> {
         match self.meta.get(key) {
-            Ok(r) => Ok(self.meta.dir(r.n).join("fs")),
+            Ok(r) => Ok(self.meta.fs(&r)),
             Err(SnapshotError::NotFound(_)) => self
                 .parents
                 .layer_dirs(key)
@@ -46,7 +46,7 @@ impl VfsSnapshotter {
     }
 
     fn mounts_of(&self, r: &Record) -> Result<Vec<Mount>> {
-        let own = self.meta.dir(r.n).join("fs");
+        let own = self.meta.fs(r);
         Ok(vec![match (r.kind, &r.parent) {
             (Kind::View, Some(p)) => Mount::Bind {
                 source: self.tree(p)?,
@@ -86,11 +86,7 @@ impl Snapshotter for VfsSnapshotter {
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let r = self.meta.get(key)?;
-        if r.kind == Kind::Committed {
-            return Err(SnapshotError::precondition(key, "a committed snapshot has no mounts"));
-        }
-        self.mounts_of(&r)
+        self.mounts_of(&self.meta.mountable(key)?)
     }
 
     fn commit(&self, name: &str, key: &str) -> Result<()> {
@@ -102,13 +98,11 @@ impl Snapshotter for VfsSnapshotter {
     }
 
     fn stat(&self, key: &str) -> Result<Info> {
-        Ok(self.meta.get(key)?.info())
+        self.meta.info(key)
     }
 
     fn walk(&self, f: &mut dyn FnMut(&Info)) -> Result<()> {
-        for r in self.meta.all() {
-            f(&r.info());
-        }
+        self.meta.walk(f);
         Ok(())
     }
 
@@ -117,7 +111,7 @@ impl Snapshotter for VfsSnapshotter {
     fn usage(&self, key: &str) -> Result<Usage> {
         use std::os::unix::fs::MetadataExt;
         let r = self.meta.get(key)?;
-        let fs = self.meta.dir(r.n).join("fs");
+        let fs = self.meta.fs(&r);
         let mut seen = std::collections::HashSet::new();
         let mut u = Usage::default();
         for (path, kind) in self.changes(key)? {
@@ -135,24 +129,14 @@ impl Snapshotter for VfsSnapshotter {
     }
 
     fn apply(&self, key: &str, tar: &mut dyn Read) -> Result<ApplyStats> {
-        let r = self.meta.get(key)?;
-        if r.kind != Kind::Active {
-            return Err(SnapshotError::precondition(
-                key,
-                "only an active snapshot takes a layer",
-            ));
-        }
-        Ok(apply_tar(&self.meta.dir(r.n).join("fs"), tar, WhiteoutMode::Delete)?)
+        let r = self.meta.active(key)?;
+        Ok(apply_tar(&self.meta.fs(&r), tar, WhiteoutMode::Delete)?)
     }
 
     fn diff(&self, key: &str, w: &mut dyn Write) -> Result<()> {
         let r = self.meta.get(key)?;
         let changes = self.changes(key)?;
-        Ok(crate::archive::write_changes_diff(
-            &self.meta.dir(r.n).join("fs"),
-            &changes,
-            w,
-        )?)
+        Ok(crate::archive::write_changes_diff(&self.meta.fs(&r), &changes, w)?)
     }
 
     fn changes(&self, key: &str) -> Result<Vec<(String, u8)>> {
@@ -163,7 +147,7 @@ impl Snapshotter for VfsSnapshotter {
             None => self.meta.dir(r.n).join("no-parent"),
         };
         let mut out = Vec::new();
-        crate::changes::naive_changes(&self.meta.dir(r.n).join("fs"), &old, &mut out)?;
+        crate::changes::naive_changes(&self.meta.fs(&r), &old, &mut out)?;
         out.sort();
         Ok(out)
     }
