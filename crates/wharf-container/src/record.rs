@@ -162,8 +162,13 @@ impl Record {
     }
 
     /// Write atomically into a container directory.
+    ///
+    /// Each call writes its own temporary file, so two writers at once never rename one
+    /// another's file away (the later rename wins whole).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join(".config.v2.json.tmp");
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".config.v2.json.{}.{seq}.tmp", std::process::id()));
         let body = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&body)?;
@@ -177,10 +182,8 @@ impl Record {
 mod tests {
     use super::*;
 
-    #[test]
-    fn save_and_load() {
-        let d = tempfile::tempdir().unwrap();
-        let r = Record {
+    fn sample() -> Record {
+        Record {
             id: "a".repeat(64),
             name: "web".into(),
             created: ZERO_TIME.into(),
@@ -197,12 +200,43 @@ mod tests {
             mount_points: vec![],
             networks: Default::default(),
             net: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn save_and_load() {
+        let d = tempfile::tempdir().unwrap();
+        let r = sample();
         r.save(d.path()).unwrap();
         let back = Record::load(d.path()).unwrap();
         assert_eq!(back.name, "web");
         assert_eq!(back.args, r.args);
-        assert!(!d.path().join(".config.v2.json.tmp").exists());
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["config.v2.json"], "no temporary file stays behind");
+    }
+
+    /// A verb and the exit monitor may write one record at the same moment (docker-py's
+    /// `test_remove_link` saw `No such file or directory` when both shared one temporary file).
+    #[test]
+    fn writers_at_once_all_succeed() {
+        let d = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let dir = d.path();
+                s.spawn(move || {
+                    let mut r = sample();
+                    r.restart_count = t;
+                    for _ in 0..50 {
+                        r.save(dir).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(Record::load(d.path()).unwrap().restart_count < 8);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

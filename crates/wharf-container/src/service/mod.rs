@@ -154,6 +154,9 @@ pub struct Entry {
     gen: watch::Sender<Gen>,
     attaches: Mutex<Vec<PendingAttach>>,
     restart_delay: Mutex<crate::restart::Backoff>,
+    /// Held while the record is written: two writers (a verb and the exit monitor) never
+    /// share the temporary file, and the later write always carries the later state.
+    saving: Mutex<()>,
 }
 
 struct PendingAttach {
@@ -373,6 +376,7 @@ impl ContainerService {
             gen,
             attaches: Mutex::new(Vec::new()),
             restart_delay: Mutex::new(crate::restart::Backoff::default()),
+            saving: Mutex::new(()),
         });
         self.map.write().expect("map").insert(id, e.clone());
         e
@@ -482,6 +486,7 @@ impl ContainerService {
     }
 
     pub(crate) fn save(&self, e: &Entry) -> Result<()> {
+        let _saving = e.saving.lock().expect("save lock");
         let rec = e.snapshot();
         if rec.state.status == ContainerStatus::Removing {
             // The removal owns the directory now: a record written into it would stop the
