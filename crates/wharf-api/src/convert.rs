@@ -3,8 +3,56 @@
 //! expect)` tables below).
 
 use bollard_stubs::models as m;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use wharf_container::{ExecEntry, ExecSpec, UpdateBody};
+use wharf_container::config::{Config, HostSpec};
+use wharf_container::mounts::ImageMount;
+use wharf_container::{ContainerSpec, ExecEntry, ExecSpec, UpdateBody};
+
+/// `POST /containers/create`'s body (its keys already matched as Go matches them): Docker's
+/// container config with `HostConfig` and `NetworkingConfig`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateBody {
+    /// The container config.
+    #[serde(flatten)]
+    pub config: m::ContainerConfig,
+    /// The host config.
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: Option<m::HostConfig>,
+    /// The networks to join, with their endpoint settings.
+    #[serde(rename = "NetworkingConfig", default)]
+    pub networking_config: Option<Value>,
+}
+
+/// One model as another of the same stored shape: Docker's models and the engine's types
+/// share their field names (the engine stores Docker's names), so every field crosses.
+fn transcode<T: Serialize, U: DeserializeOwned>(from: &T) -> U {
+    serde_json::to_value(from)
+        .and_then(serde_json::from_value)
+        .expect("the engine's types take every value Docker's models hold")
+}
+
+/// Docker's create body as what the engine makes; `image_mounts` are the mounts of type
+/// `image` the edge took out of `HostConfig.Mounts`.
+pub fn container_spec(b: CreateBody, image_mounts: Vec<ImageMount>) -> ContainerSpec {
+    ContainerSpec {
+        config: transcode(&b.config),
+        host: transcode(&b.host_config.unwrap_or_default()),
+        networks: b.networking_config,
+        image_mounts,
+    }
+}
+
+/// The engine's container config as inspect's `Config`.
+pub fn config_view(c: &Config) -> m::ContainerConfig {
+    transcode(c)
+}
+
+/// The engine's host spec as inspect's `HostConfig`.
+pub fn host_config_view(h: &HostSpec) -> m::HostConfig {
+    transcode(h)
+}
 
 /// `POST /containers/{id}/exec`'s body as what the engine runs.
 pub fn exec_spec(c: m::ExecConfig) -> ExecSpec {
@@ -130,6 +178,142 @@ mod tests {
         );
         check(json!({"ConsoleSize": [-1, 5]}), ExecSpec::default());
         check(json!({"ConsoleSize": [70000, 5]}), ExecSpec::default());
+    }
+
+    fn check_create(input: Value, expect: ContainerSpec) {
+        let b: CreateBody = serde_json::from_value(input.clone()).unwrap();
+        assert_eq!(container_spec(b, vec![]), expect, "{input}");
+    }
+
+    #[test]
+    fn create_bodies() {
+        use wharf_container::config::*;
+        let strings = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        check_create(json!({}), ContainerSpec::default());
+        let mut want = ContainerSpec::default();
+        want.config.image = Some("busybox".into());
+        want.config.cmd = strings(&["sh", "-c", "true"]);
+        want.config.env = strings(&["A=1"]);
+        want.config.exposed_ports = Some([("80/tcp".to_string(), Empty {})].into());
+        want.config.healthcheck = Some(HealthConfig {
+            test: strings(&["CMD", "true"]),
+            interval: Some(5_000_000_000),
+            ..Default::default()
+        });
+        want.networks = Some(json!({"EndpointsConfig": {"a": {"Aliases": ["x"]}}}));
+        check_create(
+            json!({"Image": "busybox", "Cmd": ["sh", "-c", "true"], "Env": ["A=1"],
+                   "ExposedPorts": {"80/tcp": {}},
+                   "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5000000000u64},
+                   "NetworkingConfig": {"EndpointsConfig": {"a": {"Aliases": ["x"]}}}}),
+            want,
+        );
+        // Each part of HostConfig lands in its group, the irregular names too.
+        let mut want = ContainerSpec::default();
+        let h = &mut want.host;
+        h.resources.memory = Some(1 << 26);
+        h.resources.blkio_device_read_iops = Some(vec![ThrottleDevice {
+            path: Some("/dev/sda".into()),
+            rate: Some(5),
+        }]);
+        h.resources.io_maximum_iops = Some(3);
+        h.resources.oom_score_adj = Some(100);
+        h.storage.binds = strings(&["/a:/b:ro"]);
+        h.storage.mounts = Some(vec![Mount {
+            typ: Some(MountType::Bind),
+            source: Some("/a".into()),
+            target: Some("/c".into()),
+            bind_options: Some(BindOptions {
+                propagation: Some(Propagation::Rslave),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        h.network.network_mode = Some("none".into());
+        h.network.port_bindings = Some(
+            [(
+                "80/tcp".to_string(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some("8080".into()),
+                }]),
+            )]
+            .into(),
+        );
+        h.security.cap_add = strings(&["NET_ADMIN"]);
+        h.namespaces.uts_mode = Some("host".into());
+        h.namespaces.cgroupns_mode = Some(CgroupnsMode::Private);
+        h.lifecycle.restart_policy = Some(RestartPolicy {
+            name: Some(RestartPolicyName::OnFailure),
+            maximum_retry_count: Some(3),
+        });
+        h.lifecycle.auto_remove = Some(true);
+        h.lifecycle.container_id_file = Some("/tmp/cid".into());
+        check_create(
+            json!({"HostConfig": {
+                "Memory": 67108864, "BlkioDeviceReadIOps": [{"Path": "/dev/sda", "Rate": 5}],
+                "IOMaximumIOps": 3, "OomScoreAdj": 100, "Binds": ["/a:/b:ro"],
+                "Mounts": [{"Type": "bind", "Source": "/a", "Target": "/c",
+                            "BindOptions": {"Propagation": "rslave"}}],
+                "NetworkMode": "none",
+                "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
+                "CapAdd": ["NET_ADMIN"], "UTSMode": "host", "CgroupnsMode": "private",
+                "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+                "AutoRemove": true, "ContainerIDFile": "/tmp/cid"}}),
+            want,
+        );
+    }
+
+    /// Every field Docker's models hold crosses to the engine and back unchanged (the host
+    /// config of a record written before the engine had its own types, every field set).
+    #[test]
+    fn every_field_crosses_both_ways() {
+        let rec: Value = serde_json::from_str(include_str!("../tests/fixtures/records/web.config.v2.json")).unwrap();
+        let mut stored = rec["host_config"].clone();
+        // What that record leaves unset, set here, every nested option too.
+        for (k, v) in [
+            ("DeviceCgroupRules", json!(["c 1:3 mr"])),
+            (
+                "DeviceRequests",
+                json!([{"Driver": "nvidia", "Count": -1, "DeviceIDs": ["0"],
+                                       "Capabilities": [["gpu"]], "Options": {"a": "b"}}]),
+            ),
+            ("KernelMemoryTCP", json!(1024)),
+            ("MemorySwappiness", json!(60)),
+            ("VolumesFrom", json!(["db:ro"])),
+            ("Links", json!(["/db:/web/db"])),
+            ("StorageOpt", json!({"size": "1G"})),
+            ("BlkioWeightDevice", json!([{"Path": "/dev/sda", "Weight": 200}])),
+            ("BlkioDeviceWriteIOps", json!([{"Path": "/dev/sda", "Rate": 7}])),
+        ] {
+            stored[k] = v;
+        }
+        stored["Mounts"].as_array_mut().unwrap().extend([
+            json!({"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": true,
+                   "Consistency": "cached", "BindOptions": {"Propagation": "rshared",
+                   "NonRecursive": true, "CreateMountpoint": true, "ReadOnlyNonRecursive": true,
+                   "ReadOnlyForceRecursive": false}}),
+            json!({"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {
+                   "NoCopy": true, "Subpath": "s", "Labels": {"l": "1"},
+                   "DriverConfig": {"Name": "local", "Options": {"o": "bind"}}}}),
+            json!({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1, "Mode": 448,
+                   "Options": [["exec"], ["uid", "1"]]}}),
+        ]);
+        let hc: m::HostConfig = serde_json::from_value(stored).unwrap();
+        let cfg: m::ContainerConfig = serde_json::from_value(rec["config"].clone()).unwrap();
+        let n = serde_json::to_value(&hc).unwrap().as_object().unwrap().len();
+        assert_eq!(n, 70, "every field of Docker's HostConfig is set");
+        let mut body = serde_json::to_value(&cfg).unwrap();
+        body["HostConfig"] = serde_json::to_value(&hc).unwrap();
+        let spec = container_spec(serde_json::from_value(body).unwrap(), vec![]);
+        assert_eq!(
+            serde_json::to_value(host_config_view(&spec.host)).unwrap(),
+            serde_json::to_value(&hc).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(config_view(&spec.config)).unwrap(),
+            serde_json::to_value(&cfg).unwrap()
+        );
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl ContainerService {
                 .max_by_key(|m| m.destination.len());
             match in_mount {
                 Some(m) if !m.rw => return Err(ContainerError::Invalid("mounted volume is marked read-only".into())),
-                None if rec.host_config.readonly_rootfs.unwrap_or(false) => {
+                None if rec.host_config.storage.readonly_rootfs.unwrap_or(false) => {
                     return Err(ContainerError::Invalid("container rootfs is marked read-only".into()))
                 }
                 _ => {}

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use bollard_stubs::models as m;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,8 +94,8 @@ fn nanos(v: Option<i64>, default: Duration) -> Duration {
 /// The container's healthcheck over the image's, as dockerd merges them: no healthcheck of
 /// its own takes the image's; an empty test takes the image's test; unset numbers take the
 /// image's.
-pub fn merge(own: Option<m::HealthConfig>, image: Option<&Value>) -> Option<m::HealthConfig> {
-    let image: Option<m::HealthConfig> = image
+pub fn merge(own: Option<crate::config::HealthConfig>, image: Option<&Value>) -> Option<crate::config::HealthConfig> {
+    let image: Option<crate::config::HealthConfig> = image
         .filter(|v| !v.is_null())
         .and_then(|v| serde_json::from_value(v.clone()).ok());
     let Some(mut own) = own else { return image };
@@ -118,7 +117,7 @@ pub fn merge(own: Option<m::HealthConfig>, image: Option<&Value>) -> Option<m::H
 }
 
 /// Refuse what dockerd refuses at create.
-pub fn validate(h: &m::HealthConfig) -> Result<(), ContainerError> {
+pub fn validate(h: &crate::config::HealthConfig) -> Result<(), ContainerError> {
     let min = 1_000_000; // 1 ms
     for (name, v) in [
         ("Interval", h.interval),
@@ -146,7 +145,7 @@ pub fn validate(h: &m::HealthConfig) -> Result<(), ContainerError> {
 }
 
 /// The probe a container's config asks for, if any (`NONE` and an empty test have none).
-pub fn probe(cfg: &m::ContainerConfig) -> Option<Probe> {
+pub fn probe(cfg: &crate::config::Config) -> Option<Probe> {
     let h = cfg.healthcheck.as_ref()?;
     let test = h.test.as_ref()?;
     let argv = match test.first().map(String::as_str) {
@@ -224,8 +223,8 @@ pub fn clip_output(out: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn hc(test: &[&str]) -> m::HealthConfig {
-        m::HealthConfig {
+    fn hc(test: &[&str]) -> crate::config::HealthConfig {
+        crate::config::HealthConfig {
             test: Some(test.iter().map(|s| s.to_string()).collect()),
             ..Default::default()
         }
@@ -233,7 +232,7 @@ mod tests {
 
     #[test]
     fn shell_and_exec_forms() {
-        let mut cfg = m::ContainerConfig {
+        let mut cfg = crate::config::Config {
             healthcheck: Some(hc(&["CMD-SHELL", "echo hi"])),
             ..Default::default()
         };
@@ -256,7 +255,7 @@ mod tests {
     #[test]
     fn merged_over_the_image() {
         let image = serde_json::json!({"Test": ["CMD", "img"], "Interval": 5_000_000_000i64, "Retries": 7});
-        let own = m::HealthConfig {
+        let own = crate::config::HealthConfig {
             test: Some(vec![]),
             interval: Some(1_000_000_000),
             ..Default::default()
@@ -282,7 +281,7 @@ mod tests {
         assert!(validate(&h).unwrap_err().to_string().contains("Retries"));
         // dockerd's getProbe: an unknown first word is accepted and never probed.
         assert!(validate(&hc(&["true"])).is_ok());
-        let cfg = m::ContainerConfig {
+        let cfg = crate::config::Config {
             healthcheck: Some(hc(&["true"])),
             ..Default::default()
         };

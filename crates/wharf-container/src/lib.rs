@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod bpf;
 pub mod cgroup;
+pub mod config;
 pub mod devices;
 pub mod error;
 pub mod events;
@@ -33,8 +34,9 @@ pub mod stats;
 pub mod task;
 pub mod validate;
 
+pub use config::ContainerSpec;
 pub use error::ContainerError;
 pub use exec::{ExecEntry, ExecSpec};
 pub use record::{ContainerStatus, Record, State};
-pub use service::{CommitOptions, ContainerService, CreateBody, ServiceConfig, UpdateBody, WaitCondition};
+pub use service::{CommitOptions, ContainerService, ServiceConfig, UpdateBody, WaitCondition};
 pub use task::{Output, Task};

@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
-use bollard_stubs::models as m;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -211,7 +210,7 @@ fn clean_host(p: &str) -> String {
 }
 
 /// `HostConfig.Mounts` entry (`--mount`).
-pub fn parse_mount(mt: &m::Mount) -> Result<MountPoint> {
+pub fn parse_mount(mt: &crate::config::Mount) -> Result<MountPoint> {
     let typ = mt.typ.map(|t| t.to_string()).unwrap_or_default();
     let invalid = |why: &str| ContainerError::Invalid(format!("invalid mount config for type \"{typ}\": {why}"));
     let target = mt.target.clone().unwrap_or_default();
@@ -283,8 +282,8 @@ pub fn parse_mount(mt: &m::Mount) -> Result<MountPoint> {
                 destination: destination("", &target, "volume")?,
                 driver: "local".into(),
                 rw,
-                volume_opts: dc.options.unwrap_or_default(),
-                volume_labels: vo.labels.unwrap_or_default(),
+                volume_opts: dc.options.unwrap_or_default().into_iter().collect(),
+                volume_labels: vo.labels.unwrap_or_default().into_iter().collect(),
                 // Only part of the volume is seen: the image's files are not copied into it.
                 copy_data: !vo.no_copy.unwrap_or(false) && subpath.is_empty(),
                 subpath,
@@ -425,12 +424,12 @@ pub fn parse_volumes_from(spec: &str) -> Result<(String, Option<bool>)> {
 /// anonymous volumes of `-v /path` and the image's `VOLUME`s where nothing else is mounted.
 /// `donor` returns the mount points of a `--volumes-from` container.
 pub fn collect(
-    hc: &m::HostConfig,
-    volumes: Option<&HashMap<String, HashMap<(), ()>>>,
+    hc: &crate::config::HostSpec,
+    volumes: Option<&crate::config::StringSet>,
     donor: &dyn Fn(&str) -> Result<Vec<MountPoint>>,
 ) -> Result<Vec<MountPoint>> {
     let mut out: Vec<MountPoint> = Vec::new();
-    for vf in hc.volumes_from.iter().flatten() {
+    for vf in hc.storage.volumes_from.iter().flatten() {
         let (c, rw) = parse_volumes_from(vf)?;
         for mut mp in donor(&c)? {
             if mp.typ == "tmpfs" {
@@ -458,13 +457,13 @@ pub fn collect(
         out.push(mp);
         Ok(())
     };
-    for b in hc.binds.iter().flatten() {
+    for b in hc.storage.binds.iter().flatten() {
         add(&mut out, parse_bind(b)?)?;
     }
-    for mt in hc.mounts.iter().flatten() {
+    for mt in hc.storage.mounts.iter().flatten() {
         add(&mut out, parse_mount(mt)?)?;
     }
-    let tmpfs: HashSet<String> = hc.tmpfs.iter().flatten().map(|(d, _)| d.clone()).collect();
+    let tmpfs: HashSet<String> = hc.storage.tmpfs.iter().flatten().map(|(d, _)| d.clone()).collect();
     let mut anon: Vec<&String> = volumes.map(|v| v.keys().collect()).unwrap_or_default();
     anon.sort();
     for d in anon {
@@ -538,31 +537,27 @@ mod tests {
             assert_eq!(n, "db");
             Ok(vec![donor_mp.clone()])
         };
-        let mut vols = HashMap::new();
-        vols.insert("/data".to_string(), HashMap::new());
-        vols.insert("/logs".to_string(), HashMap::new());
-        let hc = m::HostConfig {
-            volumes_from: Some(vec!["db:ro".into()]),
-            binds: Some(vec!["/srv:/srv".into()]),
-            ..Default::default()
-        };
+        let mut vols = crate::config::StringSet::new();
+        vols.insert("/data".to_string(), Default::default());
+        vols.insert("/logs".to_string(), Default::default());
+        let mut hc = crate::config::HostSpec::default();
+        hc.storage.volumes_from = Some(vec!["db:ro".into()]);
+        hc.storage.binds = Some(vec!["/srv:/srv".into()]);
         let mps = collect(&hc, Some(&vols), &donor).unwrap();
         let dests: Vec<&str> = mps.iter().map(|m| m.destination.as_str()).collect();
         assert_eq!(dests, ["/data", "/srv", "/logs"]);
         assert!(!mps[0].rw, "volumes-from :ro");
         assert!(mps[2].anonymous);
-        let hc = m::HostConfig {
-            binds: Some(vec!["/a:/x".into(), "b1:/x".into()]),
-            ..Default::default()
-        };
+        let mut hc = crate::config::HostSpec::default();
+        hc.storage.binds = Some(vec!["/a:/x".into(), "b1:/x".into()]);
         let e = collect(&hc, None, &donor).unwrap_err().to_string();
         assert_eq!(e, "Duplicate mount point: /x");
     }
 
     #[test]
     fn mount_flag_checks() {
-        let mt = m::Mount {
-            typ: Some(m::MountTypeEnum::BIND),
+        let mt = crate::config::Mount {
+            typ: Some(crate::config::MountType::Bind),
             source: Some("/nonexistent/wharf/x".into()),
             target: Some("/x".into()),
             ..Default::default()
@@ -571,10 +566,10 @@ mod tests {
             parse_mount(&mt).unwrap_err().to_string(),
             "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent/wharf/x"
         );
-        let mt = m::Mount {
-            typ: Some(m::MountTypeEnum::TMPFS),
+        let mt = crate::config::Mount {
+            typ: Some(crate::config::MountType::Tmpfs),
             target: Some("/t".into()),
-            tmpfs_options: Some(m::MountTmpfsOptions {
+            tmpfs_options: Some(crate::config::TmpfsOptions {
                 size_bytes: Some(1 << 20),
                 mode: Some(0o700),
                 options: None,

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use bollard_stubs::models as m;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wharf_network::link::Target;
@@ -90,13 +89,13 @@ pub fn uses_networks(mode: &str) -> bool {
 /// `NetworkingConfig.EndpointsConfig`, checked as Docker checks them.
 pub fn endpoint_configs(
     net: &NetworkService,
-    hc: &m::HostConfig,
+    hc: &crate::config::HostSpec,
     networking: Option<&Value>,
 ) -> Result<BTreeMap<String, EndpointConfig>> {
-    let mode = hc.network_mode.clone().unwrap_or_else(|| "bridge".into());
+    let mode = hc.network.network_mode.clone().unwrap_or_else(|| "bridge".into());
     let mut out = BTreeMap::new();
     if !uses_networks(&mode) {
-        if mode.starts_with("container:") && hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) {
+        if mode.starts_with("container:") && hc.network.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) {
             return Err(ContainerError::Invalid(
                 "conflicting options: port publishing and the container type network mode".into(),
             ));
@@ -147,7 +146,7 @@ pub fn endpoint_configs(
 
 /// One endpoint's settings checked against its network, as Docker checks them; links of
 /// `--link` go to the default bridge or become aliases on a user network.
-fn checked(n: &wharf_network::Network, mut ec: EndpointConfig, hc: &m::HostConfig) -> Result<EndpointConfig> {
+fn checked(n: &wharf_network::Network, mut ec: EndpointConfig, hc: &crate::config::HostSpec) -> Result<EndpointConfig> {
     if n.default_bridge {
         if ec.ipv4.is_some() {
             return Err(ContainerError::Invalid(
@@ -159,7 +158,7 @@ fn checked(n: &wharf_network::Network, mut ec: EndpointConfig, hc: &m::HostConfi
                 "invalid config for network bridge: invalid endpoint settings:\nnetwork-scoped alias is supported only for containers in user defined networks".into(),
             ));
         }
-        ec.links = hc.links.clone().unwrap_or_default();
+        ec.links = hc.network.links.clone().unwrap_or_default();
     } else if ec.ipv4.is_some() && !n.user_subnet {
         return Err(ContainerError::Invalid(format!(
             "invalid config for network {}: invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks with user configured subnets",
@@ -167,7 +166,7 @@ fn checked(n: &wharf_network::Network, mut ec: EndpointConfig, hc: &m::HostConfi
         )));
     } else if ec.links.is_empty() {
         // `--link` with a user network: aliases on it (its DNS answers them).
-        ec.links = hc.links.clone().unwrap_or_default();
+        ec.links = hc.network.links.clone().unwrap_or_default();
     }
     Ok(ec)
 }
@@ -284,7 +283,7 @@ pub fn gateway_network<'a>(
 /// The endpoint requests for a start, the network named by the mode first (`eth0`), the
 /// others in name order.
 pub fn requests(net: &NetworkService, rec: &Record) -> Result<Vec<EndpointRequest>> {
-    let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+    let mode = rec.host_config.network.network_mode.clone().unwrap_or_default();
     let is_mode = |name: &str, ec: &EndpointConfig| {
         name == mode || ec.network_id == mode || (mode == "default" && name == "bridge")
     };
@@ -335,7 +334,7 @@ pub fn port_requests(rec: &Record) -> Result<Vec<PortRequest>> {
             .map_err(|_| ContainerError::Invalid(format!("invalid port specification: \"{k}\"")))?;
         Ok((port, proto.to_string()))
     };
-    for (k, binds) in rec.host_config.port_bindings.iter().flatten() {
+    for (k, binds) in rec.host_config.network.port_bindings.iter().flatten() {
         let (port, proto) = parse_key(k)?;
         for b in binds.iter().flatten() {
             let hip = b
@@ -359,7 +358,7 @@ pub fn port_requests(rec: &Record) -> Result<Vec<PortRequest>> {
             out.push((port, proto.clone(), hip, hp));
         }
     }
-    if rec.host_config.publish_all_ports.unwrap_or(false) {
+    if rec.host_config.network.publish_all_ports.unwrap_or(false) {
         for k in rec.config.exposed_ports.iter().flat_map(|e| e.keys()) {
             let (port, proto) = parse_key(k)?;
             if !out.iter().any(|(p, pr, _, _)| *p == port && *pr == proto) {
@@ -415,6 +414,7 @@ pub async fn start_resolver(net: &NetworkService, rec: &Record, st: &mut NetStat
     }
     let servers = rec
         .host_config
+        .network
         .dns
         .iter()
         .flatten()
@@ -500,7 +500,7 @@ pub fn hosts_file(
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
-    for h in rec.host_config.extra_hosts.iter().flatten() {
+    for h in rec.host_config.network.extra_hosts.iter().flatten() {
         if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
             let ip = if ip == "host-gateway" {
                 host_gateway.map(|g| g.to_string()).unwrap_or_else(|| ip.to_string())
@@ -547,7 +547,7 @@ pub fn settings_json(rec: &Record) -> Value {
             .push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
     }
     let mut networks = serde_json::Map::new();
-    let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+    let mode = rec.host_config.network.network_mode.clone().unwrap_or_default();
     if !uses_networks(&mode) && !mode.starts_with("container:") {
         networks.insert(mode.clone(), endpoint_json(None, None));
     }

@@ -5,7 +5,6 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use bollard_stubs::models as m;
 use serde::{Deserialize, Serialize};
 
 /// Docker's zero time, shown for "never".
@@ -129,9 +128,9 @@ pub struct Record {
     /// Image ID (`sha256:...`).
     pub image: String,
     /// The config, merged with the image's as Docker stores it.
-    pub config: m::ContainerConfig,
+    pub config: crate::config::Config,
     /// The host config as given.
-    pub host_config: m::HostConfig,
+    pub host_config: crate::config::HostSpec,
     /// Runtime state.
     pub state: State,
     /// Restarts done by the restart policy.
@@ -190,8 +189,8 @@ mod tests {
             path: "sh".into(),
             args: vec!["-c".into(), "true".into()],
             image: "sha256:00".into(),
-            config: m::ContainerConfig::default(),
-            host_config: m::HostConfig::default(),
+            config: Default::default(),
+            host_config: Default::default(),
             state: State::default(),
             restart_count: 0,
             manually_stopped: false,

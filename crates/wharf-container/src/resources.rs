@@ -2,19 +2,18 @@
 //! shares, quota, sets and realtime, pids, block IO weights and throttles, and the default
 //! device rules; each value checked as dockerd checks it, before anything is created.
 
-use bollard_stubs::models as m;
 use serde_json::{json, Value};
 
 use crate::error::{ContainerError, Result};
 use crate::spec::cgroup_v2;
 
 /// Validate resource values as Docker does, before anything is created.
-pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
-    let mem = hc.memory.unwrap_or(0);
+pub fn validate_resources(hc: &crate::config::HostSpec, ncpu: usize) -> Result<()> {
+    let mem = hc.resources.memory.unwrap_or(0);
     if mem > 0 && mem < 6 * 1024 * 1024 {
         return Err(ContainerError::Invalid("Minimum memory limit allowed is 6MB".into()));
     }
-    if let Some(swap) = hc.memory_swap {
+    if let Some(swap) = hc.resources.memory_swap {
         if swap > 0 && mem > 0 && swap < mem {
             return Err(ContainerError::Invalid(
                 "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
@@ -26,22 +25,22 @@ pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
             ));
         }
     }
-    if let Some(r) = hc.memory_reservation {
+    if let Some(r) = hc.resources.memory_reservation {
         if mem > 0 && r > mem {
             return Err(ContainerError::Invalid(
                 "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
             ));
         }
     }
-    if let Some(s) = hc.memory_swappiness {
+    if let Some(s) = hc.resources.memory_swappiness {
         if s != -1 && !(0..=100).contains(&s) {
             return Err(ContainerError::Invalid(format!(
                 "Invalid value: {s}, valid memory swappiness range is 0-100"
             )));
         }
     }
-    if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
-        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
+    if let Some(n) = hc.resources.nano_cpus.filter(|n| *n != 0) {
+        if hc.resources.cpu_quota.unwrap_or(0) > 0 || hc.resources.cpu_period.unwrap_or(0) > 0 {
             return Err(ContainerError::Invalid(
                 "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
             ));
@@ -52,28 +51,28 @@ pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
             )));
         }
     }
-    if let Some(p) = hc.cpu_period.filter(|p| *p != 0) {
+    if let Some(p) = hc.resources.cpu_period.filter(|p| *p != 0) {
         if !(1000..=1_000_000).contains(&p) {
             return Err(ContainerError::Invalid(
                 "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)".into(),
             ));
         }
     }
-    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
+    if let Some(q) = hc.resources.cpu_quota.filter(|q| *q > 0) {
         if q < 1000 {
             return Err(ContainerError::Invalid(
                 "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
             ));
         }
     }
-    if let Some(w) = hc.blkio_weight.filter(|w| *w != 0) {
+    if let Some(w) = hc.resources.blkio_weight.filter(|w| *w != 0) {
         if !(10..=1000).contains(&w) {
             return Err(ContainerError::Invalid(
                 "Range of blkio weight is from 10 to 1000".into(),
             ));
         }
     }
-    if let Some(cs) = hc.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(cs) = hc.resources.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
         for part in cs.split(',') {
             let (a, b) = part.split_once('-').unwrap_or((part, part));
             match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
@@ -92,7 +91,7 @@ pub fn validate_resources(hc: &m::HostConfig, ncpu: usize) -> Result<()> {
     Ok(())
 }
 
-fn device_rate(list: &Option<Vec<m::ThrottleDevice>>) -> Result<Vec<Value>> {
+fn device_rate(list: &Option<Vec<crate::config::ThrottleDevice>>) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for d in list.iter().flatten() {
         let path = d.path.clone().unwrap_or_default();
@@ -109,7 +108,7 @@ pub(crate) fn device_numbers(path: &str) -> Result<(u64, u64)> {
 }
 
 /// The `linux.resources` object.
-pub fn resources(hc: &m::HostConfig) -> Result<Value> {
+pub fn resources(hc: &crate::config::HostSpec) -> Result<Value> {
     let mut devices = vec![json!({"allow": false, "access": "rwm"})];
     for (t, maj, min) in [
         ("c", 1, 3),
@@ -129,14 +128,14 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
         }
         devices.push(d);
     }
-    if hc.privileged.unwrap_or(false) {
+    if hc.security.privileged.unwrap_or(false) {
         devices = vec![json!({"allow": true, "access": "rwm"})];
     }
     let mut r = json!({ "devices": devices });
     let mut mem = serde_json::Map::new();
-    if let Some(v) = hc.memory.filter(|v| *v > 0) {
+    if let Some(v) = hc.resources.memory.filter(|v| *v > 0) {
         mem.insert("limit".into(), json!(v));
-        match hc.memory_swap {
+        match hc.resources.memory_swap {
             Some(s) if s != 0 => {
                 mem.insert("swap".into(), json!(s));
             }
@@ -146,54 +145,54 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
             }
         }
     }
-    if let Some(v) = hc.memory_reservation.filter(|v| *v > 0) {
+    if let Some(v) = hc.resources.memory_reservation.filter(|v| *v > 0) {
         mem.insert("reservation".into(), json!(v));
     }
-    if let Some(v) = hc.memory_swappiness.filter(|v| *v >= 0) {
+    if let Some(v) = hc.resources.memory_swappiness.filter(|v| *v >= 0) {
         mem.insert("swappiness".into(), json!(v));
     }
-    if hc.oom_kill_disable.unwrap_or(false) {
+    if hc.resources.oom_kill_disable.unwrap_or(false) {
         mem.insert("disableOOMKiller".into(), json!(true));
     }
     if !mem.is_empty() {
         r["memory"] = Value::Object(mem);
     }
     let mut cpu = serde_json::Map::new();
-    if let Some(v) = hc.cpu_shares.filter(|v| *v > 0) {
+    if let Some(v) = hc.resources.cpu_shares.filter(|v| *v > 0) {
         cpu.insert("shares".into(), json!(v));
     }
-    if let Some(n) = hc.nano_cpus.filter(|v| *v > 0) {
+    if let Some(n) = hc.resources.nano_cpus.filter(|v| *v > 0) {
         let period = 100_000i64;
         cpu.insert("period".into(), json!(period));
         cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
     }
-    if let Some(v) = hc.cpu_period.filter(|v| *v > 0) {
+    if let Some(v) = hc.resources.cpu_period.filter(|v| *v > 0) {
         cpu.insert("period".into(), json!(v));
     }
-    if let Some(v) = hc.cpu_quota.filter(|v| *v != 0) {
+    if let Some(v) = hc.resources.cpu_quota.filter(|v| *v != 0) {
         cpu.insert("quota".into(), json!(v));
     }
-    if let Some(v) = hc.cpuset_cpus.as_deref().filter(|v| !v.is_empty()) {
+    if let Some(v) = hc.resources.cpuset_cpus.as_deref().filter(|v| !v.is_empty()) {
         cpu.insert("cpus".into(), json!(v));
     }
-    if let Some(v) = hc.cpuset_mems.as_deref().filter(|v| !v.is_empty()) {
+    if let Some(v) = hc.resources.cpuset_mems.as_deref().filter(|v| !v.is_empty()) {
         cpu.insert("mems".into(), json!(v));
     }
     // The real-time budget, as given: a parent without one refuses it at start, as with Docker.
-    if let Some(v) = hc.cpu_realtime_period.filter(|v| *v > 0) {
+    if let Some(v) = hc.resources.cpu_realtime_period.filter(|v| *v > 0) {
         cpu.insert("realtimePeriod".into(), json!(v));
     }
-    if let Some(v) = hc.cpu_realtime_runtime.filter(|v| *v != 0) {
+    if let Some(v) = hc.resources.cpu_realtime_runtime.filter(|v| *v != 0) {
         cpu.insert("realtimeRuntime".into(), json!(v));
     }
     if !cpu.is_empty() {
         r["cpu"] = Value::Object(cpu);
     }
-    if let Some(v) = hc.pids_limit.filter(|v| *v != 0) {
+    if let Some(v) = hc.resources.pids_limit.filter(|v| *v != 0) {
         r["pids"] = json!({"limit": v});
     }
     let mut blk = serde_json::Map::new();
-    if let Some(w) = hc.blkio_weight.filter(|v| *v > 0) {
+    if let Some(w) = hc.resources.blkio_weight.filter(|v| *v > 0) {
         if cgroup_v2() {
             // runc's mapping, written through `unified`: libcgroups 0.7 converts the weight in
             // u16 arithmetic, which overflows for any weight above 16.
@@ -204,10 +203,10 @@ pub fn resources(hc: &m::HostConfig) -> Result<Value> {
         }
     }
     for (key, list) in [
-        ("throttleReadBpsDevice", &hc.blkio_device_read_bps),
-        ("throttleWriteBpsDevice", &hc.blkio_device_write_bps),
-        ("throttleReadIOPSDevice", &hc.blkio_device_read_iops),
-        ("throttleWriteIOPSDevice", &hc.blkio_device_write_iops),
+        ("throttleReadBpsDevice", &hc.resources.blkio_device_read_bps),
+        ("throttleWriteBpsDevice", &hc.resources.blkio_device_write_bps),
+        ("throttleReadIOPSDevice", &hc.resources.blkio_device_read_iops),
+        ("throttleWriteIOPSDevice", &hc.resources.blkio_device_write_iops),
     ] {
         let v = device_rate(list)?;
         if !v.is_empty() {

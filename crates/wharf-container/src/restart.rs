@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use bollard_stubs::models as m;
-
 /// A container's restart policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -25,8 +23,8 @@ pub enum Policy {
 
 impl Policy {
     /// The policy a host config names.
-    pub fn of(hc: &m::HostConfig) -> Policy {
-        let p = hc.restart_policy.clone().unwrap_or_default();
+    pub fn of(hc: &crate::config::HostSpec) -> Policy {
+        let p = hc.lifecycle.restart_policy.clone().unwrap_or_default();
         match p.name.map(|n| n.to_string()).unwrap_or_default().as_str() {
             "always" => Policy::Always,
             "unless-stopped" => Policy::UnlessStopped,
@@ -150,14 +148,15 @@ mod tests {
 
     #[test]
     fn policies_are_read_from_the_host_config() {
-        let hc = |name: &str, max: i64| m::HostConfig {
-            restart_policy: Some(m::RestartPolicy {
+        let hc = |name: &str, max: i64| {
+            let mut h = crate::config::HostSpec::default();
+            h.lifecycle.restart_policy = Some(crate::config::RestartPolicy {
                 name: Some(name.parse().unwrap()),
                 maximum_retry_count: Some(max),
-            }),
-            ..Default::default()
+            });
+            h
         };
-        assert_eq!(Policy::of(&m::HostConfig::default()), Policy::No);
+        assert_eq!(Policy::of(&crate::config::HostSpec::default()), Policy::No);
         assert_eq!(Policy::of(&hc("no", 0)), Policy::No);
         assert_eq!(Policy::of(&hc("always", 0)), Policy::Always);
         assert_eq!(Policy::of(&hc("unless-stopped", 0)), Policy::UnlessStopped);

@@ -4,7 +4,6 @@
 //! `userfaultfd` are refused; syscalls that need a capability are allowed only when the
 //! container has it. `--security-opt seccomp=unconfined|<file>` replaces it.
 
-use bollard_stubs::models as m;
 use serde_json::{json, Value};
 
 use crate::error::{ContainerError, Result};
@@ -469,8 +468,8 @@ pub fn default_profile(caps: &[String]) -> Value {
 /// The profile for a container: a profile given inline (the docker CLI sends the file's
 /// contents), none with `seccomp=unconfined`, else Docker's default, which `--privileged`
 /// drops. As in Docker 25+, a profile given explicitly applies to privileged containers too.
-pub fn for_container(hc: &m::HostConfig) -> Result<Option<Value>> {
-    for opt in hc.security_opt.iter().flatten() {
+pub fn for_container(hc: &crate::config::HostSpec) -> Result<Option<Value>> {
+    for opt in hc.security.security_opt.iter().flatten() {
         let Some(v) = opt.strip_prefix("seccomp=").or_else(|| opt.strip_prefix("seccomp:")) else {
             continue;
         };
@@ -481,7 +480,7 @@ pub fn for_container(hc: &m::HostConfig) -> Result<Option<Value>> {
             .map_err(|e| ContainerError::Invalid(format!("Decoding seccomp profile failed: {e}")))?;
         return Ok(Some(docker_to_oci(profile)));
     }
-    if hc.privileged.unwrap_or(false) {
+    if hc.security.privileged.unwrap_or(false) {
         return Ok(None);
     }
     Ok(Some(default_profile(&crate::spec::capabilities(hc)?)))

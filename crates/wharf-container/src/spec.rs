@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bollard_stubs::models as m;
 use serde_json::{json, Value};
 
 use crate::error::{ContainerError, Result};
@@ -113,18 +112,20 @@ fn normalize_cap(c: &str) -> Result<String> {
 
 /// The capability set from the defaults, `--privileged`, `--cap-add` and `--cap-drop`, in
 /// Docker's order of application (drops first, then adds; `ALL` in either).
-pub fn capabilities(hc: &m::HostConfig) -> Result<Vec<String>> {
+pub fn capabilities(hc: &crate::config::HostSpec) -> Result<Vec<String>> {
     let bounding = bounding_caps();
-    if hc.privileged.unwrap_or(false) {
+    if hc.security.privileged.unwrap_or(false) {
         return Ok(bounding);
     }
     let add: Vec<String> = hc
+        .security
         .cap_add
         .iter()
         .flatten()
         .map(|c| normalize_cap(c))
         .collect::<Result<_>>()?;
     let drop: Vec<String> = hc
+        .security
         .cap_drop
         .iter()
         .flatten()
@@ -329,8 +330,8 @@ pub fn cgroup_v2() -> bool {
 
 /// Whether the container gets its own cgroup namespace: `--cgroupns`, else dockerd's default
 /// (private on a cgroup v2 host, the host's on v1 and hybrid ones).
-fn cgroupns_private(hc: &m::HostConfig) -> bool {
-    match hc.cgroupns_mode.map(|m| m.to_string()).as_deref() {
+fn cgroupns_private(hc: &crate::config::HostSpec) -> bool {
+    match hc.namespaces.cgroupns_mode.map(|m| m.to_string()).as_deref() {
         Some("private") => true,
         Some("host") => false,
         _ => cgroup_v2(),
@@ -339,16 +340,16 @@ fn cgroupns_private(hc: &m::HostConfig) -> bool {
 
 /// What `HostConfig` shows for the defaults dockerd fills in at create: the masked and
 /// read-only paths (not for `--privileged`), the cgroup namespace mode.
-pub fn fill_host_defaults(hc: &mut m::HostConfig) {
-    if !hc.privileged.unwrap_or(false) {
-        hc.masked_paths.get_or_insert_with(|| strings(MASKED));
-        hc.readonly_paths.get_or_insert_with(|| strings(READONLY));
+pub fn fill_host_defaults(hc: &mut crate::config::HostSpec) {
+    if !hc.security.privileged.unwrap_or(false) {
+        hc.security.masked_paths.get_or_insert_with(|| strings(MASKED));
+        hc.security.readonly_paths.get_or_insert_with(|| strings(READONLY));
     }
-    if hc.cgroupns_mode.is_none_or(|m| m.to_string().is_empty()) {
-        hc.cgroupns_mode = Some(if cgroup_v2() {
-            m::HostConfigCgroupnsModeEnum::PRIVATE
+    if hc.namespaces.cgroupns_mode.is_none_or(|m| m.to_string().is_empty()) {
+        hc.namespaces.cgroupns_mode = Some(if cgroup_v2() {
+            crate::config::CgroupnsMode::Private
         } else {
-            m::HostConfigCgroupnsModeEnum::HOST
+            crate::config::CgroupnsMode::Host
         });
     }
 }
@@ -401,9 +402,9 @@ fn rlimit_type(name: &str) -> Result<String> {
 }
 
 /// Build the whole spec.
-pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>) -> Result<Value> {
-    let privileged = hc.privileged.unwrap_or(false);
-    let ro = hc.readonly_rootfs.unwrap_or(false);
+pub fn build(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: SpecInput<'_>) -> Result<Value> {
+    let privileged = hc.security.privileged.unwrap_or(false);
+    let ro = hc.storage.readonly_rootfs.unwrap_or(false);
     let process = process(cfg, hc, &input)?;
     let mounts = mounts(hc, &input);
     let (namespaces, uts_mode, net_mode) = namespaces(hc, &input);
@@ -416,8 +417,8 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         "devices": devices,
     });
     if !privileged {
-        linux["maskedPaths"] = json!(hc.masked_paths.clone().unwrap_or_else(|| strings(MASKED)));
-        linux["readonlyPaths"] = json!(hc.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)));
+        linux["maskedPaths"] = json!(hc.security.masked_paths.clone().unwrap_or_else(|| strings(MASKED)));
+        linux["readonlyPaths"] = json!(hc.security.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)));
     }
     if !sysctl.is_empty() {
         linux["sysctl"] = json!(sysctl);
@@ -435,7 +436,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
         "mounts": mounts,
         "linux": linux,
     });
-    if let Some(a) = hc.annotations.as_ref().filter(|a| !a.is_empty()) {
+    if let Some(a) = hc.lifecycle.annotations.as_ref().filter(|a| !a.is_empty()) {
         spec["annotations"] = json!(a);
     }
     if uts_mode != "host" {
@@ -449,7 +450,7 @@ pub fn build(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: SpecInput<'_>)
 
 /// The spec's `process`: argv (behind the init with `--init`), env, user, cwd, capabilities,
 /// rlimits, and the few process flags Docker sets.
-fn process(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: &SpecInput<'_>) -> Result<Value> {
+fn process(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Result<Value> {
     let caps = capabilities(hc)?;
     let tty = cfg.tty.unwrap_or(false);
     let cwd = cfg
@@ -463,7 +464,7 @@ fn process(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: &SpecInput<'_>) 
         )));
     }
     let mut rlimits = Vec::new();
-    for u in hc.ulimits.iter().flatten() {
+    for u in hc.resources.ulimits.iter().flatten() {
         let name = u.name.clone().unwrap_or_default();
         rlimits.push(json!({
             "type": rlimit_type(&name)?,
@@ -472,6 +473,7 @@ fn process(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: &SpecInput<'_>) 
         }));
     }
     let no_new_privs = hc
+        .security
         .security_opt
         .iter()
         .flatten()
@@ -500,10 +502,10 @@ fn process(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: &SpecInput<'_>) 
     if !rlimits.is_empty() {
         process["rlimits"] = json!(rlimits);
     }
-    if let Some(adj) = hc.oom_score_adj.filter(|v| *v != 0) {
+    if let Some(adj) = hc.resources.oom_score_adj.filter(|v| *v != 0) {
         process["oomScoreAdj"] = json!(adj);
     }
-    if let Some(size) = hc.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
+    if let Some(size) = hc.lifecycle.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
         process["consoleSize"] = json!({"height": size[0], "width": size[1]});
     }
     Ok(process)
@@ -511,9 +513,9 @@ fn process(cfg: &m::ContainerConfig, hc: &m::HostConfig, input: &SpecInput<'_>) 
 
 /// The spec's `mounts`: Docker's standard set, `/dev/shm`, the init, the hosts, hostname and
 /// resolv.conf files (unless a user's mount is there), `--tmpfs`, then the user's mounts.
-fn mounts(hc: &m::HostConfig, input: &SpecInput<'_>) -> Vec<Value> {
-    let privileged = hc.privileged.unwrap_or(false);
-    let shm = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+fn mounts(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Vec<Value> {
+    let privileged = hc.security.privileged.unwrap_or(false);
+    let shm = hc.namespaces.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
     let files = input.files;
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -535,7 +537,7 @@ fn mounts(hc: &m::HostConfig, input: &SpecInput<'_>) -> Vec<Value> {
     if let Some(init) = &input.init {
         mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"]}));
     }
-    let ro = hc.readonly_rootfs.unwrap_or(false);
+    let ro = hc.storage.readonly_rootfs.unwrap_or(false);
     for (name, dest) in [
         ("resolv.conf", "/etc/resolv.conf"),
         ("hostname", "/etc/hostname"),
@@ -551,7 +553,7 @@ fn mounts(hc: &m::HostConfig, input: &SpecInput<'_>) -> Vec<Value> {
         }
         mounts.push(json!({"destination": dest, "type": "bind", "source": files.join(name), "options": opts}));
     }
-    for (dest, opts) in hc.tmpfs.iter().flatten() {
+    for (dest, opts) in hc.storage.tmpfs.iter().flatten() {
         let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
         for x in opts.split(',').filter(|x| !x.is_empty()) {
             if let Some(sz) = x.strip_prefix("size=") {
@@ -569,12 +571,12 @@ fn mounts(hc: &m::HostConfig, input: &SpecInput<'_>) -> Vec<Value> {
 }
 
 /// The namespaces a container gets or joins, with its UTS and network modes.
-fn namespaces(hc: &m::HostConfig, input: &SpecInput<'_>) -> (Vec<Value>, String, String) {
+fn namespaces(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> (Vec<Value>, String, String) {
     let mode = |v: &Option<String>| v.clone().unwrap_or_default();
-    let pid_mode = mode(&hc.pid_mode);
-    let ipc_mode = mode(&hc.ipc_mode);
-    let uts_mode = mode(&hc.uts_mode);
-    let net_mode = mode(&hc.network_mode);
+    let pid_mode = mode(&hc.namespaces.pid_mode);
+    let ipc_mode = mode(&hc.namespaces.ipc_mode);
+    let uts_mode = mode(&hc.namespaces.uts_mode);
+    let net_mode = mode(&hc.network.network_mode);
     let mut namespaces = vec![ns("mount", None)];
     if pid_mode != "host" {
         namespaces.push(ns("pid", input.pid_ns.clone()));
@@ -595,9 +597,9 @@ fn namespaces(hc: &m::HostConfig, input: &SpecInput<'_>) -> (Vec<Value>, String,
 }
 
 /// `--sysctl`, over Docker's defaults in a network namespace of the container's own.
-fn sysctls(hc: &m::HostConfig, net_mode: &str) -> BTreeMap<String, String> {
+fn sysctls(hc: &crate::config::HostSpec, net_mode: &str) -> BTreeMap<String, String> {
     let mut sysctl = BTreeMap::new();
-    for (k, v) in hc.sysctls.iter().flatten() {
+    for (k, v) in hc.namespaces.sysctls.iter().flatten() {
         sysctl.insert(k.clone(), v.clone());
     }
     // Docker's defaults in a network namespace of the container's own: unprivileged ping and
@@ -615,10 +617,10 @@ fn sysctls(hc: &m::HostConfig, net_mode: &str) -> BTreeMap<String, String> {
 }
 
 /// `--device`s (and the host's with `--privileged`), and the resources with their cgroup rules.
-fn devices(hc: &m::HostConfig) -> Result<(Vec<Value>, Value)> {
-    let privileged = hc.privileged.unwrap_or(false);
+fn devices(hc: &crate::config::HostSpec) -> Result<(Vec<Value>, Value)> {
+    let privileged = hc.security.privileged.unwrap_or(false);
     let mut devices = Vec::new();
-    for d in hc.devices.iter().flatten() {
+    for d in hc.resources.devices.iter().flatten() {
         let host = d.path_on_host.clone().unwrap_or_default();
         let (major, minor) = device_numbers(&host)?;
         let st = rustix::fs::stat(host.as_str()).map_err(|e| ContainerError::Invalid(format!("{host}: {e}")))?;
@@ -643,6 +645,7 @@ fn devices(hc: &m::HostConfig) -> Result<(Vec<Value>, Value)> {
     // `--privileged` allows every device already.
     for d in devices.iter().filter(|_| !privileged) {
         let perms = hc
+            .resources
             .devices
             .iter()
             .flatten()
@@ -734,7 +737,7 @@ mod tests {
 
     #[test]
     fn caps() {
-        let mut hc = m::HostConfig::default();
+        let mut hc = crate::config::HostSpec::default();
         let d = capabilities(&hc).unwrap();
         let bounding = bounding_caps();
         let expect: Vec<String> = DEFAULT_CAPS
@@ -743,45 +746,39 @@ mod tests {
             .filter(|c| bounding.contains(c))
             .collect();
         assert_eq!(d, expect);
-        hc.cap_drop = Some(vec!["net_raw".into(), "CAP_KILL".into()]);
-        hc.cap_add = Some(vec!["SYS_ADMIN".into()]);
+        hc.security.cap_drop = Some(vec!["net_raw".into(), "CAP_KILL".into()]);
+        hc.security.cap_add = Some(vec!["SYS_ADMIN".into()]);
         let c = capabilities(&hc).unwrap();
         assert!(!c.contains(&"CAP_NET_RAW".to_string()) && !c.contains(&"CAP_KILL".to_string()));
         assert_eq!(
             c.contains(&"CAP_SYS_ADMIN".to_string()),
             bounding.contains(&"CAP_SYS_ADMIN".to_string())
         );
-        hc.cap_add = Some(vec!["NOPE".into()]);
+        hc.security.cap_add = Some(vec!["NOPE".into()]);
         assert!(capabilities(&hc).is_err());
-        hc.privileged = Some(true);
+        hc.security.privileged = Some(true);
         assert_eq!(capabilities(&hc).unwrap(), bounding);
     }
 
     #[test]
     fn resource_errors() {
-        let hc = m::HostConfig {
-            nano_cpus: Some(3_000_000_000),
-            ..Default::default()
-        };
+        let mut hc = crate::config::HostSpec::default();
+        hc.resources.nano_cpus = Some(3_000_000_000);
         let e = validate_resources(&hc, 2).unwrap_err().to_string();
         assert_eq!(
             e,
             "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
         );
-        let hc = m::HostConfig {
-            memory: Some(1 << 20),
-            ..Default::default()
-        };
+        let mut hc = crate::config::HostSpec::default();
+        hc.resources.memory = Some(1 << 20);
         assert!(validate_resources(&hc, 2)
             .unwrap_err()
             .to_string()
             .contains("Minimum memory limit"));
-        let hc = m::HostConfig {
-            nano_cpus: Some(500_000_000),
-            memory: Some(32 << 20),
-            pids_limit: Some(64),
-            ..Default::default()
-        };
+        let mut hc = crate::config::HostSpec::default();
+        hc.resources.nano_cpus = Some(500_000_000);
+        hc.resources.memory = Some(32 << 20);
+        hc.resources.pids_limit = Some(64);
         validate_resources(&hc, 2).unwrap();
         let r = resources(&hc).unwrap();
         assert_eq!(r["cpu"]["quota"], 50_000);

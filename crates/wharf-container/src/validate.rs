@@ -4,29 +4,27 @@
 //! modes it does not know. And the one normalisation dockerd
 //! applies: the working directory is cleaned as a path (`/tmp/` is `/tmp`).
 
-use bollard_stubs::models as m;
-
 use crate::error::{ContainerError, Result};
 
 /// Everything in `cfg` and `hc` that dockerd refuses at create.
-pub fn create(cfg: &m::ContainerConfig, hc: &m::HostConfig) -> Result<()> {
+pub fn create(cfg: &crate::config::Config, hc: &crate::config::HostSpec) -> Result<()> {
     for e in cfg.env.iter().flatten() {
         let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
         if name.is_empty() {
             return Err(ContainerError::Invalid(format!("invalid environment variable: {e}")));
         }
     }
-    if let Some(s) = hc.cpu_shares.filter(|s| *s < 0) {
+    if let Some(s) = hc.resources.cpu_shares.filter(|s| *s < 0) {
         return Err(ContainerError::Invalid(format!(
             "invalid CPU shares ({s}): value must be a positive integer"
         )));
     }
-    if hc.annotations.iter().flatten().any(|(k, _)| k.is_empty()) {
+    if hc.lifecycle.annotations.iter().flatten().any(|(k, _)| k.is_empty()) {
         return Err(ContainerError::Invalid(
             "invalid Annotations: the empty string is not permitted as an annotation key".into(),
         ));
     }
-    for dest in hc.tmpfs.iter().flatten().map(|(d, _)| d) {
+    for dest in hc.storage.tmpfs.iter().flatten().map(|(d, _)| d) {
         if !dest.starts_with('/') {
             return Err(ContainerError::Invalid(format!(
                 "invalid mount path: '{dest}' mount path must be absolute"
@@ -42,22 +40,22 @@ pub fn create(cfg: &m::ContainerConfig, hc: &m::HostConfig) -> Result<()> {
 }
 
 /// Check the namespace modes as Docker does when a container is created.
-pub fn modes(hc: &m::HostConfig) -> Result<()> {
+pub fn modes(hc: &crate::config::HostSpec) -> Result<()> {
     let joins = |m: &str| m.strip_prefix("container:").is_some_and(|c| !c.is_empty());
-    let pid = hc.pid_mode.as_deref().unwrap_or("");
+    let pid = hc.namespaces.pid_mode.as_deref().unwrap_or("");
     if !(pid.is_empty() || pid == "host" || joins(pid)) {
         return Err(ContainerError::Invalid(format!("invalid PID mode: {pid}")));
     }
-    let ipc = hc.ipc_mode.as_deref().unwrap_or("");
+    let ipc = hc.namespaces.ipc_mode.as_deref().unwrap_or("");
     if !(["", "none", "private", "shareable", "host"].contains(&ipc) || joins(ipc)) {
         return Err(ContainerError::Invalid(format!("invalid IPC mode: {ipc}")));
     }
-    let uts = hc.uts_mode.as_deref().unwrap_or("");
+    let uts = hc.namespaces.uts_mode.as_deref().unwrap_or("");
     if !(uts.is_empty() || uts == "host") {
         return Err(ContainerError::Invalid(format!("invalid UTS mode: {uts}")));
     }
     // There is no user-namespace remapping in wharf, so every container is in the host's.
-    let userns = hc.userns_mode.as_deref().unwrap_or("");
+    let userns = hc.security.userns_mode.as_deref().unwrap_or("");
     if !(userns.is_empty() || userns == "host") {
         return Err(ContainerError::Invalid(format!("invalid USER mode: {userns}")));
     }
@@ -95,15 +93,13 @@ mod tests {
     use super::*;
 
     fn check(env: &[&str], shares: Option<i64>, tmpfs: &[&str]) -> std::result::Result<(), String> {
-        let cfg = m::ContainerConfig {
+        let cfg = crate::config::Config {
             env: Some(env.iter().map(|s| s.to_string()).collect()),
             ..Default::default()
         };
-        let hc = m::HostConfig {
-            cpu_shares: shares,
-            tmpfs: Some(tmpfs.iter().map(|d| (d.to_string(), String::new())).collect()),
-            ..Default::default()
-        };
+        let mut hc = crate::config::HostSpec::default();
+        hc.resources.cpu_shares = shares;
+        hc.storage.tmpfs = Some(tmpfs.iter().map(|d| (d.to_string(), String::new())).collect());
         create(&cfg, &hc).map_err(|e| e.to_string())
     }
 

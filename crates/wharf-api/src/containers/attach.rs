@@ -51,7 +51,12 @@ pub(crate) fn stream_type(tty: bool) -> &'static str {
 
 /// Whether the container's log driver keeps a log to read back (`none` does not).
 pub(crate) fn log_readable(r: &Record) -> bool {
-    r.host_config.log_config.as_ref().and_then(|l| l.typ.as_deref()) != Some("none")
+    r.host_config
+        .lifecycle
+        .log_config
+        .as_ref()
+        .and_then(|l| l.typ.as_deref())
+        != Some("none")
 }
 
 pub(crate) fn logs(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {

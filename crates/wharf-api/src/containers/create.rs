@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::body::{self, ReqBody};
+use crate::convert::CreateBody;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::routes::json_response as json_res;
@@ -11,7 +12,6 @@ use crate::server::Daemon;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use wharf_container::CreateBody;
 use wharf_reference::ErrorKind;
 
 pub(crate) async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
@@ -21,7 +21,6 @@ pub(crate) async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
     let image_mounts = crate::mounts::take_image_mounts(&mut v)?;
     let mut body: CreateBody =
         serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
-    body.image_mounts = image_mounts;
     // Clients older than API 1.40 expect the old default IPC mode, as dockerd gives them.
     if version < ApiVersion(1, 40) {
         let hc = body.host_config.get_or_insert_with(Default::default);
@@ -51,8 +50,9 @@ pub(crate) async fn create(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
         }
     }
     let name = q.get("name").map(String::from);
+    let spec = crate::convert::container_spec(body, image_mounts);
     let d2 = d.clone();
-    let (id, warnings) = tokio::task::spawn_blocking(move || d2.containers.create(name.as_deref(), body))
+    let (id, warnings) = tokio::task::spawn_blocking(move || d2.containers.create(name.as_deref(), spec))
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))??;
     json_res(StatusCode::CREATED, &json!({"Id": id, "Warnings": warnings}))

@@ -127,16 +127,16 @@ pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersio
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": if r.exec_ids.is_empty() { Value::Null } else { json!(r.exec_ids) },
-        "HostConfig": r.host_config,
+        "HostConfig": crate::convert::host_config_view(&r.host_config),
         "GraphDriver": graph,
         "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-        "Config": r.config,
+        "Config": crate::convert::config_view(&r.config),
         "NetworkSettings": wharf_container::netsetup::settings_json(&r),
     });
     if let Some(h) = &r.state.health {
         v["State"]["Health"] = json!(h);
     }
-    if let Some(links) = r.host_config.links.as_ref().filter(|l| !l.is_empty()) {
+    if let Some(links) = r.host_config.network.links.as_ref().filter(|l| !l.is_empty()) {
         v["HostConfig"]["Links"] = json!(links.iter().map(|l| link_view(&r.name, l)).collect::<Vec<_>>());
     }
     // `host` and `none` are networks too: their IDs, as dockerd shows them. Before API 1.45

@@ -97,7 +97,7 @@ pub(crate) fn command_text(r: &Record) -> String {
 pub(crate) fn link_names(recs: &[Record]) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for c in recs {
-        for l in c.host_config.links.iter().flatten() {
+        for l in c.host_config.network.links.iter().flatten() {
             let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
             let alias = alias.rsplit('/').next().unwrap_or(alias);
             out.entry(target.trim_start_matches('/').to_string())
@@ -121,8 +121,8 @@ pub(crate) fn link_view(owner: &str, link: &str) -> String {
 
 /// A container as `GET /containers/json` lists it.
 pub(crate) fn summary(r: &Record) -> Value {
-    let mut host_config = json!({"NetworkMode": r.host_config.network_mode.clone().unwrap_or_default()});
-    if let Some(a) = r.host_config.annotations.as_ref().filter(|a| !a.is_empty()) {
+    let mut host_config = json!({"NetworkMode": r.host_config.network.network_mode.clone().unwrap_or_default()});
+    if let Some(a) = r.host_config.lifecycle.annotations.as_ref().filter(|a| !a.is_empty()) {
         host_config["Annotations"] = json!(a);
     }
     json!({

@@ -14,7 +14,7 @@ impl ContainerService {
         let _op = e.op.lock().await;
         let n = self.net.get(network)?;
         let rec = e.snapshot();
-        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        let mode = rec.host_config.network.network_mode.clone().unwrap_or_default();
         if !netsetup::uses_networks(&mode) {
             return Err(ContainerError::Invalid(format!(
                 "container sharing network namespace with another container or host cannot be connected to any other network (mode {mode})"
@@ -93,7 +93,7 @@ impl ContainerService {
         let found = {
             let mut rec = e.rec.lock().expect("record lock");
             let mut found = false;
-            if let Some(links) = rec.host_config.links.as_mut() {
+            if let Some(links) = rec.host_config.network.links.as_mut() {
                 let before = links.len();
                 links.retain(|l| !matches(l));
                 found |= links.len() != before;

@@ -3,23 +3,22 @@
 //! record and the container's directory.
 
 use super::*;
+use crate::config::ContainerSpec;
 use crate::error::{ContainerError, Result};
 use crate::health;
 use crate::mounts::{self, MountPoint};
 use crate::record::{Record, State};
 use crate::{netsetup, spec};
-use bollard_stubs::models as m;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 impl ContainerService {
     /// `POST /containers/create`.
-    pub fn create(&self, name: Option<&str>, body: CreateBody) -> Result<(String, Vec<String>)> {
+    pub fn create(&self, name: Option<&str>, body: ContainerSpec) -> Result<(String, Vec<String>)> {
         let mut cfg = body.config;
-        let mut hc = body.host_config.unwrap_or_default();
+        let mut hc = body.host;
         // The request is judged before anything is looked up.
         crate::validate::create(&cfg, &hc)?;
         let image_name =
@@ -45,12 +44,12 @@ impl ContainerService {
             cfg.hostname = Some(id[..12].to_string());
         }
         host_defaults(&mut hc)?;
-        let mut networks = netsetup::endpoint_configs(&self.net, &hc, body.networking_config.as_ref())?;
+        let mut networks = netsetup::endpoint_configs(&self.net, &hc, body.networks.as_ref())?;
         container_mac(&cfg, &hc, &mut networks)?;
-        if hc.network_mode.as_deref() == Some("host") {
+        if hc.network.network_mode.as_deref() == Some("host") {
             // Docker: published ports are discarded in host mode.
-            hc.port_bindings = None;
-            hc.publish_all_ports = Some(false);
+            hc.network.port_bindings = None;
+            hc.network.publish_all_ports = Some(false);
         }
         self.check_references(&hc)?;
         let mut mount_points = self.plan_mounts(&hc, &cfg, &body.image_mounts)?;
@@ -108,8 +107,8 @@ impl ContainerService {
     /// `VOLUME`s, and image mounts.
     fn plan_mounts(
         &self,
-        hc: &m::HostConfig,
-        cfg: &m::ContainerConfig,
+        hc: &crate::config::HostSpec,
+        cfg: &crate::config::Config,
         image_mounts: &[mounts::ImageMount],
     ) -> Result<Vec<MountPoint>> {
         let mut mount_points = mounts::collect(hc, cfg.volumes.as_ref(), &|c| {
@@ -137,11 +136,11 @@ impl ContainerService {
     /// The containers a new one names (`--link` on the default bridge, `--volumes-from`,
     /// `--pid`/`--ipc container:`) must exist: naming a missing one is the client's error
     /// (400), in dockerd's words. (A link on a user network is an alias that may resolve later.)
-    pub(crate) fn check_references(&self, hc: &m::HostConfig) -> Result<()> {
+    pub(crate) fn check_references(&self, hc: &crate::config::HostSpec) -> Result<()> {
         let missing = |n: &str| self.lookup(n).is_err();
-        let net = hc.network_mode.as_deref().unwrap_or("");
+        let net = hc.network.network_mode.as_deref().unwrap_or("");
         if matches!(net, "" | "default" | "bridge") {
-            for l in hc.links.iter().flatten() {
+            for l in hc.network.links.iter().flatten() {
                 let name = l.split(':').next().unwrap_or("").trim_start_matches('/');
                 if missing(name) {
                     return Err(ContainerError::Invalid(format!(
@@ -150,13 +149,13 @@ impl ContainerService {
                 }
             }
         }
-        for vf in hc.volumes_from.iter().flatten() {
+        for vf in hc.storage.volumes_from.iter().flatten() {
             let (c, _) = mounts::parse_volumes_from(vf)?;
             if missing(&c) {
                 return Err(ContainerError::Invalid(format!("No such container: {c}")));
             }
         }
-        for mode in [&hc.pid_mode, &hc.ipc_mode] {
+        for mode in [&hc.namespaces.pid_mode, &hc.namespaces.ipc_mode] {
             if let Some(c) = mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
                 if missing(c) {
                     return Err(ContainerError::Invalid(format!("No such container: {c}")));
@@ -207,7 +206,7 @@ impl ContainerService {
 /// Check a container's log driver and options as dockerd does at create: `json-file` (with
 /// its options) and `none` are wharf's; Docker's other built-in drivers are named as not
 /// supported, anything else is a plugin that is not there.
-pub(crate) fn validate_log_config(log: &m::HostConfigLogConfig) -> Result<()> {
+pub(crate) fn validate_log_config(log: &crate::config::LogConfig) -> Result<()> {
     const BUILTIN: &[&str] = &[
         "local",
         "syslog",
@@ -259,24 +258,24 @@ pub(crate) fn validate_log_config(log: &m::HostConfigLogConfig) -> Result<()> {
 }
 
 /// Limits the host cannot honour, and dockerd's rules on them: the warnings `create` returns.
-fn host_limits(hc: &mut m::HostConfig) -> Result<Vec<String>> {
+fn host_limits(hc: &mut crate::config::HostSpec) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     if spec::cgroup_v2() {
         // dockerd on a v2 host: neither exists there; both are dropped with a warning.
-        if hc.memory_swappiness.take().is_some_and(|v| v != -1) {
+        if hc.resources.memory_swappiness.take().is_some_and(|v| v != -1) {
             warnings.push("Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.".to_string());
         }
-        if hc.oom_kill_disable.take() == Some(true) {
+        if hc.resources.oom_kill_disable.take() == Some(true) {
             warnings.push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".to_string());
         }
     }
     // Docker: an unset swap limit is twice the memory limit, and inspect says so.
-    if hc.memory.unwrap_or(0) > 0 && hc.memory_swap.unwrap_or(0) == 0 {
-        hc.memory_swap = hc.memory.map(|m| m * 2);
+    if hc.resources.memory.unwrap_or(0) > 0 && hc.resources.memory_swap.unwrap_or(0) == 0 {
+        hc.resources.memory_swap = hc.resources.memory.map(|m| m * 2);
     }
-    if let Some(r) = &hc.restart_policy {
+    if let Some(r) = &hc.lifecycle.restart_policy {
         let n = r.name.map(|n| n.to_string()).unwrap_or_default();
-        if hc.auto_remove.unwrap_or(false) && !n.is_empty() && n != "no" {
+        if hc.lifecycle.auto_remove.unwrap_or(false) && !n.is_empty() && n != "no" {
             return Err(ContainerError::Invalid(
                 "can't create 'AutoRemove' container with restart policy".into(),
             ));
@@ -292,7 +291,7 @@ fn host_limits(hc: &mut m::HostConfig) -> Result<Vec<String>> {
 
 /// Merges the image's config into the container's as Docker stores it (entrypoint and command,
 /// env, working dir, user, stop signal, healthcheck, labels, ports, volumes): the argv to run.
-fn merge_image_config(cfg: &mut m::ContainerConfig, ic: &Value) -> Result<Vec<String>> {
+fn merge_image_config(cfg: &mut crate::config::Config, ic: &Value) -> Result<Vec<String>> {
     let (ep, cmd) = spec::merge_command(cfg.entrypoint.clone(), cfg.cmd.clone(), ic);
     let argv: Vec<String> = ep
         .clone()
@@ -336,7 +335,7 @@ fn merge_image_config(cfg: &mut m::ContainerConfig, ic: &Value) -> Result<Vec<St
     if let Some(h) = &cfg.healthcheck {
         health::validate(h)?;
     }
-    let mut labels: HashMap<String, String> = ic
+    let mut labels: std::collections::BTreeMap<String, String> = ic
         .get("Labels")
         .and_then(|v| v.as_object())
         .map(|o| {
@@ -358,51 +357,51 @@ fn merge_image_config(cfg: &mut m::ContainerConfig, ic: &Value) -> Result<Vec<St
     // The image's VOLUMEs join the container's own (Docker merges the two sets).
     if let Some(p) = ic
         .get("Volumes")
-        .and_then(|v| serde_json::from_value::<HashMap<String, HashMap<(), ()>>>(v.clone()).ok())
+        .and_then(|v| serde_json::from_value::<crate::config::StringSet>(v.clone()).ok())
     {
-        cfg.volumes.get_or_insert_with(HashMap::new).extend(p);
+        cfg.volumes.get_or_insert_with(Default::default).extend(p);
     }
     Ok(argv)
 }
 
 /// dockerd's defaults for what the request left unset, and the runtime and log driver checked.
-fn host_defaults(hc: &mut m::HostConfig) -> Result<()> {
-    if hc.network_mode.as_deref().unwrap_or("").is_empty() {
-        hc.network_mode = Some("bridge".into());
+fn host_defaults(hc: &mut crate::config::HostSpec) -> Result<()> {
+    if hc.network.network_mode.as_deref().unwrap_or("").is_empty() {
+        hc.network.network_mode = Some("bridge".into());
     }
-    if hc.network_mode.as_deref() == Some("default") {
-        hc.network_mode = Some("bridge".into());
+    if hc.network.network_mode.as_deref() == Some("default") {
+        hc.network.network_mode = Some("bridge".into());
     }
     crate::validate::modes(hc)?;
-    if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
-        hc.ipc_mode = Some("private".into());
+    if hc.namespaces.ipc_mode.as_deref().unwrap_or("").is_empty() {
+        hc.namespaces.ipc_mode = Some("private".into());
     }
     // As dockerd: "unlimited" and "unset" are shown as null, the defaults as their values.
-    if hc.memory_swappiness == Some(-1) {
-        hc.memory_swappiness = None;
+    if hc.resources.memory_swappiness == Some(-1) {
+        hc.resources.memory_swappiness = None;
     }
     // As dockerd: any limit not above zero is "unlimited", shown as 0.
-    if hc.pids_limit.is_some_and(|p| p <= 0) {
-        hc.pids_limit = Some(0);
+    if hc.resources.pids_limit.is_some_and(|p| p <= 0) {
+        hc.resources.pids_limit = Some(0);
     }
-    if hc.shm_size.unwrap_or(0) <= 0 {
-        hc.shm_size = Some(64 << 20);
+    if hc.namespaces.shm_size.unwrap_or(0) <= 0 {
+        hc.namespaces.shm_size = Some(64 << 20);
     }
     spec::fill_host_defaults(hc);
     // wharf-shim is the one runtime; it answers to dockerd's default name.
-    match hc.runtime.as_deref().unwrap_or("") {
-        "" | "runc" => hc.runtime = Some("runc".into()),
+    match hc.lifecycle.runtime.as_deref().unwrap_or("") {
+        "" | "runc" => hc.lifecycle.runtime = Some("runc".into()),
         other => {
             return Err(ContainerError::Invalid(format!(
                 "unknown or invalid runtime name: {other}"
             )));
         }
     }
-    let log = hc.log_config.get_or_insert_with(Default::default);
+    let log = hc.lifecycle.log_config.get_or_insert_with(Default::default);
     if log.typ.as_deref().unwrap_or("").is_empty() {
         log.typ = Some("json-file".into());
     }
-    log.config.get_or_insert_with(HashMap::new);
+    log.config.get_or_insert_with(Default::default);
     validate_log_config(log)?;
     Ok(())
 }
@@ -410,15 +409,15 @@ fn host_defaults(hc: &mut m::HostConfig) -> Result<()> {
 /// The container-wide MacAddress (deprecated in API 1.44) is the network mode's endpoint's,
 /// unless that endpoint names its own.
 fn container_mac(
-    cfg: &m::ContainerConfig,
-    hc: &m::HostConfig,
+    cfg: &crate::config::Config,
+    hc: &crate::config::HostSpec,
     networks: &mut std::collections::BTreeMap<String, netsetup::EndpointConfig>,
 ) -> Result<()> {
     if let Some(mac) = cfg.mac_address.as_deref().filter(|m| !m.is_empty()) {
         if wharf_network::link::parse_mac(mac).is_none() {
             return Err(ContainerError::Invalid(format!("invalid MAC address: {mac}")));
         }
-        let mode = hc.network_mode.clone().unwrap_or_default();
+        let mode = hc.network.network_mode.clone().unwrap_or_default();
         let only = networks.len() == 1;
         let ec = networks.iter_mut().find(|(k, _)| **k == mode || only).map(|(_, ec)| ec);
         match ec {
@@ -440,7 +439,7 @@ mod tests {
 
     #[test]
     fn log_configs_checked_like_dockerd() {
-        let lc = |t: &str, opts: &[(&str, &str)]| m::HostConfigLogConfig {
+        let lc = |t: &str, opts: &[(&str, &str)]| crate::config::LogConfig {
             typ: Some(t.into()),
             config: Some(opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         };

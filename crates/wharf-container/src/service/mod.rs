@@ -16,8 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bollard_stubs::models as m;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use wharf_image::ImageService;
@@ -27,7 +25,6 @@ use wharf_shim_proto::{ExitInfo, Request};
 use wharf_volume::VolumeStore;
 
 use crate::error::{ContainerError, Result};
-use crate::mounts::{self};
 use crate::names;
 use crate::record::{Record, ZERO_TIME};
 use crate::shim::ShimStream;
@@ -80,23 +77,6 @@ pub struct ServiceConfig {
     pub init_path: Option<PathBuf>,
     /// `--init`: every container gets the init unless it says otherwise.
     pub default_init: bool,
-}
-
-/// `POST /containers/create` body: the config with `HostConfig` and `NetworkingConfig`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreateBody {
-    /// The container config.
-    #[serde(flatten)]
-    pub config: m::ContainerConfig,
-    /// The host config.
-    #[serde(rename = "HostConfig", default)]
-    pub host_config: Option<m::HostConfig>,
-    /// Networks (`NetworkingConfig`, read by `netsetup`).
-    #[serde(rename = "NetworkingConfig", default)]
-    pub networking_config: Option<Value>,
-    /// `HostConfig.Mounts` of type `image`, which the API edge takes out of the body.
-    #[serde(skip)]
-    pub image_mounts: Vec<mounts::ImageMount>,
 }
 
 /// What `update` may change, in the engine's terms (the API converts Docker's body). Absent
@@ -345,7 +325,7 @@ impl ContainerService {
     /// `network connect`/`disconnect` events for every network a starting or stopped
     /// container is on (`none` and `host` too), as dockerd sends them around start and die.
     pub(crate) fn emit_network(&self, rec: &Record, action: &str) {
-        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        let mode = rec.host_config.network.network_mode.clone().unwrap_or_default();
         let mut names: Vec<String> = rec.networks.keys().cloned().collect();
         if names.is_empty() && (mode == "none" || mode == "host") {
             names.push(mode);
@@ -519,6 +499,7 @@ impl ContainerService {
     pub(crate) fn cgroup_path(&self, rec: &Record) -> String {
         let parent = rec
             .host_config
+            .resources
             .cgroup_parent
             .clone()
             .filter(|p| !p.is_empty())

@@ -51,6 +51,7 @@ impl ContainerService {
             }
             let policy = rec
                 .host_config
+                .lifecycle
                 .restart_policy
                 .as_ref()
                 .and_then(|p| p.name)
@@ -132,7 +133,7 @@ impl ContainerService {
                 code: exit.exit_code,
                 restarts: r.restart_count,
                 manually_stopped: r.manually_stopped,
-                auto_remove: r.host_config.auto_remove.unwrap_or(false),
+                auto_remove: r.host_config.lifecycle.auto_remove.unwrap_or(false),
             };
             r.state.status = if crate::restart::restarts(policy, decision) {
                 ContainerStatus::Restarting

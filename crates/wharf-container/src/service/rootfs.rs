@@ -7,7 +7,6 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self};
 use crate::netsetup;
 use crate::record::Record;
-use bollard_stubs::models as m;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -72,7 +71,7 @@ impl ContainerService {
         let mut hosts = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
-        for h in rec.host_config.extra_hosts.iter().flatten() {
+        for h in rec.host_config.network.extra_hosts.iter().flatten() {
             if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
@@ -90,7 +89,7 @@ impl ContainerService {
         if is_mountpoint(&merged) {
             return Ok(merged);
         }
-        let volatile = rec.host_config.auto_remove.unwrap_or(false);
+        let volatile = rec.host_config.lifecycle.auto_remove.unwrap_or(false);
         for m in self.snapshots.mounts(&rec.id)? {
             let m = if volatile { m.volatile() } else { m };
             m.mount(&merged)
@@ -316,7 +315,12 @@ impl ContainerService {
         let shm = self.container_dir(&rec.id).join("mounts/shm");
         if !is_mountpoint(&shm) {
             fs::create_dir_all(&shm)?;
-            let size = rec.host_config.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+            let size = rec
+                .host_config
+                .namespaces
+                .shm_size
+                .filter(|s| *s > 0)
+                .unwrap_or(64 << 20);
             rustix::mount::mount(
                 "shm",
                 &shm,
@@ -348,7 +352,7 @@ impl ContainerService {
             .networks
             .iter()
             .filter(|(name, _)| name.as_str() == "bridge")
-            .flat_map(|(_, n)| n.links.iter().chain(rec.host_config.links.iter().flatten()))
+            .flat_map(|(_, n)| n.links.iter().chain(rec.host_config.network.links.iter().flatten()))
         {
             if !link_specs.contains(l) {
                 link_specs.push(l.clone());
@@ -390,13 +394,13 @@ impl ContainerService {
 /// user-defined network (`embedded`) has the resolver at 127.0.0.11 as its one nameserver
 /// (it forwards to `--dns` or the host's), with `ndots:0` unless options say otherwise, and
 /// the comments Docker writes.
-pub(crate) fn resolv_conf(hc: &m::HostConfig, embedded: bool) -> String {
+pub(crate) fn resolv_conf(hc: &crate::config::HostSpec, embedded: bool) -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let dns = hc.dns.clone().unwrap_or_default();
-    let search = hc.dns_search.clone().unwrap_or_default();
-    let opts = hc.dns_options.clone().unwrap_or_default();
+    let dns = hc.network.dns.clone().unwrap_or_default();
+    let search = hc.network.dns_search.clone().unwrap_or_default();
+    let opts = hc.network.dns_options.clone().unwrap_or_default();
     let mut out = String::new();
-    if hc.network_mode.as_deref() == Some("host") && dns.is_empty() {
+    if hc.network.network_mode.as_deref() == Some("host") && dns.is_empty() {
         return host;
     }
     if search.is_empty() {

@@ -98,7 +98,7 @@ impl ContainerService {
                 }
                 Self::bump(e, true, false);
                 // `run --rm` waits for the removal after a failed start, as with Docker.
-                if rec.host_config.auto_remove.unwrap_or(false) {
+                if rec.host_config.lifecycle.auto_remove.unwrap_or(false) {
                     let me = self.clone();
                     let id = rec.id.clone();
                     tokio::spawn(async move {
@@ -116,7 +116,7 @@ impl ContainerService {
     /// Mount, write the bundle, start the shim, connect waiting attaches, let the process run.
     /// Join the container's networks, then launch it; a failed launch leaves no network behind.
     pub(crate) async fn launch(&self, rec: &Record) -> Result<(i32, Option<ShimStream>, netsetup::NetState)> {
-        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        let mode = rec.host_config.network.network_mode.clone().unwrap_or_default();
         let (st, net_ns) = if netsetup::uses_networks(&mode) {
             let st = netsetup::start(&self.net, rec).await?;
             let key = st.sandbox_key.clone();
@@ -168,7 +168,7 @@ impl ContainerService {
             rec.config.user.as_deref().unwrap_or(""),
             &read_in("/etc/passwd"),
             &read_in("/etc/group"),
-            rec.host_config.group_add.as_deref().unwrap_or(&[]),
+            rec.host_config.security.group_add.as_deref().unwrap_or(&[]),
         )?;
         // The working directory is created inside the root, never through a symlink out of it.
         if let Some(w) = rec.config.working_dir.as_deref().filter(|w| !w.is_empty() && *w != "/") {
@@ -193,7 +193,7 @@ impl ContainerService {
         let cgroup_path = self.cgroup_path(rec);
         let seccomp = crate::seccomp::for_container(&rec.host_config)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let init = if rec.host_config.init.unwrap_or(self.cfg.default_init) {
+        let init = if rec.host_config.lifecycle.init.unwrap_or(self.cfg.default_init) {
             Some(self.cfg.init_path.clone().ok_or_else(|| {
                 ContainerError::Invalid("--init: no init binary found (install tini, or set wharfd --init-path)".into())
             })?)
@@ -273,11 +273,16 @@ impl ContainerService {
     /// `/dev/shm` comes from.
     fn namespaces_to_join(&self, rec: &Record) -> Result<(Option<String>, Option<String>, spec::Shm)> {
         let hc = &rec.host_config;
-        let pid_ns = match hc.pid_mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+        let pid_ns = match hc
+            .namespaces
+            .pid_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
             Some(other) => Some(format!("/proc/{}/ns/pid", self.join_target(other, "PID")?.0)),
             None => None,
         };
-        let (ipc_ns, shm) = match hc.ipc_mode.as_deref().unwrap_or("private") {
+        let (ipc_ns, shm) = match hc.namespaces.ipc_mode.as_deref().unwrap_or("private") {
             "host" => (None, spec::Shm::Bind("/dev/shm".into())),
             "none" => (None, spec::Shm::None),
             "shareable" => (None, spec::Shm::Bind(self.shareable_shm(rec)?)),
@@ -309,12 +314,14 @@ impl ContainerService {
     ) -> Result<ShimConfig> {
         let log_opts = rec
             .host_config
+            .lifecycle
             .log_config
             .as_ref()
             .and_then(|l| l.config.clone())
             .unwrap_or_default();
         let log_driver = rec
             .host_config
+            .lifecycle
             .log_config
             .as_ref()
             .and_then(|l| l.typ.clone())

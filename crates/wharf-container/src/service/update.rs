@@ -5,7 +5,6 @@ use crate::error::{ContainerError, Result};
 use crate::record::ContainerStatus;
 use crate::record::Record;
 use crate::spec;
-use bollard_stubs::models as m;
 use serde_json::Value;
 use std::sync::Arc;
 use wharf_shim_proto::Request;
@@ -44,64 +43,64 @@ impl ContainerService {
         let r = &body;
         let conflict = |m: &str| Err(ContainerError::Invalid(format!("Conflicting options: {m}")));
         let set = |v: Option<i64>| v.filter(|v| *v != 0);
-        if set(r.nano_cpus).is_some() && set(hc.cpu_period).is_some() {
+        if set(r.nano_cpus).is_some() && set(hc.resources.cpu_period).is_some() {
             return conflict("Nano CPUs cannot be updated as CPU Period has already been set");
         }
-        if set(r.nano_cpus).is_some() && set(hc.cpu_quota).is_some() {
+        if set(r.nano_cpus).is_some() && set(hc.resources.cpu_quota).is_some() {
             return conflict("Nano CPUs cannot be updated as CPU Quota has already been set");
         }
-        if set(r.cpu_period).is_some() && set(hc.nano_cpus).is_some() {
+        if set(r.cpu_period).is_some() && set(hc.resources.nano_cpus).is_some() {
             return conflict("CPU Period cannot be updated as NanoCPUs has already been set");
         }
-        if set(r.cpu_quota).is_some() && set(hc.nano_cpus).is_some() {
+        if set(r.cpu_quota).is_some() && set(hc.resources.nano_cpus).is_some() {
             return conflict("CPU Quota cannot be updated as NanoCPUs has already been set");
         }
         if let Some(w) = r.blkio_weight.filter(|w| *w != 0) {
-            hc.blkio_weight = Some(w);
+            hc.resources.blkio_weight = Some(w);
         }
         for (new, cur) in [
-            (r.cpu_shares, &mut hc.cpu_shares),
-            (r.nano_cpus, &mut hc.nano_cpus),
-            (r.cpu_period, &mut hc.cpu_period),
-            (r.cpu_quota, &mut hc.cpu_quota),
-            (r.memory_reservation, &mut hc.memory_reservation),
+            (r.cpu_shares, &mut hc.resources.cpu_shares),
+            (r.nano_cpus, &mut hc.resources.nano_cpus),
+            (r.cpu_period, &mut hc.resources.cpu_period),
+            (r.cpu_quota, &mut hc.resources.cpu_quota),
+            (r.memory_reservation, &mut hc.resources.memory_reservation),
         ] {
             if let Some(v) = set(new) {
                 *cur = Some(v);
             }
         }
         if let Some(v) = r.cpuset_cpus.clone().filter(|v| !v.is_empty()) {
-            hc.cpuset_cpus = Some(v);
+            hc.resources.cpuset_cpus = Some(v);
         }
         if let Some(v) = r.cpuset_mems.clone().filter(|v| !v.is_empty()) {
-            hc.cpuset_mems = Some(v);
+            hc.resources.cpuset_mems = Some(v);
         }
         if let Some(m) = set(r.memory) {
-            if m > hc.memory_swap.unwrap_or(0) && set(r.memory_swap).is_none() {
+            if m > hc.resources.memory_swap.unwrap_or(0) && set(r.memory_swap).is_none() {
                 return Err(ContainerError::Invalid(
                     "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into(),
                 ));
             }
-            hc.memory = Some(m);
+            hc.resources.memory = Some(m);
         }
         if let Some(v) = set(r.memory_swap) {
-            hc.memory_swap = Some(v);
+            hc.resources.memory_swap = Some(v);
         }
         // Not above zero: unlimited, shown as 0 (as dockerd); the cgroup gets "max".
         if let Some(p) = r.pids_limit {
-            hc.pids_limit = Some(p.max(0));
+            hc.resources.pids_limit = Some(p.max(0));
         }
         if let Some((name, max)) = &body.restart_policy {
             let none = matches!(name.as_str(), "" | "no");
-            if hc.auto_remove.unwrap_or(false) && !none {
+            if hc.lifecycle.auto_remove.unwrap_or(false) && !none {
                 return Err(ContainerError::Conflict(
                     "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
                 ));
             }
             let name = name
-                .parse::<m::RestartPolicyNameEnum>()
+                .parse::<crate::config::RestartPolicyName>()
                 .map_err(|_| ContainerError::Invalid(format!("invalid restart policy {name}")))?;
-            hc.restart_policy = Some(m::RestartPolicy {
+            hc.lifecycle.restart_policy = Some(crate::config::RestartPolicy {
                 name: Some(name),
                 maximum_retry_count: Some(*max),
             });
