@@ -21,8 +21,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Arch, Capabilities, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    Spec,
+};
+use serde_json::Value;
 use wharf_shim_proto::SeccompFilter;
 
 use crate::error::{ContainerError, Result};
@@ -31,7 +34,7 @@ use crate::error::{ContainerError, Result};
 pub const FILTER_FILE: &str = "seccomp.bpf";
 
 /// The capability the runtime spec keeps until the executor has loaded the filter.
-const LOAD_CAP: &str = "CAP_SYS_ADMIN";
+const LOAD_CAP: Capability = Capability::SysAdmin;
 
 /// Distinct profiles kept; the cache is emptied when it would grow past this.
 const CACHE_MAX: usize = 64;
@@ -222,55 +225,65 @@ fn arch(a: Arch) -> ScmpArch {
     }
 }
 
-/// Move a runtime spec's profile from libcontainer to the shim: compile `linux.seccomp`,
-/// write the program to `bundle/seccomp.bpf`, drop the profile from the spec, and keep
-/// CAP_SYS_ADMIN in the process's effective and permitted sets when the load will need it (no
-/// no_new_privs, not already held). `None` (spec untouched): no profile, or one libcontainer
-/// must load itself.
-pub fn hand_off(spec: &mut Value, bundle: &Path) -> Result<Option<SeccompFilter>> {
-    let Some(profile) = spec.pointer("/linux/seccomp") else {
-        return Ok(None);
+/// Move a container's profile from libcontainer to the shim: compile it and write the
+/// program to `bundle/seccomp.bpf` (the filter for the shim); a profile libcontainer must load
+/// itself (user notification) comes back typed, for the runtime spec. Both `None`: unconfined.
+/// With a filter, [`keep_for_load`] then readies the spec's capabilities for its load.
+pub fn hand_off(profile: Option<Value>, bundle: &Path) -> Result<(Option<SeccompFilter>, Option<LinuxSeccomp>)> {
+    let Some(profile) = profile else {
+        return Ok((None, None));
     };
-    let Some(program) = compile(profile)? else {
-        return Ok(None);
+    let Some(program) = compile(&profile)? else {
+        let left = serde_json::from_value(profile)
+            .map_err(|e| ContainerError::Invalid(format!("Decoding seccomp profile failed: {e}")))?;
+        return Ok((None, Some(left)));
     };
     let path = bundle.join(FILTER_FILE);
     std::fs::write(&path, &program.bpf)?;
-    if let Some(linux) = spec["linux"].as_object_mut() {
-        linux.remove("seccomp");
-    }
-    if spec["process"]["noNewPrivileges"] != json!(true) {
-        keep_sys_admin(spec);
-    }
-    Ok(Some(SeccompFilter {
+    let filter = SeccompFilter {
         program: path.display().to_string(),
         flags: program.flags,
-    }))
+    };
+    Ok((Some(filter), None))
+}
+
+/// A filter the shim loads needs CAP_SYS_ADMIN in the process's effective and permitted sets
+/// unless the process has no_new_privs.
+pub fn keep_for_load(spec: &mut Spec) {
+    let nnp = spec.process().as_ref().and_then(|p| p.no_new_privileges());
+    if nnp != Some(true) {
+        keep_sys_admin(spec);
+    }
 }
 
 /// Keep CAP_SYS_ADMIN in the effective and permitted sets (never the bounding or inheritable
 /// ones) for the shim's executor, which drops it before the payload runs.
-fn keep_sys_admin(spec: &mut Value) {
-    let caps = &mut spec["process"]["capabilities"];
-    for set in ["effective", "permitted"] {
-        match caps[set].as_array_mut() {
-            Some(list) if list.iter().any(|c| c == LOAD_CAP) => {}
-            Some(list) => list.push(json!(LOAD_CAP)),
-            None => caps[set] = json!([LOAD_CAP]),
-        }
-    }
+fn keep_sys_admin(spec: &mut Spec) {
+    let Some(process) = spec.process_mut().as_mut() else {
+        return;
+    };
+    let mut caps = process.capabilities().clone().unwrap_or_default();
+    let add = |set: &Option<Capabilities>| {
+        let mut set = set.clone().unwrap_or_default();
+        set.insert(LOAD_CAP);
+        set
+    };
+    caps.set_effective(Some(add(caps.effective())));
+    caps.set_permitted(Some(add(caps.permitted())));
+    process.set_capabilities(Some(caps));
 }
 
 /// The executor seals the cgroup mounts of every container whose spec mounts them read-only
 /// (all but `--privileged`): that remount needs CAP_SYS_ADMIN whatever the seccomp setup, so
 /// it is kept for the executor as for a filter's load.
-pub fn keep_for_cgroup_seal(spec: &mut Value) {
-    let read_only = spec["mounts"].as_array().is_some_and(|ms| {
+pub fn keep_for_cgroup_seal(spec: &mut Spec) {
+    let read_only = spec.mounts().as_ref().is_some_and(|ms| {
         ms.iter()
             .rev()
-            .find(|m| m["destination"] == "/sys/fs/cgroup")
+            .find(|m| m.destination() == Path::new("/sys/fs/cgroup"))
             .is_some_and(|m| {
-                m["type"] == "cgroup" && m["options"].as_array().is_some_and(|o| o.iter().any(|x| x == "ro"))
+                m.typ().as_deref() == Some("cgroup")
+                    && m.options().as_ref().is_some_and(|o| o.iter().any(|x| x == "ro"))
             })
     });
     if read_only {
@@ -281,6 +294,7 @@ pub fn keep_for_cgroup_seal(spec: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn default_profile() -> Value {
         let caps: Vec<String> = crate::spec::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
@@ -309,11 +323,14 @@ mod tests {
         let p = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}]});
         assert!(compile(&p).unwrap().is_none());
-        let mut spec = json!({"process": {"capabilities": {"effective": []}}, "linux": {"seccomp": p}});
-        let before = spec.clone();
         let dir = tempfile::tempdir().unwrap();
-        assert!(hand_off(&mut spec, dir.path()).unwrap().is_none());
-        assert_eq!(spec, before);
+        let (filter, left) = hand_off(Some(p.clone()), dir.path()).unwrap();
+        assert!(filter.is_none());
+        assert_eq!(
+            serde_json::to_value(left.unwrap()).unwrap()["syscalls"][0]["action"],
+            "SCMP_ACT_NOTIFY"
+        );
+        assert!(!dir.path().join(FILTER_FILE).exists());
     }
 
     #[test]
@@ -326,59 +343,64 @@ mod tests {
         assert!(e.to_string().contains("rule for read"), "{e}");
     }
 
+    /// A spec with `caps` in every set but the inheritable one, `nnp` and the cgroup mount.
+    fn spec_with(caps: &[&str], nnp: bool, cgroup_opt: &str) -> Spec {
+        let mut v = serde_json::to_value(Spec::default()).unwrap();
+        v["process"]["capabilities"] =
+            json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": []});
+        v["process"]["noNewPrivileges"] = json!(nnp);
+        v["mounts"] = json!([{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["nosuid", cgroup_opt]}]);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn set(spec: &Spec, which: &str) -> Vec<String> {
+        let v = serde_json::to_value(spec.process().as_ref().unwrap().capabilities()).unwrap();
+        let mut out: Vec<String> = serde_json::from_value(v[which].clone()).unwrap_or_default();
+        out.sort();
+        out
+    }
+
     #[test]
     fn hand_off_keeps_sys_admin_only_where_the_load_needs_it() {
         let dir = tempfile::tempdir().unwrap();
-        let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
-        let mut spec = json!({
-            "process": {"capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": []}},
-            "linux": {"seccomp": default_profile()},
-        });
-        let f = hand_off(&mut spec, dir.path()).unwrap().unwrap();
-        assert!(spec["linux"].get("seccomp").is_none());
+        let (f, left) = hand_off(Some(default_profile()), dir.path()).unwrap();
+        assert!(left.is_none(), "the daemon loads it, not libcontainer");
+        let f = f.unwrap();
         assert_eq!(
             std::fs::read(&f.program).unwrap(),
             compile(&default_profile()).unwrap().unwrap().bpf
         );
-        let c = &spec["process"]["capabilities"];
-        assert_eq!(c["effective"], json!(["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]));
-        assert_eq!(c["permitted"], json!(["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]));
-        assert_eq!(c["bounding"], caps, "never the bounding set");
-        assert_eq!(c["inheritable"], json!([]), "never the inheritable set");
+        let mut spec = spec_with(&["CAP_CHOWN", "CAP_KILL"], false, "rw");
+        keep_for_load(&mut spec);
+        assert_eq!(set(&spec, "effective"), ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]);
+        assert_eq!(set(&spec, "permitted"), ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]);
+        assert_eq!(
+            set(&spec, "bounding"),
+            ["CAP_CHOWN", "CAP_KILL"],
+            "never the bounding set"
+        );
+        assert!(set(&spec, "inheritable").is_empty(), "never the inheritable set");
 
         // With no_new_privs the kernel needs no capability to load a filter.
-        let mut spec = json!({
-            "process": {"noNewPrivileges": true, "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
-            "linux": {"seccomp": default_profile()},
-        });
-        hand_off(&mut spec, dir.path()).unwrap().unwrap();
-        assert_eq!(spec["process"]["capabilities"]["effective"], caps);
-        assert_eq!(spec["process"]["capabilities"]["permitted"], caps);
+        let mut spec = spec_with(&["CAP_CHOWN", "CAP_KILL"], true, "rw");
+        keep_for_load(&mut spec);
+        assert_eq!(set(&spec, "effective"), ["CAP_CHOWN", "CAP_KILL"]);
+        assert_eq!(set(&spec, "permitted"), ["CAP_CHOWN", "CAP_KILL"]);
 
         // Unconfined: nothing to hand off.
-        let mut spec = json!({"process": {"capabilities": {"effective": caps}}, "linux": {}});
-        assert!(hand_off(&mut spec, dir.path()).unwrap().is_none());
-        assert_eq!(spec["process"]["capabilities"]["effective"], caps);
+        assert!(matches!(hand_off(None, dir.path()).unwrap(), (None, None)));
     }
 
     #[test]
     fn the_cgroup_seal_keeps_sys_admin_only_for_read_only_cgroups() {
-        let caps = json!(["CAP_KILL"]);
-        let with = |opt: &str| {
-            json!({
-                "process": {"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
-                "mounts": [{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["nosuid", opt]}],
-            })
-        };
-        let mut spec = with("ro");
+        let mut spec = spec_with(&["CAP_KILL"], true, "ro");
         keep_for_cgroup_seal(&mut spec);
-        let c = &spec["process"]["capabilities"];
-        assert_eq!(c["effective"], json!(["CAP_KILL", "CAP_SYS_ADMIN"]));
-        assert_eq!(c["permitted"], json!(["CAP_KILL", "CAP_SYS_ADMIN"]));
-        assert_eq!(c["bounding"], caps);
+        assert_eq!(set(&spec, "effective"), ["CAP_KILL", "CAP_SYS_ADMIN"]);
+        assert_eq!(set(&spec, "permitted"), ["CAP_KILL", "CAP_SYS_ADMIN"]);
+        assert_eq!(set(&spec, "bounding"), ["CAP_KILL"]);
         // --privileged: writable cgroups, nothing to seal.
-        let mut spec = with("rw");
+        let mut spec = spec_with(&["CAP_KILL"], true, "rw");
         keep_for_cgroup_seal(&mut spec);
-        assert_eq!(spec["process"]["capabilities"]["effective"], caps);
+        assert_eq!(set(&spec, "effective"), ["CAP_KILL"]);
     }
 }

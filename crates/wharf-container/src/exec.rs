@@ -6,7 +6,6 @@ use crate::record::ContainerStatus;
 use std::fs;
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use wharf_shim_proto::Request;
 
 use crate::error::{ContainerError, Result};
@@ -148,37 +147,45 @@ impl ContainerService {
     /// Start an exec: the stream carries its output and ends with its exit frame.
     pub async fn exec_start(self: &std::sync::Arc<Self>, id: &str) -> Result<crate::task::Task> {
         let (x, rec) = self.exec_startable(id)?;
-        let spec: Value = serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
-            .map_err(|e| ContainerError::Internal(e.to_string()))?;
-        let mut process = spec["process"].clone();
-        process["terminal"] = json!(x.config.tty);
-        process["args"] = json!(x.config.cmd);
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_slice(&fs::read(self.bundle_dir(&rec.id).join("config.json"))?)
+                .map_err(|e| ContainerError::Internal(e.to_string()))?;
+        let mut process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| ContainerError::Internal("the container's spec has no process".into()))?;
+        process.set_terminal(Some(x.config.tty));
+        process.set_args(Some(x.config.cmd.clone()));
         if !x.config.env.is_empty() {
-            let base: Vec<String> = serde_json::from_value(process["env"].clone()).unwrap_or_default();
-            process["env"] = json!(spec::merge_env(&[&base, &x.config.env]));
+            let base = process.env().clone().unwrap_or_default();
+            process.set_env(Some(spec::merge_env(&[&base, &x.config.env])));
         }
         if let Some(w) = x.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
-            process["cwd"] = json!(w);
+            process.set_cwd(w.into());
         }
         if let Some(u) = x.config.user.as_deref().filter(|u| !u.is_empty()) {
             let rootfs = self.container_dir(&rec.id).join("merged");
             let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
             let read_in = |p: &str| read_in_root(&root, p);
             let user = spec::resolve_user(u, &read_in("/etc/passwd"), &read_in("/etc/group"), &[])?;
-            process["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional});
+            process.set_user(spec::oci_user(&user)?);
         }
         if x.config.privileged {
-            let caps = spec::bounding_caps();
-            process["capabilities"] =
-                json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []});
+            process.set_capabilities(Some(spec::capability_sets(&spec::bounding_caps())?));
         }
-        process.as_object_mut().map(|o| o.remove("consoleSize"));
+        process.set_console_size(None);
         if let Some((h, w)) = x.config.console_size.filter(|(h, _)| *h > 0) {
-            process["consoleSize"] = json!({"height": h, "width": w});
+            process.set_console_size(Some(
+                oci_spec::runtime::BoxBuilder::default()
+                    .height(u64::from(h))
+                    .width(u64::from(w))
+                    .build()
+                    .map_err(crate::resources::oci)?,
+            ));
         }
         let req = Request::Exec {
             id: id.to_string(),
-            process,
+            process: Box::new(process),
             stdin: x.config.stdin,
         };
         let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;

@@ -76,7 +76,7 @@ impl MountPoint {
     }
 
     /// The OCI mount for a start; `source` is the resolved host directory for binds and volumes.
-    pub fn to_spec(&self) -> Value {
+    pub fn to_spec(&self) -> oci_spec::runtime::Mount {
         if self.typ == "tmpfs" {
             let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
             if !self.rw {
@@ -89,7 +89,7 @@ impl MountPoint {
                 "mode={:o}",
                 if self.tmpfs_mode == 0 { 0o1777 } else { self.tmpfs_mode }
             ));
-            return json!({"destination": self.destination, "type": "tmpfs", "source": "tmpfs", "options": o});
+            return crate::spec::mount(&self.destination, "tmpfs", "tmpfs", o);
         }
         let mut o = vec![if self.non_recursive { "bind" } else { "rbind" }.to_string()];
         o.push(if self.propagation.is_empty() {
@@ -100,7 +100,7 @@ impl MountPoint {
         if !self.rw {
             o.push("ro".into());
         }
-        json!({"destination": self.destination, "type": "bind", "source": self.source, "options": o})
+        crate::spec::mount(&self.destination, "bind", &self.source, o)
     }
 }
 
@@ -577,7 +577,7 @@ mod tests {
             ..Default::default()
         };
         let t = parse_mount(&mt).unwrap();
-        let spec = t.to_spec();
+        let spec = serde_json::to_value(t.to_spec()).unwrap();
         let opts: Vec<&str> = spec["options"]
             .as_array()
             .unwrap()

@@ -2,7 +2,11 @@
 //! shares, quota, sets and realtime, pids, block IO weights and throttles, and the default
 //! device rules; each value checked as dockerd checks it, before anything is created.
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxBlockIoBuilder, LinuxCpu, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxMemory, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxThrottleDevice, LinuxThrottleDeviceBuilder,
+};
 
 use crate::error::{ContainerError, Result};
 use crate::spec::cgroup_v2;
@@ -91,14 +95,21 @@ pub fn validate_resources(hc: &crate::config::HostSpec, ncpu: usize) -> Result<(
     Ok(())
 }
 
-fn device_rate(list: &Option<Vec<crate::config::ThrottleDevice>>) -> Result<Vec<Value>> {
+fn device_rate(list: &Option<Vec<crate::config::ThrottleDevice>>) -> Result<Option<Vec<LinuxThrottleDevice>>> {
     let mut out = Vec::new();
     for d in list.iter().flatten() {
         let path = d.path.clone().unwrap_or_default();
         let (major, minor) = device_numbers(&path)?;
-        out.push(json!({"major": major, "minor": minor, "rate": d.rate.unwrap_or(0)}));
+        out.push(
+            LinuxThrottleDeviceBuilder::default()
+                .major(major as i64)
+                .minor(minor as i64)
+                .rate(d.rate.unwrap_or(0).max(0) as u64)
+                .build()
+                .map_err(oci)?,
+        );
     }
-    Ok(out)
+    Ok(Some(out).filter(|o| !o.is_empty()))
 }
 
 pub(crate) fn device_numbers(path: &str) -> Result<(u64, u64)> {
@@ -107,116 +118,112 @@ pub(crate) fn device_numbers(path: &str) -> Result<(u64, u64)> {
     Ok((rustix::fs::major(rdev) as u64, rustix::fs::minor(rdev) as u64))
 }
 
+/// An oci-spec builder's error (a required field left unset: a bug here, not the user's).
+pub(crate) fn oci(e: oci_spec::OciSpecError) -> ContainerError {
+    ContainerError::Internal(format!("building the OCI spec: {e}"))
+}
+
+/// One device cgroup rule.
+pub(crate) fn device_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).access(access);
+    if let Some(t) = typ {
+        b = b.typ(t);
+    }
+    if let Some(m) = major {
+        b = b.major(m);
+    }
+    if let Some(m) = minor {
+        b = b.minor(m);
+    }
+    b.build().expect("a device rule has no required field")
+}
+
 /// The `linux.resources` object.
-pub fn resources(hc: &crate::config::HostSpec) -> Result<Value> {
-    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
-    for (t, maj, min) in [
-        ("c", 1, 3),
-        ("c", 1, 5),
-        ("c", 1, 7),
-        ("c", 1, 8),
-        ("c", 1, 9),
-        ("c", 5, 0),
-        ("c", 5, 1),
-        ("c", 5, 2),
-        ("c", 136, -1),
-        ("c", 10, 200),
-    ] {
-        let mut d = json!({"allow": true, "type": t, "major": maj, "access": "rwm"});
-        if min >= 0 {
-            d["minor"] = json!(min);
+pub fn resources(hc: &crate::config::HostSpec) -> Result<LinuxResources> {
+    let devices = if hc.security.privileged.unwrap_or(false) {
+        vec![device_rule(true, None, None, None, "rwm")]
+    } else {
+        let mut devices = vec![device_rule(false, None, None, None, "rwm")];
+        for (maj, min) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 1),
+            (5, 2),
+            (136, -1),
+            (10, 200),
+        ] {
+            let minor = Some(min).filter(|m| *m >= 0);
+            devices.push(device_rule(true, Some(LinuxDeviceType::C), Some(maj), minor, "rwm"));
         }
-        devices.push(d);
+        devices
+    };
+    let r = &hc.resources;
+    let mut res = LinuxResourcesBuilder::default().devices(devices).build().map_err(oci)?;
+    let mut mem = LinuxMemoryBuilder::default().build().map_err(oci)?;
+    if let Some(v) = r.memory.filter(|v| *v > 0) {
+        mem.set_limit(Some(v));
+        // Docker: unset swap means twice the memory limit.
+        mem.set_swap(Some(r.memory_swap.filter(|s| *s != 0).unwrap_or(v * 2)));
     }
-    if hc.security.privileged.unwrap_or(false) {
-        devices = vec![json!({"allow": true, "access": "rwm"})];
+    mem.set_reservation(r.memory_reservation.filter(|v| *v > 0));
+    mem.set_swappiness(r.memory_swappiness.filter(|v| *v >= 0).map(|v| v as u64));
+    mem.set_disable_oom_killer(r.oom_kill_disable.filter(|d| *d));
+    if mem != LinuxMemory::default() {
+        res.set_memory(Some(mem));
     }
-    let mut r = json!({ "devices": devices });
-    let mut mem = serde_json::Map::new();
-    if let Some(v) = hc.resources.memory.filter(|v| *v > 0) {
-        mem.insert("limit".into(), json!(v));
-        match hc.resources.memory_swap {
-            Some(s) if s != 0 => {
-                mem.insert("swap".into(), json!(s));
-            }
-            // Docker: unset swap means twice the memory limit.
-            _ => {
-                mem.insert("swap".into(), json!(v * 2));
-            }
-        }
-    }
-    if let Some(v) = hc.resources.memory_reservation.filter(|v| *v > 0) {
-        mem.insert("reservation".into(), json!(v));
-    }
-    if let Some(v) = hc.resources.memory_swappiness.filter(|v| *v >= 0) {
-        mem.insert("swappiness".into(), json!(v));
-    }
-    if hc.resources.oom_kill_disable.unwrap_or(false) {
-        mem.insert("disableOOMKiller".into(), json!(true));
-    }
-    if !mem.is_empty() {
-        r["memory"] = Value::Object(mem);
-    }
-    let mut cpu = serde_json::Map::new();
-    if let Some(v) = hc.resources.cpu_shares.filter(|v| *v > 0) {
-        cpu.insert("shares".into(), json!(v));
-    }
-    if let Some(n) = hc.resources.nano_cpus.filter(|v| *v > 0) {
+    let mut cpu = LinuxCpuBuilder::default().build().map_err(oci)?;
+    cpu.set_shares(r.cpu_shares.filter(|v| *v > 0).map(|v| v as u64));
+    if let Some(n) = r.nano_cpus.filter(|v| *v > 0) {
         let period = 100_000i64;
-        cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
+        cpu.set_period(Some(period as u64));
+        cpu.set_quota(Some(n * period / 1_000_000_000));
     }
-    if let Some(v) = hc.resources.cpu_period.filter(|v| *v > 0) {
-        cpu.insert("period".into(), json!(v));
+    if let Some(v) = r.cpu_period.filter(|v| *v > 0) {
+        cpu.set_period(Some(v as u64));
     }
-    if let Some(v) = hc.resources.cpu_quota.filter(|v| *v != 0) {
-        cpu.insert("quota".into(), json!(v));
+    if let Some(v) = r.cpu_quota.filter(|v| *v != 0) {
+        cpu.set_quota(Some(v));
     }
-    if let Some(v) = hc.resources.cpuset_cpus.as_deref().filter(|v| !v.is_empty()) {
-        cpu.insert("cpus".into(), json!(v));
-    }
-    if let Some(v) = hc.resources.cpuset_mems.as_deref().filter(|v| !v.is_empty()) {
-        cpu.insert("mems".into(), json!(v));
-    }
+    cpu.set_cpus(r.cpuset_cpus.clone().filter(|v| !v.is_empty()));
+    cpu.set_mems(r.cpuset_mems.clone().filter(|v| !v.is_empty()));
     // The real-time budget, as given: a parent without one refuses it at start, as with Docker.
-    if let Some(v) = hc.resources.cpu_realtime_period.filter(|v| *v > 0) {
-        cpu.insert("realtimePeriod".into(), json!(v));
+    cpu.set_realtime_period(r.cpu_realtime_period.filter(|v| *v > 0).map(|v| v as u64));
+    cpu.set_realtime_runtime(r.cpu_realtime_runtime.filter(|v| *v != 0));
+    if cpu != LinuxCpu::default() {
+        res.set_cpu(Some(cpu));
     }
-    if let Some(v) = hc.resources.cpu_realtime_runtime.filter(|v| *v != 0) {
-        cpu.insert("realtimeRuntime".into(), json!(v));
+    if let Some(v) = r.pids_limit.filter(|v| *v != 0) {
+        res.set_pids(Some(LinuxPidsBuilder::default().limit(v).build().map_err(oci)?));
     }
-    if !cpu.is_empty() {
-        r["cpu"] = Value::Object(cpu);
-    }
-    if let Some(v) = hc.resources.pids_limit.filter(|v| *v != 0) {
-        r["pids"] = json!({"limit": v});
-    }
-    let mut blk = serde_json::Map::new();
-    if let Some(w) = hc.resources.blkio_weight.filter(|v| *v > 0) {
+    let mut blk = LinuxBlockIoBuilder::default().build().map_err(oci)?;
+    if let Some(w) = r.blkio_weight.filter(|v| *v > 0) {
         if cgroup_v2() {
             // runc's mapping, written through `unified`: libcgroups 0.7 converts the weight in
             // u16 arithmetic, which overflows for any weight above 16.
             let (file, value) = io_weight_v2(w, std::path::Path::new("/sys/module/bfq").exists());
-            r["unified"] = json!({ file: value });
+            res.set_unified(Some([(file.to_string(), value)].into()));
         } else {
-            blk.insert("weight".into(), json!(w));
+            blk.set_weight(Some(w));
         }
     }
-    for (key, list) in [
-        ("throttleReadBpsDevice", &hc.resources.blkio_device_read_bps),
-        ("throttleWriteBpsDevice", &hc.resources.blkio_device_write_bps),
-        ("throttleReadIOPSDevice", &hc.resources.blkio_device_read_iops),
-        ("throttleWriteIOPSDevice", &hc.resources.blkio_device_write_iops),
-    ] {
-        let v = device_rate(list)?;
-        if !v.is_empty() {
-            blk.insert(key.into(), json!(v));
-        }
+    blk.set_throttle_read_bps_device(device_rate(&r.blkio_device_read_bps)?);
+    blk.set_throttle_write_bps_device(device_rate(&r.blkio_device_write_bps)?);
+    blk.set_throttle_read_iops_device(device_rate(&r.blkio_device_read_iops)?);
+    blk.set_throttle_write_iops_device(device_rate(&r.blkio_device_write_iops)?);
+    if blk != LinuxBlockIo::default() {
+        res.set_block_io(Some(blk));
     }
-    if !blk.is_empty() {
-        r["blockIO"] = Value::Object(blk);
-    }
-    Ok(r)
+    Ok(res)
 }
 
 /// `--blkio-weight` (10 to 1000) on cgroup v2, as runc writes it: BFQ's own weight when the

@@ -138,14 +138,14 @@ pub enum Request {
     /// Apply new resource limits to the running container's cgroup.
     Update {
         /// The OCI `linux.resources` object, whole (not a difference).
-        resources: serde_json::Value,
+        resources: Box<oci_spec::runtime::LinuxResources>,
     },
     /// Start a process in the running container; the connection streams its stdio.
     Exec {
         /// The exec's ID.
         id: String,
         /// The OCI `process` object.
-        process: serde_json::Value,
+        process: Box<oci_spec::runtime::Process>,
         /// Keep a stdin pipe.
         stdin: bool,
     },

@@ -20,13 +20,11 @@ pub fn cgroup_stats(cgroup_path: &str, id: &str) -> Result<serde_json::Value, St
 
 /// `docker update`: the container's cgroup gets the whole new resources object, through the
 /// same cgroup manager libcontainer created it with (v1, v2 or hybrid).
-pub fn update_resources(cgroup_path: &str, id: &str, resources: serde_json::Value) -> Result<(), String> {
+pub fn update_resources(cgroup_path: &str, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<(), String> {
     use libcgroups::common::{CgroupManager, ControllerOpt};
-    let res: oci_spec::runtime::LinuxResources =
-        serde_json::from_value(resources).map_err(|e| format!("invalid resources: {e}"))?;
     let manager = cgroup_manager(cgroup_path, id)?;
     let opt = ControllerOpt {
-        resources: &res,
+        resources: res,
         disable_oom_killer: res
             .memory()
             .as_ref()

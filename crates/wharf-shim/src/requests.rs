@@ -60,7 +60,7 @@ impl Shim {
                 self.reply(id, reply, ClientKind::Closing);
             }
             Request::Update { resources } => {
-                let r = update_resources(&self.cfg.cgroup_path, &self.cfg.id, resources);
+                let r = update_resources(&self.cfg.cgroup_path, &self.cfg.id, &resources);
                 self.reply(
                     id,
                     r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
@@ -139,7 +139,7 @@ impl Shim {
         &mut self,
         client: u64,
         exec_id: &str,
-        process: serde_json::Value,
+        process: Box<oci_spec::runtime::Process>,
         stdin: bool,
     ) -> Result<Pid, String> {
         if self.exit.is_some() {
@@ -148,7 +148,7 @@ impl Shim {
         if self.execs.contains_key(exec_id) || exec_id.is_empty() || exec_id.contains('/') {
             return Err(format!("bad exec id {exec_id}"));
         }
-        let tty = process.get("terminal").and_then(|t| t.as_bool()).unwrap_or(false);
+        let tty = process.terminal().unwrap_or(false);
         let bundle = PathBuf::from(&self.cfg.bundle);
         let proc_path = bundle.join(format!("exec-{exec_id}.json"));
         fs::write(&proc_path, serde_json::to_vec(&process).map_err(|e| e.to_string())?)

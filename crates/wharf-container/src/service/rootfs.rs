@@ -7,7 +7,6 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self};
 use crate::netsetup;
 use crate::record::Record;
-use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use wharf_reference::Digest;
@@ -15,7 +14,7 @@ use wharf_reference::Digest;
 impl ContainerService {
     /// The host directories behind a starting container's mounts: volumes are mounted (driver
     /// options) and, while empty, filled with the image's files at their destination.
-    pub(crate) fn prepare_mounts(&self, rec: &Record, rootfs: &Path) -> Result<Vec<Value>> {
+    pub(crate) fn prepare_mounts(&self, rec: &Record, rootfs: &Path) -> Result<Vec<oci_spec::runtime::Mount>> {
         let mut mps = rec.mount_points.clone();
         mounts::sort_for_mounting(&mut mps);
         let mut out = Vec::new();

@@ -191,7 +191,8 @@ impl ContainerService {
         let mut argv = vec![rec.path.clone()];
         argv.extend(rec.args.iter().cloned());
         let cgroup_path = self.cgroup_path(rec);
-        let seccomp = crate::seccomp::for_container(&rec.host_config)?;
+        let _ = fs::remove_file(bundle.join(crate::bpf::FILTER_FILE));
+        let (filter, seccomp) = crate::bpf::hand_off(crate::seccomp::for_container(&rec.host_config)?, &bundle)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let init = if rec.host_config.lifecycle.init.unwrap_or(self.cfg.default_init) {
             Some(self.cfg.init_path.clone().ok_or_else(|| {
@@ -222,14 +223,15 @@ impl ContainerService {
                 net_ns,
             },
         )?;
-        let _ = fs::remove_file(bundle.join(crate::bpf::FILTER_FILE));
-        let seccomp = crate::bpf::hand_off(&mut spec, &bundle)?;
+        if filter.is_some() {
+            crate::bpf::keep_for_load(&mut spec);
+        }
         crate::bpf::keep_for_cgroup_seal(&mut spec);
         fs::write(
             bundle.join("config.json"),
             serde_json::to_vec_pretty(&spec).expect("spec"),
         )?;
-        let sc = self.shim_config(rec, &bundle, cgroup_path, seccomp)?;
+        let sc = self.shim_config(rec, &bundle, cgroup_path, filter)?;
         let sc_path = bundle.join("shim.json");
         fs::write(&sc_path, serde_json::to_vec(&sc).expect("shim config"))?;
         // A stale libcontainer state dir from a crash would make create fail.

@@ -109,13 +109,23 @@ impl ContainerService {
         spec::validate_resources(&hc, ncpu)?;
         let mut resources = spec::resources(&hc)?;
         if r.pids_limit.is_some_and(|p| p <= 0) {
-            resources["pids"] = serde_json::json!({"limit": -1});
+            resources.set_pids(Some(
+                oci_spec::runtime::LinuxPidsBuilder::default()
+                    .limit(-1)
+                    .build()
+                    .map_err(crate::resources::oci)?,
+            ));
         }
         e.rec.lock().expect("record lock").host_config = hc;
         let applied = async {
             if matches!(old.state.status, ContainerStatus::Running | ContainerStatus::Paused) {
                 self.runtime
-                    .call(&old.id, Request::Update { resources })
+                    .call(
+                        &old.id,
+                        Request::Update {
+                            resources: Box::new(resources),
+                        },
+                    )
                     .await
                     .map_err(|err| ContainerError::Internal(err.to_string()))?;
             }

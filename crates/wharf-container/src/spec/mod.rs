@@ -5,10 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::{
+    BoxBuilder, Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice, LinuxDeviceBuilder,
+    LinuxDeviceType, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 use crate::error::{ContainerError, Result};
-use crate::resources::device_numbers;
+use crate::resources::{device_numbers, device_rule, oci};
 pub use crate::resources::{resources, validate_resources};
 
 /// Docker's default capabilities (SECURITY.md).
@@ -282,8 +288,9 @@ pub struct SpecInput<'a> {
     pub argv: Vec<String>,
     /// The final environment.
     pub env: Vec<String>,
-    /// The seccomp profile (`None` = unconfined).
-    pub seccomp: Option<Value>,
+    /// The seccomp profile left to the runtime (`None`: unconfined, or compiled by the
+    /// daemon and handed to the shim).
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     /// Number of CPUs on the host (for `--cpus`).
     pub ncpu: usize,
     /// `--init`: the host's init binary, bind-mounted read-only at [`INIT_PATH`].
@@ -295,7 +302,7 @@ pub struct SpecInput<'a> {
     /// What `/dev/shm` is.
     pub shm: Shm,
     /// Volumes, binds and `--mount` tmpfs, parents first (see `mounts`).
-    pub user_mounts: Vec<Value>,
+    pub user_mounts: Vec<Mount>,
     /// The network namespace to join (a pinned one, or another container's); `None`: a new one.
     pub net_ns: Option<String>,
 }
@@ -314,11 +321,24 @@ pub enum Shm {
     None,
 }
 
-fn ns(kind: &str, path: Option<String>) -> Value {
-    match path {
-        Some(p) => json!({"type": kind, "path": p}),
-        None => json!({"type": kind}),
-    }
+fn ns(kind: LinuxNamespaceType, path: Option<String>) -> LinuxNamespace {
+    let mut n = LinuxNamespaceBuilder::default()
+        .typ(kind)
+        .build()
+        .expect("a namespace has its type");
+    n.set_path(path.map(PathBuf::from));
+    n
+}
+
+/// One OCI mount.
+pub fn mount(destination: impl Into<PathBuf>, typ: &str, source: impl Into<PathBuf>, options: Vec<String>) -> Mount {
+    MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options)
+        .build()
+        .expect("a mount has its destination")
 }
 
 /// Is `/sys/fs/cgroup` the unified (v2) hierarchy?
@@ -401,8 +421,9 @@ fn rlimit_type(name: &str) -> Result<String> {
     }
 }
 
-/// Build the whole spec.
-pub fn build(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: SpecInput<'_>) -> Result<Value> {
+/// Build the whole spec with oci-spec's builders; every field Docker leaves unset is set to
+/// none here, never to oci-spec's own defaults (runc's example spec).
+pub fn build(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: SpecInput<'_>) -> Result<Spec> {
     let privileged = hc.security.privileged.unwrap_or(false);
     let ro = hc.storage.readonly_rootfs.unwrap_or(false);
     let process = process(cfg, hc, &input)?;
@@ -410,47 +431,95 @@ pub fn build(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: S
     let (namespaces, uts_mode, net_mode) = namespaces(hc, &input);
     let sysctl = sysctls(hc, &net_mode);
     let (devices, resources) = devices(hc)?;
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": input.cgroup_path,
-        "resources": resources,
-        "devices": devices,
-    });
-    if !privileged {
-        linux["maskedPaths"] = json!(hc.security.masked_paths.clone().unwrap_or_else(|| strings(MASKED)));
-        linux["readonlyPaths"] = json!(hc.security.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)));
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(input.cgroup_path.clone())
+        .resources(resources)
+        .devices(devices)
+        .build()
+        .map_err(oci)?;
+    if privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    } else {
+        linux.set_masked_paths(Some(
+            hc.security.masked_paths.clone().unwrap_or_else(|| strings(MASKED)),
+        ));
+        linux.set_readonly_paths(Some(
+            hc.security.readonly_paths.clone().unwrap_or_else(|| strings(READONLY)),
+        ));
     }
-    if !sysctl.is_empty() {
-        linux["sysctl"] = json!(sysctl);
-    }
+    linux.set_sysctl(Some(sysctl.into_iter().collect()).filter(|s: &HashMap<_, _>| !s.is_empty()));
     // `seccomp::for_container` already left Docker's default out for `--privileged`; a
     // profile given explicitly applies even then (Docker 25+).
-    if let Some(p) = input.seccomp {
-        linux["seccomp"] = p;
-    }
-    let hostname = cfg.hostname.clone().unwrap_or_default();
-    let mut spec = json!({
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": input.rootfs, "readonly": ro},
-        "mounts": mounts,
-        "linux": linux,
-    });
-    if let Some(a) = hc.lifecycle.annotations.as_ref().filter(|a| !a.is_empty()) {
-        spec["annotations"] = json!(a);
-    }
+    linux.set_seccomp(input.seccomp.clone());
+    let root = RootBuilder::default()
+        .path(input.rootfs)
+        .readonly(ro)
+        .build()
+        .map_err(oci)?;
+    let mut spec = SpecBuilder::default()
+        .version("1.0.2")
+        .process(process)
+        .root(root)
+        .mounts(mounts)
+        .linux(linux)
+        .build()
+        .map_err(oci)?;
+    spec.set_annotations(
+        hc.lifecycle
+            .annotations
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+    );
+    spec.set_hostname(None);
+    spec.set_domainname(None);
     if uts_mode != "host" {
-        spec["hostname"] = json!(hostname);
-        if let Some(d) = cfg.domainname.as_deref().filter(|d| !d.is_empty()) {
-            spec["domainname"] = json!(d);
-        }
+        spec.set_hostname(Some(cfg.hostname.clone().unwrap_or_default()));
+        spec.set_domainname(cfg.domainname.clone().filter(|d| !d.is_empty()));
     }
     Ok(spec)
 }
 
+/// A resolved user as the spec's `process.user`.
+pub fn oci_user(u: &User) -> Result<oci_spec::runtime::User> {
+    UserBuilder::default()
+        .uid(u.uid)
+        .gid(u.gid)
+        .additional_gids(u.additional.clone())
+        .build()
+        .map_err(oci)
+}
+
+/// `caps` as the bounding, effective and permitted sets, with empty inheritable and ambient
+/// sets (Docker's shape).
+pub fn capability_sets(caps: &[String]) -> Result<oci_spec::runtime::LinuxCapabilities> {
+    let caps = cap_set(caps)?;
+    LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()
+        .map_err(oci)
+}
+
+/// A capability set as the spec holds it.
+fn cap_set(names: &[String]) -> Result<Capabilities> {
+    names
+        .iter()
+        .map(|c| {
+            serde_json::from_value::<Capability>(Value::String(c.clone()))
+                .map_err(|_| ContainerError::Invalid(format!("unknown capability: {c:?}")))
+        })
+        .collect()
+}
+
 /// The spec's `process`: argv (behind the init with `--init`), env, user, cwd, capabilities,
 /// rlimits, and the few process flags Docker sets.
-fn process(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Result<Value> {
+fn process(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Result<Process> {
     let caps = capabilities(hc)?;
     let tty = cfg.tty.unwrap_or(false);
     let cwd = cfg
@@ -466,11 +535,16 @@ fn process(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: &Sp
     let mut rlimits = Vec::new();
     for u in hc.resources.ulimits.iter().flatten() {
         let name = u.name.clone().unwrap_or_default();
-        rlimits.push(json!({
-            "type": rlimit_type(&name)?,
-            "soft": u.soft.unwrap_or(0),
-            "hard": u.hard.unwrap_or(0),
-        }));
+        let typ: PosixRlimitType = serde_json::from_value(json!(rlimit_type(&name)?))
+            .map_err(|_| ContainerError::Invalid(format!("invalid ulimit type: {name}")))?;
+        rlimits.push(
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft.unwrap_or(0) as u64)
+                .hard(u.hard.unwrap_or(0) as u64)
+                .build()
+                .map_err(oci)?,
+        );
     }
     let no_new_privs = hc
         .security
@@ -483,59 +557,85 @@ fn process(cfg: &crate::config::Config, hc: &crate::config::HostSpec, input: &Sp
         args.extend([INIT_PATH.to_string(), "--".to_string()]);
     }
     args.extend(input.argv.iter().cloned());
-    let mut process = json!({
-        "terminal": tty,
-        "user": {"uid": input.user.uid, "gid": input.user.gid, "additionalGids": input.user.additional},
-        "args": args,
-        "env": input.env,
-        "cwd": cwd,
-        "capabilities": {
-            "bounding": caps, "effective": caps, "permitted": caps,
-            "inheritable": [], "ambient": []
-        },
-    });
+    let user = oci_user(&input.user)?;
+    let capabilities = capability_sets(&caps)?;
+    let mut process = ProcessBuilder::default()
+        .terminal(tty)
+        .user(user)
+        .args(args)
+        .env(input.env.clone())
+        .cwd(cwd)
+        .capabilities(capabilities)
+        .build()
+        .map_err(oci)?;
     // Only when set: libcontainer loads seccomp late (after dropping capabilities) whenever the
     // field is present, which needs no_new_privs to be true.
-    if no_new_privs {
-        process["noNewPrivileges"] = json!(true);
-    }
-    if !rlimits.is_empty() {
-        process["rlimits"] = json!(rlimits);
-    }
-    if let Some(adj) = hc.resources.oom_score_adj.filter(|v| *v != 0) {
-        process["oomScoreAdj"] = json!(adj);
-    }
-    if let Some(size) = hc.lifecycle.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
-        process["consoleSize"] = json!({"height": size[0], "width": size[1]});
-    }
+    process.set_no_new_privileges(Some(true).filter(|_| no_new_privs));
+    process.set_rlimits(Some(rlimits).filter(|r| !r.is_empty()));
+    process.set_oom_score_adj(hc.resources.oom_score_adj.filter(|v| *v != 0).map(|v| v as i32));
+    let size = hc.lifecycle.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0);
+    process.set_console_size(
+        size.map(|s| BoxBuilder::default().height(s[0] as u64).width(s[1] as u64).build())
+            .transpose()
+            .map_err(oci)?,
+    );
     Ok(process)
 }
 
 /// The spec's `mounts`: Docker's standard set, `/dev/shm`, the init, the hosts, hostname and
 /// resolv.conf files (unless a user's mount is there), `--tmpfs`, then the user's mounts.
-fn mounts(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Vec<Value> {
+fn mounts(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Vec<Mount> {
     let privileged = hc.security.privileged.unwrap_or(false);
     let shm = hc.namespaces.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
     let files = input.files;
+    let o = |v: &[&str]| strings(v);
+    let rw = if privileged { "rw" } else { "ro" };
     let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if privileged { "rw" } else { "ro" }]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        mount("/proc", "proc", "proc", o(&["nosuid", "noexec", "nodev"])),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            o(&["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            o(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        ),
+        mount("/sys", "sysfs", "sysfs", o(&["nosuid", "noexec", "nodev", rw])),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            o(&["nosuid", "noexec", "nodev", "relatime", rw]),
+        ),
+        mount("/dev/mqueue", "mqueue", "mqueue", o(&["nosuid", "noexec", "nodev"])),
     ];
     match &input.shm {
-        Shm::Private => mounts.push(
-            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
-        ),
-        Shm::Bind(src) => mounts.push(
-            json!({"destination": "/dev/shm", "type": "bind", "source": src, "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]}),
-        ),
+        Shm::Private => mounts.push(mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            vec![
+                "nosuid".into(),
+                "noexec".into(),
+                "nodev".into(),
+                "mode=1777".into(),
+                format!("size={shm}"),
+            ],
+        )),
+        Shm::Bind(src) => mounts.push(mount(
+            "/dev/shm",
+            "bind",
+            src,
+            o(&["rbind", "rprivate", "nosuid", "noexec", "nodev"]),
+        )),
         Shm::None => {}
     }
     if let Some(init) = &input.init {
-        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"]}));
+        mounts.push(mount(INIT_PATH, "bind", init, o(&["bind", "ro", "nosuid", "nodev"])));
     }
     let ro = hc.storage.readonly_rootfs.unwrap_or(false);
     for (name, dest) in [
@@ -544,17 +644,17 @@ fn mounts(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Vec<Value> {
         ("hosts", "/etc/hosts"),
     ] {
         // A user's mount at the same place wins, as in Docker.
-        if input.user_mounts.iter().any(|m| m["destination"] == dest) {
+        if input.user_mounts.iter().any(|m| m.destination() == Path::new(dest)) {
             continue;
         }
-        let mut opts = vec!["rbind", "rprivate"];
+        let mut opts = o(&["rbind", "rprivate"]);
         if ro {
-            opts.push("ro");
+            opts.push("ro".into());
         }
-        mounts.push(json!({"destination": dest, "type": "bind", "source": files.join(name), "options": opts}));
+        mounts.push(mount(dest, "bind", files.join(name), opts));
     }
     for (dest, opts) in hc.storage.tmpfs.iter().flatten() {
-        let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+        let mut o = o(&["nosuid", "nodev", "noexec"]);
         for x in opts.split(',').filter(|x| !x.is_empty()) {
             if let Some(sz) = x.strip_prefix("size=") {
                 o.push(format!("size={}", wharf_units::ram_in_bytes(sz).unwrap_or(0)));
@@ -564,34 +664,34 @@ fn mounts(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> Vec<Value> {
                 o.push(x.to_string());
             }
         }
-        mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
+        mounts.push(mount(dest, "tmpfs", "tmpfs", o));
     }
     mounts.extend(input.user_mounts.iter().cloned());
     mounts
 }
 
 /// The namespaces a container gets or joins, with its UTS and network modes.
-fn namespaces(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> (Vec<Value>, String, String) {
+fn namespaces(hc: &crate::config::HostSpec, input: &SpecInput<'_>) -> (Vec<LinuxNamespace>, String, String) {
     let mode = |v: &Option<String>| v.clone().unwrap_or_default();
     let pid_mode = mode(&hc.namespaces.pid_mode);
     let ipc_mode = mode(&hc.namespaces.ipc_mode);
     let uts_mode = mode(&hc.namespaces.uts_mode);
     let net_mode = mode(&hc.network.network_mode);
-    let mut namespaces = vec![ns("mount", None)];
+    let mut namespaces = vec![ns(LinuxNamespaceType::Mount, None)];
     if pid_mode != "host" {
-        namespaces.push(ns("pid", input.pid_ns.clone()));
+        namespaces.push(ns(LinuxNamespaceType::Pid, input.pid_ns.clone()));
     }
     if ipc_mode != "host" {
-        namespaces.push(ns("ipc", input.ipc_ns.clone()));
+        namespaces.push(ns(LinuxNamespaceType::Ipc, input.ipc_ns.clone()));
     }
     if uts_mode != "host" {
-        namespaces.push(ns("uts", None));
+        namespaces.push(ns(LinuxNamespaceType::Uts, None));
     }
     if net_mode != "host" {
-        namespaces.push(ns("network", input.net_ns.clone()));
+        namespaces.push(ns(LinuxNamespaceType::Network, input.net_ns.clone()));
     }
     if cgroupns_private(hc) {
-        namespaces.push(ns("cgroup", None));
+        namespaces.push(ns(LinuxNamespaceType::Cgroup, None));
     }
     (namespaces, uts_mode, net_mode)
 }
@@ -617,32 +717,47 @@ fn sysctls(hc: &crate::config::HostSpec, net_mode: &str) -> BTreeMap<String, Str
 }
 
 /// `--device`s (and the host's with `--privileged`), and the resources with their cgroup rules.
-fn devices(hc: &crate::config::HostSpec) -> Result<(Vec<Value>, Value)> {
+fn devices(hc: &crate::config::HostSpec) -> Result<(Vec<LinuxDevice>, LinuxResources)> {
     let privileged = hc.security.privileged.unwrap_or(false);
-    let mut devices = Vec::new();
+    let mut devices: Vec<LinuxDevice> = Vec::new();
     for d in hc.resources.devices.iter().flatten() {
         let host = d.path_on_host.clone().unwrap_or_default();
         let (major, minor) = device_numbers(&host)?;
         let st = rustix::fs::stat(host.as_str()).map_err(|e| ContainerError::Invalid(format!("{host}: {e}")))?;
-        let kind = if st.st_mode & 0o170000 == 0o020000 { "c" } else { "b" };
+        let kind = if st.st_mode & 0o170000 == 0o020000 {
+            LinuxDeviceType::C
+        } else {
+            LinuxDeviceType::B
+        };
         let dest = d
             .path_in_container
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| host.clone());
-        devices.push(json!({"path": dest, "type": kind, "major": major, "minor": minor,
-            "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}));
+        devices.push(
+            LinuxDeviceBuilder::default()
+                .path(dest)
+                .typ(kind)
+                .major(major as i64)
+                .minor(minor as i64)
+                .file_mode(st.st_mode & 0o777)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(oci)?,
+        );
     }
     if privileged {
         // The host's devices, as Docker gives them; a `--device` of the same path wins.
         for d in crate::devices::host_devices(std::path::Path::new("/dev")) {
-            if !devices.iter().any(|x| x["path"] == d["path"]) {
+            if !devices.iter().any(|x| x.path() == d.path()) {
                 devices.push(d);
             }
         }
     }
     let mut resources = resources(hc)?;
     // `--privileged` allows every device already.
+    let mut rules = resources.devices().clone().unwrap_or_default();
     for d in devices.iter().filter(|_| !privileged) {
         let perms = hc
             .resources
@@ -650,19 +765,23 @@ fn devices(hc: &crate::config::HostSpec) -> Result<(Vec<Value>, Value)> {
             .iter()
             .flatten()
             .find(|x| {
-                x.path_in_container
-                    .as_deref()
-                    .unwrap_or(x.path_on_host.as_deref().unwrap_or(""))
-                    == d["path"].as_str().unwrap_or("")
+                Path::new(
+                    x.path_in_container
+                        .as_deref()
+                        .unwrap_or(x.path_on_host.as_deref().unwrap_or("")),
+                ) == d.path()
             })
             .and_then(|x| x.cgroup_permissions.clone())
             .unwrap_or_else(|| "rwm".into());
-        if let Some(list) = resources["devices"].as_array_mut() {
-            list.push(
-                json!({"allow": true, "type": d["type"], "major": d["major"], "minor": d["minor"], "access": perms}),
-            );
-        }
+        rules.push(device_rule(
+            true,
+            Some(d.typ()),
+            Some(d.major()),
+            Some(d.minor()),
+            &perms,
+        ));
     }
+    resources.set_devices(Some(rules));
     Ok((devices, resources))
 }
 
@@ -694,106 +813,4 @@ pub fn merge_command(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resources::io_weight_v2;
-
-    const PASSWD: &str =
-        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\npg:x:70:70::/var/lib/pg:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwww:x:33:\npg:x:70:\naudio:x:29:pg,www\n";
-
-    #[test]
-    fn users() {
-        let u = resolve_user("", PASSWD, GROUP, &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
-        let u = resolve_user("pg", PASSWD, GROUP, &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional.clone()), (70, 70, vec![29]));
-        let u = resolve_user("33:audio", PASSWD, GROUP, &["70".into()]).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional.clone()), (33, 29, vec![70]));
-        let u = resolve_user("1234:5678", PASSWD, GROUP, &[]).unwrap();
-        assert_eq!((u.uid, u.gid), (1234, 5678));
-        assert!(resolve_user("nobody", PASSWD, GROUP, &[]).is_err());
-        assert!(resolve_user("www:nogroup", PASSWD, GROUP, &[]).is_err());
-        assert!(resolve_user("4294967296", PASSWD, GROUP, &[]).is_err());
-    }
-
-    #[test]
-    fn env_merge() {
-        let a = vec!["PATH=/bin".to_string(), "A=1".into()];
-        let b = vec!["A=2".to_string(), "B=3".into()];
-        assert_eq!(merge_env(&[&a, &b]), vec!["PATH=/bin", "A=2", "B=3"]);
-    }
-
-    #[test]
-    fn command_merge() {
-        let img = json!({"Entrypoint": ["/ep"], "Cmd": ["a", "b"]});
-        let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
-        assert_eq!(merge_command(None, None, &img), (s(&["/ep"]), s(&["a", "b"])));
-        assert_eq!(merge_command(None, s(&["x"]), &img), (s(&["/ep"]), s(&["x"])));
-        assert_eq!(merge_command(s(&["/o"]), None, &img), (s(&["/o"]), None));
-        assert_eq!(merge_command(s(&[""]), None, &img), (Some(vec![]), s(&["a", "b"])));
-        assert_eq!(merge_command(s(&[""]), s(&["sh"]), &img), (Some(vec![]), s(&["sh"])));
-    }
-
-    #[test]
-    fn caps() {
-        let mut hc = crate::config::HostSpec::default();
-        let d = capabilities(&hc).unwrap();
-        let bounding = bounding_caps();
-        let expect: Vec<String> = DEFAULT_CAPS
-            .iter()
-            .map(|s| s.to_string())
-            .filter(|c| bounding.contains(c))
-            .collect();
-        assert_eq!(d, expect);
-        hc.security.cap_drop = Some(vec!["net_raw".into(), "CAP_KILL".into()]);
-        hc.security.cap_add = Some(vec!["SYS_ADMIN".into()]);
-        let c = capabilities(&hc).unwrap();
-        assert!(!c.contains(&"CAP_NET_RAW".to_string()) && !c.contains(&"CAP_KILL".to_string()));
-        assert_eq!(
-            c.contains(&"CAP_SYS_ADMIN".to_string()),
-            bounding.contains(&"CAP_SYS_ADMIN".to_string())
-        );
-        hc.security.cap_add = Some(vec!["NOPE".into()]);
-        assert!(capabilities(&hc).is_err());
-        hc.security.privileged = Some(true);
-        assert_eq!(capabilities(&hc).unwrap(), bounding);
-    }
-
-    #[test]
-    fn resource_errors() {
-        let mut hc = crate::config::HostSpec::default();
-        hc.resources.nano_cpus = Some(3_000_000_000);
-        let e = validate_resources(&hc, 2).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
-        );
-        let mut hc = crate::config::HostSpec::default();
-        hc.resources.memory = Some(1 << 20);
-        assert!(validate_resources(&hc, 2)
-            .unwrap_err()
-            .to_string()
-            .contains("Minimum memory limit"));
-        let mut hc = crate::config::HostSpec::default();
-        hc.resources.nano_cpus = Some(500_000_000);
-        hc.resources.memory = Some(32 << 20);
-        hc.resources.pids_limit = Some(64);
-        validate_resources(&hc, 2).unwrap();
-        let r = resources(&hc).unwrap();
-        assert_eq!(r["cpu"]["quota"], 50_000);
-        assert_eq!(r["cpu"]["period"], 100_000);
-        assert_eq!(r["memory"]["limit"], 32 << 20);
-        assert_eq!(r["memory"]["swap"], 64 << 20);
-        assert_eq!(r["pids"]["limit"], 64);
-    }
-
-    #[test]
-    fn blkio_weight_on_v2() {
-        // runc's numbers: the ends of the range and one in the middle (where u16 overflows).
-        assert_eq!(io_weight_v2(10, false), ("io.weight", "1".to_string()));
-        assert_eq!(io_weight_v2(300, false), ("io.weight", "2930".to_string()));
-        assert_eq!(io_weight_v2(1000, false), ("io.weight", "10000".to_string()));
-        assert_eq!(io_weight_v2(300, true), ("io.bfq.weight", "300".to_string()));
-    }
-}
+mod tests;
