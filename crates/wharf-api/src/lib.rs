@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod build;
 pub mod containers;
 pub mod convert;
 pub mod distribution;

@@ -38,6 +38,8 @@ pub struct Daemon {
     pub containers: Arc<wharf_container::ContainerService>,
     /// The registry client.
     pub dist: Arc<wharf_distribution::Distribution>,
+    /// The Dockerfile builder.
+    pub builder: Arc<wharf_builder::Builder>,
     /// Static facts.
     pub info: DaemonInfo,
 }

@@ -283,8 +283,14 @@ async fn run(s: Settings) -> Result<()> {
         images.clone(),
         &s.data_root,
     )?);
+    let builder = Arc::new(wharf_builder::Builder::open(
+        &s.data_root.join("builder"),
+        images.clone(),
+        containers.clone(),
+    )?);
     let daemon = Arc::new(Daemon {
         dist,
+        builder,
         images,
         containers,
         info: DaemonInfo {

@@ -108,6 +108,8 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
             .collect(),
         pause: q.bool_or("pause", true),
         config,
+        replace_config: false,
+        created_by: None,
     };
     let id = d.containers.commit(&container, opts).await?;
     crate::routes::json_response(StatusCode::CREATED, &serde_json::json!({"Id": id.to_string()}))

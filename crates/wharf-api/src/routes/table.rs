@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use hyper::{Method, Request};
-use serde_json::json;
 
 use super::*;
 use crate::body::ReqBody;
@@ -82,10 +81,8 @@ fn system_routes() -> Vec<Route> {
         route!(GET, "/system/df", |x| system_df(x.d).await),
         route!(POST, "/auth", |x| crate::distribution::auth(x.d, x.req).await),
         route!(POST, "/commit", |x| c::commit(x.d, x.req, &x.q).await),
-        // No builder yet, so no build cache: what `docker system prune` asks for is empty.
-        route!(POST, "/build/prune", |_x| ok_json(
-            &json!({"CachesDeleted": null, "SpaceReclaimed": 0})
-        )),
+        route!(POST, "/build", |x| crate::build::build(x.d, x.req, &x.q).await),
+        route!(POST, "/build/prune", |x| crate::build::prune(x.d).await),
     ]
 }
 

@@ -31,7 +31,9 @@ impl ContainerService {
         let container_config =
             serde_json::to_value(&rec.config).map_err(|e| ContainerError::Internal(e.to_string()))?;
         let mut config = container_config.clone();
-        if let (Some(Value::Object(user)), Some(cfg)) = (opts.config, config.as_object_mut()) {
+        if opts.replace_config {
+            config = opts.config.clone().unwrap_or(Value::Null);
+        } else if let (Some(Value::Object(user)), Some(cfg)) = (opts.config, config.as_object_mut()) {
             for (k, v) in user {
                 let unset = match &v {
                     Value::Null => true,
@@ -53,10 +55,12 @@ impl ContainerService {
             container_config,
             author: opts.author,
             comment: opts.comment.clone(),
-            created_by: std::iter::once(rec.path.clone())
-                .chain(rec.args.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(" "),
+            created_by: opts.created_by.clone().unwrap_or_else(|| {
+                std::iter::once(rec.path.clone())
+                    .chain(rec.args.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
             tag: opts.reference.clone(),
         };
         let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != ContainerStatus::Paused;

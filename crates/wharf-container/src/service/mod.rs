@@ -60,6 +60,11 @@ pub struct CommitOptions {
     pub pause: bool,
     /// Config fields to set on the new image (the request body).
     pub config: Option<Value>,
+    /// `config` is the new image's whole config, not fields over the container's (the
+    /// builder's steps: the step's command must not become the image's).
+    pub replace_config: bool,
+    /// The history line, instead of the container's command.
+    pub created_by: Option<String>,
 }
 
 /// Where the service keeps things and how it starts shims.

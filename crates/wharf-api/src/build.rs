@@ -1,0 +1,156 @@
+//! `POST /build` (the classic builder's API, which the docker CLI without buildx speaks) and
+//! `POST /build/prune`: the query as a [`BuildRequest`], the body unpacked as the context, and
+//! the build's progress as Docker's JSON lines (`stream`, `aux`, and after a failure
+//! `errorDetail`/`error`, all after the 200).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use wharf_builder::{BuildRequest, Progress};
+use wharf_reference::ErrorKind;
+
+use crate::body::{self, ReqBody};
+use crate::error::ApiError;
+use crate::query::Query;
+use crate::routes::Res;
+use crate::server::Daemon;
+
+/// A JSON object parameter (`buildargs`, `labels`): string values, `null` for "unset".
+fn json_map(q: &Query, name: &str) -> Result<BTreeMap<String, Option<String>>, ApiError> {
+    match q.get(name).filter(|s| !s.is_empty()) {
+        None => Ok(BTreeMap::new()),
+        Some(s) => serde_json::from_str(s).map_err(|e| ApiError::invalid(format!("invalid {name}: {e}"))),
+    }
+}
+
+/// The build the query asks for.
+pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
+    let labels = json_map(q, "labels")?
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    let tags: Vec<String> = q.all("t").into_iter().filter(|t| !t.is_empty()).collect();
+    for t in &tags {
+        wharf_reference::Reference::parse_tagged_default(t)
+            .map_err(|e| ApiError::invalid(format!("invalid reference format: {t}: {e}")))?;
+    }
+    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::new(
+            ErrorKind::NotImplemented,
+            "remote build contexts are not supported by this builder yet",
+        ));
+    }
+    Ok(BuildRequest {
+        dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
+        tags,
+        build_args: json_map(q, "buildargs")?,
+        target: q.get("target").filter(|t| !t.is_empty()).map(String::from),
+        no_cache: q.bool("nocache"),
+        labels,
+        network_mode: q.get("networkmode").filter(|n| !n.is_empty()).map(String::from),
+        rm: q.bool_or("rm", true),
+        force_rm: q.bool("forcerm"),
+    })
+}
+
+/// `POST /build`.
+pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
+    let breq = request(q)?;
+    let quiet = q.bool("q");
+    let ctx = d
+        .builder
+        .context_dir()
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let mut reader = body::reader(req.into_body());
+    let dir = ctx.path().to_path_buf();
+    let unpacked = tokio::task::spawn_blocking(move || {
+        let r = wharf_builder::context::unpack(&mut reader, &dir);
+        // Read what is left, so the client finishes sending and reads the answer.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        r
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    unpacked.map_err(|e| ApiError::invalid(e.to_string()))?;
+    let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
+    let builder = d.builder.clone();
+    tokio::spawn(async move {
+        let (ltx, mut lrx) = mpsc::unbounded_channel::<Value>();
+        let forward = tokio::spawn(async move {
+            while let Some(v) = lrx.recv().await {
+                let mut b = serde_json::to_vec(&v).expect("serialise");
+                b.extend_from_slice(b"\r\n");
+                if tx.send(Ok(b.into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut out = |p: Progress| {
+            let v = match p {
+                Progress::Stream(_) if quiet => return,
+                Progress::Stream(s) => json!({ "stream": s }),
+                Progress::Aux(id) => json!({"aux": {"ID": id.to_string()}}),
+            };
+            let _ = ltx.send(v);
+        };
+        if let Err(e) = builder.build(&breq, ctx.path(), &mut out).await {
+            let msg = e.to_string();
+            let detail = match e.code() {
+                Some(c) => json!({"code": c, "message": msg}),
+                None => json!({ "message": msg }),
+            };
+            let _ = ltx.send(json!({"errorDetail": detail, "error": msg}));
+        }
+        drop(ltx);
+        let _ = forward.await;
+        drop(ctx);
+    });
+    let mut r = Response::new(body::from_receiver(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// `POST /build/prune`: the cache's entries forgotten (their images stay until pruned).
+pub(crate) async fn prune(d: Arc<Daemon>) -> Res {
+    let n = d
+        .builder
+        .prune()
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let _ = n;
+    crate::routes::json_response(
+        hyper::StatusCode::OK,
+        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Query {
+        Query::parse(Some(s))
+    }
+
+    #[test]
+    fn queries_as_the_docker_cli_sends_them() {
+        let r = request(&q("t=a%3A1&t=b&dockerfile=sub%2FDf&buildargs=%7B%22A%22%3A%221%22%2C%22B%22%3Anull%7D&labels=%7B%22l%22%3A%22v%22%7D&nocache=1&rm=0&forcerm=1&target=build&networkmode=none")).unwrap();
+        assert_eq!(r.tags, ["a:1", "b"]);
+        assert_eq!(r.dockerfile, "sub/Df");
+        assert_eq!(r.build_args.get("A"), Some(&Some("1".into())));
+        assert_eq!(r.build_args.get("B"), Some(&None));
+        assert_eq!(r.labels.get("l").map(String::as_str), Some("v"));
+        assert!(r.no_cache && !r.rm && r.force_rm);
+        assert_eq!(r.target.as_deref(), Some("build"));
+        assert_eq!(r.network_mode.as_deref(), Some("none"));
+        let d = request(&q("")).unwrap();
+        assert!(d.rm && !d.force_rm && !d.no_cache && d.tags.is_empty());
+        assert!(request(&q("t=Bad%20Name")).is_err());
+        assert!(request(&q("buildargs=%5B1%5D")).is_err());
+        assert!(request(&q("remote=https%3A%2F%2Fexample.com%2Fctx.tar")).is_err());
+    }
+}

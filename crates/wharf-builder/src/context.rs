@@ -1,0 +1,194 @@
+//! The build context: the client's tar (plain or compressed) unpacked with the store's
+//! hardened extractor into a directory of the build's own (no entry lands outside it, links
+//! and `..` included), and `.dockerignore` applied the way Docker reads its patterns.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use wharf_store::saferoot::SafeRoot;
+use wharf_store::{ApplyOptions, WhiteoutMode};
+
+use crate::{BuildError, Result};
+
+/// Unpack a context tar into `dir` (which exists and is empty). Owners become root's: the
+/// client's numbers mean nothing here, and COPY sets its own.
+pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
+    let root = SafeRoot::open(dir).map_err(|e| BuildError::Context(format!("{}: {e}", dir.display())))?;
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Keep,
+        chown: Some((0, 0)),
+        no_overwrite_dir_non_dir: false,
+        record_files: false,
+    };
+    let r = wharf_store::decompress(body).map_err(|e| BuildError::Context(e.to_string()))?;
+    wharf_store::apply_tar_in(&root, &[], r, opts)
+        .map_err(|e| BuildError::Context(format!("the build context: {e}")))?;
+    Ok(())
+}
+
+/// `.dockerignore` patterns, in order; a later `!pattern` takes a path back.
+#[derive(Debug, Default, Clone)]
+pub struct Ignore {
+    rules: Vec<(bool, Vec<String>)>,
+}
+
+impl Ignore {
+    /// Parse the file's text: one pattern per line, `#` comments, `!` exceptions, paths cleaned
+    /// and taken relative to the context root.
+    pub fn parse(text: &str) -> Ignore {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            let mut p = line.trim();
+            if p.is_empty() || p.starts_with('#') {
+                continue;
+            }
+            let negate = p.starts_with('!');
+            if negate {
+                p = p[1..].trim();
+            }
+            let clean = clean(p);
+            if clean.is_empty() {
+                continue;
+            }
+            rules.push((negate, clean.split('/').map(str::to_string).collect()));
+        }
+        Ignore { rules }
+    }
+
+    /// Whether `rel` (a path relative to the context root, `/`-separated) is left out; a path
+    /// under a left-out directory is left out too, unless an exception names it.
+    pub fn excludes(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        let mut out = false;
+        for (negate, pat) in &self.rules {
+            // A pattern matches the path itself or any of its parents.
+            let hit = (1..=parts.len()).any(|n| matches(pat, &parts[..n]));
+            if hit {
+                out = !negate;
+            }
+        }
+        out
+    }
+}
+
+/// A path cleaned as Go's `filepath.Clean`, without a leading `/` or `./`.
+pub(crate) fn clean(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_str().unwrap_or("")),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out.join("/")
+}
+
+/// Pattern segments against path segments: `**` matches any number of segments, the others
+/// match one segment each as shell patterns.
+fn matches(pat: &[String], parts: &[&str]) -> bool {
+    match pat.split_first() {
+        None => parts.is_empty(),
+        Some((p, rest)) if p == "**" => (0..=parts.len()).any(|i| matches(rest, &parts[i..])),
+        Some((p, rest)) => match parts.split_first() {
+            Some((first, tail)) => glob(p.as_bytes(), first.as_bytes()) && matches(rest, tail),
+            None => false,
+        },
+    }
+}
+
+/// One segment against a shell pattern: `*`, `?`, `[...]` classes, `\` escapes.
+pub(crate) fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
+        Some((b'[', rest)) => {
+            let Some(end) = rest.iter().position(|c| *c == b']') else {
+                return s.first() == Some(&b'[') && glob(rest, &s[1..]);
+            };
+            let (class, after) = (&rest[..end], &rest[end + 1..]);
+            let Some(&c) = s.first() else { return false };
+            let (neg, class) = match class.split_first() {
+                Some((b'^' | b'!', c)) => (true, c),
+                _ => (false, class),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= (class[i]..=class[i + 2]).contains(&c);
+                    i += 3;
+                } else {
+                    hit |= class[i] == c;
+                    i += 1;
+                }
+            }
+            hit != neg && glob(after, &s[1..])
+        }
+        Some((b'\\', rest)) if !rest.is_empty() => s.first() == Some(&rest[0]) && glob(&rest[1..], &s[1..]),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
+
+/// Remove what `.dockerignore` leaves out (the Dockerfile and `.dockerignore` themselves stay
+/// readable to the builder, as in Docker), so no step can see it.
+pub fn apply_ignore(dir: &Path, ignore: &Ignore, keep: &[&str]) -> Result<()> {
+    fn walk(base: &Path, rel: &mut PathBuf, ignore: &Ignore, keep: &[&str]) -> std::io::Result<()> {
+        for e in std::fs::read_dir(base.join(&*rel))? {
+            let e = e?;
+            rel.push(e.file_name());
+            let name = rel.to_string_lossy().into_owned();
+            let ft = e.file_type()?;
+            if ignore.excludes(&name) && !keep.contains(&name.as_str()) {
+                let p = base.join(&*rel);
+                if ft.is_dir() {
+                    // An exception may take back something below it.
+                    walk(base, rel, ignore, keep)?;
+                    let _ = std::fs::remove_dir(&p);
+                } else {
+                    std::fs::remove_file(&p)?;
+                }
+            } else if ft.is_dir() {
+                walk(base, rel, ignore, keep)?;
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+    walk(dir, &mut PathBuf::new(), ignore, keep).map_err(|e| BuildError::Context(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerignore_as_docker_reads_it() {
+        let ig = Ignore::parse(
+            "# comment\n*.log\n!keep.log\nbuild/\n**/*.tmp\n/secret\n./a/../b\ndocs/*.md\n!docs/README.md\n",
+        );
+        for (path, out) in [
+            ("x.log", true),
+            ("keep.log", false),
+            ("sub/x.log", false),
+            ("build", true),
+            ("build/out/bin", true),
+            ("deep/er/f.tmp", true),
+            ("f.tmp", true),
+            ("secret", true),
+            ("secret/inner", true),
+            ("b", true),
+            ("a", false),
+            ("docs/x.md", true),
+            ("docs/README.md", false),
+            ("docs/sub/x.md", false),
+            ("src/main.rs", false),
+        ] {
+            assert_eq!(ig.excludes(path), out, "{path}");
+        }
+        assert!(glob(b"[a-c]x", b"bx") && !glob(b"[!a-c]x", b"bx") && glob(b"\\*", b"*"));
+    }
+}

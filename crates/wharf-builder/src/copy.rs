@@ -1,0 +1,288 @@
+//! COPY and ADD from the build context: the sources resolved as Docker resolves them
+//! (wildcards, a directory's contents, symlinks followed only inside the context, nothing
+//! outside it), written as a tar of their destination paths with the owner and mode the step
+//! asks for, and digested (paths, types, modes, owners, link targets, contents; never times)
+//! for the cache key.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use wharf_store::saferoot::SafeRoot;
+
+use crate::context::{clean, glob};
+use crate::{BuildError, Result};
+
+/// Where the copied files go, and as whom.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The absolute destination, cleaned.
+    pub dest: String,
+    /// `dest` is a directory the sources go into (it ends in `/`, there are several sources,
+    /// or it is a directory in the image).
+    pub into_dir: bool,
+    /// Owner of every entry.
+    pub owner: (u64, u64),
+    /// `--chmod`: mode of every entry.
+    pub chmod: Option<u32>,
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// The context-relative paths `src` names: itself, or what its pattern matches.
+pub fn resolve_sources(ctx: &Path, src: &str, what: &str) -> Result<Vec<String>> {
+    let outside = || BuildError::Step(format!("forbidden path outside the build context: {src} ()"));
+    // `..` may not climb above the root (an absolute path is the context's root).
+    let mut depth: i64 = 0;
+    for c in src.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        depth += if c == ".." { -1 } else { 1 };
+        if depth < 0 {
+            return Err(outside());
+        }
+    }
+    let rel = clean(src);
+    let not_found = || {
+        BuildError::Step(format!(
+            "{what} failed: file not found in build context or excluded by .dockerignore: stat {rel}: file does not exist"
+        ))
+    };
+    if !has_glob(&rel) {
+        let root = SafeRoot::open(ctx).map_err(|e| BuildError::Context(e.to_string()))?;
+        let comps: Vec<std::ffi::OsString> = rel.split('/').filter(|c| !c.is_empty()).map(Into::into).collect();
+        // Symlinks are followed, but never out of the context.
+        let resolved = wharf_store::archive::resolve(&root, &comps, true).map_err(|_| not_found())?;
+        let path: PathBuf = resolved.iter().collect();
+        if fs::symlink_metadata(ctx.join(&path)).is_err() {
+            return Err(not_found());
+        }
+        return Ok(vec![path.to_string_lossy().into_owned()]);
+    }
+    let pat: Vec<&str> = rel.split('/').collect();
+    let mut out = Vec::new();
+    walk_matches(ctx, &mut PathBuf::new(), &pat, &mut out).map_err(|e| BuildError::Context(e.to_string()))?;
+    if out.is_empty() {
+        return Err(not_found());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk_matches(ctx: &Path, rel: &mut PathBuf, pat: &[&str], out: &mut Vec<String>) -> io::Result<()> {
+    let Some((first, rest)) = pat.split_first() else {
+        return Ok(());
+    };
+    let mut names: Vec<_> = fs::read_dir(ctx.join(&*rel))?.collect::<io::Result<Vec<_>>>()?;
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let name = e.file_name();
+        if !glob(first.as_bytes(), name.as_encoded_bytes()) {
+            continue;
+        }
+        rel.push(&name);
+        if rest.is_empty() {
+            out.push(rel.to_string_lossy().into_owned());
+        } else if e.file_type()?.is_dir() {
+            walk_matches(ctx, rel, rest, out)?;
+        }
+        rel.pop();
+    }
+    Ok(())
+}
+
+/// Writes the tar of `sources` (context-relative) for `target` to `w`; returns the digest of
+/// what was written, times left out.
+pub fn write_tar(ctx: &Path, sources: &[String], target: &Target, w: impl Write) -> Result<String> {
+    let mut b = tar::Builder::new(w);
+    b.follow_symlinks(false);
+    let mut h = Sha256::new();
+    let io = |e: io::Error| BuildError::Context(e.to_string());
+    for src in sources {
+        let path = ctx.join(src);
+        let md = fs::symlink_metadata(&path).map_err(io)?;
+        let dest = Path::new(&target.dest);
+        if md.is_dir() {
+            add_tree(&mut b, &mut h, &path, dest, target).map_err(io)?;
+        } else {
+            let name = Path::new(src).file_name().map(PathBuf::from).unwrap_or_default();
+            let to = if target.into_dir {
+                dest.join(name)
+            } else {
+                dest.to_path_buf()
+            };
+            add_one(&mut b, &mut h, &path, &md, &to, target).map_err(io)?;
+        }
+    }
+    b.into_inner().map_err(io)?.flush().map_err(io)?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// A directory's contents (not the directory itself) under `dest`, sorted.
+fn add_tree<W: Write>(b: &mut tar::Builder<W>, h: &mut Sha256, dir: &Path, dest: &Path, t: &Target) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<Vec<_>>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let md = fs::symlink_metadata(&p)?;
+        let to = dest.join(e.file_name());
+        add_one(b, h, &p, &md, &to, t)?;
+        if md.is_dir() {
+            add_tree(b, h, &p, &to, t)?;
+        }
+    }
+    Ok(())
+}
+
+/// One entry at `to` (absolute), with the target's owner and mode.
+fn add_one<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut Sha256,
+    src: &Path,
+    md: &fs::Metadata,
+    to: &Path,
+    t: &Target,
+) -> io::Result<()> {
+    let name = to.strip_prefix("/").unwrap_or(to);
+    let mut hd = tar::Header::new_gnu();
+    let mode = t.chmod.unwrap_or(md.permissions().mode() & 0o7777);
+    hd.set_mode(mode);
+    hd.set_uid(t.owner.0);
+    hd.set_gid(t.owner.1);
+    hd.set_mtime(md.mtime().max(0) as u64);
+    let ft = md.file_type();
+    let mut field = |s: &[u8]| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s);
+    };
+    field(name.as_os_str().as_encoded_bytes());
+    field(format!("{mode:o} {} {}", t.owner.0, t.owner.1).as_bytes());
+    if ft.is_dir() {
+        field(b"dir");
+        hd.set_entry_type(tar::EntryType::Directory);
+        hd.set_size(0);
+        b.append_data(&mut hd, name, io::empty())
+    } else if ft.is_symlink() {
+        let target = fs::read_link(src)?;
+        field(b"symlink");
+        field(target.as_os_str().as_encoded_bytes());
+        hd.set_entry_type(tar::EntryType::Symlink);
+        hd.set_size(0);
+        b.append_link(&mut hd, name, &target)
+    } else if ft.is_file() {
+        field(b"file");
+        let mut data = Vec::with_capacity(md.len() as usize);
+        fs::File::open(src)?.read_to_end(&mut data)?;
+        field(&data);
+        hd.set_entry_type(tar::EntryType::Regular);
+        hd.set_size(data.len() as u64);
+        b.append_data(&mut hd, name, data.as_slice())
+    } else {
+        // Sockets, devices and fifos in a context are not copied, as in Docker.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::create_dir_all(p.join("app/sub")).unwrap();
+        fs::write(p.join("app/a.txt"), "a").unwrap();
+        fs::write(p.join("app/sub/b.txt"), "b").unwrap();
+        fs::write(p.join("top.txt"), "top").unwrap();
+        fs::write(p.join("x.log"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", p.join("escape")).unwrap();
+        std::os::unix::fs::symlink("app/a.txt", p.join("inside")).unwrap();
+        d
+    }
+
+    fn names(ctx: &Path, srcs: &[String], t: &Target) -> (Vec<String>, String) {
+        let mut buf = Vec::new();
+        let digest = write_tar(ctx, srcs, t, &mut buf).unwrap();
+        let mut ar = tar::Archive::new(buf.as_slice());
+        let n = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                format!(
+                    "{} {:o} {}:{}",
+                    e.path().unwrap().display(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap()
+                )
+            })
+            .collect();
+        (n, digest)
+    }
+
+    #[test]
+    fn sources_resolve_inside_the_context_only() {
+        let d = ctx();
+        let p = d.path();
+        assert_eq!(resolve_sources(p, "app", "COPY").unwrap(), ["app"]);
+        assert_eq!(resolve_sources(p, "./app/../top.txt", "COPY").unwrap(), ["top.txt"]);
+        assert_eq!(resolve_sources(p, "/top.txt", "COPY").unwrap(), ["top.txt"]);
+        assert_eq!(resolve_sources(p, "*.txt", "COPY").unwrap(), ["top.txt"]);
+        assert_eq!(resolve_sources(p, "app/*.txt", "COPY").unwrap(), ["app/a.txt"]);
+        assert_eq!(resolve_sources(p, "inside", "COPY").unwrap(), ["app/a.txt"]);
+        // A link out of the context resolves inside it, where nothing is.
+        assert!(resolve_sources(p, "escape", "COPY").is_err());
+        assert_eq!(
+            resolve_sources(p, "../etc/passwd", "COPY").unwrap_err().to_string(),
+            "forbidden path outside the build context: ../etc/passwd ()"
+        );
+        assert_eq!(
+            resolve_sources(p, "nope", "COPY").unwrap_err().to_string(),
+            "COPY failed: file not found in build context or excluded by .dockerignore: stat nope: file does not exist"
+        );
+        assert!(resolve_sources(p, "*.md", "COPY").is_err());
+    }
+
+    #[test]
+    fn tars_hold_the_destination_owner_and_mode_and_digest_contents_not_times() {
+        let d = ctx();
+        let p = d.path();
+        let t = Target {
+            dest: "/srv".into(),
+            into_dir: true,
+            owner: (70, 70),
+            chmod: Some(0o640),
+        };
+        let (n, digest) = names(p, &["app".into(), "top.txt".into()], &t);
+        assert_eq!(
+            n,
+            [
+                "srv/a.txt 640 70:70",
+                "srv/sub 640 70:70",
+                "srv/sub/b.txt 640 70:70",
+                "srv/top.txt 640 70:70"
+            ]
+        );
+        // A file to a file path; the mode kept without --chmod.
+        fs::set_permissions(p.join("top.txt"), fs::Permissions::from_mode(0o751)).unwrap();
+        let one = Target {
+            dest: "/etc/conf".into(),
+            into_dir: false,
+            owner: (0, 0),
+            chmod: None,
+        };
+        assert_eq!(names(p, &["top.txt".into()], &one).0, ["etc/conf 751 0:0"]);
+        // A new mtime is the same content; new bytes are not.
+        let again = names(p, &["app".into(), "top.txt".into()], &t).1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(p.join("app/a.txt"), "a").unwrap();
+        assert_eq!(names(p, &["app".into(), "top.txt".into()], &t).1, again);
+        assert_eq!(again, digest);
+        fs::write(p.join("app/a.txt"), "A").unwrap();
+        assert_ne!(names(p, &["app".into(), "top.txt".into()], &t).1, digest);
+    }
+}

@@ -1,0 +1,194 @@
+//! Dockerfile builds on the engine's seams. A build parses the Dockerfile (`wharf-dockerfile`),
+//! picks the stages the target needs, and runs each step as Docker's classic builder does: a
+//! metadata step commits a new config with no layer (`ImageService::commit_image`), a RUN
+//! step runs a container of the engine (`ContainerService`: create, attach, start, wait) and
+//! commits its diff, a COPY or ADD step writes a tar of the sources into a container's root
+//! and commits that. Every step's image is recorded in the [`cache::Cache`] under a key that
+//! decides its result, and reused when the same key comes again.
+//!
+//! The builder reaches into no service's internals: it is a client of the engine, as the API
+//! and the CRI are.
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod context;
+mod copy;
+mod run;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wharf_container::ContainerService;
+use wharf_image::ImageService;
+use wharf_reference::Digest;
+
+/// What a build can get wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse, or names what it may not.
+    #[error("{0}")]
+    Dockerfile(#[from] wharf_dockerfile::DockerfileError),
+    /// The context cannot be read or escapes its root.
+    #[error("{0}")]
+    Context(String),
+    /// A step failed (its message is Docker's).
+    #[error("{0}")]
+    Step(String),
+    /// A RUN step's command exited non-zero.
+    #[error("The command '{command}' returned a non-zero code: {code}")]
+    Command {
+        /// The command as Docker shows it.
+        command: String,
+        /// Its exit code.
+        code: i64,
+    },
+    /// The engine refused something.
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl From<wharf_container::ContainerError> for BuildError {
+    fn from(e: wharf_container::ContainerError) -> Self {
+        BuildError::Engine(e.to_string())
+    }
+}
+
+impl From<wharf_image::ImageError> for BuildError {
+    fn from(e: wharf_image::ImageError) -> Self {
+        BuildError::Engine(e.to_string())
+    }
+}
+
+impl BuildError {
+    /// The exit code a failed RUN step reports (`errorDetail.code`).
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            BuildError::Command { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// This crate's results.
+pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The Dockerfile's path in the context (`Dockerfile` when empty).
+    pub dockerfile: String,
+    /// Names for the result (`-t`, repeated).
+    pub tags: Vec<String>,
+    /// `--build-arg`s (`None`: take the value from the daemon's environment; here: unset).
+    pub build_args: BTreeMap<String, Option<String>>,
+    /// `--target`: the stage to stop at (the last one when unset).
+    pub target: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--label`s for the result.
+    pub labels: BTreeMap<String, String>,
+    /// `--network` for RUN steps (`default`: the default bridge).
+    pub network_mode: Option<String>,
+    /// `--rm`: remove the step containers that succeeded (Docker's default).
+    pub rm: bool,
+    /// `--force-rm`: remove them even when they failed.
+    pub force_rm: bool,
+}
+
+/// What a build reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Text for the client's screen (`Step 1/3 : FROM busybox\n`).
+    Stream(String),
+    /// The result's image ID, before `Successfully built`.
+    Aux(Digest),
+}
+
+/// The builder of a daemon.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    images: Arc<ImageService>,
+    containers: Arc<ContainerService>,
+    cache: cache::Cache,
+    tmp: PathBuf,
+}
+
+impl Builder {
+    /// The builder keeping its cache and scratch space under `root`.
+    pub fn open(root: &Path, images: Arc<ImageService>, containers: Arc<ContainerService>) -> std::io::Result<Builder> {
+        let tmp = root.join("tmp");
+        // Contexts a crash left behind.
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        Ok(Builder {
+            images,
+            containers,
+            cache: cache::Cache::open(root.join("cache"))?,
+            tmp,
+        })
+    }
+
+    /// A fresh directory for a build's context, removed when the guard goes.
+    pub fn context_dir(&self) -> std::io::Result<ContextDir> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.tmp.join(format!("ctx-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(ContextDir(dir))
+    }
+
+    /// `builder prune`: forget the cache; returns how many entries there were.
+    pub fn prune(&self) -> std::io::Result<usize> {
+        self.cache.clear()
+    }
+
+    /// Build `req` from the unpacked context in `ctx`, reporting to `out`; returns the image.
+    pub async fn build(
+        &self,
+        req: &BuildRequest,
+        ctx: &Path,
+        out: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Digest> {
+        let name = if req.dockerfile.is_empty() {
+            "Dockerfile"
+        } else {
+            req.dockerfile.as_str()
+        };
+        let text = read_in_context(ctx, name)?;
+        let ignore = std::fs::read_to_string(ctx.join(".dockerignore")).unwrap_or_default();
+        context::apply_ignore(ctx, &context::Ignore::parse(&ignore), &[name, ".dockerignore"])?;
+        let df = wharf_dockerfile::parse(&text)?;
+        stage::Build::new(self, req, ctx, &df)?.run(out).await
+    }
+}
+
+/// A build's context directory; removed on drop.
+#[derive(Debug)]
+pub struct ContextDir(PathBuf);
+
+impl ContextDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ContextDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file of the context, never through a link out of it.
+fn read_in_context(ctx: &Path, name: &str) -> Result<String> {
+    let missing = || BuildError::Context(format!("Cannot locate specified Dockerfile: {name}"));
+    let sources = copy::resolve_sources(ctx, name, "COPY").map_err(|_| missing())?;
+    let path = ctx.join(sources.first().ok_or_else(missing)?);
+    if !path.is_file() {
+        return Err(missing());
+    }
+    std::fs::read_to_string(path).map_err(|e| BuildError::Context(format!("reading {name}: {e}")))
+}

@@ -1,0 +1,534 @@
+//! One build: the stages the target needs, in order, each step of each printed and run as
+//! Docker's classic builder runs it, with the cache asked first. Metadata steps are here;
+//! RUN, COPY and the directory of WORKDIR, which need a root, are in `run`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use wharf_dockerfile::lex::{exec_form, key_values, shell_words};
+use wharf_dockerfile::{Dockerfile, Line};
+use wharf_image::CommitSpec;
+use wharf_reference::Digest;
+
+use crate::cache::Key;
+use crate::{BuildError, BuildRequest, Builder, Progress, Result};
+
+/// Where a stage stands after its last step.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct State {
+    /// The image so far (`None`: `scratch` and nothing yet).
+    pub image: Option<Digest>,
+    /// The image's `config`.
+    pub config: Map<String, Value>,
+    /// The image's author (`MAINTAINER`).
+    pub author: String,
+    /// The `ARG`s declared in the stage, with their values.
+    pub args: Vec<(String, Option<String>)>,
+    /// `CMD` was set in this stage (an `ENTRYPOINT` then keeps it).
+    pub cmd_set: bool,
+}
+
+impl State {
+    /// `NAME=value` of the build arguments in scope (for RUN's environment and cache keys).
+    pub fn arg_env(&self) -> Vec<String> {
+        self.args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect()
+    }
+
+    /// The image's `Env`.
+    pub fn env(&self) -> Vec<String> {
+        strings(self.config.get("Env"))
+    }
+
+    /// What variables expand from: the arguments, then the image's environment (which wins).
+    pub fn expansion(&self) -> Vec<String> {
+        let mut e = self.arg_env();
+        e.extend(self.env());
+        e
+    }
+
+    /// The shell of shell forms.
+    pub fn shell(&self) -> Vec<String> {
+        let s = strings(self.config.get("Shell"));
+        if s.is_empty() {
+            vec!["/bin/sh".into(), "-c".into()]
+        } else {
+            s
+        }
+    }
+}
+
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// A build in progress.
+pub(crate) struct Build<'a> {
+    pub b: &'a Builder,
+    pub req: &'a BuildRequest,
+    pub ctx: &'a Path,
+    df: &'a Dockerfile,
+    /// The meta `ARG`s' values, as `NAME=value`.
+    meta: Vec<String>,
+    /// The stages to build, in order.
+    order: Vec<usize>,
+    /// Results of the stages built so far.
+    done: HashMap<usize, State>,
+    step: usize,
+    total: usize,
+    /// The build arguments some `ARG` took.
+    used_args: Vec<String>,
+}
+
+impl<'a> Build<'a> {
+    pub fn new(b: &'a Builder, req: &'a BuildRequest, ctx: &'a Path, df: &'a Dockerfile) -> Result<Build<'a>> {
+        let mut meta = Vec::new();
+        let mut used_args = Vec::new();
+        for l in &df.meta_args {
+            for (k, v) in arg_decls(&l.args, &meta)? {
+                let val = req.build_args.get(&k).cloned().flatten().or(v);
+                if req.build_args.contains_key(&k) {
+                    used_args.push(k.clone());
+                }
+                if let Some(v) = val {
+                    meta.push(format!("{k}={v}"));
+                }
+            }
+        }
+        let target = match &req.target {
+            Some(t) => df
+                .stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
+                .ok_or_else(|| BuildError::Step(format!("failed to reach build target {t} in Dockerfile")))?,
+            None => df.stages.len() - 1,
+        };
+        let mut need = vec![false; df.stages.len()];
+        mark(df, target, &meta, &mut need)?;
+        let order: Vec<usize> = (0..df.stages.len()).filter(|i| need[*i]).collect();
+        let total = order.iter().map(|i| 1 + df.stages[*i].lines.len()).sum();
+        Ok(Build {
+            b,
+            req,
+            ctx,
+            df,
+            meta,
+            order,
+            done: HashMap::new(),
+            step: 0,
+            total,
+            used_args,
+        })
+    }
+
+    /// Runs every stage; tags the last one's image.
+    pub async fn run(mut self, out: &mut (dyn FnMut(Progress) + Send)) -> Result<Digest> {
+        let order = self.order.clone();
+        let mut last = State::default();
+        for (n, i) in order.iter().enumerate() {
+            let mut st = self.from(*i, out).await?;
+            let df = self.df;
+            for l in &df.stages[*i].lines {
+                self.step += 1;
+                out(Progress::Stream(format!(
+                    "Step {}/{} : {}\n",
+                    self.step,
+                    self.total,
+                    l.display()
+                )));
+                self.step_line(&mut st, l, out).await?;
+            }
+            if n + 1 == order.len() && !self.req.labels.is_empty() {
+                let labels = self.req.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                self.label(&mut st, labels, out).await?;
+            }
+            self.done.insert(*i, st.clone());
+            last = st;
+        }
+        let unused: Vec<&String> = self
+            .req
+            .build_args
+            .keys()
+            .filter(|k| !self.used_args.contains(k))
+            .collect();
+        if !unused.is_empty() {
+            let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+            out(Progress::Stream(format!(
+                "[Warning] One or more build-args [{}] were not consumed\n",
+                names.join(" ")
+            )));
+        }
+        let id = match last.image {
+            Some(id) => id,
+            // `FROM scratch` and nothing else: an image with no layer, as Docker makes it.
+            None => self.commit_meta(&mut last, "FROM scratch", &[])?.0,
+        };
+        out(Progress::Aux(id));
+        out(Progress::Stream(format!("Successfully built {}\n", id.short())));
+        for t in &self.req.tags {
+            let r = self.b.images.tag(&id.to_string(), t)?;
+            out(Progress::Stream(format!("Successfully tagged {}\n", r.familiar())));
+        }
+        Ok(id)
+    }
+
+    /// A stage's `FROM`: its base image (an earlier stage's, `scratch`, or one the engine
+    /// holds: a build never pulls), then the base's `ONBUILD` triggers.
+    async fn from(&mut self, i: usize, out: &mut (dyn FnMut(Progress) + Send)) -> Result<State> {
+        let s = &self.df.stages[i];
+        self.step += 1;
+        out(Progress::Stream(format!(
+            "Step {}/{} : {}\n",
+            self.step,
+            self.total,
+            s.from.display()
+        )));
+        let base = shell_words(&s.base, &self.meta)?.join(" ");
+        let mut st = State::default();
+        if let Some(j) = self.stage_index(&base, i) {
+            st = self.done.get(&j).cloned().unwrap_or_default();
+            st.args.clear();
+            st.cmd_set = false;
+        } else if base != "scratch" {
+            let view = self.b.images.inspect(&base).map_err(|_| {
+                BuildError::Step(format!(
+                    "pull access denied for {base}: no such image here, and a build does not pull (pull or load it first)"
+                ))
+            })?;
+            st.image = Some(view.id);
+            if let Some(Value::Object(c)) = view.config.config.clone() {
+                st.config = c;
+            }
+            st.author = view.config.author.clone().unwrap_or_default();
+        }
+        match &st.image {
+            Some(id) => out(Progress::Stream(format!(" ---> {}\n", id.short()))),
+            None => out(Progress::Stream(" ---> \n".into())),
+        }
+        let triggers = strings(st.config.get("OnBuild"));
+        if !triggers.is_empty() {
+            st.config.remove("OnBuild");
+            out(Progress::Stream(format!(
+                "# Executing {} build trigger{}\n",
+                triggers.len(),
+                if triggers.len() == 1 { "" } else { "s" }
+            )));
+            for t in &triggers {
+                let df = wharf_dockerfile::parse(&format!("FROM scratch\n{t}"))?;
+                for l in &df.stages[0].lines {
+                    out(Progress::Stream(format!(" ---> Running in trigger: {}\n", l.display())));
+                    self.step_line(&mut st, l, out).await?;
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    /// The stage `name` names (by name or index), if it is one before `before`.
+    fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        stage_ref(self.df, name).filter(|j| *j < before)
+    }
+
+    /// One instruction.
+    async fn step_line(&mut self, st: &mut State, l: &Line, out: &mut (dyn FnMut(Progress) + Send)) -> Result<()> {
+        let env = st.expansion();
+        let expand = |s: &str| -> Result<String> { Ok(shell_words(s, &env)?.join(" ")) };
+        match l.instruction.as_str() {
+            "RUN" => return self.run_step(st, l, out).await,
+            "COPY" | "ADD" => return self.copy(st, l, out).await,
+            "WORKDIR" => {
+                let w = expand(&l.args)?;
+                let cur = st
+                    .config
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string();
+                let dir = if w.starts_with('/') {
+                    w
+                } else {
+                    format!("{}/{w}", cur.trim_end_matches('/'))
+                };
+                let dir = format!("/{}", crate::context::clean(&dir));
+                st.config.insert("WorkingDir".into(), json!(dir));
+                return self.workdir(st, &dir, out).await;
+            }
+            "ARG" => {
+                let mut names = Vec::new();
+                for (k, v) in arg_decls(&l.args, &env)? {
+                    let meta = wharf_dockerfile::lex::lookup(&self.meta, &k).map(String::from);
+                    let given = self.req.build_args.get(&k).cloned().flatten();
+                    if self.req.build_args.contains_key(&k) && !self.used_args.contains(&k) {
+                        self.used_args.push(k.clone());
+                    }
+                    st.args.retain(|(n, _)| *n != k);
+                    st.args.push((k.clone(), given.or(v).or(meta)));
+                    names.push(k);
+                }
+            }
+            "ENV" => {
+                let mut e = st.env();
+                for (k, v) in key_values(&l.args, true, &env)? {
+                    e.retain(|x| x.split('=').next() != Some(k.as_str()));
+                    e.push(format!("{k}={v}"));
+                }
+                st.config.insert("Env".into(), json!(e));
+            }
+            "LABEL" => {
+                let pairs = key_values(&l.args, true, &env)?;
+                return self.label(st, pairs, out).await;
+            }
+            "MAINTAINER" => st.author = expand(&l.args)?,
+            "CMD" | "ENTRYPOINT" => {
+                let argv = match exec_form(&l.args) {
+                    Some(v) => v,
+                    None => st.shell().into_iter().chain([l.args.clone()]).collect(),
+                };
+                if l.instruction == "CMD" {
+                    st.config.insert("Cmd".into(), json!(argv));
+                    st.cmd_set = true;
+                } else {
+                    st.config.insert("Entrypoint".into(), json!(argv));
+                    if !st.cmd_set {
+                        st.config.insert("Cmd".into(), Value::Null);
+                    }
+                }
+            }
+            "SHELL" => {
+                let v = exec_form(&l.args)
+                    .ok_or_else(|| BuildError::Step("SHELL requires the arguments to be in JSON form".into()))?;
+                st.config.insert("Shell".into(), json!(v));
+            }
+            "EXPOSE" => {
+                let ports = st.config.entry("ExposedPorts").or_insert_with(|| json!({}));
+                for p in shell_words(&l.args, &env)? {
+                    let p = if p.contains('/') {
+                        p.to_ascii_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    if let Some(m) = ports.as_object_mut() {
+                        m.insert(p, json!({}));
+                    }
+                }
+            }
+            "VOLUME" => {
+                let vols = match exec_form(&l.args) {
+                    Some(v) => v,
+                    None => shell_words(&l.args, &env)?,
+                };
+                if vols.iter().any(|v| v.trim().is_empty()) {
+                    return Err(BuildError::Step("VOLUME specified can not be an empty string".into()));
+                }
+                let m = st.config.entry("Volumes").or_insert_with(|| json!({}));
+                for v in vols {
+                    if let Some(m) = m.as_object_mut() {
+                        m.insert(v, json!({}));
+                    }
+                }
+            }
+            "USER" => {
+                st.config.insert("User".into(), json!(expand(&l.args)?));
+            }
+            "STOPSIGNAL" => {
+                st.config.insert("StopSignal".into(), json!(expand(&l.args)?));
+            }
+            "HEALTHCHECK" => {
+                st.config.insert("Healthcheck".into(), healthcheck(l)?);
+            }
+            "ONBUILD" => {
+                let inner = l.args.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                if matches!(inner.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(BuildError::Step(format!("{inner} isn't allowed as an ONBUILD trigger")));
+                }
+                let mut t = strings(st.config.get("OnBuild"));
+                t.push(l.args.clone());
+                st.config.insert("OnBuild".into(), json!(t));
+            }
+            other => return Err(BuildError::Step(format!("unknown instruction: {other}"))),
+        }
+        let shown = expanded_display(l, &env)?;
+        let (id, hit) = self.commit_meta(st, &shown, &[])?;
+        cached_or_new(out, id, hit);
+        Ok(())
+    }
+
+    /// `LABEL`s (and the request's `--label`s) into the config.
+    async fn label(
+        &mut self,
+        st: &mut State,
+        pairs: Vec<(String, String)>,
+        out: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<()> {
+        let shown = format!(
+            "LABEL {}",
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let labels = st.config.entry("Labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        for (k, v) in pairs {
+            labels[&k] = json!(v);
+        }
+        let (id, hit) = self.commit_meta(st, &shown, &[])?;
+        cached_or_new(out, id, hit);
+        Ok(())
+    }
+
+    /// A step that changes only the config: a new image with no layer, or the cached one
+    /// (`true`). Its key holds the instruction expanded, so a build argument misses the cache
+    /// where it is used, not where it is declared (Docker's rule); RUN, which sees every
+    /// argument in scope, keys on them all.
+    pub(crate) fn commit_meta(&self, st: &mut State, shown: &str, extra: &[&str]) -> Result<(Digest, bool)> {
+        let key = Key::new(st.image.as_ref(), shown, &[], extra);
+        if let Some(id) = self.cached(&key) {
+            st.image = Some(id);
+            return Ok((id, true));
+        }
+        let spec = CommitSpec {
+            config: Value::Object(st.config.clone()),
+            changes: Vec::new(),
+            container: String::new(),
+            container_config: Value::Null,
+            author: st.author.clone(),
+            comment: String::new(),
+            created_by: format!("/bin/sh -c #(nop)  {shown}"),
+            tag: None,
+        };
+        let id = self.b.images.commit_image(st.image.as_ref(), None, spec)?;
+        self.remember(&key, &id);
+        st.image = Some(id);
+        Ok((id, false))
+    }
+
+    /// The cache's image for `key`, if the build may use it and the image is still there.
+    pub(crate) fn cached(&self, key: &Key) -> Option<Digest> {
+        if self.req.no_cache {
+            return None;
+        }
+        let id = self.b.cache.get(key)?;
+        self.b.images.inspect(&id.to_string()).ok().map(|v| v.id)
+    }
+
+    pub(crate) fn remember(&self, key: &Key, id: &Digest) {
+        if let Err(e) = self.b.cache.put(key, id) {
+            tracing::warn!("recording a build cache entry: {e}");
+        }
+    }
+
+    /// The state a stage reference (`COPY --from`) names.
+    pub(crate) fn stage_state(&self, name: &str) -> Option<&State> {
+        self.done.get(&stage_ref(self.df, name)?)
+    }
+}
+
+/// A step's result line, after `Using cache` when the cache gave it.
+pub(crate) fn cached_or_new(out: &mut (dyn FnMut(Progress) + Send), id: Digest, hit: bool) {
+    if hit {
+        out(Progress::Stream(" ---> Using cache\n".into()));
+    }
+    out(Progress::Stream(format!(" ---> {}\n", id.short())));
+}
+
+/// The stage `name` names: its `AS` name, or its index.
+fn stage_ref(df: &Dockerfile, name: &str) -> Option<usize> {
+    let lower = name.to_ascii_lowercase();
+    df.stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < df.stages.len()))
+}
+
+/// Marks stage `i` and every stage it needs (its base, its `COPY --from`s).
+fn mark(df: &Dockerfile, i: usize, meta: &[String], need: &mut [bool]) -> Result<()> {
+    if need[i] {
+        return Ok(());
+    }
+    need[i] = true;
+    let s = &df.stages[i];
+    let base = shell_words(&s.base, meta)?.join(" ");
+    let mut refs: Vec<String> = vec![base];
+    refs.extend(s.lines.iter().filter_map(|l| l.flag("from").map(String::from)));
+    for r in refs {
+        if let Some(j) = stage_ref(df, &r) {
+            if j >= i {
+                return Err(BuildError::Step(format!(
+                    "dockerfile parse error line {}: stage {r} refers to itself or a later stage",
+                    s.from.line
+                )));
+            }
+            mark(df, j, meta, need)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ARG a=1 b`: names with their defaults.
+fn arg_decls(args: &str, env: &[String]) -> Result<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    for w in shell_words(args, env)? {
+        match w.split_once('=') {
+            Some((k, v)) => out.push((k.to_string(), Some(v.to_string()))),
+            None => out.push((w, None)),
+        }
+    }
+    if out.is_empty() {
+        return Err(BuildError::Step("ARG requires exactly one argument".into()));
+    }
+    Ok(out)
+}
+
+/// The instruction with its variables expanded, for the cache key and history.
+fn expanded_display(l: &Line, env: &[String]) -> Result<String> {
+    let args = match l.instruction.as_str() {
+        // Kept as written: the shell expands these, or they are JSON.
+        "CMD" | "ENTRYPOINT" | "SHELL" | "HEALTHCHECK" | "ONBUILD" => l.args.clone(),
+        _ => shell_words(&l.args, env)?.join(" "),
+    };
+    Ok(format!("{} {args}", l.instruction))
+}
+
+/// `HEALTHCHECK [options] CMD ...` or `HEALTHCHECK NONE`.
+fn healthcheck(l: &Line) -> Result<Value> {
+    let (kind, rest) = l.args.split_once(char::is_whitespace).unwrap_or((l.args.as_str(), ""));
+    match kind.to_ascii_uppercase().as_str() {
+        "NONE" => return Ok(json!({"Test": ["NONE"]})),
+        "CMD" => {}
+        _ => return Err(BuildError::Step("Unknown type in HEALTHCHECK (try CMD)".into())),
+    }
+    let test: Vec<String> = match exec_form(rest) {
+        Some(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
+        None => vec!["CMD-SHELL".into(), rest.trim().to_string()],
+    };
+    let mut h = Map::new();
+    h.insert("Test".into(), json!(test));
+    for (flag, key) in [
+        ("interval", "Interval"),
+        ("timeout", "Timeout"),
+        ("start-period", "StartPeriod"),
+        ("start-interval", "StartInterval"),
+    ] {
+        if let Some(v) = l.flag(flag) {
+            let d = wharf_units::parse_go_duration(v)
+                .ok_or_else(|| BuildError::Step(format!("time: invalid duration \"{v}\"")))?;
+            h.insert(key.into(), json!(d.as_nanos() as u64));
+        }
+    }
+    if let Some(r) = l.flag("retries") {
+        let n: i64 = r
+            .parse()
+            .map_err(|_| BuildError::Step(format!("strconv.ParseInt: parsing \"{r}\": invalid syntax")))?;
+        h.insert("Retries".into(), json!(n));
+    }
+    Ok(Value::Object(h))
+}

@@ -1,0 +1,307 @@
+//! `docker build` for real: the docker CLI (with no buildx, so the classic `POST /build`)
+//! against wharfd; the images checked field by field and run; the cache reused, and missed
+//! exactly when an input changed; multi-stage builds with `--target`; Docker's messages for
+//! what fails; contexts that try to reach outside themselves.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::Wharfd;
+
+fn daemon() -> Wharfd {
+    let w = Wharfd::start();
+    w.import_busybox("busybox:latest");
+    w
+}
+
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let p = d.path().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+    }
+    d
+}
+
+fn build(w: &Wharfd, ctx: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    w.docker(&args)
+}
+
+fn text(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// The lines of a build's output that say a step was taken from the cache.
+fn cache_hits(out: &str) -> usize {
+    out.lines().filter(|l| l.trim() == "---> Using cache").count()
+}
+
+const APP: &str = r#"FROM busybox
+ARG VERSION=1.0
+ENV APP_HOME=/srv/app MODE="a b"
+LABEL org.example.version=$VERSION maintainer="me"
+WORKDIR $APP_HOME
+COPY requirements.txt ./
+RUN echo "installing $(cat requirements.txt) for $VERSION" && echo "$VERSION" > /installed
+COPY app/ ./
+COPY --chown=postgres:postgres --chmod=640 secret.conf /etc/app.conf
+EXPOSE 8080 53/udp
+USER postgres
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /installed; ls $APP_HOME"]
+"#;
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn a_dockerfile_builds_runs_and_rebuilds_from_its_cache() {
+    let w = daemon();
+    let ctx = context(&[
+        ("Dockerfile", APP),
+        ("requirements.txt", "flask"),
+        ("app/main.py", "print('hi')"),
+        ("app/static/index.html", "<p>"),
+        ("secret.conf", "k=v"),
+        (".dockerignore", "**/*.pyc\n"),
+        ("app/junk.pyc", "x"),
+    ]);
+    let o = build(&w, ctx.path(), &["-t", "app:1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", w.log());
+    assert!(out.contains("Step 1/13 : FROM busybox"), "{out}");
+    assert!(out.contains("Step 7/13 : RUN echo \"installing"), "{out}");
+    assert!(
+        out.contains("installing flask for 1.0"),
+        "the step's output is shown: {out}"
+    );
+    assert!(out.contains("Successfully tagged app:1"), "{out}");
+    let id = w.image_id("app:1");
+    assert!(out.contains(&format!("Successfully built {}", &id[7..19])), "{out}");
+    assert_eq!(cache_hits(&out), 0);
+
+    // The image, field by field.
+    let f = |t: &str| w.ok(&["image", "inspect", "--format", t, "app:1"]).trim().to_string();
+    assert_eq!(f("{{json .Config.Env}}"), r#"["APP_HOME=/srv/app","MODE=a b"]"#);
+    assert_eq!(
+        f("{{json .Config.Labels}}"),
+        r#"{"maintainer":"me","org.example.version":"1.0"}"#
+    );
+    assert_eq!(f("{{.Config.WorkingDir}}"), "/srv/app");
+    assert_eq!(f("{{.Config.User}}"), "postgres");
+    assert_eq!(f("{{json .Config.Entrypoint}}"), r#"["/bin/sh","-c"]"#);
+    assert_eq!(f("{{json .Config.Cmd}}"), r#"["cat /installed; ls $APP_HOME"]"#);
+    assert_eq!(f("{{json .Config.ExposedPorts}}"), r#"{"53/udp":{},"8080/tcp":{}}"#);
+    // A layer per RUN, COPY and the new WORKDIR; none for the metadata steps.
+    assert_eq!(f("{{len .RootFS.Layers}}"), "6");
+    let history = w.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "app:1"]);
+    assert!(
+        history.contains("|1 VERSION=1.0 /bin/sh -c echo \"installing"),
+        "{history}"
+    );
+    assert!(
+        history.contains("/bin/sh -c #(nop)  ENV APP_HOME=/srv/app MODE=a b"),
+        "{history}"
+    );
+
+    // It runs as built: files, owners and modes, the ignored file absent.
+    let run = w.ok(&["run", "--rm", "--network", "none", "app:1"]);
+    assert_eq!(run, "1.0\nmain.py\nrequirements.txt\nstatic\n");
+    let stat = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "stat",
+        "app:1",
+        "-c",
+        "%n %u:%g %a",
+        "/etc/app.conf",
+        "/srv/app/main.py",
+        "/srv/app/static",
+    ]);
+    assert_eq!(
+        stat,
+        "/etc/app.conf 70:70 640\n/srv/app/main.py 0:0 644\n/srv/app/static 0:0 755\n"
+    );
+
+    // Built again: every step from the cache, the same image.
+    let o = build(&w, ctx.path(), &["-t", "app:2"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(cache_hits(&out), 12, "{out}");
+    assert_eq!(w.image_id("app:2"), id);
+
+    // One copied file changed (same name and size): that step and the ones after it miss.
+    fs::write(ctx.path().join("app/main.py"), "print('ho')").unwrap();
+    let out = text(&build(&w, ctx.path(), &["-t", "app:3"]));
+    assert_eq!(cache_hits(&out), 6, "steps 2 to 7 hit, 8 to 13 miss: {out}");
+    assert_eq!(
+        w.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "cat",
+            "app:3",
+            "main.py"
+        ]),
+        "print('ho')"
+    );
+    // A build argument the RUN sees changes it; one nothing declares changes nothing and says so.
+    let out = text(&build(
+        &w,
+        ctx.path(),
+        &["--build-arg", "VERSION=2.0", "--build-arg", "UNUSED=1"],
+    ));
+    assert_eq!(
+        cache_hits(&out),
+        2,
+        "ARG and ENV hit; LABEL uses the argument and misses: {out}"
+    );
+    assert!(
+        out.contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{out}"
+    );
+    // --no-cache: nothing from the cache.
+    let out = text(&build(&w, ctx.path(), &["--no-cache"]));
+    assert_eq!(cache_hits(&out), 0, "{out}");
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn stages_build_what_the_target_needs_and_copy_between_them() {
+    let w = daemon();
+    let df = r#"# syntax=docker/dockerfile:1
+FROM busybox AS build
+RUN mkdir -p /out && echo artifact > /out/tool && chmod 755 /out/tool
+RUN <<EOF
+echo from-heredoc > /out/notes
+EOF
+FROM busybox AS broken
+RUN exit 1
+FROM scratch
+COPY --from=build /out/ /app/
+COPY <<EOT /app/readme
+built by $BUILDER
+EOT
+ENV BUILDER=wharf
+CMD ["/app/tool"]
+"#;
+    let ctx = context(&[("Dockerfile", df)]);
+    let o = build(&w, ctx.path(), &["-t", "tool:1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "the stage nothing needs is never built: {out}");
+    assert!(!out.contains("exit 1"), "{out}");
+    w.ok(&["create", "--pull", "never", "--name", "t1", "tool:1"]);
+    let tar = ctx.path().join("t1.tar");
+    w.ok(&["export", "-o", tar.to_str().unwrap(), "t1"]);
+    let files = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -tvf {} | awk '{{print $1, $2, $6}}' | grep app",
+            tar.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&files.stdout),
+        "drwxr-xr-x 0/0 app\n-rw-r--r-- 0/0 app/notes\n-rw-r--r-- 0/0 app/readme\n-rwxr-xr-x 0/0 app/tool\n"
+    );
+    let layers = w.ok(&["image", "inspect", "--format", "{{len .RootFS.Layers}}", "tool:1"]);
+    assert_eq!(layers.trim(), "2", "only what was copied: no busybox layer");
+    // The heredoc expanded what was set before it: nothing yet.
+    w.ok(&["cp", "t1:/app/readme", ctx.path().join("readme").to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(ctx.path().join("readme")).unwrap(), "built by \n");
+    w.ok(&["rm", "t1"]);
+
+    // --target: the first stage alone.
+    let out = text(&build(&w, ctx.path(), &["--target", "build", "-t", "tool:build"]));
+    assert!(out.contains("Step 3/3 : RUN <<EOF"), "{out}");
+    assert_eq!(
+        w.ok(&["run", "--rm", "--network", "none", "tool:build", "cat", "/out/notes"]),
+        "from-heredoc\n"
+    );
+    let o = build(&w, ctx.path(), &["--target", "nope"]);
+    assert!(
+        text(&o).contains("failed to reach build target nope in Dockerfile"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn failures_say_what_docker_says_and_nothing_outside_the_context_is_read() {
+    let w = daemon();
+    let fails = |df: &str, files: &[(&str, &str)], want: &str, code: i32| {
+        let mut all = vec![("Dockerfile", df)];
+        all.extend_from_slice(files);
+        let ctx = context(&all);
+        let o = build(&w, ctx.path(), &["--network", "none"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(code), "{df}: {out}");
+        assert!(out.contains(want), "{df}: wanted {want:?} in {out}");
+    };
+    fails(
+        "FROM busybox\nRUN exit 3\n",
+        &[],
+        "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
+        3,
+    );
+    fails(
+        "FROM busybox\nRUN true\nFOO bar\n",
+        &[],
+        "dockerfile parse error line 3: unknown instruction: FOO",
+        1,
+    );
+    fails(
+        "FROM busybox\nCOPY nope /x\n",
+        &[],
+        "COPY failed: file not found in build context or excluded by .dockerignore: stat nope: file does not exist",
+        1,
+    );
+    fails(
+        "FROM busybox\nCOPY secret /x\n",
+        &[("secret", "s"), (".dockerignore", "secret\n")],
+        "COPY failed: file not found in build context or excluded by .dockerignore: stat secret: file does not exist",
+        1,
+    );
+    fails(
+        "FROM busybox\nCOPY ../../../etc/shadow /x\n",
+        &[],
+        "forbidden path outside the build context: ../../../etc/shadow ()",
+        1,
+    );
+    fails(
+        "FROM busybox\nCOPY a b /dst\n",
+        &[("a", "1"), ("b", "2")],
+        "When using COPY with more than one source file, the destination must be a directory and end with a /",
+        1,
+    );
+    fails("FROM nosuchimage:1\n", &[], "a build does not pull", 1);
+    fails(
+        "# syntax=example.com/evil/frontend\nFROM busybox\n",
+        &[],
+        "unsupported frontend",
+        1,
+    );
+
+    // A link to the host's files is followed only inside the context: nothing is there.
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY escape /x\n")]);
+    std::os::unix::fs::symlink("/etc/hostname", ctx.path().join("escape")).unwrap();
+    let out = text(&build(&w, ctx.path(), &[]));
+    assert!(out.contains("stat escape: file does not exist"), "{out}");
+    // A failed RUN leaves its container, as Docker does (--force-rm removes it).
+    let before = w.ok(&["ps", "-aq"]).lines().count();
+    assert!(before >= 1);
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN exit 4\n")]);
+    build(&w, ctx.path(), &["--network", "none", "--force-rm"]);
+    assert_eq!(w.ok(&["ps", "-aq"]).lines().count(), before);
+}
