@@ -285,7 +285,9 @@ fn failures_say_what_docker_says_and_nothing_outside_the_context_is_read() {
         "When using COPY with more than one source file, the destination must be a directory and end with a /",
         1,
     );
-    fails("FROM nosuchimage:1\n", &[], "a build does not pull", 1);
+    // A base the engine lacks is pulled through the daemon's registry client: here from a
+    // registry on this host that is not there (nothing leaves the host).
+    fails("FROM 127.0.0.1:9/nosuch:1\n", &[], "Pulling 127.0.0.1:9/nosuch:1", 1);
     fails(
         "# syntax=example.com/evil/frontend\nFROM busybox\n",
         &[],
@@ -304,4 +306,28 @@ fn failures_say_what_docker_says_and_nothing_outside_the_context_is_read() {
     let ctx = context(&[("Dockerfile", "FROM busybox\nRUN exit 4\n")]);
     build(&w, ctx.path(), &["--network", "none", "--force-rm"]);
     assert_eq!(w.ok(&["ps", "-aq"]).lines().count(), before);
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn prune_takes_an_untagged_builds_intermediate_images_with_it() {
+    let w = daemon();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo one > /one\nLABEL l=1\n")]);
+    let o = build(&w, ctx.path(), &["--network", "none", "-t", "keep:1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nENV A=2\nRUN echo two > /two\nLABEL l=2\n",
+    )
+    .unwrap();
+    let o = build(&w, ctx.path(), &["--network", "none"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = |w: &Wharfd| w.ok(&["images", "-aq", "--no-trunc"]).lines().count();
+    // busybox, and three steps of each build.
+    assert_eq!(all(&w), 7);
+    let out = w.ok(&["image", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    // The untagged build and its intermediate images are gone; the tagged one keeps its own.
+    assert_eq!(all(&w), 4, "{}", w.ok(&["images", "-a"]));
+    w.ok(&["image", "inspect", "keep:1"]);
 }

@@ -44,7 +44,14 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
             "remote build contexts are not supported by this builder yet",
         ));
     }
+    let cache_from: Vec<String> = match q.get("cachefrom").filter(|s| !s.is_empty()) {
+        None => Vec::new(),
+        Some(s) => serde_json::from_str(s).map_err(|e| ApiError::invalid(format!("invalid cachefrom: {e}")))?,
+    };
     Ok(BuildRequest {
+        cache_from,
+        pull: q.bool("pull"),
+        run_host: run_host(q)?,
         dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
         tags,
         build_args: json_map(q, "buildargs")?,
@@ -55,6 +62,38 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
         rm: q.bool_or("rm", true),
         force_rm: q.bool("forcerm"),
     })
+}
+
+/// How the build's RUN steps run: `extrahosts` (repeated or comma-separated `host:ip`),
+/// `memory`, `memswap`, `cpushares`, `cpusetcpus`, `cpuperiod`, `cpuquota`, `shmsize`.
+fn run_host(q: &Query) -> Result<wharf_container::config::HostSpec, ApiError> {
+    let mut h = wharf_container::config::HostSpec::default();
+    let hosts: Vec<String> = q
+        .all("extrahosts")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    h.network.extra_hosts = Some(hosts).filter(|h| !h.is_empty());
+    let int = |name: &str| -> Result<Option<i64>, ApiError> {
+        match q.get(name).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(format!("invalid {name}: {v:?}"))),
+        }
+    };
+    let r = &mut h.resources;
+    r.memory = int("memory")?.filter(|v| *v != 0);
+    r.memory_swap = int("memswap")?.filter(|v| *v != 0);
+    r.cpu_shares = int("cpushares")?.filter(|v| *v != 0);
+    r.cpu_period = int("cpuperiod")?.filter(|v| *v != 0);
+    r.cpu_quota = int("cpuquota")?.filter(|v| *v != 0);
+    r.cpuset_cpus = q.get("cpusetcpus").filter(|s| !s.is_empty()).map(String::from);
+    h.namespaces.shm_size = int("shmsize")?.filter(|v| *v != 0);
+    Ok(h)
 }
 
 /// `POST /build`.
@@ -90,12 +129,19 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
             }
         });
         let mut out = |p: Progress| {
-            let v = match p {
-                Progress::Stream(_) if quiet => return,
-                Progress::Stream(s) => json!({ "stream": s }),
-                Progress::Aux(id) => json!({"aux": {"ID": id.to_string()}}),
-            };
-            let _ = ltx.send(v);
+            match p {
+                Progress::Stream(_) if quiet => {}
+                Progress::Stream(s) => {
+                    let _ = ltx.send(json!({ "stream": s }));
+                }
+                Progress::Aux(id) => {
+                    let _ = ltx.send(json!({"aux": {"ID": id.to_string()}}));
+                    // Quiet: the ID is all the client prints, as a line of the stream.
+                    if quiet {
+                        let _ = ltx.send(json!({"stream": format!("{id}\n")}));
+                    }
+                }
+            }
         };
         if let Err(e) = builder.build(&breq, ctx.path(), &mut out).await {
             let msg = e.to_string();

@@ -9,7 +9,7 @@ use bollard_stubs::models as m;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SERVER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use wharf_image::{DeleteItem, ImageView, ListFilter};
 use wharf_reference::ErrorKind;
 
@@ -592,6 +592,33 @@ async fn image_inspect(d: &Arc<Daemon>, name: &str, version: ApiVersion, q: &Que
     let v = blocking(move || Ok(d2.images.inspect(&n)?)).await?;
     crate::platform::check(name, &v.config, want.as_ref())?;
     let mut j = inspect_json(d, &v)?;
+    // Before API 1.50 the config showed the container-config fields OCI images lack, at their
+    // zero values when unset (moby's `legacyConfigFields`).
+    if version < ApiVersion(1, 50) {
+        if let Some(c) = j["Config"].as_object_mut() {
+            for (k, zero) in [
+                ("AttachStderr", json!(false)),
+                ("AttachStdin", json!(false)),
+                ("AttachStdout", json!(false)),
+                ("Cmd", Value::Null),
+                ("Domainname", json!("")),
+                ("Entrypoint", Value::Null),
+                ("Env", Value::Null),
+                ("Hostname", json!("")),
+                ("Image", json!("")),
+                ("Labels", Value::Null),
+                ("OnBuild", Value::Null),
+                ("OpenStdin", json!(false)),
+                ("StdinOnce", json!(false)),
+                ("Tty", json!(false)),
+                ("User", json!("")),
+                ("Volumes", Value::Null),
+                ("WorkingDir", json!("")),
+            ] {
+                c.entry(k).or_insert(zero);
+            }
+        }
+    }
     // Before API 1.45 the image's container and its config were part of the answer.
     if version < ApiVersion(1, 45) {
         j["Container"] = json!(v.config.rest.get("container").and_then(|c| c.as_str()).unwrap_or(""));

@@ -96,6 +96,22 @@ pub struct BuildRequest {
     pub rm: bool,
     /// `--force-rm`: remove them even when they failed.
     pub force_rm: bool,
+    /// `--cache-from`: when given, only these images (and their parents) are cache hits.
+    pub cache_from: Vec<String>,
+    /// `--pull`: fetch the base images even when the engine holds them.
+    pub pull: bool,
+    /// How RUN's containers run: `--add-host`, `--memory`, `--cpu-*`, `--shm-size`.
+    pub run_host: wharf_container::config::HostSpec,
+}
+
+/// Fetches a base image the engine lacks: the daemon's registry client (a build never
+/// reaches a registry on its own).
+pub trait BaseFetcher: Send + Sync + std::fmt::Debug {
+    /// Pull `reference` into the engine; the error is the registry's message.
+    fn fetch<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + 'a>>;
 }
 
 /// What a build reports as it goes.
@@ -114,11 +130,17 @@ pub struct Builder {
     containers: Arc<ContainerService>,
     cache: cache::Cache,
     tmp: PathBuf,
+    fetcher: Option<Arc<dyn BaseFetcher>>,
 }
 
 impl Builder {
     /// The builder keeping its cache and scratch space under `root`.
-    pub fn open(root: &Path, images: Arc<ImageService>, containers: Arc<ContainerService>) -> std::io::Result<Builder> {
+    pub fn open(
+        root: &Path,
+        images: Arc<ImageService>,
+        containers: Arc<ContainerService>,
+        fetcher: Option<Arc<dyn BaseFetcher>>,
+    ) -> std::io::Result<Builder> {
         let tmp = root.join("tmp");
         // Contexts a crash left behind.
         let _ = std::fs::remove_dir_all(&tmp);
@@ -128,6 +150,7 @@ impl Builder {
             containers,
             cache: cache::Cache::open(root.join("cache"))?,
             tmp,
+            fetcher,
         })
     }
 
@@ -158,8 +181,10 @@ impl Builder {
             req.dockerfile.as_str()
         };
         let text = read_in_context(ctx, name)?;
+        // Read first: a `.dockerignore` that names the Dockerfile (or itself) hides it from
+        // the steps, not from the builder.
         let ignore = std::fs::read_to_string(ctx.join(".dockerignore")).unwrap_or_default();
-        context::apply_ignore(ctx, &context::Ignore::parse(&ignore), &[name, ".dockerignore"])?;
+        context::apply_ignore(ctx, &context::Ignore::parse(&ignore), &[])?;
         let df = wharf_dockerfile::parse(&text)?;
         stage::Build::new(self, req, ctx, &df)?.run(out).await
     }

@@ -84,12 +84,14 @@ impl Build<'_> {
             self.discard(&cid, self.req.force_rm).await;
             return Err(BuildError::Command { command: shown, code });
         }
-        let created_by = if args.is_empty() {
-            shown
-        } else {
-            format!("|{} {} {shown}", args.len(), args.join(" "))
-        };
-        let id = self.commit_container(st, &cid, created_by).await;
+        // As the classic builder records a RUN: `|N NAME=value ... cmd` when arguments reach it.
+        let mut recorded = Vec::new();
+        if !args.is_empty() {
+            recorded.push(format!("|{}", args.len()));
+            recorded.extend(args.iter().cloned());
+        }
+        recorded.extend(run_argv(st, l));
+        let id = self.commit_container(st, &cid, &recorded).await;
         self.discard(&cid, self.req.rm || self.req.force_rm).await;
         if self.req.rm || self.req.force_rm {
             out(Progress::Stream(format!(
@@ -112,10 +114,12 @@ impl Build<'_> {
         c.start(cid).await?;
         let mut task = attach.await?;
         while let Some(o) = task.output.recv().await {
-            let bytes = match o {
-                wharf_container::task::Output::Stdout(b) | wharf_container::task::Output::Stderr(b) => b,
+            // The classic builder shows stderr in red.
+            let text = match o {
+                wharf_container::task::Output::Stdout(b) => String::from_utf8_lossy(&b).into_owned(),
+                wharf_container::task::Output::Stderr(b) => format!("\x1b[91m{}\x1b[0m", String::from_utf8_lossy(&b)),
             };
-            out(Progress::Stream(String::from_utf8_lossy(&bytes).into_owned()));
+            out(Progress::Stream(text));
         }
         let (code, err) = wait.await;
         if let Some(e) = err.filter(|e| !e.is_empty()) {
@@ -126,7 +130,10 @@ impl Build<'_> {
 
     /// A container of `parent` for a step, created (not started).
     async fn step_container(&self, st: &State, parent: &Digest, step: StepContainer) -> Result<String> {
-        let mut spec = ContainerSpec::default();
+        let mut spec = ContainerSpec {
+            host: self.req.run_host.clone(),
+            ..Default::default()
+        };
         let cfg = &mut spec.config;
         cfg.image = Some(parent.to_string());
         cfg.cmd = Some(step.cmd);
@@ -149,17 +156,19 @@ impl Build<'_> {
         Ok(id)
     }
 
-    /// The container's changes as an image with the step's config.
-    async fn commit_container(&self, st: &State, cid: &str, created_by: String) -> Result<Digest> {
+    /// The container's changes as an image with the stage's config; `cmd` is the step as the
+    /// image records it.
+    async fn commit_container(&self, st: &State, cid: &str, cmd: &[String]) -> Result<Digest> {
         let opts = CommitOptions {
+            container_config: Some(crate::stage::step_config(&st.config, cmd)),
             reference: None,
             comment: String::new(),
             author: st.author.clone(),
             changes: Vec::new(),
             pause: false,
-            config: Some(Value::Object(st.config.clone())),
+            config: Some(crate::stage::full_config(&st.config)),
             replace_config: true,
-            created_by: Some(created_by),
+            created_by: Some(cmd.join(" ")),
         };
         Ok(self.b.containers.commit(cid, opts).await?)
     }
@@ -249,7 +258,7 @@ impl Build<'_> {
             None => self.commit_layer(st, &tar_path, &shown)?,
             Some(parent) => {
                 let step = StepContainer {
-                    cmd: vec!["/bin/sh".into(), "-c".into(), format!("#(nop) {shown}")],
+                    cmd: nop_string(&shown),
                     env: st.env(),
                     network: Some("none".into()),
                 };
@@ -260,8 +269,7 @@ impl Build<'_> {
                         write_tar_file(&root, &sources, &target, &tar_path)?;
                     }
                     self.put_tar(&cid, &tar_path, what == "ADD").await?;
-                    self.commit_container(st, &cid, format!("/bin/sh -c #(nop) {shown}"))
-                        .await
+                    self.commit_container(st, &cid, &nop_string(&shown)).await
                 }
                 .await;
                 self.discard(&cid, true).await;
@@ -401,13 +409,13 @@ impl Build<'_> {
     fn commit_layer(&self, st: &State, tar: &Path, shown: &str) -> Result<Digest> {
         let mut f = std::fs::File::open(tar).map_err(|e| BuildError::Context(e.to_string()))?;
         let spec = CommitSpec {
-            config: Value::Object(st.config.clone()),
+            config: crate::stage::full_config(&st.config),
             changes: Vec::new(),
             container: String::new(),
-            container_config: Value::Null,
+            container_config: crate::stage::step_config(&st.config, &nop_string(shown)),
             author: st.author.clone(),
             comment: String::new(),
-            created_by: format!("/bin/sh -c #(nop) {shown}"),
+            created_by: nop_string(shown).join(" "),
             tag: None,
         };
         Ok(self.b.images.commit_image(None, Some(&mut f as &mut dyn Read), spec)?)
@@ -485,7 +493,7 @@ impl Build<'_> {
             }
             Some(parent) => {
                 let step = StepContainer {
-                    cmd: vec!["/bin/sh".into(), "-c".into(), format!("#(nop) {shown}")],
+                    cmd: nop_string(&shown),
                     env: st.env(),
                     network: Some("none".into()),
                 };
@@ -498,9 +506,7 @@ impl Build<'_> {
                     let p = scratch.path().join(".layer.tar");
                     std::fs::write(&p, &bytes).map_err(|e| BuildError::Context(e.to_string()))?;
                     self.put_tar(&cid, &p, false).await?;
-                    self.commit_container(st, &cid, format!("/bin/sh -c #(nop) {shown}"))
-                        .await
-                        .map(Some)
+                    self.commit_container(st, &cid, &nop_string(&shown)).await.map(Some)
                 }
                 .await;
                 self.discard(&cid, true).await;
@@ -519,6 +525,11 @@ impl Build<'_> {
         cached_or_new(out, id, false);
         Ok(())
     }
+}
+
+/// COPY's and WORKDIR's record, as the classic builder writes it: `/bin/sh -c #(nop) COPY ...`.
+fn nop_string(shown: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), format!("#(nop) {shown}")]
 }
 
 /// RUN's argv: the exec form as written; the shell form (and a heredoc script) to the shell.

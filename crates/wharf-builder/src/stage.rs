@@ -83,6 +83,8 @@ pub(crate) struct Build<'a> {
     total: usize,
     /// The build arguments some `ARG` took.
     used_args: Vec<String>,
+    /// With `--cache-from`: the images (and their parents) the cache may answer with.
+    cache_from: Option<Vec<Digest>>,
 }
 
 impl<'a> Build<'a> {
@@ -112,6 +114,17 @@ impl<'a> Build<'a> {
         mark(df, target, &meta, &mut need)?;
         let order: Vec<usize> = (0..df.stages.len()).filter(|i| need[*i]).collect();
         let total = order.iter().map(|i| 1 + df.stages[*i].lines.len()).sum();
+        let cache_from = (!req.cache_from.is_empty()).then(|| {
+            let mut ids = Vec::new();
+            for name in &req.cache_from {
+                let mut next = b.images.inspect(name).ok();
+                while let Some(v) = next {
+                    ids.push(v.id);
+                    next = v.record.parent.and_then(|p| b.images.inspect(&p.to_string()).ok());
+                }
+            }
+            ids
+        });
         Ok(Build {
             b,
             req,
@@ -123,6 +136,7 @@ impl<'a> Build<'a> {
             step: 0,
             total,
             used_args,
+            cache_from,
         })
     }
 
@@ -195,11 +209,7 @@ impl<'a> Build<'a> {
             st.args.clear();
             st.cmd_set = false;
         } else if base != "scratch" {
-            let view = self.b.images.inspect(&base).map_err(|_| {
-                BuildError::Step(format!(
-                    "pull access denied for {base}: no such image here, and a build does not pull (pull or load it first)"
-                ))
-            })?;
+            let view = self.base_image(&base, out).await?;
             st.image = Some(view.id);
             if let Some(Value::Object(c)) = view.config.config.clone() {
                 st.config = c;
@@ -227,6 +237,25 @@ impl<'a> Build<'a> {
             }
         }
         Ok(st)
+    }
+
+    /// A base image: the engine's, or fetched through the daemon's registry client when it
+    /// lacks it (or `--pull` asks).
+    async fn base_image(&self, base: &str, out: &mut (dyn FnMut(Progress) + Send)) -> Result<wharf_image::ImageView> {
+        let have = match self.b.images.inspect(base) {
+            Ok(v) if !self.req.pull => return Ok(v),
+            r => r.ok(),
+        };
+        let Some(f) = &self.b.fetcher else {
+            return have.ok_or_else(|| BuildError::Step(format!("pull access denied for {base}: no such image here")));
+        };
+        out(Progress::Stream(format!("Pulling {base}\n")));
+        if let Err(e) = f.fetch(base).await {
+            if have.is_none() {
+                return Err(BuildError::Step(e));
+            }
+        }
+        Ok(self.b.images.inspect(base)?)
     }
 
     /// The stage `name` names (by name or index), if it is one before `before`.
@@ -396,13 +425,13 @@ impl<'a> Build<'a> {
             return Ok((id, true));
         }
         let spec = CommitSpec {
-            config: Value::Object(st.config.clone()),
+            config: full_config(&st.config),
             changes: Vec::new(),
             container: String::new(),
-            container_config: Value::Null,
+            container_config: step_config(&st.config, &nop(shown)),
             author: st.author.clone(),
             comment: String::new(),
-            created_by: format!("/bin/sh -c #(nop)  {shown}"),
+            created_by: nop(shown).join(" "),
             tag: None,
         };
         let id = self.b.images.commit_image(st.image.as_ref(), None, spec)?;
@@ -417,7 +446,11 @@ impl<'a> Build<'a> {
             return None;
         }
         let id = self.b.cache.get(key)?;
-        self.b.images.inspect(&id.to_string()).ok().map(|v| v.id)
+        let id = self.b.images.inspect(&id.to_string()).ok().map(|v| v.id)?;
+        match &self.cache_from {
+            Some(allowed) if !allowed.contains(&id) => None,
+            _ => Some(id),
+        }
     }
 
     pub(crate) fn remember(&self, key: &Key, id: &Digest) {
@@ -430,6 +463,52 @@ impl<'a> Build<'a> {
     pub(crate) fn stage_state(&self, name: &str) -> Option<&State> {
         self.done.get(&stage_ref(self.df, name)?)
     }
+}
+
+/// An image config with every field Docker's has (Go's zero values where unset), as the
+/// classic builder writes it: clients read `Config.OnBuild` and friends without checking.
+pub(crate) fn full_config(c: &Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    for (k, zero) in [
+        ("Hostname", json!("")),
+        ("Domainname", json!("")),
+        ("User", json!("")),
+        ("AttachStdin", json!(false)),
+        ("AttachStdout", json!(false)),
+        ("AttachStderr", json!(false)),
+        ("Tty", json!(false)),
+        ("OpenStdin", json!(false)),
+        ("StdinOnce", json!(false)),
+        ("Env", Value::Null),
+        ("Cmd", Value::Null),
+        ("Image", json!("")),
+        ("Volumes", Value::Null),
+        ("WorkingDir", json!("")),
+        ("Entrypoint", Value::Null),
+        ("OnBuild", Value::Null),
+        ("Labels", Value::Null),
+    ] {
+        out.insert(k.into(), c.get(k).cloned().unwrap_or(zero));
+    }
+    for (k, v) in c {
+        if !out.contains_key(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// A metadata step as the classic builder records its command: `/bin/sh -c #(nop)  ENV A=b`.
+pub(crate) fn nop(shown: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), "#(nop) ".into(), shown.into()]
+}
+
+/// The `container_config` an image records for the step that made it: the config as it was,
+/// with the step's command (clients read `ContainerConfig.Volumes` and `.Cmd` of built images).
+pub(crate) fn step_config(c: &Map<String, Value>, cmd: &[String]) -> Value {
+    let mut v = full_config(c);
+    v["Cmd"] = json!(cmd);
+    v
 }
 
 /// A step's result line, after `Using cache` when the cache gave it.

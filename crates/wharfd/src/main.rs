@@ -283,10 +283,12 @@ async fn run(s: Settings) -> Result<()> {
         images.clone(),
         &s.data_root,
     )?);
+    let fetcher: Arc<dyn wharf_builder::BaseFetcher> = Arc::new(Fetcher(dist.clone()));
     let builder = Arc::new(wharf_builder::Builder::open(
         &s.data_root.join("builder"),
         images.clone(),
         containers.clone(),
+        Some(fetcher),
     )?);
     let daemon = Arc::new(Daemon {
         dist,
@@ -343,4 +345,25 @@ async fn run(s: Settings) -> Result<()> {
         let _ = fs::remove_file(p);
     }
     Ok(())
+}
+
+/// The builder's way to a base image it lacks: the daemon's registry client, as `docker pull`
+/// (the daemon's mirrors and registry settings apply).
+#[derive(Debug)]
+struct Fetcher(Arc<wharf_distribution::Distribution>);
+
+impl wharf_builder::BaseFetcher for Fetcher {
+    fn fetch<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let r = wharf_reference::Reference::parse_tagged_default(reference).map_err(|e| e.to_string())?;
+            self.0
+                .pull(&r, None, None, &wharf_distribution::Progress::none())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }

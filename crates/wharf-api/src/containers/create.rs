@@ -110,6 +110,7 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
         config,
         replace_config: false,
         created_by: None,
+        container_config: None,
     };
     let id = d.containers.commit(&container, opts).await?;
     crate::routes::json_response(StatusCode::CREATED, &serde_json::json!({"Id": id.to_string()}))

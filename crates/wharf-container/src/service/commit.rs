@@ -52,7 +52,7 @@ impl ContainerService {
             config,
             changes: opts.changes,
             container: rec.id.clone(),
-            container_config,
+            container_config: opts.container_config.clone().unwrap_or(container_config),
             author: opts.author,
             comment: opts.comment.clone(),
             created_by: opts.created_by.clone().unwrap_or_else(|| {

@@ -65,6 +65,9 @@ pub struct CommitOptions {
     pub replace_config: bool,
     /// The history line, instead of the container's command.
     pub created_by: Option<String>,
+    /// The image's `container_config`, instead of the container's own (the builder's steps
+    /// record the step as Docker's classic builder does).
+    pub container_config: Option<Value>,
 }
 
 /// Where the service keeps things and how it starts shims.

@@ -203,12 +203,24 @@ impl ContainerService {
         };
         let (pid_ns, ipc_ns, shm) = self.namespaces_to_join(rec)?;
         let user_mounts = self.prepare_mounts(rec, &rootfs)?;
+        // `--network container:X` shares X's name resolution as well as its namespace: its
+        // hosts, hostname and resolv.conf files, as in Docker.
+        let files = match rec
+            .host_config
+            .network
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            Some(other) => self.container_dir(&self.join_target(other, "network")?.1),
+            None => self.container_dir(&rec.id),
+        };
         let mut spec = spec::build(
             &rec.config,
             &rec.host_config,
             spec::SpecInput {
                 rootfs: &rootfs,
-                files: &self.container_dir(&rec.id),
+                files: &files,
                 cgroup_path: cgroup_path.clone(),
                 user,
                 argv,

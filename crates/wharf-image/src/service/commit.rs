@@ -124,6 +124,9 @@ impl ImageService {
         out.insert("config".into(), Value::Object(cfg));
         if !spec.container.is_empty() {
             out.insert("container".into(), json!(spec.container));
+        }
+        // A builder's metadata step has no container but records its step all the same.
+        if !spec.container.is_empty() || !spec.container_config.is_null() {
             out.insert("container_config".into(), spec.container_config);
         }
         out.insert("created".into(), json!(created));

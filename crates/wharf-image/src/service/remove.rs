@@ -154,11 +154,28 @@ impl ImageService {
     /// `image prune`: dangling images, or with `all` every image no container uses.
     /// Returns what was deleted and the bytes reclaimed.
     pub fn prune(&self, all: bool, labels: &[String]) -> Result<(Vec<DeleteItem>, u64)> {
-        let views = self.views()?;
         let mut out = Vec::new();
         let mut reclaimed = 0;
+        // Leaves first (an image with children is no leaf: a build's intermediate images go
+        // with the last child, as their untagged parents); then again, for the parents that
+        // became leaves.
+        loop {
+            let before = out.len();
+            self.prune_leaves(all, labels, &mut out, &mut reclaimed)?;
+            if out.len() == before {
+                return Ok((out, reclaimed));
+            }
+        }
+    }
+
+    fn prune_leaves(&self, all: bool, labels: &[String], out: &mut Vec<DeleteItem>, reclaimed: &mut u64) -> Result<()> {
+        let views = self.views()?;
+        let parents: HashSet<Digest> = views.iter().filter_map(|v| v.record.parent).collect();
         for v in views {
             if !all && !v.repo_tags.is_empty() {
+                continue;
+            }
+            if parents.contains(&v.id) {
                 continue;
             }
             if !self.users_of(&v.id).is_empty() {
@@ -177,7 +194,7 @@ impl ImageService {
                     for i in &items {
                         if let DeleteItem::Deleted(d) = i {
                             if let Some(l) = v.layers.iter().find(|l| l.chain_id == *d) {
-                                reclaimed += l.size;
+                                *reclaimed += l.size;
                             }
                         }
                     }
@@ -187,6 +204,6 @@ impl ImageService {
                 Err(e) => return Err(e),
             }
         }
-        Ok((out, reclaimed))
+        Ok(())
     }
 }
