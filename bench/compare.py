@@ -298,8 +298,47 @@ PY
                  lambda e, i: ENG[e] + ["push", f"127.0.0.1:{port2}/pushed/big:v1"],
                  setup=reg2_up, teardown=reg2_down)
 
-    skipped("docker build (small Dockerfile, cold and cached)", "wharf has no builder yet (the builds issue)")
+    builds()
     write()
+
+
+BUILD_DOCKERFILE = """FROM busybox
+ARG V=1
+ENV APP=/app
+WORKDIR /app
+COPY requirements.txt .
+RUN cat requirements.txt > /installed
+COPY app/ ./
+RUN ls -R /app > /listing
+EXPOSE 8080
+CMD ["sh", "-c", "cat /listing"]
+"""
+
+
+def builds():
+    """The classic builder on both engines (the docker CLI has no buildx here): a 10-step
+    Dockerfile cold (`--no-cache`), fully cached, and after one COPY'd file changed."""
+    ctx = f"{WORK}/build-ctx"
+    os.makedirs(f"{ctx}/app/static", exist_ok=True)
+    with open(f"{ctx}/Dockerfile", "w") as f:
+        f.write(BUILD_DOCKERFILE)
+    with open(f"{ctx}/requirements.txt", "w") as f:
+        f.write("flask\n")
+    for n in range(20):
+        with open(f"{ctx}/app/static/f{n}.txt", "w") as f:
+            f.write("x" * 1000 * n)
+    with open(f"{ctx}/app/main.py", "w") as f:
+        f.write("print('v0')\n")
+    scenario("docker build, 10 steps, cold (--no-cache)",
+             lambda e, i: ENG[e] + ["build", "-q", "--no-cache", "-t", "bcold", ctx])
+    scenario("docker build, 10 steps, fully cached",
+             lambda e, i: ENG[e] + ["build", "-q", "-t", "bcached", ctx])
+
+    def change(e, i):
+        with open(f"{ctx}/app/main.py", "w") as f:
+            f.write(f"print('v{i + 1}')\n")
+    scenario("docker build, 10 steps, one COPY'd file changed",
+             lambda e, i: ENG[e] + ["build", "-q", "-t", "bchanged", ctx], setup=change)
 
 
 def write():
