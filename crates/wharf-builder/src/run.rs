@@ -156,6 +156,17 @@ impl Build<'_> {
         Ok(id)
     }
 
+    /// A container for a step that writes into the root without running anything (COPY,
+    /// WORKDIR): no network, the step recorded as its command.
+    async fn nop_container(&self, st: &State, parent: &Digest, shown: &str) -> Result<String> {
+        let step = StepContainer {
+            cmd: nop_string(shown),
+            env: st.env(),
+            network: Some("none".into()),
+        };
+        self.step_container(st, parent, step).await
+    }
+
     /// The container's changes as an image with the stage's config; `cmd` is the step as the
     /// image records it.
     async fn commit_container(&self, st: &State, cid: &str, cmd: &[String]) -> Result<Digest> {
@@ -257,18 +268,13 @@ impl Build<'_> {
         let id = match st.image {
             None => self.commit_layer(st, &tar_path, &shown)?,
             Some(parent) => {
-                let step = StepContainer {
-                    cmd: nop_string(&shown),
-                    env: st.env(),
-                    network: Some("none".into()),
-                };
-                let cid = self.step_container(st, &parent, step).await?;
+                let cid = self.nop_container(st, &parent, &shown).await?;
                 let r = async {
                     if !target.into_dir && self.is_dir_in(&cid, &dest_clean).await {
                         target.into_dir = true;
                         write_tar_file(&root, &sources, &target, &tar_path)?;
                     }
-                    self.put_tar(&cid, &tar_path, what == "ADD").await?;
+                    self.put_tar(&cid, &tar_path).await?;
                     self.commit_container(st, &cid, &nop_string(&shown)).await
                 }
                 .await;
@@ -391,9 +397,8 @@ impl Build<'_> {
             .unwrap_or(false)
     }
 
-    /// Extracts the tar at `tar` into the container's root; ADD extracts a local tar source
-    /// where it lands.
-    async fn put_tar(&self, cid: &str, tar: &Path, _add: bool) -> Result<()> {
+    /// Extracts the tar at `tar` into the container's root.
+    async fn put_tar(&self, cid: &str, tar: &Path) -> Result<()> {
         let c = self.b.containers.clone();
         let (cid, tar) = (cid.to_string(), tar.to_path_buf());
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -492,12 +497,7 @@ impl Build<'_> {
                 self.commit_layer(st, &p, &shown)?
             }
             Some(parent) => {
-                let step = StepContainer {
-                    cmd: nop_string(&shown),
-                    env: st.env(),
-                    network: Some("none".into()),
-                };
-                let cid = self.step_container(st, &parent, step).await?;
+                let cid = self.nop_container(st, &parent, &shown).await?;
                 let r = async {
                     if self.is_dir_in(&cid, dir).await {
                         return Ok(None);
@@ -505,7 +505,7 @@ impl Build<'_> {
                     let scratch = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
                     let p = scratch.path().join(".layer.tar");
                     std::fs::write(&p, &bytes).map_err(|e| BuildError::Context(e.to_string()))?;
-                    self.put_tar(&cid, &p, false).await?;
+                    self.put_tar(&cid, &p).await?;
                     self.commit_container(st, &cid, &nop_string(&shown)).await.map(Some)
                 }
                 .await;
