@@ -12,7 +12,6 @@ use crate::error::{ContainerError, Result};
 use crate::record::Record;
 use crate::service::ContainerService;
 use crate::service::{random_bytes, read_in_root};
-use crate::shim;
 use crate::spec;
 
 /// What an exec runs, in the engine's own terms (the API edge converts Docker's `ExecConfig`).
@@ -188,7 +187,7 @@ impl ContainerService {
             process: Box::new(process),
             stdin: x.config.stdin,
         };
-        let (reply, stream) = shim::open(&self.shim_socket(&rec.id), &req).await?;
+        let (reply, stream) = self.runtime.open(&rec.id, req).await?;
         if let Some((kind, err)) = reply.failure() {
             // As Docker 25 and later: 127 for a command that is not there, 126 for one that
             // could not start (dockerd 20.10 recorded 126 for both).

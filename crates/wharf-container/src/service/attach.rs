@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::error::{ContainerError, Result};
-use crate::shim;
 use tokio::sync::oneshot;
 use wharf_shim_proto::Request;
 
@@ -21,7 +20,8 @@ impl ContainerService {
         let rec = e.snapshot();
         self.emit(&rec, "attach", &[]);
         let req = Request::Attach { stdin, stdout, stderr };
-        let sock = self.shim_socket(&rec.id);
+        let runtime = self.runtime.clone();
+        let id = rec.id.clone();
         let rx = if rec.state.is_running() {
             None
         } else {
@@ -34,7 +34,7 @@ impl ContainerService {
         };
         Ok(async move {
             let stream = match rx {
-                None => shim::open(&sock, &req).await.map(|(_, s)| s)?,
+                None => runtime.open(&id, req).await.map(|(_, s)| s)?,
                 Some(rx) => rx
                     .await
                     .map_err(|_| ContainerError::Internal("attach abandoned".into()))??,

@@ -205,6 +205,18 @@ impl ContainerService {
         volumes: Arc<VolumeStore>,
         net: Arc<NetworkService>,
     ) -> Result<Arc<Self>> {
+        Self::open_with(cfg, images, volumes, net, None)
+    }
+
+    /// [`ContainerService::open`] with another runtime than the shims (the lifecycle tests'
+    /// fake).
+    pub fn open_with(
+        cfg: ServiceConfig,
+        images: Arc<ImageService>,
+        volumes: Arc<VolumeStore>,
+        net: Arc<NetworkService>,
+        runtime: Option<Arc<dyn crate::runtime::Runtime>>,
+    ) -> Result<Arc<Self>> {
         let root = cfg.data_root.join("containers");
         fs::create_dir_all(&root)?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o710))?;
@@ -224,8 +236,13 @@ impl ContainerService {
             &cfg.data_root.join("snapshots").join(driver.name()),
             Arc::new(wharf_image::service::ImageLayers(images.clone())),
         )?);
-        let runtime: Arc<dyn crate::runtime::Runtime> =
-            Arc::new(crate::runtime::ShimRuntime::new(cfg.exec_root.clone()));
+        let runtime: Arc<dyn crate::runtime::Runtime> = match runtime {
+            Some(r) => r,
+            None => Arc::new(crate::runtime::ShimRuntime::new(
+                cfg.exec_root.clone(),
+                cfg.shim.clone(),
+            )),
+        };
         let svc = Arc::new(ContainerService {
             cfg,
             images,
@@ -348,6 +365,11 @@ impl ContainerService {
     /// The network service containers join networks through.
     pub fn networks(&self) -> &Arc<NetworkService> {
         &self.net
+    }
+
+    /// The image service containers are made from.
+    pub fn images(&self) -> &Arc<ImageService> {
+        &self.images
     }
 
     /// The volume store containers mount from.

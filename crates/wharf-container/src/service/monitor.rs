@@ -7,7 +7,7 @@ use crate::error::{ContainerError, Result};
 use crate::netsetup;
 use crate::record::ContainerStatus;
 use crate::record::Record;
-use crate::shim::{self, ShimStream};
+use crate::shim::ShimStream;
 use std::fs;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,7 @@ impl ContainerService {
                 continue;
             }
             if rec.state.is_running() {
-                let sock = self.shim_socket(&rec.id);
-                match shim::send(&sock, &Request::Wait).await {
+                match self.runtime.send(&rec.id, Request::Wait).await {
                     Ok(stream) => {
                         tracing::info!(id = %rec.id, "reconnected to running container");
                         self.reconcile_freezer(&e).await;
@@ -162,7 +161,7 @@ impl ContainerService {
         let net_state = std::mem::take(&mut e.rec.lock().expect("record lock").net);
         netsetup::stop(&self.net, &id, &net_state).await;
         if !shim_cleans {
-            shim::wait_gone(&self.bundle_dir(&id)).await;
+            self.runtime.released(&id, &self.bundle_dir(&id)).await;
             let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&id));
         }
         // An auto-removed container's record goes next; after a crash in between, the record
@@ -246,7 +245,7 @@ impl ContainerService {
     /// Remove the container's cgroups once its shim's lock is free (a shim still finishing its
     /// own cleanup is never raced); what is already gone is no error.
     pub(crate) async fn clear_cgroups(&self, rec: &Record) {
-        shim::wait_gone(&self.bundle_dir(&rec.id)).await;
+        self.runtime.released(&rec.id, &self.bundle_dir(&rec.id)).await;
         let rel = self.cgroup_path(rec);
         let _ = tokio::task::spawn_blocking(move || crate::cgroup::remove(&rel)).await;
     }

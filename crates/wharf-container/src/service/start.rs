@@ -7,7 +7,7 @@ use crate::error::{ContainerError, Result};
 use crate::health;
 use crate::record::ContainerStatus;
 use crate::record::Record;
-use crate::shim::{self, ShimStream};
+use crate::shim::ShimStream;
 use crate::{netsetup, spec};
 use std::fs;
 use std::path::Path;
@@ -159,7 +159,7 @@ impl ContainerService {
         let rootfs = self.mount_root(rec)?;
         let bundle = self.bundle_dir(&rec.id);
         // The last run's shim may still be removing the cgroups this run is about to create.
-        shim::wait_gone(&bundle).await;
+        self.runtime.released(&rec.id, &bundle).await;
         let _ = fs::remove_dir_all(&bundle);
         fs::create_dir_all(&bundle)?;
         let root = wharf_store::saferoot::SafeRoot::open(&rootfs)?;
@@ -248,29 +248,28 @@ impl ContainerService {
         fs::write(&sc_path, serde_json::to_vec(&sc).expect("shim config"))?;
         // A stale libcontainer state dir from a crash would make create fail.
         let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&rec.id));
-        let pid = shim::spawn(&self.cfg.shim, &sc_path, &bundle.join("shim.log")).await?;
-        let sock = self.shim_socket(&rec.id);
+        let pid = self.runtime.create(&rec.id, &bundle).await?;
         // Attaches that were waiting for this start see the output from the first byte.
         let pending: Vec<PendingAttach> =
             std::mem::take(&mut *self.lookup(&rec.id)?.attaches.lock().expect("attaches"));
         for a in pending {
-            let r = shim::open(&sock, &a.req).await.map(|(_, s)| s);
+            let r = self.runtime.open(&rec.id, a.req.clone()).await.map(|(_, s)| s);
             let _ = a.tx.send(r);
         }
         // The monitor's wait connection, opened before the process runs, so no exit is missed.
-        let waiter = shim::send(&sock, &Request::Wait).await.ok();
+        let waiter = self.runtime.send(&rec.id, Request::Wait).await.ok();
         if let Some(r) = resolver.take() {
             let opened = r
                 .await
                 .map_err(|e| ContainerError::Internal(format!("the resolver's task: {e}")))
                 .and_then(|r| r);
             if let Err(e) = opened {
-                let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+                let _ = self.runtime.call(&rec.id, Request::Kill { signal: 9, all: true }).await;
                 return Err(e);
             }
         }
-        if let Err(e) = shim::call(&sock, &Request::Start).await {
-            let _ = shim::call(&sock, &Request::Kill { signal: 9, all: true }).await;
+        if let Err(e) = self.runtime.call(&rec.id, Request::Start).await {
+            let _ = self.runtime.call(&rec.id, Request::Kill { signal: 9, all: true }).await;
             // Whatever the runtime said, it is the start's failure, in Docker's words.
             return Err(match e {
                 e @ ContainerError::Runtime { .. } => e,

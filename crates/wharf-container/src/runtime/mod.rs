@@ -1,40 +1,57 @@
-//! The runtime the engine drives containers through. [`ShimRuntime`] speaks to each
-//! container's `wharf-shim` on its socket; [`RecordingRuntime`] is the fake the lifecycle's
-//! unit tests run against without root: it records every request and answers from a script.
+//! The runtime the engine drives containers through: create a container from its bundle,
+//! call it, open its streams, wait for its exit, and know when it let go. [`ShimRuntime`]
+//! speaks to each container's `wharf-shim` on its socket; [`RecordingRuntime`] is the fake
+//! the lifecycle's unit tests run against without root: it records every request and plays
+//! the processes (they start, take signals, exit when the test says).
 //! The stop sequence (`stop_process`: the stop signal, the grace period, SIGKILL) is written
 //! against the trait, so those tests drive the real sequence.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use wharf_shim_proto::{Reply, Request};
 
 use crate::error::{ContainerError, Result};
+use crate::shim::ShimStream;
 
 /// A boxed future, so that the trait can be used as `dyn Runtime`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the engine asks of a container's runtime.
 pub trait Runtime: Send + Sync + std::fmt::Debug {
+    /// Creates container `id`'s runtime from its bundle (`config.json`, `shim.json`): the
+    /// container exists, its process waits for [`Request::Start`]. Returns the init's PID.
+    fn create<'a>(&'a self, id: &'a str, bundle: &'a Path) -> BoxFuture<'a, Result<i32>>;
+
     /// Sends `req` to the runtime of container `id` and waits for its reply; a failure the
     /// runtime reports is an error of its kind.
     fn call<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<Reply>>;
+
+    /// Sends `req` and reads its reply; the connection then carries the stream that follows
+    /// (attach, exec).
+    fn open<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<(Reply, ShimStream)>>;
+
+    /// Sends `req` without waiting for a reply: [`Request::Wait`] is answered at the exit.
+    fn send<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<ShimStream>>;
+
+    /// Until the runtime that last ran `id` (from `bundle`) has let go of it: its cgroups and
+    /// state are removed.
+    fn released<'a>(&'a self, id: &'a str, bundle: &'a Path) -> BoxFuture<'a, ()>;
 }
 
 /// Each container's `wharf-shim`, on its socket under the exec root.
 #[derive(Debug, Clone)]
 pub struct ShimRuntime {
     exec_root: PathBuf,
+    shim: PathBuf,
 }
 
 impl ShimRuntime {
-    /// The shims whose sockets are under `exec_root`.
-    pub fn new(exec_root: PathBuf) -> Self {
-        ShimRuntime { exec_root }
+    /// The shims whose sockets are under `exec_root`, started from the `shim` binary.
+    pub fn new(exec_root: PathBuf, shim: PathBuf) -> Self {
+        ShimRuntime { exec_root, shim }
     }
 
     /// Where container `id`'s shim listens.
@@ -44,8 +61,26 @@ impl ShimRuntime {
 }
 
 impl Runtime for ShimRuntime {
+    fn create<'a>(&'a self, _id: &'a str, bundle: &'a Path) -> BoxFuture<'a, Result<i32>> {
+        Box::pin(
+            async move { crate::shim::spawn(&self.shim, &bundle.join("shim.json"), &bundle.join("shim.log")).await },
+        )
+    }
+
     fn call<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move { crate::shim::call(&self.socket(id), &req).await })
+    }
+
+    fn open<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<(Reply, ShimStream)>> {
+        Box::pin(async move { crate::shim::open(&self.socket(id), &req).await })
+    }
+
+    fn send<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<ShimStream>> {
+        Box::pin(async move { crate::shim::send(&self.socket(id), &req).await })
+    }
+
+    fn released<'a>(&'a self, _id: &'a str, bundle: &'a Path) -> BoxFuture<'a, ()> {
+        Box::pin(crate::shim::wait_gone(bundle))
     }
 }
 
@@ -55,27 +90,9 @@ pub fn shim_socket(exec_root: &std::path::Path, id: &str) -> PathBuf {
     exec_root.join("s").join(&id[..id.len().min(16)])
 }
 
-/// A fake runtime: records requests, answers from a script (success when it runs out).
-#[derive(Debug, Default)]
-pub struct RecordingRuntime {
-    /// Every request, with its container, in order.
-    pub requests: Mutex<Vec<(String, Request)>>,
-    /// The replies to give, in order.
-    pub replies: Mutex<VecDeque<Result<Reply>>>,
-}
+mod fake;
 
-impl Runtime for RecordingRuntime {
-    fn call<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<Reply>> {
-        self.requests.lock().expect("requests").push((id.to_string(), req));
-        let reply = self
-            .replies
-            .lock()
-            .expect("replies")
-            .pop_front()
-            .unwrap_or(Ok(Reply::ok()));
-        Box::pin(async move { reply })
-    }
-}
+pub use fake::RecordingRuntime;
 
 /// Stops container `id`'s process: `signal`, then up to `grace` for it to exit (forever when
 /// `None`), then SIGKILL to everything in the container and up to 30 s more. `exited(limit)`
@@ -109,6 +126,7 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     fn kills(rt: &RecordingRuntime) -> Vec<(i32, bool)> {
         rt.requests
