@@ -177,14 +177,22 @@ async fn create_start_and_exit_are_recorded() {
     let reqs = e.rt.requests_of(&id);
     assert!(matches!(reqs.as_slice(), [Request::Wait, Request::Start]), "{reqs:?}");
     assert!(e.rt.running(&id));
-    // Its bundle holds a typed spec the shim reads.
-    let bundle = e.dir.join("exec/containers").join(&id);
-    let spec: oci_spec::runtime::Spec =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    // The runtime got the typed spec: the image's command, Docker's capabilities, a network
+    // namespace of its own (`--network none`).
+    let spec = e.rt.specs.lock().unwrap()[&id].clone();
+    let process = spec.process().as_ref().unwrap();
+    assert_eq!(process.args().as_deref(), Some(&["/bin/app".to_string()][..]));
     assert_eq!(
-        spec.process().as_ref().unwrap().args().as_deref(),
-        Some(&["/bin/app".to_string()][..])
+        process.env().as_deref().unwrap().first().map(String::as_str),
+        Some("PATH=/bin")
     );
+    let caps = process.capabilities().as_ref().unwrap().bounding().clone().unwrap();
+    assert!(caps.contains(&oci_spec::runtime::Capability::Chown));
+    assert!(!caps.contains(&oci_spec::runtime::Capability::SysModule));
+    let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    assert!(ns
+        .iter()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network && n.path().is_none()));
     // Starting it again changes nothing.
     assert!(matches!(
         e.svc.start(&id).await,

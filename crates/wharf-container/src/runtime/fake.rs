@@ -35,6 +35,8 @@ pub struct RecordingRuntime {
     pub requests: Mutex<Vec<(String, Request)>>,
     /// Every `create`, by container, in order.
     pub created: Mutex<Vec<String>>,
+    /// The runtime spec each container was last created with.
+    pub specs: Mutex<HashMap<String, oci_spec::runtime::Spec>>,
     /// Replies to give to `call`s instead of playing them, in order.
     pub replies: Mutex<VecDeque<Result<Reply>>>,
     /// Signals the processes ignore (a process that does not stop on SIGTERM).
@@ -124,8 +126,15 @@ impl RecordingRuntime {
 }
 
 impl Runtime for RecordingRuntime {
-    fn create<'a>(&'a self, id: &'a str, _bundle: &'a Path) -> BoxFuture<'a, Result<i32>> {
+    fn create<'a>(
+        &'a self,
+        id: &'a str,
+        _bundle: &'a Path,
+        spec: &'a oci_spec::runtime::Spec,
+        _shim: &'a wharf_shim_proto::ShimConfig,
+    ) -> BoxFuture<'a, Result<i32>> {
         self.created.lock().expect("created").push(id.to_string());
+        self.specs.lock().expect("specs").insert(id.to_string(), spec.clone());
         let r = match self.create_fails.lock().expect("create_fails").clone() {
             Some(msg) => Err(ContainerError::Runtime {
                 kind: wharf_shim_proto::FailureKind::NotFound,

@@ -21,9 +21,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the engine asks of a container's runtime.
 pub trait Runtime: Send + Sync + std::fmt::Debug {
-    /// Creates container `id`'s runtime from its bundle (`config.json`, `shim.json`): the
+    /// Creates container `id` from its runtime spec and the shim's settings, in `bundle`: the
     /// container exists, its process waits for [`Request::Start`]. Returns the init's PID.
-    fn create<'a>(&'a self, id: &'a str, bundle: &'a Path) -> BoxFuture<'a, Result<i32>>;
+    fn create<'a>(
+        &'a self,
+        id: &'a str,
+        bundle: &'a Path,
+        spec: &'a oci_spec::runtime::Spec,
+        shim: &'a wharf_shim_proto::ShimConfig,
+    ) -> BoxFuture<'a, Result<i32>>;
 
     /// Sends `req` to the runtime of container `id` and waits for its reply; a failure the
     /// runtime reports is an error of its kind.
@@ -61,10 +67,24 @@ impl ShimRuntime {
 }
 
 impl Runtime for ShimRuntime {
-    fn create<'a>(&'a self, _id: &'a str, bundle: &'a Path) -> BoxFuture<'a, Result<i32>> {
-        Box::pin(
-            async move { crate::shim::spawn(&self.shim, &bundle.join("shim.json"), &bundle.join("shim.log")).await },
-        )
+    /// Writes the bundle (`config.json`, which the shim hands to libcontainer and exec reads
+    /// back, and `shim.json`), then spawns the shim.
+    fn create<'a>(
+        &'a self,
+        _id: &'a str,
+        bundle: &'a Path,
+        spec: &'a oci_spec::runtime::Spec,
+        shim: &'a wharf_shim_proto::ShimConfig,
+    ) -> BoxFuture<'a, Result<i32>> {
+        Box::pin(async move {
+            std::fs::write(
+                bundle.join("config.json"),
+                serde_json::to_vec_pretty(spec).expect("spec"),
+            )?;
+            let config = bundle.join("shim.json");
+            std::fs::write(&config, serde_json::to_vec(shim).expect("shim config"))?;
+            crate::shim::spawn(&self.shim, &config, &bundle.join("shim.log")).await
+        })
     }
 
     fn call<'a>(&'a self, id: &'a str, req: Request) -> BoxFuture<'a, Result<Reply>> {

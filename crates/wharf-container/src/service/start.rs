@@ -239,16 +239,10 @@ impl ContainerService {
             crate::bpf::keep_for_load(&mut spec);
         }
         crate::bpf::keep_for_cgroup_seal(&mut spec);
-        fs::write(
-            bundle.join("config.json"),
-            serde_json::to_vec_pretty(&spec).expect("spec"),
-        )?;
         let sc = self.shim_config(rec, &bundle, cgroup_path, filter)?;
-        let sc_path = bundle.join("shim.json");
-        fs::write(&sc_path, serde_json::to_vec(&sc).expect("shim config"))?;
         // A stale libcontainer state dir from a crash would make create fail.
         let _ = fs::remove_dir_all(self.cfg.exec_root.join("runtime").join(&rec.id));
-        let pid = self.runtime.create(&rec.id, &bundle).await?;
+        let pid = self.runtime.create(&rec.id, &bundle, &spec, &sc).await?;
         // Attaches that were waiting for this start see the output from the first byte.
         let pending: Vec<PendingAttach> =
             std::mem::take(&mut *self.lookup(&rec.id)?.attaches.lock().expect("attaches"));
