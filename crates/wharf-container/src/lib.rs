@@ -33,6 +33,7 @@ pub mod spec;
 pub mod stats;
 pub mod task;
 pub mod validate;
+pub mod view;
 
 pub use config::ContainerSpec;
 pub use error::ContainerError;
@@ -40,3 +41,4 @@ pub use exec::{ExecEntry, ExecSpec};
 pub use record::{ContainerStatus, Record, State};
 pub use service::{CommitOptions, ContainerService, ServiceConfig, UpdateBody, WaitCondition};
 pub use task::{Output, Task};
+pub use view::ContainerView;

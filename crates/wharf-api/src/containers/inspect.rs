@@ -91,10 +91,11 @@ const HOST_CONFIG_NULLS: &[&str] = &[
 const CONFIG_NULLS: &[&str] = &["Entrypoint", "OnBuild", "Volumes", "Cmd"];
 
 pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersion) -> Res {
-    let r = d.containers.get(name)?;
+    let view = d.containers.view(name, q.bool("size"))?;
+    let r = &view.record;
     let running = r.state.is_running();
-    let dir = d.containers.files_dir(&r.id);
-    let (driver, data) = d.containers.graph_driver(&r);
+    let dir = &view.files_dir;
+    let (driver, data) = view.graph_driver.clone().unwrap_or_default();
     let graph = json!({"Name": driver, "Data": data});
     let mut v = json!({
         "Id": r.id,
@@ -118,7 +119,7 @@ pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersio
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
         "HostsPath": dir.join("hosts"),
-        "LogPath": d.containers.log_path(&r.id),
+        "LogPath": view.log_path,
         "Name": format!("/{}", r.name),
         "RestartCount": r.restart_count,
         "Driver": r.driver,
@@ -131,7 +132,7 @@ pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersio
         "GraphDriver": graph,
         "Mounts": r.mount_points.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
         "Config": crate::convert::config_view(&r.config),
-        "NetworkSettings": wharf_container::netsetup::settings_json(&r),
+        "NetworkSettings": wharf_container::netsetup::settings_json(r),
     });
     if let Some(h) = &r.state.health {
         v["State"]["Health"] = json!(h);
@@ -198,8 +199,7 @@ pub(crate) fn inspect(d: &Arc<Daemon>, name: &str, q: &Query, version: ApiVersio
             }
         }
     }
-    if q.bool("size") {
-        let (rw, root) = d.containers.sizes(&r.id)?;
+    if let Some((rw, root)) = view.sizes {
         v["SizeRw"] = json!(rw);
         v["SizeRootFs"] = json!(root);
     }

@@ -153,8 +153,7 @@ pub(crate) fn label_match(r: &Record, f: &str) -> bool {
 pub(crate) fn list(d: &Arc<Daemon>, q: &Query) -> Res {
     let filters: BTreeMap<String, Vec<String>> = q.filters()?;
     let all = q.bool("all");
-    let mut recs = d.containers.records();
-    recs.sort_by(|a, b| b.created.cmp(&a.created));
+    let recs: Vec<Record> = d.containers.views().into_iter().map(|v| v.record).collect();
     let created_of = |name: &str| -> Result<String, ApiError> { Ok(d.containers.get(name)?.created) };
     let before = filters
         .get("before")
