@@ -41,6 +41,7 @@ pub fn container_spec(b: CreateBody, image_mounts: Vec<ImageMount>) -> Container
         host: transcode(&b.host_config.unwrap_or_default()),
         networks: b.networking_config,
         image_mounts,
+        snapshot: None,
     }
 }
 

@@ -151,6 +151,9 @@ pub struct Record {
     /// While it runs: its namespace, endpoints and published ports.
     #[serde(default)]
     pub net: crate::netsetup::NetState,
+    /// The committed snapshot its root is prepared over, when not its image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 impl Record {
@@ -199,6 +202,7 @@ mod tests {
             mount_points: vec![],
             networks: Default::default(),
             net: Default::default(),
+            snapshot: None,
         }
     }
 

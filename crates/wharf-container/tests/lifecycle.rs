@@ -393,3 +393,77 @@ fn second_daemon(dir: &Path, ids: &[String; 4]) {
         assert_eq!(*rt2.created.lock().unwrap(), std::slice::from_ref(always));
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_runs_on_a_snapshot_another_left() {
+    if !in_namespaces("a_container_runs_on_a_snapshot_another_left") {
+        return;
+    }
+    let e = Engine::new().await;
+    // A step: a container of the image writes a file, and its root is committed.
+    let step = e.create(None);
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(5);
+    t.append_data(&mut h, "step/out", &b"made\n"[..]).unwrap();
+    let bytes = t.into_inner().unwrap();
+    e.svc.archive_put(&step, "/", bytes.as_slice(), false, true).unwrap();
+    e.svc.commit_root(&step, "step-1").await.unwrap();
+
+    // The next step runs on that snapshot, not on the image's root.
+    let mut spec = ContainerSpec::default();
+    spec.config.image = Some("fake:1".into());
+    spec.host.network.network_mode = Some("none".into());
+    spec.snapshot = Some("step-1".into());
+    let next = e.svc.create(None, spec).unwrap().0;
+    e.svc.start(&next).await.unwrap();
+    let st = e.svc.archive_stat(&next, "/step/out").unwrap();
+    assert_eq!(st.size, 5);
+    let root = e.rt.specs.lock().unwrap()[&next]
+        .root()
+        .as_ref()
+        .unwrap()
+        .path()
+        .clone();
+    assert_eq!(std::fs::read_to_string(root.join("step/out")).unwrap(), "made\n");
+    // Its image is not its root's base: an image commit is refused, with why.
+    let err = e
+        .svc
+        .commit(
+            &next,
+            wharf_container::CommitOptions {
+                reference: None,
+                comment: String::new(),
+                author: String::new(),
+                changes: vec![],
+                pause: false,
+                config: None,
+                replace_config: false,
+                created_by: None,
+                container_config: None,
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("runs on snapshot step-1"), "{err}");
+    // A snapshot that is not there, or not committed, is no root.
+    for bad in ["nope", next.as_str()] {
+        let mut spec = ContainerSpec::default();
+        spec.config.image = Some("fake:1".into());
+        spec.snapshot = Some(bad.into());
+        assert!(e.svc.create(None, spec).is_err(), "{bad}");
+    }
+    // The snapshot stays while something stands on it, then goes with its init snapshot.
+    assert!(e.svc.remove_snapshot("step-1").is_err());
+    e.rt.exit(&next, 0);
+    e.svc.remove(&next, true, false).await.unwrap();
+    e.svc.remove(&step, true, false).await.unwrap();
+    e.svc.remove_snapshot("step-1").unwrap();
+    let left: Vec<_> = std::fs::read_dir(e.dir.join("data/snapshots/vfs/meta"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "snapshots left: {left:?}");
+}

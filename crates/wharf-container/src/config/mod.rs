@@ -34,6 +34,10 @@ pub struct ContainerSpec {
     pub networks: Option<serde_json::Value>,
     /// Mounts of type `image` (an image's root, read-only, at a path).
     pub image_mounts: Vec<crate::mounts::ImageMount>,
+    /// Run on this committed snapshot instead of the image's root (the image still gives the
+    /// config): what a builder step or a client of the snapshotter prepared. Not part of
+    /// Docker's API.
+    pub snapshot: Option<String>,
 }
 
 /// The process a container runs and what the image contributes to it (Docker's container

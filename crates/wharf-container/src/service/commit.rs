@@ -23,6 +23,12 @@ impl ContainerService {
     pub async fn commit(&self, name: &str, opts: CommitOptions) -> Result<Digest> {
         let e = self.lookup(name)?;
         let rec = e.snapshot();
+        if let Some(k) = &rec.snapshot {
+            return Err(ContainerError::Invalid(format!(
+                "container {} runs on snapshot {k}, not on its image's root: commit its root as a snapshot",
+                rec.id
+            )));
+        }
 
         let image: Digest = rec
             .image
@@ -101,6 +107,38 @@ impl ContainerService {
             ],
         );
         Ok(id)
+    }
+
+    /// The container's root committed as snapshot `name` (a builder's step, a client of the
+    /// snapshotter): the container must not run; it goes on over the committed snapshot, so
+    /// its next start sees what it left and writes above it.
+    pub async fn commit_root(&self, container: &str, name: &str) -> Result<()> {
+        let e = self.lookup(container)?;
+        let _op = e.op.lock().await;
+        let rec = e.snapshot();
+        if rec.state.is_running() {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is running: stop it before committing its root",
+                rec.id
+            )));
+        }
+        self.unmount_root_only(&rec.id);
+        self.snapshots.commit(name, &rec.id)?;
+        self.snapshots.prepare(&rec.id, Some(name))?;
+        e.rec.lock().expect("record lock").snapshot = Some(name.to_string());
+        self.save(&e)
+    }
+
+    /// Removes a committed snapshot no container or snapshot stands on, and the image's init
+    /// snapshot it stood on once nothing else does.
+    pub fn remove_snapshot(&self, name: &str) -> Result<()> {
+        let parent = self.snapshots.stat(name)?.parent;
+        self.snapshots.remove(name)?;
+        if let Some(p) = parent.filter(|p| p.starts_with("init-")) {
+            let _held = self.init_lock.lock().expect("init lock");
+            let _ = self.snapshots.remove(&p);
+        }
+        Ok(())
     }
 
     /// `GET /containers/{id}/export`: the container's filesystem (image and read-write layer,

@@ -52,6 +52,12 @@ impl ContainerService {
             hc.network.publish_all_ports = Some(false);
         }
         self.check_references(&hc)?;
+        if let Some(k) = &body.snapshot {
+            let info = self.snapshots.stat(k)?;
+            if info.kind != wharf_store::snapshot::Kind::Committed {
+                return Err(ContainerError::Invalid(format!("snapshot {k} is not committed")));
+            }
+        }
         let mut mount_points = self.plan_mounts(&hc, &cfg, &body.image_mounts)?;
         let name = self.reserve_name(name, &id)?;
         let mut created_anon: Vec<String> = Vec::new();
@@ -79,6 +85,7 @@ impl ContainerService {
             mount_points,
             networks,
             net: Default::default(),
+            snapshot: body.snapshot.clone(),
         };
         let r = (|| -> Result<()> {
             let dir = self.container_dir(&id);

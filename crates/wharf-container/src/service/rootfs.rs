@@ -129,6 +129,10 @@ impl ContainerService {
 
     /// The container's root: an active snapshot over its image's init snapshot.
     pub(crate) fn prepare_root(&self, rec: &Record) -> Result<()> {
+        if let Some(parent) = &rec.snapshot {
+            self.snapshots.prepare(&rec.id, Some(parent))?;
+            return Ok(());
+        }
         let image = image_of(rec)?;
         // The image's last container may be removing the init snapshot just as this one is
         // made: then it is made again.
@@ -152,7 +156,9 @@ impl ContainerService {
             Ok(()) | Err(wharf_store::snapshot::SnapshotError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Ok(image) = image_of(rec) {
+        // Its image's init snapshot goes once no container stacks on it (a container on a
+        // snapshot of its own has none).
+        if let (None, Ok(image)) = (&rec.snapshot, image_of(rec)) {
             if let Ok((_, layers)) = self.images.rootfs_of(&image) {
                 let top = layers.last().map(|l| l.chain_id.to_string());
                 let key = format!(
