@@ -331,3 +331,46 @@ fn prune_takes_an_untagged_builds_intermediate_images_with_it() {
     assert_eq!(all(&w), 4, "{}", w.ok(&["images", "-a"]));
     w.ok(&["image", "inspect", "keep:1"]);
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn add_extracts_local_archives_even_on_scratch_and_copy_does_not() {
+    let w = daemon();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM scratch\nADD rootfs.tar.gz /\nADD rootfs.tar.gz /opt\nCOPY rootfs.tar.gz /copied/\n",
+    )]);
+    let src = ctx.path().join("src");
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::write(src.join("bin/tool"), "#!/bin/sh\n").unwrap();
+    std::process::Command::new("chmod")
+        .args(["750"])
+        .arg(src.join("bin/tool"))
+        .status()
+        .unwrap();
+    let st = std::process::Command::new("tar")
+        .args(["-czf", "rootfs.tar.gz", "--owner=70", "--group=70", "-C", "src", "bin"])
+        .current_dir(ctx.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::remove_dir_all(&src).unwrap();
+    let o = build(&w, ctx.path(), &["-t", "unpacked:1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    w.ok(&["create", "--pull", "never", "--name", "u1", "unpacked:1", "/bin/tool"]);
+    let tar = ctx.path().join("u1.tar");
+    w.ok(&["export", "-o", tar.to_str().unwrap(), "u1"]);
+    let listing = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -tvf {} | awk '{{print $1, $2, $6}}' | grep -E 'tool|copied'",
+            tar.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "-rwxr-x--- 70/70 bin/tool\ndrwxr-xr-x 0/0 copied\n-rw-r--r-- 0/0 copied/rootfs.tar.gz\n-rwxr-x--- 70/70 opt/bin/tool\n"
+    );
+    w.ok(&["rm", "u1"]);
+}

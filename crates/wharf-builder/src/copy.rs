@@ -27,6 +27,9 @@ pub struct Target {
     pub owner: (u64, u64),
     /// `--chmod`: mode of every entry.
     pub chmod: Option<u32>,
+    /// ADD: a local tar archive (plain, gzip or zstd) is extracted into `dest`, its entries'
+    /// modes and owners kept, instead of copied.
+    pub extract: bool,
 }
 
 fn has_glob(s: &str) -> bool {
@@ -106,6 +109,8 @@ pub fn write_tar(ctx: &Path, sources: &[String], target: &Target, w: impl Write)
         let dest = Path::new(&target.dest);
         if md.is_dir() {
             add_tree(&mut b, &mut h, &path, dest, target).map_err(io)?;
+        } else if target.extract && md.is_file() && is_archive(&path) {
+            add_archive(&mut b, &mut h, &path, dest).map_err(io)?;
         } else {
             let name = Path::new(src).file_name().map(PathBuf::from).unwrap_or_default();
             let to = if target.into_dir {
@@ -118,6 +123,81 @@ pub fn write_tar(ctx: &Path, sources: &[String], target: &Target, w: impl Write)
     }
     b.into_inner().map_err(io)?.flush().map_err(io)?;
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// Whether a file is a tar archive ADD extracts: gzip or zstd compressed, or a plain tar.
+fn is_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let n = fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let head = &head[..n];
+    head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || head.get(257..262) == Some(b"ustar")
+}
+
+/// A local archive's entries re-rooted under `dest` (a directory), each as the archive has it;
+/// an entry that would climb out of `dest` is refused.
+fn add_archive<W: Write>(b: &mut tar::Builder<W>, h: &mut Sha256, path: &Path, dest: &Path) -> io::Result<()> {
+    let f = fs::File::open(path)?;
+    let mut ar = tar::Archive::new(wharf_store::decompress(io::BufReader::new(f))?);
+    let base = dest.strip_prefix("/").unwrap_or(dest).to_path_buf();
+    let reroot = |p: &Path| -> io::Result<PathBuf> {
+        if !stays_within(p) {
+            return Err(io::Error::other(format!(
+                "{}: climbs out of the destination",
+                p.display()
+            )));
+        }
+        Ok(base.join(clean(&p.to_string_lossy())))
+    };
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let mut hd = entry.header().clone();
+        let kind = hd.entry_type();
+        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            continue;
+        }
+        let name = reroot(&entry.path()?)?;
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        let mut field = |s: &[u8]| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s);
+        };
+        field(name.as_os_str().as_encoded_bytes());
+        field(format!("{:?} {:o} {} {}", kind, hd.mode()?, hd.uid()?, hd.gid()?).as_bytes());
+        field(&data);
+        let link = entry.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
+        match kind {
+            tar::EntryType::Link => {
+                let target = reroot(&link)?;
+                field(target.as_os_str().as_encoded_bytes());
+                b.append_link(&mut hd, &name, &target)?;
+            }
+            tar::EntryType::Symlink => {
+                field(link.as_os_str().as_encoded_bytes());
+                b.append_link(&mut hd, &name, &link)?;
+            }
+            _ => b.append_data(&mut hd, &name, data.as_slice())?,
+        }
+    }
+    Ok(())
+}
+
+/// A path of an archive that stays inside it (`a/../b` does, `../b` and `/b` do not climb).
+fn stays_within(p: &Path) -> bool {
+    let mut depth = 0i64;
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
 }
 
 /// A directory's contents (not the directory itself) under `dest`, sorted.
@@ -256,6 +336,7 @@ mod tests {
             into_dir: true,
             owner: (70, 70),
             chmod: Some(0o640),
+            extract: false,
         };
         let (n, digest) = names(p, &["app".into(), "top.txt".into()], &t);
         assert_eq!(
@@ -274,6 +355,7 @@ mod tests {
             into_dir: false,
             owner: (0, 0),
             chmod: None,
+            extract: false,
         };
         assert_eq!(names(p, &["top.txt".into()], &one).0, ["etc/conf 751 0:0"]);
         // A new mtime is the same content; new bytes are not.
@@ -284,5 +366,50 @@ mod tests {
         assert_eq!(again, digest);
         fs::write(p.join("app/a.txt"), "A").unwrap();
         assert_ne!(names(p, &["app".into(), "top.txt".into()], &t).1, digest);
+    }
+
+    #[test]
+    fn add_extracts_local_archives_keeping_modes_and_owners_and_nothing_climbs_out() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o750);
+        h.set_uid(70);
+        h.set_gid(70);
+        h.set_size(2);
+        b.append_data(&mut h, "bin/tool", &b"#!"[..]).unwrap();
+        fs::write(p.join("rootfs.tar"), b.into_inner().unwrap()).unwrap();
+        let t = Target {
+            dest: "/opt".into(),
+            into_dir: false,
+            owner: (0, 0),
+            chmod: None,
+            extract: true,
+        };
+        assert_eq!(names(p, &["rootfs.tar".into()], &t).0, ["opt/bin/tool 750 70:70"]);
+        // COPY copies it as it is.
+        let copy = Target {
+            extract: false,
+            ..t.clone()
+        };
+        assert_eq!(names(p, &["rootfs.tar".into()], &copy).0, ["opt 644 0:0"]);
+        // An entry that climbs out of the destination is refused. (The tar crate will not
+        // write `..` itself, so the name is put in the header's bytes.)
+        let mut h = tar::Header::new_ustar();
+        h.as_mut_bytes()[..9].copy_from_slice(b"../escape");
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(&[b'x']);
+        bytes.resize(512 * 2, 0);
+        bytes.extend_from_slice(&[0u8; 1024]);
+        fs::write(p.join("evil.tar"), bytes).unwrap();
+        let mut out = Vec::new();
+        let err = write_tar(p, &["evil.tar".into()], &t, &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("climbs out of the destination"), "{err}");
     }
 }

@@ -246,6 +246,7 @@ impl Build<'_> {
             into_dir: dest_raw.ends_with('/') || many,
             owner,
             chmod,
+            extract: what == "ADD" && l.flag("from").is_none() && l.heredocs.is_empty(),
         };
         let tar_path = scratch.path().join(".layer.tar");
         let digest = write_tar_file(&root, &sources, &target, &tar_path)?;
