@@ -402,7 +402,7 @@ mod tests {
         h.set_size(1);
         h.set_cksum();
         let mut bytes = h.as_bytes().to_vec();
-        bytes.extend_from_slice(&[b'x']);
+        bytes.extend_from_slice(b"x");
         bytes.resize(512 * 2, 0);
         bytes.extend_from_slice(&[0u8; 1024]);
         fs::write(p.join("evil.tar"), bytes).unwrap();
