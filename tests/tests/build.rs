@@ -374,3 +374,49 @@ fn add_extracts_local_archives_even_on_scratch_and_copy_does_not() {
     );
     w.ok(&["rm", "u1"]);
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn a_client_that_goes_away_cancels_the_build_and_leaves_no_container() {
+    use std::io::{Read, Write};
+    let w = daemon();
+    let mut t = tar::Builder::new(Vec::new());
+    let df = b"FROM busybox\nRUN echo step-started && sleep 60\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(df.len() as u64);
+    t.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+    let body = t.into_inner().unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&w.sock).unwrap();
+    write!(
+        s,
+        "POST /v1.50/build?networkmode=none&t=never:1 HTTP/1.1\r\nHost: wharf\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The step's own output (not the "Step 2/2 : RUN echo step-started" line).
+    while !String::from_utf8_lossy(&seen).contains("\"stream\":\"step-started\\n\"") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the build ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(w.ok(&["ps", "-q"]).lines().count(), 1, "the step runs");
+    // The client goes away mid-step.
+    drop(s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !w.ok(&["ps", "-aq"]).trim().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step's container outlived the cancelled build"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        w.docker(&["image", "inspect", "never:1"]).status.code() != Some(0),
+        "nothing was tagged"
+    );
+}

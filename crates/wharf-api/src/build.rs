@@ -117,12 +117,24 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
     unpacked.map_err(|e| ApiError::invalid(e.to_string()))?;
     let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
     let builder = d.builder.clone();
+    // The client going away (its connection, and so the body's receiver, dropped) cancels.
+    let gone = tx.clone();
     tokio::spawn(async move {
         let (ltx, mut lrx) = mpsc::unbounded_channel::<Value>();
         let forward = tokio::spawn(async move {
-            while let Some(v) = lrx.recv().await {
-                let mut b = serde_json::to_vec(&v).expect("serialise");
-                b.extend_from_slice(b"\r\n");
+            loop {
+                // A step that prints nothing for a while gets a newline (JSON-lines readers skip
+                // whitespace between values): only a write finds out that a client went away,
+                // since connections stay open for reading after the client's half-close.
+                let b = match tokio::time::timeout(std::time::Duration::from_secs(1), lrx.recv()).await {
+                    Ok(Some(v)) => {
+                        let mut b = serde_json::to_vec(&v).expect("serialise");
+                        b.extend_from_slice(b"\r\n");
+                        b
+                    }
+                    Ok(None) => break,
+                    Err(_) => b"\n".to_vec(),
+                };
                 if tx.send(Ok(b.into())).await.is_err() {
                     break;
                 }
@@ -143,7 +155,7 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
                 }
             }
         };
-        if let Err(e) = builder.build(&breq, ctx.path(), &mut out).await {
+        if let Err(e) = builder.build(&breq, ctx.path(), &mut out, gone.closed()).await {
             let msg = e.to_string();
             let detail = match e.code() {
                 Some(c) => json!({"code": c, "message": msg}),

@@ -48,6 +48,9 @@ pub enum BuildError {
     /// The engine refused something.
     #[error("{0}")]
     Engine(String),
+    /// The client went away (or asked to stop).
+    #[error("the build was cancelled")]
+    Cancelled,
 }
 
 impl From<wharf_container::ContainerError> for BuildError {
@@ -169,11 +172,39 @@ impl Builder {
     }
 
     /// Build `req` from the unpacked context in `ctx`, reporting to `out`; returns the image.
+    ///
+    /// When `cancelled` resolves first (the client went away), the build stops where it is
+    /// and removes the step containers it had made: nothing of it is left but the images of
+    /// the steps it finished (and their cache entries).
     pub async fn build(
         &self,
         req: &BuildRequest,
         ctx: &Path,
         out: &mut (dyn FnMut(Progress) + Send),
+        cancelled: impl std::future::Future<Output = ()>,
+    ) -> Result<Digest> {
+        let live = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = tokio::select! {
+            r = self.build_in(req, ctx, out, live.clone()) => r,
+            () = cancelled => Err(BuildError::Cancelled),
+        };
+        if matches!(r, Err(BuildError::Cancelled)) {
+            let left: Vec<String> = std::mem::take(&mut *live.lock().expect("live"));
+            for id in left {
+                if let Err(e) = self.containers.remove(&id, true, true).await {
+                    tracing::warn!(container = %id, "removing a cancelled build's container: {e}");
+                }
+            }
+        }
+        r
+    }
+
+    async fn build_in(
+        &self,
+        req: &BuildRequest,
+        ctx: &Path,
+        out: &mut (dyn FnMut(Progress) + Send),
+        live: Arc<std::sync::Mutex<Vec<String>>>,
     ) -> Result<Digest> {
         let name = if req.dockerfile.is_empty() {
             "Dockerfile"
@@ -186,7 +217,7 @@ impl Builder {
         let ignore = std::fs::read_to_string(ctx.join(".dockerignore")).unwrap_or_default();
         context::apply_ignore(ctx, &context::Ignore::parse(&ignore), &[])?;
         let df = wharf_dockerfile::parse(&text)?;
-        stage::Build::new(self, req, ctx, &df)?.run(out).await
+        stage::Build::new(self, req, ctx, &df, live)?.run(out).await
     }
 }
 

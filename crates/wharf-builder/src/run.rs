@@ -153,6 +153,7 @@ impl Build<'_> {
         let (id, _) = tokio::task::spawn_blocking(move || c.create(None, spec))
             .await
             .map_err(|e| BuildError::Engine(e.to_string()))??;
+        self.live.lock().expect("live").push(id.clone());
         Ok(id)
     }
 
@@ -186,6 +187,8 @@ impl Build<'_> {
 
     /// Removes a step container (with its anonymous volumes) when `remove`.
     async fn discard(&self, cid: &str, remove: bool) {
+        // A container the build keeps (a failed step without --force-rm) is the user's now.
+        self.live.lock().expect("live").retain(|c| c != cid);
         if remove {
             if let Err(e) = self.b.containers.remove(cid, true, true).await {
                 tracing::warn!(container = cid, "removing a build step's container: {e}");

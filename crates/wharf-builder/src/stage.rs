@@ -85,10 +85,18 @@ pub(crate) struct Build<'a> {
     used_args: Vec<String>,
     /// With `--cache-from`: the images (and their parents) the cache may answer with.
     cache_from: Option<Vec<Digest>>,
+    /// The step containers that exist now (removed if the build is cancelled).
+    pub live: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl<'a> Build<'a> {
-    pub fn new(b: &'a Builder, req: &'a BuildRequest, ctx: &'a Path, df: &'a Dockerfile) -> Result<Build<'a>> {
+    pub fn new(
+        b: &'a Builder,
+        req: &'a BuildRequest,
+        ctx: &'a Path,
+        df: &'a Dockerfile,
+        live: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Result<Build<'a>> {
         let mut meta = Vec::new();
         let mut used_args = Vec::new();
         for l in &df.meta_args {
@@ -137,6 +145,7 @@ impl<'a> Build<'a> {
             total,
             used_args,
             cache_from,
+            live,
         })
     }
 
