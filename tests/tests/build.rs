@@ -420,3 +420,45 @@ fn a_client_that_goes_away_cancels_the_build_and_leaves_no_container() {
         "nothing was tagged"
     );
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn run_mounts_a_cache_that_outlives_builds_a_tmpfs_and_context_binds() {
+    let w = daemon();
+    let df = r#"FROM busybox
+RUN --mount=type=cache,target=/var/cache/app,id=appcache sh -c 'echo run >> /var/cache/app/log; wc -l < /var/cache/app/log > /runs'
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo x > /scratch/f && grep -q tmpfs /proc/mounts && test -f /scratch/f'
+RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cat /mnt/data.txt > /copied
+RUN --mount=type=bind,source=data.txt,target=/mnt/ro.txt sh -c 'echo y > /mnt/ro.txt' || echo read-only > /ro
+"#;
+    let ctx = context(&[("Dockerfile", df), ("data.txt", "from the context\n")]);
+    for (n, tag) in [(1, "mounts:1"), (2, "mounts:2")] {
+        let o = build(&w, ctx.path(), &["--network", "none", "--no-cache", "-t", tag]);
+        assert!(o.status.success(), "{}", text(&o));
+        // The cache keeps what each build left: the second sees the first's line.
+        let runs = w.ok(&["run", "--rm", "--network", "none", tag, "cat", "/runs"]);
+        assert_eq!(runs.trim(), n.to_string());
+    }
+    let show = |p: &str| w.ok(&["run", "--rm", "--network", "none", "mounts:2", "cat", p]);
+    assert_eq!(show("/copied"), "from the context\n");
+    assert_eq!(show("/ro"), "read-only\n");
+    // Nothing of the cache or the tmpfs is in the image.
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "mounts:2",
+        "ls",
+        "/var/cache/app/log",
+        "/scratch/f",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    // secret and ssh need BuildKit's session.
+    let ctx2 = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=secret,id=k cat /run/secrets/k\n",
+    )]);
+    let out = text(&build(&w, ctx2.path(), &["--network", "none"]));
+    assert!(out.contains("needs BuildKit's session"), "{out}");
+}

@@ -7,6 +7,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sha2::Digest as _;
 use wharf_container::{CommitOptions, ContainerSpec, WaitCondition};
 use wharf_dockerfile::lex::{exec_form, shell_words};
 use wharf_dockerfile::Line;
@@ -23,6 +24,8 @@ struct StepContainer {
     cmd: Vec<String>,
     env: Vec<String>,
     network: Option<String>,
+    /// `RUN --mount`s.
+    mounts: Vec<wharf_container::config::Mount>,
 }
 
 impl Build<'_> {
@@ -65,10 +68,16 @@ impl Build<'_> {
                 env.insert(0, a.clone());
             }
         }
+        let mounts = l
+            .flag_all("mount")
+            .into_iter()
+            .map(|m| self.run_mount(m))
+            .collect::<Result<Vec<_>>>()?;
         let step = StepContainer {
             cmd: argv,
             env,
             network,
+            mounts,
         };
         let cid = self.step_container(st, &parent, step).await?;
         out(Progress::Stream(format!(" ---> Running in {}\n", &cid[..12])));
@@ -149,12 +158,79 @@ impl Build<'_> {
             ..Default::default()
         });
         spec.host.network.network_mode = step.network.filter(|n| n != "default");
+        if !step.mounts.is_empty() {
+            spec.host.storage.mounts = Some(step.mounts);
+        }
         let c = self.b.containers.clone();
         let (id, _) = tokio::task::spawn_blocking(move || c.create(None, spec))
             .await
             .map_err(|e| BuildError::Engine(e.to_string()))??;
         self.live.lock().expect("live").push(id.clone());
         Ok(id)
+    }
+
+    /// One `RUN --mount=type=...,target=...` as a mount of the step's container: `cache` (a
+    /// volume of the builder's, kept between builds, by `id` or target), `tmpfs`, and `bind`
+    /// (a path of the context, read-only unless `rw`; what is written there is dropped with
+    /// the context). `secret` and `ssh` need BuildKit's session, which the classic API has not.
+    fn run_mount(&self, spec: &str) -> Result<wharf_container::config::Mount> {
+        use wharf_container::config::{Mount, MountType, TmpfsOptions};
+        let mut opts: Vec<(String, String)> = Vec::new();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            opts.push((k.to_ascii_lowercase(), v.to_string()));
+        }
+        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        if let Some(t @ ("secret" | "ssh")) = get("type").as_deref() {
+            return Err(BuildError::Step(format!(
+                "RUN --mount=type={t} needs BuildKit's session, which the classic build API has not"
+            )));
+        }
+        let target = get("target")
+            .or_else(|| get("dst"))
+            .or_else(|| get("destination"))
+            .ok_or_else(|| BuildError::Step(format!("RUN --mount={spec}: target is required")))?;
+        let target = format!("/{}", crate::context::clean(&target));
+        let yes = |k: &str| get(k).is_some_and(|v| v != "false");
+        let mut m = Mount {
+            target: Some(target.clone()),
+            ..Mount::default()
+        };
+        match get("type").as_deref().unwrap_or("bind") {
+            "cache" => {
+                let id = get("id").unwrap_or_else(|| target.clone());
+                let digest = sha2::Sha256::digest(id.as_bytes());
+                m.typ = Some(MountType::Volume);
+                m.source = Some(format!("wharf-build-cache-{}", &hex::encode(digest)[..24]));
+                m.read_only = Some(yes("readonly") || yes("ro"));
+            }
+            "tmpfs" => {
+                m.typ = Some(MountType::Tmpfs);
+                let size = get("size").map(|s| {
+                    wharf_units::ram_in_bytes(&s)
+                        .ok_or_else(|| BuildError::Step(format!("RUN --mount: invalid size {s}")))
+                });
+                m.tmpfs_options = Some(TmpfsOptions {
+                    size_bytes: size.transpose()?,
+                    ..TmpfsOptions::default()
+                });
+            }
+            "bind" => {
+                if get("from").is_some() {
+                    return Err(BuildError::Step(format!(
+                        "RUN --mount={spec}: binds from another stage or image are not supported by this builder yet"
+                    )));
+                }
+                let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
+                let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
+                let path = self.ctx.join(found.first().map(String::as_str).unwrap_or(""));
+                m.typ = Some(MountType::Bind);
+                m.source = Some(path.to_string_lossy().into_owned());
+                m.read_only = Some(!yes("rw") && !yes("readwrite"));
+            }
+            t => return Err(BuildError::Step(format!("RUN --mount: unknown mount type {t:?}"))),
+        }
+        Ok(m)
     }
 
     /// A container for a step that writes into the root without running anything (COPY,
@@ -164,6 +240,7 @@ impl Build<'_> {
             cmd: nop_string(shown),
             env: st.env(),
             network: Some("none".into()),
+            mounts: Vec::new(),
         };
         self.step_container(st, parent, step).await
     }
@@ -362,6 +439,7 @@ impl Build<'_> {
             cmd: vec!["/bin/sh".into()],
             env: Vec::new(),
             network: Some("none".into()),
+            mounts: Vec::new(),
         };
         let cid = self.step_container(st, image, step).await?;
         let c = self.b.containers.clone();
