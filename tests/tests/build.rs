@@ -462,3 +462,58 @@ RUN --mount=type=bind,source=data.txt,target=/mnt/ro.txt sh -c 'echo y > /mnt/ro
     let out = text(&build(&w, ctx2.path(), &["--network", "none"]));
     assert!(out.contains("needs BuildKit's session"), "{out}");
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn platform_arguments_platform_checks_and_proxy_arguments() {
+    let w = daemon();
+    let df = r#"FROM --platform=$BUILDPLATFORM busybox
+ARG TARGETARCH
+ARG TARGETPLATFORM
+RUN echo "$TARGETPLATFORM $TARGETARCH" > /platform && echo "proxy=$HTTP_PROXY" > /proxy
+"#;
+    let ctx = context(&[("Dockerfile", df)]);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let o = build(
+        &w,
+        ctx.path(),
+        &[
+            "--network",
+            "none",
+            "--build-arg",
+            "HTTP_PROXY=http://127.0.0.1:9",
+            "-t",
+            "plat:1",
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("not consumed"), "a proxy argument needs no ARG: {out}");
+    let show = |p: &str| w.ok(&["run", "--rm", "--network", "none", "plat:1", "cat", p]);
+    assert_eq!(show("/platform"), format!("linux/{arch} {arch}\n"));
+    assert_eq!(show("/proxy"), "proxy=http://127.0.0.1:9\n");
+    let history = w.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "plat:1"]);
+    assert!(
+        !history.contains("127.0.0.1:9"),
+        "proxies stay out of the history: {history}"
+    );
+    // Another proxy: the RUN still comes from the cache.
+    let out = text(&build(
+        &w,
+        ctx.path(),
+        &["--network", "none", "--build-arg", "HTTP_PROXY=http://127.0.0.1:10"],
+    ));
+    assert_eq!(cache_hits(&out), 3, "{out}");
+    // A base of another platform than the one asked for is an error, never a silent mismatch.
+    let other = if arch == "arm64" { "linux/amd64" } else { "linux/arm64" };
+    let ctx2 = context(&[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let out = text(&build(&w, ctx2.path(), &["--network", "none", "--platform", other]));
+    assert!(
+        out.contains(&format!("image with reference busybox was found but its platform (linux/{arch}) does not match the specified platform ({other})")),
+        "{out}"
+    );
+}

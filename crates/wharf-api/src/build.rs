@@ -51,6 +51,7 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
     Ok(BuildRequest {
         cache_from,
         pull: q.bool("pull"),
+        platform: q.get("platform").filter(|p| !p.is_empty()).map(String::from),
         run_host: run_host(q)?,
         dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
         tags,

@@ -105,6 +105,8 @@ pub struct BuildRequest {
     pub pull: bool,
     /// How RUN's containers run: `--add-host`, `--memory`, `--cpu-*`, `--shm-size`.
     pub run_host: wharf_container::config::HostSpec,
+    /// `--platform` (`os/arch[/variant]`): what the bases must be, and `TARGETPLATFORM`.
+    pub platform: Option<String>,
 }
 
 /// Fetches a base image the engine lacks: the daemon's registry client (a build never

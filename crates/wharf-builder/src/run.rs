@@ -61,6 +61,14 @@ impl Build<'_> {
             ))
         })?;
         let mut env = st.env();
+        // The proxy arguments reach the command undeclared, and nothing else.
+        for (k, v) in &self.req.build_args {
+            if crate::stage::PROXY_ARGS.contains(&k.as_str()) && !args.iter().any(|a| a.split('=').next() == Some(k)) {
+                if let Some(v) = v {
+                    env.push(format!("{k}={v}"));
+                }
+            }
+        }
         // Build arguments reach the command, not the image; ENV wins over an ARG of its name.
         for a in args.iter().rev() {
             let k = a.split('=').next().unwrap_or("");

@@ -97,8 +97,15 @@ impl<'a> Build<'a> {
         df: &'a Dockerfile,
         live: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     ) -> Result<Build<'a>> {
-        let mut meta = Vec::new();
-        let mut used_args = Vec::new();
+        // BuildKit's automatic platform arguments, in the global scope (a stage declares them
+        // to see them, as any meta ARG).
+        let mut meta = platform_args(req.platform.as_deref())?;
+        let mut used_args: Vec<String> = req
+            .build_args
+            .keys()
+            .filter(|k| PROXY_ARGS.contains(&k.as_str()))
+            .cloned()
+            .collect();
         for l in &df.meta_args {
             for (k, v) in arg_decls(&l.args, &meta)? {
                 let val = req.build_args.get(&k).cloned().flatten().or(v);
@@ -219,6 +226,24 @@ impl<'a> Build<'a> {
             st.cmd_set = false;
         } else if base != "scratch" {
             let view = self.base_image(&base, out).await?;
+            let flag = s
+                .from
+                .flag("platform")
+                .map(|p| shell_words(p, &self.meta).map(|w| w.join(" ")));
+            let want = flag.transpose()?.or_else(|| self.req.platform.clone());
+            if let Some(want) = want.filter(|w| !w.is_empty()) {
+                let have = Platform::of(
+                    &view.config.os,
+                    &view.config.architecture,
+                    view.config.variant.as_deref(),
+                );
+                let want = Platform::parse(&want)?;
+                if !have.serves(&want) {
+                    return Err(BuildError::Step(format!(
+                        "image with reference {base} was found but its platform ({have}) does not match the specified platform ({want})"
+                    )));
+                }
+            }
             st.image = Some(view.id);
             if let Some(Value::Object(c)) = view.config.config.clone() {
                 st.config = c;
@@ -619,4 +644,122 @@ fn healthcheck(l: &Line) -> Result<Value> {
         h.insert("Retries".into(), json!(n));
     }
     Ok(Value::Object(h))
+}
+
+/// The proxy arguments a build takes without an `ARG` (they reach RUN, never the cache key,
+/// the history or the image).
+pub(crate) const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// An `os/arch[/variant]`, its architecture named as images name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Platform {
+    os: String,
+    arch: String,
+    variant: String,
+}
+
+impl Platform {
+    fn of(os: &str, arch: &str, variant: Option<&str>) -> Platform {
+        let mut p = Platform {
+            os: if os.is_empty() {
+                "linux".into()
+            } else {
+                os.to_ascii_lowercase()
+            },
+            arch: arch.to_ascii_lowercase(),
+            variant: variant.unwrap_or("").to_ascii_lowercase(),
+        };
+        match p.arch.as_str() {
+            "x86_64" | "x86-64" => p.arch = "amd64".into(),
+            "aarch64" => p.arch = "arm64".into(),
+            "i386" | "i686" => p.arch = "386".into(),
+            _ => {}
+        }
+        if p.arch == "arm64" && p.variant == "v8" {
+            p.variant.clear();
+        }
+        p
+    }
+
+    fn parse(s: &str) -> Result<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] => Ok(Platform::of(os, arch, None)),
+            [os, arch, v] => Ok(Platform::of(os, arch, Some(v))),
+            _ => Err(BuildError::Step(format!(
+                "invalid platform {s:?}: use os/arch[/variant]"
+            ))),
+        }
+    }
+
+    /// The machine's own.
+    fn host() -> Platform {
+        Platform::of("linux", std::env::consts::ARCH, None)
+    }
+
+    /// An image of this platform runs what `want` asks for (a variant only when both name one).
+    fn serves(&self, want: &Platform) -> bool {
+        self.os == want.os
+            && self.arch == want.arch
+            && (self.variant.is_empty() || want.variant.is_empty() || self.variant == want.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
+/// `BUILDPLATFORM`, `TARGETPLATFORM` and their parts, as `NAME=value`.
+fn platform_args(target: Option<&str>) -> Result<Vec<String>> {
+    let build = Platform::host();
+    let target = match target.filter(|t| !t.is_empty()) {
+        Some(t) => Platform::parse(t)?,
+        None => build.clone(),
+    };
+    let mut out = Vec::new();
+    for (prefix, p) in [("BUILD", &build), ("TARGET", &target)] {
+        out.push(format!("{prefix}PLATFORM={p}"));
+        out.push(format!("{prefix}OS={}", p.os));
+        out.push(format!("{prefix}ARCH={}", p.arch));
+        out.push(format!("{prefix}VARIANT={}", p.variant));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_as_images_name_them() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        assert!(p("linux/x86_64").serves(&p("linux/amd64")));
+        assert!(p("linux/arm64/v8").serves(&p("linux/arm64")));
+        assert!(!p("linux/amd64").serves(&p("linux/arm64")));
+        assert!(!p("linux/arm/v6").serves(&p("linux/arm/v7")));
+        assert_eq!(p("Linux/AARCH64").to_string(), "linux/arm64");
+        assert!(Platform::parse("linux").is_err());
+        let args = platform_args(Some("linux/arm64")).unwrap();
+        assert!(
+            args.contains(&"TARGETARCH=arm64".to_string()) && args.contains(&"TARGETPLATFORM=linux/arm64".to_string())
+        );
+        assert!(args.iter().any(|a| a.starts_with("BUILDPLATFORM=linux/")));
+    }
 }
