@@ -294,6 +294,18 @@ fn failures_say_what_docker_says_and_nothing_outside_the_context_is_read() {
         "unsupported frontend",
         1,
     );
+    fails(
+        "FROM busybox\nCOPY --nope=1 a /a\n",
+        &[("a", "1")],
+        "dockerfile parse error line 2: unknown flag: nope",
+        1,
+    );
+    fails(
+        "FROM busybox\nCOPY --exclude=*.md . /a\n",
+        &[("a", "1")],
+        "dockerfile parse error line 2: COPY --exclude is not supported by this builder yet",
+        1,
+    );
 
     // A link to the host's files is followed only inside the context: nothing is there.
     let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY escape /x\n")]);

@@ -299,6 +299,7 @@ impl<'a> Build<'a> {
 
     /// One instruction.
     async fn step_line(&mut self, st: &mut State, l: &Line, out: &mut (dyn FnMut(Progress) + Send)) -> Result<()> {
+        check_flags(l)?;
         let env = st.expansion();
         let expand = |s: &str| -> Result<String> { Ok(shell_words(s, &env)?.join(" ")) };
         match l.instruction.as_str() {
@@ -543,6 +544,37 @@ pub(crate) fn step_config(c: &Map<String, Value>, cmd: &[String]) -> Value {
     let mut v = full_config(c);
     v["Cmd"] = json!(cmd);
     v
+}
+
+/// The flags an instruction takes: those this builder does (`--link` changes only how the
+/// layer is made, not what is in it), those it does not yet (an error, never a silently
+/// different result), and any other (Docker's "unknown flag").
+fn check_flags(l: &Line) -> Result<()> {
+    let (known, later): (&[&str], &[&str]) = match l.instruction.as_str() {
+        "RUN" => (&["mount", "network"], &["security"]),
+        "COPY" => (&["from", "chown", "chmod", "link"], &["parents", "exclude"]),
+        "ADD" => (&["chown", "chmod", "link"], &["checksum", "keep-git-dir", "exclude"]),
+        "HEALTHCHECK" => (
+            &["interval", "timeout", "start-period", "start-interval", "retries"],
+            &[],
+        ),
+        _ => (&[], &[]),
+    };
+    for (k, _) in &l.flags {
+        if later.contains(&k.as_str()) {
+            return Err(BuildError::Step(format!(
+                "dockerfile parse error line {}: {} --{k} is not supported by this builder yet",
+                l.line, l.instruction
+            )));
+        }
+        if !known.contains(&k.as_str()) {
+            return Err(BuildError::Step(format!(
+                "dockerfile parse error line {}: unknown flag: {k}",
+                l.line
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A step's result line, after `Using cache` when the cache gave it.
