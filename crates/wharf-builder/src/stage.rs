@@ -481,7 +481,8 @@ impl<'a> Build<'a> {
             return None;
         }
         let id = self.b.cache.get(key)?;
-        let id = self.b.images.inspect(&id.to_string()).ok().map(|v| v.id)?;
+        // Still there (a removed image is no hit).
+        let id = self.b.images.resolve(&id.to_string()).ok()?;
         match &self.cache_from {
             Some(allowed) if !allowed.contains(&id) => None,
             _ => Some(id),

@@ -22,12 +22,21 @@ impl ImageService {
     }
 
     pub(crate) fn views(&self) -> Result<Vec<ImageView>> {
+        self.views_of(None)
+    }
+
+    /// The views of every image, or of `only`: each reads its config, so one image's view
+    /// must not cost the whole store's.
+    fn views_of(&self, only: Option<&Digest>) -> Result<Vec<ImageView>> {
         let images = self.meta.images()?;
         let layers = self.meta.layers()?;
         let refs = self.meta.refs()?;
         let names = Self::names_by_image(&refs);
-        let mut out = Vec::with_capacity(images.len());
+        let mut out = Vec::with_capacity(if only.is_some() { 1 } else { images.len() });
         for (id, rec) in images {
+            if only.is_some_and(|o| *o != id) {
+                continue;
+            }
             let chain = self.chain(&layers, rec.top_layer)?;
             let config = self.config_of(&id)?;
             let (repo_tags, repo_digests) = names.get(&id).cloned().unwrap_or_default();
@@ -47,9 +56,9 @@ impl ImageService {
     /// One image by name or ID.
     pub fn inspect(&self, name: &str) -> Result<ImageView> {
         let id = self.resolve(name)?;
-        self.views()?
+        self.views_of(Some(&id))?
             .into_iter()
-            .find(|v| v.id == id)
+            .next()
             .ok_or_else(|| ImageError::NotFound(name.to_string()))
     }
 
