@@ -529,3 +529,99 @@ RUN echo "$TARGETPLATFORM $TARGETARCH" > /platform && echo "proxy=$HTTP_PROXY" >
         "{out}"
     );
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn independent_stages_build_at_once_and_a_failure_stops_the_others() {
+    let w = daemon();
+    // Each stage's step waits for the other's to have started (through a cache mount both
+    // see): built one after the other, the first gives up after 15 s with code 7.
+    let id = format!("meet-{}", std::process::id());
+    let wait_for = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,target=/r,id={id} sh -c 'touch /r/{me}; i=0; while [ ! -e /r/{other} ]; do i=$((i+1)); [ $i -gt 150 ] && exit 7; sleep 0.1; done; echo {me} > /{me}'"
+        )
+    };
+    let df = format!(
+        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        wait_for("a", "b"),
+        wait_for("b", "a")
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    let o = build(&w, ctx.path(), &["--network", "none", "-t", "both:1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // The output reads in the Dockerfile's order all the same.
+    let steps: Vec<usize> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Step ")?.split('/').next()?.parse().ok())
+        .collect();
+    assert_eq!(steps, (1..=7).collect::<Vec<_>>(), "{out}");
+    let got = w.ok(&["run", "--rm", "--network", "none", "both:1", "cat", "/a", "/b"]);
+    assert_eq!(got, "a\nb\n");
+
+    // One stage fails at once: the other, mid-step, is stopped and its container removed;
+    // the failed step's container is kept (no --force-rm), as Docker keeps it.
+    let before = w.ok(&["ps", "-aq"]).lines().count();
+    let df = "FROM busybox AS slow\nRUN sleep 60\nFROM busybox AS bad\nRUN sleep 1; exit 3\nFROM busybox\nCOPY --from=slow /etc/hostname /s\nCOPY --from=bad /etc/hostname /b\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    let o = build(&w, ctx.path(), &["--network", "none"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("The command '/bin/sh -c sleep 1; exit 3' returned a non-zero code: 3"),
+        "{out}"
+    );
+    let left: Vec<String> = w
+        .ok(&["ps", "-a", "--format", "{{.Command}}"])
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(left.len(), before + 1, "{left:?}");
+    assert!(!left.iter().any(|c| c.contains("sleep 60")), "{left:?}");
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn run_binds_from_stages_and_images_and_a_bind_is_part_of_the_cache_key() {
+    let w = daemon();
+    let df = r#"FROM busybox AS tools
+RUN mkdir /t && echo tool > /t/x
+FROM busybox
+RUN --mount=type=bind,from=tools,source=/t,target=/mnt cat /mnt/x > /got
+RUN --mount=type=bind,from=tools,target=/m cat /m/t/x > /whole
+RUN --mount=type=bind,from=busybox:latest,source=/bin/busybox,target=/bb test -x /bb && echo image > /img
+RUN --mount=type=bind,from=tools,source=/t,target=/w,rw sh -c 'echo w > /w/new && cat /w/new' > /rw
+RUN --mount=type=bind,source=data,target=/d,rw sh -c 'echo changed > /d/f' && echo ok > /ctx
+COPY data/ /data/
+RUN --mount=type=bind,source=data/f,target=/f cat /f > /seen
+"#;
+    let ctx = context(&[("Dockerfile", df), ("data/f", "one\n")]);
+    let o = build(&w, ctx.path(), &["--network", "none", "-t", "binds:1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let show = |p: &str| w.ok(&["run", "--rm", "--network", "none", "binds:1", "cat", p]);
+    assert_eq!(show("/got"), "tool\n");
+    assert_eq!(show("/whole"), "tool\n");
+    assert_eq!(show("/img"), "image\n");
+    assert_eq!(show("/rw"), "w\n");
+    // A writable bind of the context writes to a copy: COPY still sees the context.
+    assert_eq!(show("/data/f"), "one\n");
+    assert_eq!(show("/seen"), "one\n");
+    assert!(
+        w.docker(&["run", "--rm", "--network", "none", "binds:1", "ls", "/mnt/x"])
+            .status
+            .code()
+            != Some(0),
+        "the mount's content is not in the image"
+    );
+    // Unchanged: every step from the cache. The bound file changed (same name and size): the
+    // steps that see it run again.
+    let out = text(&build(&w, ctx.path(), &["--network", "none", "-t", "binds:2"]));
+    assert_eq!(cache_hits(&out), 8, "{out}");
+    fs::write(ctx.path().join("data/f"), "two\n").unwrap();
+    let out = text(&build(&w, ctx.path(), &["--network", "none", "-t", "binds:3"]));
+    assert_eq!(cache_hits(&out), 5, "{out}");
+    let seen = w.ok(&["run", "--rm", "--network", "none", "binds:3", "cat", "/seen"]);
+    assert_eq!(seen, "two\n");
+}

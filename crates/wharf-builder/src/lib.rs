@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod context;
 mod copy;
+mod graph;
 mod run;
 mod stage;
 
@@ -190,7 +191,10 @@ impl Builder {
             r = self.build_in(req, ctx, out, live.clone()) => r,
             () = cancelled => Err(BuildError::Cancelled),
         };
-        if matches!(r, Err(BuildError::Cancelled)) {
+        // A cancelled build, or a failed one whose other stages were still running: their
+        // step containers go (a failed step's own is kept, as Docker keeps it, unless
+        // --force-rm removed it already).
+        if r.is_err() {
             let left: Vec<String> = std::mem::take(&mut *live.lock().expect("live"));
             for id in left {
                 if let Err(e) = self.containers.remove(&id, true, true).await {

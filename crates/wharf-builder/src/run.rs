@@ -31,7 +31,7 @@ struct StepContainer {
 impl Build<'_> {
     /// `RUN`: the command in a container of the image so far; its changes are the new layer.
     pub(crate) async fn run_step(
-        &mut self,
+        &self,
         st: &mut State,
         l: &Line,
         out: &mut (dyn FnMut(Progress) + Send),
@@ -44,11 +44,17 @@ impl Build<'_> {
             .or_else(|| self.req.network_mode.clone());
         let args = st.arg_env();
         let heredocs: Vec<&str> = l.heredocs.iter().map(|h| h.content.as_str()).collect();
+        // A mount is part of what the step sees: a bind's content, by digest, decides its key.
+        let mut seen = vec![network.clone().unwrap_or_else(|| "default".into())];
+        for m in l.flag_all("mount") {
+            seen.push(self.mount_identity(m).await?);
+        }
+        let seen: Vec<&str> = seen.iter().map(String::as_str).collect();
         let key = Key::new(
             st.image.as_ref(),
             &format!("RUN {}\n{}", l.args, heredocs.join("\n")),
             &args,
-            &[network.as_deref().unwrap_or("default")],
+            &seen,
         );
         if let Some(id) = self.cached(&key) {
             st.image = Some(id);
@@ -76,11 +82,12 @@ impl Build<'_> {
                 env.insert(0, a.clone());
             }
         }
-        let mounts = l
-            .flag_all("mount")
-            .into_iter()
-            .map(|m| self.run_mount(m))
-            .collect::<Result<Vec<_>>>()?;
+        // The copies `from=` mounts are made of live as long as the step.
+        let mut held = Vec::new();
+        let mut mounts = Vec::new();
+        for m in l.flag_all("mount") {
+            mounts.push(self.run_mount(st, m, &mut held).await?);
+        }
         let step = StepContainer {
             cmd: argv,
             env,
@@ -179,15 +186,17 @@ impl Build<'_> {
 
     /// One `RUN --mount=type=...,target=...` as a mount of the step's container: `cache` (a
     /// volume of the builder's, kept between builds, by `id` or target), `tmpfs`, and `bind`
-    /// (a path of the context, read-only unless `rw`; what is written there is dropped with
-    /// the context). `secret` and `ssh` need BuildKit's session, which the classic API has not.
-    fn run_mount(&self, spec: &str) -> Result<wharf_container::config::Mount> {
+    /// (a path of the context, or with `from=` of an earlier stage or an image, read-only
+    /// unless `rw`; what is written there is dropped after the step). `secret` and `ssh` need
+    /// BuildKit's session, which the classic API has not.
+    async fn run_mount(
+        &self,
+        st: &State,
+        spec: &str,
+        held: &mut Vec<crate::ContextDir>,
+    ) -> Result<wharf_container::config::Mount> {
         use wharf_container::config::{Mount, MountType, TmpfsOptions};
-        let mut opts: Vec<(String, String)> = Vec::new();
-        for part in spec.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
-            opts.push((k.to_ascii_lowercase(), v.to_string()));
-        }
+        let opts = mount_options(spec);
         let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
         if let Some(t @ ("secret" | "ssh")) = get("type").as_deref() {
             return Err(BuildError::Step(format!(
@@ -224,14 +233,35 @@ impl Build<'_> {
                 });
             }
             "bind" => {
-                if get("from").is_some() {
-                    return Err(BuildError::Step(format!(
-                        "RUN --mount={spec}: binds from another stage or image are not supported by this builder yet"
-                    )));
-                }
                 let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
-                let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
-                let path = self.ctx.join(found.first().map(String::as_str).unwrap_or(""));
+                let path = match get("from") {
+                    Some(from) => {
+                        let image = self.from_image(&from, "RUN --mount").await?;
+                        let dir = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
+                        let name = self.extract_from(st, &image, &source, dir.path()).await?;
+                        // Never a path out of the copy (a root's name is `/`).
+                        let path = dir.path().join(crate::context::clean(&name));
+                        held.push(dir);
+                        path
+                    }
+                    None => {
+                        let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
+                        let rel = found.first().cloned().unwrap_or_default();
+                        if yes("rw") || yes("readwrite") {
+                            // Writes are the step's own: a copy, so later steps see the context.
+                            let dir = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
+                            let (ctx, into) = (self.ctx.to_path_buf(), dir.path().to_path_buf());
+                            tokio::task::spawn_blocking(move || copy_tree(&ctx, &rel, &into))
+                                .await
+                                .map_err(|e| BuildError::Engine(e.to_string()))??;
+                            let path = dir.path().join("rw");
+                            held.push(dir);
+                            path
+                        } else {
+                            self.ctx.join(rel)
+                        }
+                    }
+                };
                 m.typ = Some(MountType::Bind);
                 m.source = Some(path.to_string_lossy().into_owned());
                 m.read_only = Some(!yes("rw") && !yes("readwrite"));
@@ -239,6 +269,35 @@ impl Build<'_> {
             t => return Err(BuildError::Step(format!("RUN --mount: unknown mount type {t:?}"))),
         }
         Ok(m)
+    }
+
+    /// What of a `RUN --mount` decides the step's result: the mount as written, and for a
+    /// bind what it shows: the digest of the context's files (contents and metadata, as COPY
+    /// keys them), or the image of the stage or image it comes from. A cache mount's content
+    /// is not part of it (BuildKit's rule: that is what a cache mount is for).
+    async fn mount_identity(&self, spec: &str) -> Result<String> {
+        let opts = mount_options(spec);
+        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        if get("type").as_deref().unwrap_or("bind") != "bind" {
+            return Ok(spec.to_string());
+        }
+        if let Some(from) = get("from") {
+            return Ok(format!("{spec}\n{}", self.from_image(&from, "RUN --mount").await?));
+        }
+        let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
+        let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
+        let target = Target {
+            dest: "/m".into(),
+            into_dir: false,
+            owner: (0, 0),
+            chmod: None,
+            extract: false,
+        };
+        let ctx = self.ctx.to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || copy::write_tar(&ctx, &found, &target, std::io::sink()))
+            .await
+            .map_err(|e| BuildError::Engine(e.to_string()))??;
+        Ok(format!("{spec}\n{digest}"))
     }
 
     /// A container for a step that writes into the root without running anything (COPY,
@@ -282,12 +341,7 @@ impl Build<'_> {
     }
 
     /// `COPY` and `ADD`: sources from the context, a heredoc, an earlier stage or an image.
-    pub(crate) async fn copy(
-        &mut self,
-        st: &mut State,
-        l: &Line,
-        out: &mut (dyn FnMut(Progress) + Send),
-    ) -> Result<()> {
+    pub(crate) async fn copy(&self, st: &mut State, l: &Line, out: &mut (dyn FnMut(Progress) + Send)) -> Result<()> {
         let what = l.instruction.as_str();
         let env = st.expansion();
         let words = match exec_form(&l.args) {
@@ -402,23 +456,7 @@ impl Build<'_> {
             return Ok((scratch.to_path_buf(), out));
         }
         if let Some(from) = l.flag("from") {
-            let image = match self.stage_state(from) {
-                Some(s) => s.image,
-                None => Some(
-                    self.b
-                        .images
-                        .inspect(from)
-                        .map_err(|_| {
-                            BuildError::Step(format!(
-                                "{what} --from: no stage or image named {from} (a build does not pull)"
-                            ))
-                        })?
-                        .id,
-                ),
-            };
-            let Some(image) = image else {
-                return Err(BuildError::Step(format!("{what} --from={from}: the stage is empty")));
-            };
+            let image = self.from_image(from, what).await?;
             let dir = scratch.join("from");
             std::fs::create_dir_all(&dir).map_err(|e| BuildError::Context(e.to_string()))?;
             let mut names = Vec::new();
@@ -439,6 +477,23 @@ impl Build<'_> {
             out.extend(copy::resolve_sources(self.ctx, s, what)?);
         }
         Ok((self.ctx.to_path_buf(), out))
+    }
+
+    /// The image `from` names: an earlier stage's (once it is built), or one the engine holds.
+    async fn from_image(&self, from: &str, what: &str) -> Result<Digest> {
+        let image = match self.stage_state(from).await {
+            Some(s) => s.image,
+            None => Some(
+                self.b
+                    .images
+                    .inspect(from)
+                    .map_err(|_| {
+                        BuildError::Step(format!("{what} --from: no stage or image named {from} (a build does not pull)"))
+                    })?
+                    .id,
+            ),
+        };
+        image.ok_or_else(|| BuildError::Step(format!("{what} --from={from}: the stage is empty")))
     }
 
     /// Copies `src` out of `image` into `dir`; returns its name there.
@@ -559,7 +614,7 @@ impl Build<'_> {
 
     /// `WORKDIR`: the directory made when the image lacks it.
     pub(crate) async fn workdir(
-        &mut self,
+        &self,
         st: &mut State,
         dir: &str,
         out: &mut (dyn FnMut(Progress) + Send),
@@ -615,6 +670,31 @@ impl Build<'_> {
         cached_or_new(out, id, false);
         Ok(())
     }
+}
+
+/// Copies `rel` of `ctx` (a file or a tree, modes kept) to `dir/rw`.
+fn copy_tree(ctx: &Path, rel: &str, dir: &Path) -> Result<()> {
+    let target = Target {
+        dest: "/rw".into(),
+        into_dir: false,
+        owner: (0, 0),
+        chmod: None,
+        extract: false,
+    };
+    let mut buf = Vec::new();
+    copy::write_tar(ctx, &[rel.to_string()], &target, &mut buf)?;
+    crate::context::unpack(&buf[..], dir)
+}
+
+/// `type=bind,source=a,target=/b`: the options, names in lower case, a bare name as `true`.
+fn mount_options(spec: &str) -> Vec<(String, String)> {
+    spec.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            (k.to_ascii_lowercase(), v.to_string())
+        })
+        .collect()
 }
 
 /// COPY's and WORKDIR's record, as the classic builder writes it: `/bin/sh -c #(nop) COPY ...`.

@@ -76,13 +76,16 @@ pub(crate) struct Build<'a> {
     /// The meta `ARG`s' values, as `NAME=value`.
     meta: Vec<String>,
     /// The stages to build, in order.
-    order: Vec<usize>,
-    /// Results of the stages built so far.
-    done: HashMap<usize, State>,
-    step: usize,
+    pub order: Vec<usize>,
+    /// The number of each stage's `FROM` step (by its place in `order`).
+    first_step: Vec<usize>,
+    /// Results of the stages built so far, and a tick for each (what a stage that needs
+    /// another waits on).
+    done: std::sync::Mutex<HashMap<usize, State>>,
+    finished: tokio::sync::watch::Sender<usize>,
     total: usize,
     /// The build arguments some `ARG` took.
-    used_args: Vec<String>,
+    used_args: std::sync::Mutex<Vec<String>>,
     /// With `--cache-from`: the images (and their parents) the cache may answer with.
     cache_from: Option<Vec<Digest>>,
     /// The step containers that exist now (removed if the build is cancelled).
@@ -128,7 +131,12 @@ impl<'a> Build<'a> {
         let mut need = vec![false; df.stages.len()];
         mark(df, target, &meta, &mut need)?;
         let order: Vec<usize> = (0..df.stages.len()).filter(|i| need[*i]).collect();
-        let total = order.iter().map(|i| 1 + df.stages[*i].lines.len()).sum();
+        let mut first_step = Vec::new();
+        let mut total = 0;
+        for i in &order {
+            first_step.push(total + 1);
+            total += 1 + df.stages[*i].lines.len();
+        }
         let cache_from = (!req.cache_from.is_empty()).then(|| {
             let mut ids = Vec::new();
             for name in &req.cache_from {
@@ -147,45 +155,22 @@ impl<'a> Build<'a> {
             df,
             meta,
             order,
-            done: HashMap::new(),
-            step: 0,
+            first_step,
+            done: std::sync::Mutex::new(HashMap::new()),
+            finished: tokio::sync::watch::channel(0).0,
             total,
-            used_args,
+            used_args: std::sync::Mutex::new(used_args),
             cache_from,
             live,
         })
     }
 
-    /// Runs every stage; tags the last one's image.
-    pub async fn run(mut self, out: &mut (dyn FnMut(Progress) + Send)) -> Result<Digest> {
-        let order = self.order.clone();
-        let mut last = State::default();
-        for (n, i) in order.iter().enumerate() {
-            let mut st = self.from(*i, out).await?;
-            let df = self.df;
-            for l in &df.stages[*i].lines {
-                self.step += 1;
-                out(Progress::Stream(format!(
-                    "Step {}/{} : {}\n",
-                    self.step,
-                    self.total,
-                    l.display()
-                )));
-                self.step_line(&mut st, l, out).await?;
-            }
-            if n + 1 == order.len() && !self.req.labels.is_empty() {
-                let labels = self.req.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                self.label(&mut st, labels, out).await?;
-            }
-            self.done.insert(*i, st.clone());
-            last = st;
-        }
-        let unused: Vec<&String> = self
-            .req
-            .build_args
-            .keys()
-            .filter(|k| !self.used_args.contains(k))
-            .collect();
+    /// Runs every stage the target needs (those that need no other at once); tags the last
+    /// one's image.
+    pub async fn run(self, out: &mut (dyn FnMut(Progress) + Send)) -> Result<Digest> {
+        let mut last = crate::graph::run_stages(&self, out).await?;
+        let used = self.used_args.lock().expect("used args").clone();
+        let unused: Vec<&String> = self.req.build_args.keys().filter(|k| !used.contains(k)).collect();
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
             out(Progress::Stream(format!(
@@ -207,21 +192,57 @@ impl<'a> Build<'a> {
         Ok(id)
     }
 
+    /// Stage `i`, `pos`-th of the build: its `FROM`, then each step in turn (and the
+    /// request's `--label`s on the last stage). Its result is what stages after it see.
+    pub(crate) async fn stage(&self, pos: usize, i: usize, out: &mut (dyn FnMut(Progress) + Send)) -> Result<State> {
+        let mut step = self.first_step[pos];
+        let mut st = self.from(i, step, out).await?;
+        for l in &self.df.stages[i].lines {
+            step += 1;
+            out(Progress::Stream(format!(
+                "Step {step}/{} : {}\n",
+                self.total,
+                l.display()
+            )));
+            self.step_line(&mut st, l, out).await?;
+        }
+        if pos + 1 == self.order.len() && !self.req.labels.is_empty() {
+            let labels = self.req.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            self.label(&mut st, labels, out).await?;
+        }
+        self.done.lock().expect("stages").insert(i, st.clone());
+        self.finished.send_modify(|n| *n += 1);
+        Ok(st)
+    }
+
+    /// The result of stage `j`, once it is built (`None`: the build does not build it).
+    pub(crate) async fn stage_result(&self, j: usize) -> Option<State> {
+        if !self.order.contains(&j) {
+            return None;
+        }
+        let mut tick = self.finished.subscribe();
+        loop {
+            if let Some(s) = self.done.lock().expect("stages").get(&j) {
+                return Some(s.clone());
+            }
+            // The sender lives as long as the build; a stage that fails ends the build.
+            tick.changed().await.ok()?;
+        }
+    }
+
     /// A stage's `FROM`: its base image (an earlier stage's, `scratch`, or one the engine
     /// holds: a build never pulls), then the base's `ONBUILD` triggers.
-    async fn from(&mut self, i: usize, out: &mut (dyn FnMut(Progress) + Send)) -> Result<State> {
+    async fn from(&self, i: usize, step: usize, out: &mut (dyn FnMut(Progress) + Send)) -> Result<State> {
         let s = &self.df.stages[i];
-        self.step += 1;
         out(Progress::Stream(format!(
-            "Step {}/{} : {}\n",
-            self.step,
+            "Step {step}/{} : {}\n",
             self.total,
             s.from.display()
         )));
         let base = shell_words(&s.base, &self.meta)?.join(" ");
         let mut st = State::default();
         if let Some(j) = self.stage_index(&base, i) {
-            st = self.done.get(&j).cloned().unwrap_or_default();
+            st = self.stage_result(j).await.unwrap_or_default();
             st.args.clear();
             st.cmd_set = false;
         } else if base != "scratch" {
@@ -298,7 +319,7 @@ impl<'a> Build<'a> {
     }
 
     /// One instruction.
-    async fn step_line(&mut self, st: &mut State, l: &Line, out: &mut (dyn FnMut(Progress) + Send)) -> Result<()> {
+    async fn step_line(&self, st: &mut State, l: &Line, out: &mut (dyn FnMut(Progress) + Send)) -> Result<()> {
         check_flags(l)?;
         let env = st.expansion();
         let expand = |s: &str| -> Result<String> { Ok(shell_words(s, &env)?.join(" ")) };
@@ -327,9 +348,11 @@ impl<'a> Build<'a> {
                 for (k, v) in arg_decls(&l.args, &env)? {
                     let meta = wharf_dockerfile::lex::lookup(&self.meta, &k).map(String::from);
                     let given = self.req.build_args.get(&k).cloned().flatten();
-                    if self.req.build_args.contains_key(&k) && !self.used_args.contains(&k) {
-                        self.used_args.push(k.clone());
+                    let mut used = self.used_args.lock().expect("used args");
+                    if self.req.build_args.contains_key(&k) && !used.contains(&k) {
+                        used.push(k.clone());
                     }
+                    drop(used);
                     st.args.retain(|(n, _)| *n != k);
                     st.args.push((k.clone(), given.or(v).or(meta)));
                     names.push(k);
@@ -424,7 +447,7 @@ impl<'a> Build<'a> {
 
     /// `LABEL`s (and the request's `--label`s) into the config.
     async fn label(
-        &mut self,
+        &self,
         st: &mut State,
         pairs: Vec<(String, String)>,
         out: &mut (dyn FnMut(Progress) + Send),
@@ -495,9 +518,9 @@ impl<'a> Build<'a> {
         }
     }
 
-    /// The state a stage reference (`COPY --from`) names.
-    pub(crate) fn stage_state(&self, name: &str) -> Option<&State> {
-        self.done.get(&stage_ref(self.df, name)?)
+    /// The state a stage reference (`COPY --from`, `RUN --mount=from=`) names, once built.
+    pub(crate) async fn stage_state(&self, name: &str) -> Option<State> {
+        self.stage_result(stage_ref(self.df, name)?).await
     }
 }
 
@@ -605,6 +628,14 @@ fn mark(df: &Dockerfile, i: usize, meta: &[String], need: &mut [bool]) -> Result
     let base = shell_words(&s.base, meta)?.join(" ");
     let mut refs: Vec<String> = vec![base];
     refs.extend(s.lines.iter().filter_map(|l| l.flag("from").map(String::from)));
+    // `RUN --mount=...,from=stage`.
+    refs.extend(
+        s.lines
+            .iter()
+            .flat_map(|l| l.flag_all("mount"))
+            .flat_map(|m| m.split(','))
+            .filter_map(|kv| kv.strip_prefix("from=").map(String::from)),
+    );
     for r in refs {
         if let Some(j) = stage_ref(df, &r) {
             if j >= i {
