@@ -236,7 +236,7 @@ impl Build<'_> {
                 let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
                 let path = match get("from") {
                     Some(from) => {
-                        let image = self.from_image(&from, "RUN --mount").await?;
+                        let image = self.image_named(&from, "RUN --mount").await?;
                         let dir = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
                         let name = self.extract_from(st, &image, &source, dir.path()).await?;
                         // Never a path out of the copy (a root's name is `/`).
@@ -282,7 +282,7 @@ impl Build<'_> {
             return Ok(spec.to_string());
         }
         if let Some(from) = get("from") {
-            return Ok(format!("{spec}\n{}", self.from_image(&from, "RUN --mount").await?));
+            return Ok(format!("{spec}\n{}", self.image_named(&from, "RUN --mount").await?));
         }
         let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
         let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
@@ -456,7 +456,7 @@ impl Build<'_> {
             return Ok((scratch.to_path_buf(), out));
         }
         if let Some(from) = l.flag("from") {
-            let image = self.from_image(from, what).await?;
+            let image = self.image_named(from, what).await?;
             let dir = scratch.join("from");
             std::fs::create_dir_all(&dir).map_err(|e| BuildError::Context(e.to_string()))?;
             let mut names = Vec::new();
@@ -480,7 +480,7 @@ impl Build<'_> {
     }
 
     /// The image `from` names: an earlier stage's (once it is built), or one the engine holds.
-    async fn from_image(&self, from: &str, what: &str) -> Result<Digest> {
+    async fn image_named(&self, from: &str, what: &str) -> Result<Digest> {
         let image = match self.stage_state(from).await {
             Some(s) => s.image,
             None => Some(
@@ -488,7 +488,9 @@ impl Build<'_> {
                     .images
                     .inspect(from)
                     .map_err(|_| {
-                        BuildError::Step(format!("{what} --from: no stage or image named {from} (a build does not pull)"))
+                        BuildError::Step(format!(
+                            "{what} --from: no stage or image named {from} (a build does not pull)"
+                        ))
                     })?
                     .id,
             ),
