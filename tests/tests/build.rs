@@ -625,3 +625,148 @@ RUN --mount=type=bind,source=data/f,target=/f cat /f > /seen
     let seen = w.ok(&["run", "--rm", "--network", "none", "binds:3", "cat", "/seen"]);
     assert_eq!(seen, "two\n");
 }
+
+/// A loopback HTTP server for `ADD <url>`: `/files/<name>` answers `body` with a
+/// `Last-Modified`, anything else 404. Serves until the test ends.
+fn serve_files(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+            let ok = line.starts_with("GET /files/");
+            let (status, b): (&str, &[u8]) = if ok { ("200 OK", body) } else { ("404 Not Found", b"no") };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                b.len()
+            );
+            let _ = c.write_all(b);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn add_fetches_urls_checks_checksums_and_copy_keeps_parents_and_leaves_out_excludes() {
+    use sha2::Digest as _;
+    let w = daemon();
+    let url = serve_files(b"fetched\n");
+    let sum = hex::encode(sha2::Sha256::digest(b"fetched\n"));
+    let df = format!(
+        r#"FROM busybox
+ADD {url}/files/hello.txt /dl/
+ADD --checksum=sha256:{sum} {url}/files/x /dl/named
+COPY --parents app/sub/b.txt top.txt /p/
+COPY --parents app/./sub /q/
+COPY --exclude=**/*.log --exclude=secret* app /app/
+"#
+    );
+    let ctx = context(&[
+        ("Dockerfile", &df),
+        ("app/sub/b.txt", "b"),
+        ("app/a.txt", "a"),
+        ("app/debug.log", "log"),
+        ("app/sub/trace.log", "log"),
+        ("app/secret.key", "k"),
+        ("top.txt", "top"),
+    ]);
+    let o = build(&w, ctx.path(), &["--network", "none", "-t", "fetch:1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let run = |cmd: &str| w.ok(&["run", "--rm", "--network", "none", "fetch:1", "sh", "-c", cmd]);
+    // Docker's mode for a fetched file, the server's time.
+    assert_eq!(
+        run("cat /dl/hello.txt /dl/named; stat -c '%a %u %Y' /dl/hello.txt"),
+        "fetched\nfetched\n600 0 784111777\n"
+    );
+    assert_eq!(
+        run("cd /p && find . | sort; cd /q && find . | sort"),
+        ".\n./app\n./app/sub\n./app/sub/b.txt\n./top.txt\n.\n./sub\n./sub/b.txt\n./sub/trace.log\n"
+    );
+    assert_eq!(run("cd /app && find . | sort"), ".\n./a.txt\n./sub\n./sub/b.txt\n");
+    // A URL is fetched again each build; the same content is a cache hit.
+    let out = text(&build(&w, ctx.path(), &["--network", "none"]));
+    assert_eq!(cache_hits(&out), 5, "{out}");
+    // A checksum that does not match, a server's error, a checksum on a local file.
+    for (line, want) in [
+        (
+            format!("ADD --checksum=sha256:{} {url}/files/x /x", "0".repeat(64)),
+            format!("digest mismatch sha256:{sum}: sha256:{}", "0".repeat(64)),
+        ),
+        (format!("ADD {url}/nope /x"), "with status 404".to_string()),
+        (
+            format!("ADD --checksum=sha256:{sum} top.txt /x"),
+            "checksum can't be specified for non-HTTP(S) sources".to_string(),
+        ),
+    ] {
+        let ctx = context(&[("Dockerfile", &format!("FROM busybox\n{line}\n")), ("top.txt", "t")]);
+        let out = text(&build(&w, ctx.path(), &["--network", "none"]));
+        assert!(out.contains(&want), "{line}: {out}");
+    }
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn bzip2_and_xz_contexts_and_archives_as_docker_reads_them() {
+    let w = daemon();
+    let src = context(&[("pkg/bin/tool", "#!/bin/sh\necho tool\n")]);
+    for (flag, ext) in [("-j", "bz2"), ("-J", "xz")] {
+        let ctx = context(&[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD pkg.tar.{ext} /opt/\nRUN test -d /opt/pkg/bin && cat /opt/pkg/bin/tool\n"),
+        )]);
+        let tar = ctx.path().join(format!("pkg.tar.{ext}"));
+        let st = std::process::Command::new("tar")
+            .args([
+                "-C",
+                src.path().to_str().unwrap(),
+                flag,
+                "-cf",
+                tar.to_str().unwrap(),
+                "pkg",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // The whole context compressed the same way, sent on stdin.
+        let whole = tempfile::NamedTempFile::new().unwrap();
+        let st = std::process::Command::new("tar")
+            .args([
+                "-C",
+                ctx.path().to_str().unwrap(),
+                flag,
+                "-cf",
+                whole.path().to_str().unwrap(),
+                ".",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let body = fs::read(whole.path()).unwrap();
+        let o = w.docker_stdin(
+            &["build", "--network", "none", "-t", &format!("comp:{ext}"), "-"],
+            Some(&body),
+        );
+        let out = text(&o);
+        assert!(o.status.success(), "{ext}: {out}");
+        let tag = format!("comp:{ext}");
+        let got = w.ok(&["run", "--rm", "--network", "none", &tag, "cat", "/opt/pkg/bin/tool"]);
+        assert_eq!(got, "#!/bin/sh\necho tool\n");
+        if ext == "xz" {
+            // The same files as the bzip2 archive's: the same step, from the cache.
+            assert_eq!(cache_hits(&out), 2, "{out}");
+        }
+    }
+}

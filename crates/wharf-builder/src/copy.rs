@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use wharf_store::saferoot::SafeRoot;
 
-use crate::context::{clean, glob};
+use crate::context::{clean, glob, Ignore};
 use crate::{BuildError, Result};
 
 /// Where the copied files go, and as whom.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Target {
     /// The absolute destination, cleaned.
     pub dest: String,
@@ -27,9 +27,14 @@ pub struct Target {
     pub owner: (u64, u64),
     /// `--chmod`: mode of every entry.
     pub chmod: Option<u32>,
-    /// ADD: a local tar archive (plain, gzip or zstd) is extracted into `dest`, its entries'
+    /// ADD: a local tar archive (plain, gzip, bzip2, xz or zstd) is extracted into `dest`, its entries'
     /// modes and owners kept, instead of copied.
     pub extract: bool,
+    /// `--parents`: each source keeps its path (from the context's root, or from a `/./` in
+    /// its pattern) under `dest`.
+    pub parents: bool,
+    /// `--exclude`: paths left out (matched from the copied directory, or a file's own path).
+    pub exclude: Option<Ignore>,
 }
 
 fn has_glob(s: &str) -> bool {
@@ -103,12 +108,34 @@ pub fn write_tar(ctx: &Path, sources: &[String], target: &Target, w: impl Write)
     b.follow_symlinks(false);
     let mut h = Sha256::new();
     let io = |e: io::Error| BuildError::Context(e.to_string());
+    let dest = Path::new(&target.dest);
+    let mut parents_made = std::collections::BTreeSet::new();
     for src in sources {
         let path = ctx.join(src);
         let md = fs::symlink_metadata(&path).map_err(io)?;
-        let dest = Path::new(&target.dest);
-        if md.is_dir() {
-            add_tree(&mut b, &mut h, &path, dest, target).map_err(io)?;
+        if target.excluded(src, true) {
+            continue;
+        }
+        if target.parents {
+            // `a/./b/c` keeps `b/c`; `a/b/c` keeps all of it. Its parents come first, with
+            // their own modes.
+            let (pivot, kept) = src.split_once("/./").unwrap_or(("", src.as_str()));
+            let mut rel = PathBuf::new();
+            for c in Path::new(kept).parent().into_iter().flat_map(Path::components) {
+                rel.push(c);
+                if parents_made.insert(rel.clone()) {
+                    let p = ctx.join(pivot).join(&rel);
+                    let pmd = fs::symlink_metadata(&p).map_err(io)?;
+                    add_one(&mut b, &mut h, &p, &pmd, &dest.join(&rel), target).map_err(io)?;
+                }
+            }
+            let to = dest.join(kept);
+            add_one(&mut b, &mut h, &path, &md, &to, target).map_err(io)?;
+            if md.is_dir() {
+                add_tree(&mut b, &mut h, &path, Path::new(""), &to, target).map_err(io)?;
+            }
+        } else if md.is_dir() {
+            add_tree(&mut b, &mut h, &path, Path::new(""), dest, target).map_err(io)?;
         } else if target.extract && md.is_file() && is_archive(&path) {
             add_archive(&mut b, &mut h, &path, dest).map_err(io)?;
         } else {
@@ -125,13 +152,29 @@ pub fn write_tar(ctx: &Path, sources: &[String], target: &Target, w: impl Write)
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-/// Whether a file is a tar archive ADD extracts: gzip or zstd compressed, or a plain tar.
+impl Target {
+    /// `--exclude` leaves `rel` out: a path in a copied directory, or (`source`) a source's
+    /// context path, matched whole or by its file name.
+    fn excluded(&self, rel: &str, source: bool) -> bool {
+        let Some(x) = &self.exclude else { return false };
+        let rel = clean(rel.replace("/./", "/").as_str());
+        if x.excludes(&rel) {
+            return true;
+        }
+        source && !rel.is_empty() && x.excludes(rel.rsplit('/').next().unwrap_or(&rel))
+    }
+}
+
+/// Whether a file is a tar archive ADD extracts: gzip, bzip2, xz or zstd compressed, or a
+/// plain tar.
 fn is_archive(path: &Path) -> bool {
     let mut head = [0u8; 512];
     let n = fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
     let head = &head[..n];
     head.starts_with(&[0x1f, 0x8b])
         || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || head.starts_with(b"BZh")
+        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
         || head.get(257..262) == Some(b"ustar")
 }
 
@@ -200,17 +243,29 @@ fn stays_within(p: &Path) -> bool {
     true
 }
 
-/// A directory's contents (not the directory itself) under `dest`, sorted.
-fn add_tree<W: Write>(b: &mut tar::Builder<W>, h: &mut Sha256, dir: &Path, dest: &Path, t: &Target) -> io::Result<()> {
+/// A directory's contents (not the directory itself) under `dest`, sorted; `rel` is where
+/// `dir` is in the copied tree (what `--exclude` matches).
+fn add_tree<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut Sha256,
+    dir: &Path,
+    rel: &Path,
+    dest: &Path,
+    t: &Target,
+) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<Vec<_>>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
+        let r = rel.join(e.file_name());
+        if t.excluded(&r.to_string_lossy(), false) {
+            continue;
+        }
         let p = e.path();
         let md = fs::symlink_metadata(&p)?;
         let to = dest.join(e.file_name());
         add_one(b, h, &p, &md, &to, t)?;
         if md.is_dir() {
-            add_tree(b, h, &p, &to, t)?;
+            add_tree(b, h, &p, &r, &to, t)?;
         }
     }
     Ok(())
@@ -337,6 +392,7 @@ mod tests {
             owner: (70, 70),
             chmod: Some(0o640),
             extract: false,
+            ..Target::default()
         };
         let (n, digest) = names(p, &["app".into(), "top.txt".into()], &t);
         assert_eq!(
@@ -356,6 +412,7 @@ mod tests {
             owner: (0, 0),
             chmod: None,
             extract: false,
+            ..Target::default()
         };
         assert_eq!(names(p, &["top.txt".into()], &one).0, ["etc/conf 751 0:0"]);
         // A new mtime is the same content; new bytes are not.
@@ -386,6 +443,7 @@ mod tests {
             owner: (0, 0),
             chmod: None,
             extract: true,
+            ..Target::default()
         };
         assert_eq!(names(p, &["rootfs.tar".into()], &t).0, ["opt/bin/tool 750 70:70"]);
         // COPY copies it as it is.
@@ -411,5 +469,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("climbs out of the destination"), "{err}");
+    }
+
+    #[test]
+    fn parents_keep_their_paths_and_excludes_leave_paths_out() {
+        let d = ctx();
+        let p = d.path();
+        let t = Target {
+            dest: "/dst".into(),
+            into_dir: true,
+            parents: true,
+            ..Target::default()
+        };
+        let (n, _) = names(p, &["app/sub/b.txt".into(), "top.txt".into()], &t);
+        assert_eq!(
+            n,
+            [
+                "dst/app 755 0:0",
+                "dst/app/sub 755 0:0",
+                "dst/app/sub/b.txt 644 0:0",
+                "dst/top.txt 644 0:0"
+            ]
+        );
+        // `app/./sub`: the path from the pivot on.
+        let (n, _) = names(p, &["app/./sub".into()], &t);
+        assert_eq!(n, ["dst/sub 755 0:0", "dst/sub/b.txt 644 0:0"]);
+        let x = Target {
+            dest: "/dst".into(),
+            into_dir: true,
+            exclude: Some(Ignore::parse("**/b.txt\n*.log")),
+            ..Target::default()
+        };
+        let (n, with) = names(p, &["app".into(), "x.log".into(), "top.txt".into()], &x);
+        assert_eq!(n, ["dst/a.txt 644 0:0", "dst/sub 755 0:0", "dst/top.txt 644 0:0"]);
+        let (_, without) = names(
+            p,
+            &["app".into(), "top.txt".into()],
+            &Target {
+                exclude: None,
+                ..x.clone()
+            },
+        );
+        assert_ne!(with, without, "what is left out changes the digest");
     }
 }

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod context;
 mod copy;
 mod graph;
+mod remote;
 mod run;
 mod stage;
 

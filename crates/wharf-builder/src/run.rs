@@ -292,6 +292,7 @@ impl Build<'_> {
             owner: (0, 0),
             chmod: None,
             extract: false,
+            ..Target::default()
         };
         let ctx = self.ctx.to_path_buf();
         let digest = tokio::task::spawn_blocking(move || copy::write_tar(&ctx, &found, &target, std::io::sink()))
@@ -370,7 +371,7 @@ impl Build<'_> {
         let scratch = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
         let (root, sources) = self.copy_sources(st, l, srcs, what, scratch.path()).await?;
         let many = sources.len() > 1 || srcs.iter().any(|s| s.contains(['*', '?', '[']));
-        if many && !dest_raw.ends_with('/') {
+        if many && !dest_raw.ends_with('/') && !flag_on(l, "parents") {
             return Err(BuildError::Step(format!(
                 "When using {what} with more than one source file, the destination must be a directory and end with a /"
             )));
@@ -383,13 +384,18 @@ impl Build<'_> {
             .flag("chmod")
             .map(|m| u32::from_str_radix(m, 8).map_err(|_| BuildError::Step(format!("invalid chmod parameter: {m}"))))
             .transpose()?;
+        let excludes = l.flag_all("exclude");
+        let exclude = (!excludes.is_empty()).then(|| crate::context::Ignore::parse(&excludes.join("\n")));
         let mut target = Target {
             dest: dest_clean.clone(),
             into_dir: dest_raw.ends_with('/') || many,
             owner,
             chmod,
             extract: what == "ADD" && l.flag("from").is_none() && l.heredocs.is_empty(),
+            parents: flag_on(l, "parents"),
+            exclude,
         };
+        target.into_dir |= target.parents;
         let tar_path = scratch.path().join(".layer.tar");
         let digest = write_tar_file(&root, &sources, &target, &tar_path)?;
         let kind = if sources.len() == 1 && root.join(&sources[0]).is_dir() {
@@ -456,6 +462,11 @@ impl Build<'_> {
             return Ok((scratch.to_path_buf(), out));
         }
         if let Some(from) = l.flag("from") {
+            if flag_on(l, "parents") {
+                return Err(BuildError::Step(format!(
+                    "{what} --parents with --from is not supported by this builder yet"
+                )));
+            }
             let image = self.image_named(from, what).await?;
             let dir = scratch.join("from");
             std::fs::create_dir_all(&dir).map_err(|e| BuildError::Context(e.to_string()))?;
@@ -465,18 +476,61 @@ impl Build<'_> {
             }
             return Ok((dir, names));
         }
-        if what == "ADD" {
-            if let Some(u) = srcs.iter().find(|s| s.contains("://")) {
-                return Err(BuildError::Step(format!(
-                    "ADD {u}: sources from URLs are not supported by this builder yet"
-                )));
+        let urls = srcs.iter().filter(|s| is_url(s)).count();
+        if what == "ADD" && urls > 0 {
+            if urls < srcs.len() {
+                return Err(BuildError::Step(
+                    "ADD with URLs and local sources at once is not supported by this builder yet".into(),
+                ));
             }
+            return self.download_sources(l, srcs, scratch).await;
         }
+        if l.flag("checksum").is_some() {
+            return Err(BuildError::Step(
+                "checksum can't be specified for non-HTTP(S) sources".into(),
+            ));
+        }
+        let parents = flag_on(l, "parents");
         let mut out = Vec::new();
         for s in srcs {
-            out.extend(copy::resolve_sources(self.ctx, s, what)?);
+            match s.split_once("/./").filter(|_| parents) {
+                // `--parents a/./b`: what follows the `/./` is the path kept.
+                Some((pivot, rest)) => {
+                    let pivot = crate::context::clean(pivot);
+                    for found in copy::resolve_sources(self.ctx, &format!("{pivot}/{rest}"), what)? {
+                        match found.strip_prefix(&format!("{pivot}/")) {
+                            Some(kept) => out.push(format!("{pivot}/./{kept}")),
+                            None => out.push(found),
+                        }
+                    }
+                }
+                None => out.extend(copy::resolve_sources(self.ctx, s, what)?),
+            }
         }
         Ok((self.ctx.to_path_buf(), out))
+    }
+
+    /// `ADD <url>...`: each fetched into `scratch/url` under the name its URL gives (or any
+    /// name when the destination is a file's).
+    async fn download_sources(&self, l: &Line, urls: &[String], scratch: &Path) -> Result<(PathBuf, Vec<String>)> {
+        let dir = scratch.join("url");
+        std::fs::create_dir_all(&dir).map_err(|e| BuildError::Context(e.to_string()))?;
+        let mut names = Vec::new();
+        for (n, u) in urls.iter().enumerate() {
+            let name = match crate::remote::url_file_name(u) {
+                Some(n) => n,
+                None if urls.len() == 1 => "download".into(),
+                None => return Err(BuildError::Step(format!("cannot determine filename from url: {u}"))),
+            };
+            if names.contains(&name) {
+                return Err(BuildError::Step(format!(
+                    "ADD: two URLs name the same file {name} ({n})"
+                )));
+            }
+            crate::remote::download(u, &dir, &name, l.flag("checksum")).await?;
+            names.push(name);
+        }
+        Ok((dir, names))
     }
 
     /// The image `from` names: an earlier stage's (once it is built), or one the engine holds.
@@ -674,6 +728,16 @@ impl Build<'_> {
     }
 }
 
+/// A boolean flag (`--parents`, `--parents=true`) is on.
+fn flag_on(l: &Line, name: &str) -> bool {
+    l.flag(name).is_some_and(|v| v != "false")
+}
+
+/// A source ADD fetches instead of reading from the context.
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
 /// Copies `rel` of `ctx` (a file or a tree, modes kept) to `dir/rw`.
 fn copy_tree(ctx: &Path, rel: &str, dir: &Path) -> Result<()> {
     let target = Target {
@@ -682,6 +746,7 @@ fn copy_tree(ctx: &Path, rel: &str, dir: &Path) -> Result<()> {
         owner: (0, 0),
         chmod: None,
         extract: false,
+        ..Target::default()
     };
     let mut buf = Vec::new();
     copy::write_tar(ctx, &[rel.to_string()], &target, &mut buf)?;

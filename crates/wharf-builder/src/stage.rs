@@ -576,8 +576,8 @@ pub(crate) fn step_config(c: &Map<String, Value>, cmd: &[String]) -> Value {
 fn check_flags(l: &Line) -> Result<()> {
     let (known, later): (&[&str], &[&str]) = match l.instruction.as_str() {
         "RUN" => (&["mount", "network"], &["security"]),
-        "COPY" => (&["from", "chown", "chmod", "link"], &["parents", "exclude"]),
-        "ADD" => (&["chown", "chmod", "link"], &["checksum", "keep-git-dir", "exclude"]),
+        "COPY" => (&["from", "chown", "chmod", "link", "parents", "exclude"], &[]),
+        "ADD" => (&["chown", "chmod", "link", "checksum", "exclude"], &["keep-git-dir"]),
         "HEALTHCHECK" => (
             &["interval", "timeout", "start-period", "start-interval", "retries"],
             &[],

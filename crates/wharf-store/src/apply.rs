@@ -523,7 +523,7 @@ pub const MAX_EXPANSION: u64 = 1000;
 /// ...once it has produced this much: smaller outputs are never refused.
 pub const EXPANSION_FLOOR: u64 = 1 << 30;
 
-/// Wrap `r` in the decompressor its first bytes call for: gzip, zstd, or none. A compressed
+/// Wrap `r` in the decompressor its first bytes call for: gzip, zstd, bzip2, xz, or none. A compressed
 /// stream that grows more than [`MAX_EXPANSION`] times its size past [`EXPANSION_FLOOR`] is a
 /// decompression bomb: reading fails with `InvalidData` (gzip cannot even reach that ratio on
 /// real data; zeros reach ~1030 in gzip and far more in zstd).
@@ -541,12 +541,16 @@ pub fn decompress_limited<'a>(r: impl Read + 'a, floor: u64, ratio: u64) -> io::
     let mut br = io::BufReader::with_capacity(1 << 20, counted);
     let head = {
         use std::io::BufRead;
-        br.fill_buf()?.get(..4).map(|h| h.to_vec()).unwrap_or_default()
+        br.fill_buf()?.get(..6).map(|h| h.to_vec()).unwrap_or_default()
     };
     let (inner, kind): (Box<dyn Read + 'a>, &str) = if head.starts_with(&[0x1f, 0x8b]) {
         (Box::new(flate2::bufread::MultiGzDecoder::new(br)), "gzip")
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         (Box::new(zstd::stream::read::Decoder::with_buffer(br)?), "zstd")
+    } else if head.starts_with(b"BZh") {
+        (Box::new(bzip2::bufread::MultiBzDecoder::new(br)), "bzip2")
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        (Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(br)), "xz")
     } else {
         return Ok(Box::new(br));
     };
@@ -645,5 +649,29 @@ mod tests {
             drain(&mut decompress_limited(&zeros[..], 0, 0).unwrap()).unwrap(),
             1 << 20
         );
+    }
+
+    #[test]
+    fn every_compression_docker_reads_is_read_and_bombs_of_each_are_refused() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&data).unwrap();
+        let bz = bz.finish().unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&data).unwrap();
+        let xz = xz.finish().unwrap();
+        for (name, c) in [("bzip2", &bz), ("xz", &xz)] {
+            let mut got = Vec::new();
+            decompress(&c[..]).unwrap().read_to_end(&mut got).unwrap();
+            assert!(got == data, "{name} round trip");
+            // Two streams back to back read as one, as gzip's members do.
+            let twice = [c.as_slice(), c.as_slice()].concat();
+            let mut got = Vec::new();
+            decompress(&twice[..]).unwrap().read_to_end(&mut got).unwrap();
+            assert_eq!(got.len(), data.len() * 2, "{name} multi-stream");
+            let e = io::copy(&mut decompress_limited(&c[..], 1024, 1).unwrap(), &mut io::sink()).unwrap_err();
+            assert!(e.to_string().contains(&format!("decompression bomb: {name}")), "{e}");
+        }
     }
 }
