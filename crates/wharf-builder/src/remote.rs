@@ -66,7 +66,7 @@ pub(crate) async fn download(url: &str, dir: &Path, name: &str, checksum: Option
         .headers()
         .get(reqwest::header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate(v));
+        .and_then(httpdate);
     let path = dir.join(name);
     let io = |e: std::io::Error| BuildError::Context(format!("saving {url}: {e}"));
     let mut f = std::fs::File::create(&path).map_err(io)?;
