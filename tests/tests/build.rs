@@ -301,9 +301,9 @@ fn failures_say_what_docker_says_and_nothing_outside_the_context_is_read() {
         1,
     );
     fails(
-        "FROM busybox\nCOPY --exclude=*.md . /a\n",
+        "FROM busybox\nADD --keep-git-dir=true a /a\n",
         &[("a", "1")],
-        "dockerfile parse error line 2: COPY --exclude is not supported by this builder yet",
+        "dockerfile parse error line 2: ADD --keep-git-dir is not supported by this builder yet",
         1,
     );
 
@@ -769,4 +769,57 @@ fn bzip2_and_xz_contexts_and_archives_as_docker_reads_them() {
             assert_eq!(cache_hits(&out), 2, "{out}");
         }
     }
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn source_date_epoch_builds_the_same_image_id_twice() {
+    let w = daemon();
+    let df = r#"FROM busybox
+ARG SOURCE_DATE_EPOCH
+COPY app.txt /srv/
+RUN echo "epoch $SOURCE_DATE_EPOCH" > /srv/e && mkdir -p /var/lib/x && touch /var/lib/x/made
+ENV A=b
+WORKDIR /w
+LABEL l=1
+"#;
+    let ctx = context(&[("Dockerfile", df), ("app.txt", "app\n")]);
+    let args = ["--network", "none", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
+    let mut ids = Vec::new();
+    for tag in ["repro:1", "repro:2"] {
+        // Seconds apart, and the context's file touched: nothing of when shows.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        fs::write(ctx.path().join("app.txt"), "app\n").unwrap();
+        let mut a = args.to_vec();
+        a.extend(["--no-cache", "-t", tag]);
+        let o = build(&w, ctx.path(), &a);
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        assert!(!out.contains("not consumed"), "{out}");
+        ids.push(w.image_id(tag));
+    }
+    assert_eq!(ids[0], ids[1], "two builds of one context with one epoch are one image");
+    let created = w.ok(&["image", "inspect", "-f", "{{.Created}}", "repro:1"]);
+    assert_eq!(created.trim(), "2023-11-14T22:13:20Z");
+    let run = |cmd: &str| w.ok(&["run", "--rm", "--network", "none", "repro:1", "sh", "-c", cmd]);
+    assert_eq!(run("cat /srv/e"), "epoch 1700000000\n");
+    // Times after the epoch are the epoch, in every layer the build made.
+    assert_eq!(
+        run("stat -c %Y /srv/app.txt /srv/e /var/lib/x/made /var/lib/x /w"),
+        "1700000000\n".repeat(5)
+    );
+    // Without the epoch the build is another (and its cache is not the epoch's).
+    let o = build(&w, ctx.path(), &["--network", "none", "-t", "repro:now"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(cache_hits(&out), 0, "{out}");
+    assert_ne!(w.image_id("repro:now"), ids[0]);
+    let out = text(&build(&w, ctx.path(), &args));
+    assert_eq!(cache_hits(&out), 6, "{out}");
+    let bad = text(&build(
+        &w,
+        ctx.path(),
+        &["--network", "none", "--build-arg", "SOURCE_DATE_EPOCH=soon"],
+    ));
+    assert!(bad.contains("invalid SOURCE_DATE_EPOCH"), "{bad}");
 }

@@ -40,6 +40,14 @@ impl Key {
     }
 }
 
+impl Key {
+    /// This key for a build that differs in how it records what it makes (a reproducible
+    /// build's epoch): its images are not another build's.
+    pub fn salted(&self, salt: &str) -> Key {
+        Key::new(None, &self.0, &[], &[salt])
+    }
+}
+
 /// The cache's entries, under the daemon's data root.
 #[derive(Debug, Clone)]
 pub struct Cache {

@@ -35,6 +35,8 @@ pub struct Target {
     pub parents: bool,
     /// `--exclude`: paths left out (matched from the copied directory, or a file's own path).
     pub exclude: Option<Ignore>,
+    /// `SOURCE_DATE_EPOCH`: no entry's time is later.
+    pub epoch: Option<u64>,
 }
 
 fn has_glob(s: &str) -> bool {
@@ -137,7 +139,7 @@ pub fn write_tar(ctx: &Path, sources: &[String], target: &Target, w: impl Write)
         } else if md.is_dir() {
             add_tree(&mut b, &mut h, &path, Path::new(""), dest, target).map_err(io)?;
         } else if target.extract && md.is_file() && is_archive(&path) {
-            add_archive(&mut b, &mut h, &path, dest).map_err(io)?;
+            add_archive(&mut b, &mut h, &path, dest, target.epoch).map_err(io)?;
         } else {
             let name = Path::new(src).file_name().map(PathBuf::from).unwrap_or_default();
             let to = if target.into_dir {
@@ -180,7 +182,13 @@ fn is_archive(path: &Path) -> bool {
 
 /// A local archive's entries re-rooted under `dest` (a directory), each as the archive has it;
 /// an entry that would climb out of `dest` is refused.
-fn add_archive<W: Write>(b: &mut tar::Builder<W>, h: &mut Sha256, path: &Path, dest: &Path) -> io::Result<()> {
+fn add_archive<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut Sha256,
+    path: &Path,
+    dest: &Path,
+    epoch: Option<u64>,
+) -> io::Result<()> {
     let f = fs::File::open(path)?;
     let mut ar = tar::Archive::new(wharf_store::decompress(io::BufReader::new(f))?);
     let base = dest.strip_prefix("/").unwrap_or(dest).to_path_buf();
@@ -196,6 +204,9 @@ fn add_archive<W: Write>(b: &mut tar::Builder<W>, h: &mut Sha256, path: &Path, d
     for entry in ar.entries()? {
         let mut entry = entry?;
         let mut hd = entry.header().clone();
+        if let Some(e) = epoch {
+            hd.set_mtime(hd.mtime()?.min(e));
+        }
         let kind = hd.entry_type();
         if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
             continue;
@@ -286,7 +297,10 @@ fn add_one<W: Write>(
     hd.set_mode(mode);
     hd.set_uid(t.owner.0);
     hd.set_gid(t.owner.1);
-    hd.set_mtime(md.mtime().max(0) as u64);
+    hd.set_mtime(
+        t.epoch
+            .map_or(md.mtime().max(0) as u64, |e| e.min(md.mtime().max(0) as u64)),
+    );
     let ft = md.file_type();
     let mut field = |s: &[u8]| {
         h.update((s.len() as u64).to_le_bytes());

@@ -326,6 +326,7 @@ impl Build<'_> {
             config: Some(crate::stage::full_config(&st.config)),
             replace_config: true,
             created_by: Some(cmd.join(" ")),
+            epoch: self.epoch,
         };
         Ok(self.b.containers.commit(cid, opts).await?)
     }
@@ -394,6 +395,7 @@ impl Build<'_> {
             extract: what == "ADD" && l.flag("from").is_none() && l.heredocs.is_empty(),
             parents: flag_on(l, "parents"),
             exclude,
+            epoch: self.epoch.map(|e| e as u64),
         };
         target.into_dir |= target.parents;
         let tar_path = scratch.path().join(".layer.tar");
@@ -623,6 +625,7 @@ impl Build<'_> {
             comment: String::new(),
             created_by: nop_string(shown).join(" "),
             tag: None,
+            created: self.epoch.map(wharf_image::config::rfc3339_at),
         };
         Ok(self.b.images.commit_image(None, Some(&mut f as &mut dyn Read), spec)?)
     }
@@ -687,6 +690,11 @@ impl Build<'_> {
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
         h.set_size(0);
+        // Made now, as Docker makes it (or at a reproducible build's epoch).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        h.set_mtime(self.epoch.map_or(now, |e| (e as u64).min(now)));
         tar.append_data(&mut h, dir.trim_start_matches('/'), std::io::empty())
             .map_err(|e| BuildError::Context(e.to_string()))?;
         let bytes = tar.into_inner().map_err(|e| BuildError::Context(e.to_string()))?;

@@ -86,6 +86,8 @@ pub(crate) struct Build<'a> {
     total: usize,
     /// The build arguments some `ARG` took.
     used_args: std::sync::Mutex<Vec<String>>,
+    /// `SOURCE_DATE_EPOCH`: every image's time, and the latest time of any file in a layer.
+    pub epoch: Option<i64>,
     /// With `--cache-from`: the images (and their parents) the cache may answer with.
     cache_from: Option<Vec<Digest>>,
     /// The step containers that exist now (removed if the build is cancelled).
@@ -106,9 +108,15 @@ impl<'a> Build<'a> {
         let mut used_args: Vec<String> = req
             .build_args
             .keys()
-            .filter(|k| PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| PROXY_ARGS.contains(&k.as_str()) || *k == "SOURCE_DATE_EPOCH")
             .cloned()
             .collect();
+        let epoch = match req.build_args.get("SOURCE_DATE_EPOCH").cloned().flatten() {
+            Some(v) => Some(v.trim().parse::<i64>().ok().filter(|e| *e >= 0).ok_or_else(|| {
+                BuildError::Step(format!("invalid SOURCE_DATE_EPOCH: {v:?}: seconds since 1970 expected"))
+            })?),
+            None => None,
+        };
         for l in &df.meta_args {
             for (k, v) in arg_decls(&l.args, &meta)? {
                 let val = req.build_args.get(&k).cloned().flatten().or(v);
@@ -160,6 +168,7 @@ impl<'a> Build<'a> {
             finished: tokio::sync::watch::channel(0).0,
             total,
             used_args: std::sync::Mutex::new(used_args),
+            epoch,
             cache_from,
             live,
         })
@@ -491,6 +500,7 @@ impl<'a> Build<'a> {
             comment: String::new(),
             created_by: nop(shown).join(" "),
             tag: None,
+            created: self.epoch.map(wharf_image::config::rfc3339_at),
         };
         let id = self.b.images.commit_image(st.image.as_ref(), None, spec)?;
         self.remember(&key, &id);
@@ -503,7 +513,7 @@ impl<'a> Build<'a> {
         if self.req.no_cache {
             return None;
         }
-        let id = self.b.cache.get(key)?;
+        let id = self.b.cache.get(&self.key_of(key))?;
         // Still there (a removed image is no hit).
         let id = self.b.images.resolve(&id.to_string()).ok()?;
         match &self.cache_from {
@@ -512,8 +522,16 @@ impl<'a> Build<'a> {
         }
     }
 
+    /// The key as this build files it: a reproducible build's are its epoch's own.
+    fn key_of(&self, key: &Key) -> Key {
+        match self.epoch {
+            Some(e) => key.salted(&format!("SOURCE_DATE_EPOCH={e}")),
+            None => key.clone(),
+        }
+    }
+
     pub(crate) fn remember(&self, key: &Key, id: &Digest) {
-        if let Err(e) = self.b.cache.put(key, id) {
+        if let Err(e) = self.b.cache.put(&self.key_of(key), id) {
             tracing::warn!("recording a build cache entry: {e}");
         }
     }

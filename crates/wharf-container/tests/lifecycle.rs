@@ -107,6 +107,7 @@ impl Engine {
             comment: String::new(),
             created_by: "test".into(),
             tag: Some("fake:1".into()),
+            created: None,
         };
         let images = svc.images().clone();
         tokio::task::spawn_blocking(move || images.commit_image(None, Some(&mut bytes.as_slice()), spec))
@@ -442,6 +443,7 @@ async fn a_container_runs_on_a_snapshot_another_left() {
                 replace_config: false,
                 created_by: None,
                 container_config: None,
+                epoch: None,
             },
         )
         .await

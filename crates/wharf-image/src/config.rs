@@ -123,6 +123,14 @@ pub fn parse_rfc3339(s: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// `secs` since 1970 as RFC 3339, UTC (`1970-01-01T00:00:00Z` when out of range).
+pub fn rfc3339_at(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
 /// Now as RFC 3339 with nanoseconds, UTC, as Go prints it.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();

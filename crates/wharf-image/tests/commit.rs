@@ -29,6 +29,7 @@ fn spec(created_by: &str, config: Value, tag: Option<&str>) -> CommitSpec {
         comment: String::new(),
         created_by: created_by.into(),
         tag: tag.map(String::from),
+        created: None,
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod archive;
 pub mod changes;
+pub mod clamp;
 pub mod content;
 pub mod layer;
 pub mod meta;

@@ -111,6 +111,7 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
         replace_config: false,
         created_by: None,
         container_config: None,
+        epoch: None,
     };
     let id = d.containers.commit(&container, opts).await?;
     crate::routes::json_response(StatusCode::CREATED, &serde_json::json!({"Id": id.to_string()}))

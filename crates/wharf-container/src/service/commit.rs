@@ -57,7 +57,11 @@ impl ContainerService {
         let spec = wharf_image::CommitSpec {
             config,
             changes: opts.changes,
-            container: rec.id.clone(),
+            container: if opts.epoch.is_some() {
+                String::new()
+            } else {
+                rec.id.clone()
+            },
             container_config: opts.container_config.clone().unwrap_or(container_config),
             author: opts.author,
             comment: opts.comment.clone(),
@@ -68,6 +72,7 @@ impl ContainerService {
                     .join(" ")
             }),
             tag: opts.reference.clone(),
+            created: opts.epoch.map(wharf_image::config::rfc3339_at),
         };
         let mut freeze = opts.pause && rec.state.is_running() && rec.state.status != ContainerStatus::Paused;
         if freeze {
@@ -86,7 +91,15 @@ impl ContainerService {
         let snapshots = self.snapshots.clone();
         let key = rec.id.clone();
         let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
-            let layer = |w: &mut dyn std::io::Write| snapshots.diff(&key, w).map_err(std::io::Error::other);
+            let epoch = opts.epoch.map(|e| e.max(0) as u64);
+            let layer = |w: &mut dyn std::io::Write| match epoch {
+                Some(e) => {
+                    let mut c = wharf_store::clamp::ClampTimes::new(w, e);
+                    snapshots.diff(&key, &mut c).map_err(std::io::Error::other)?;
+                    c.finish().map(drop)
+                }
+                None => snapshots.diff(&key, w).map_err(std::io::Error::other),
+            };
             Ok(images.commit(&image, layer, spec)?)
         })
         .await

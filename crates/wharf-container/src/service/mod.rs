@@ -68,6 +68,9 @@ pub struct CommitOptions {
     /// The image's `container_config`, instead of the container's own (the builder's steps
     /// record the step as Docker's classic builder does).
     pub container_config: Option<Value>,
+    /// A reproducible build's epoch (`SOURCE_DATE_EPOCH`): the image's time, and the latest
+    /// time of any file in its layer; the container's ID is not recorded.
+    pub epoch: Option<i64>,
 }
 
 /// Where the service keeps things and how it starts shims.

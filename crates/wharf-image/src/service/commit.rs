@@ -100,7 +100,7 @@ impl ImageService {
             }
             None => (top, vec![]),
         };
-        let created = now_rfc3339();
+        let created = spec.created.clone().unwrap_or_else(now_rfc3339);
         let mut history: Vec<Value> = parent["history"].as_array().cloned().unwrap_or_default();
         history.push(history_entry(
             &created,

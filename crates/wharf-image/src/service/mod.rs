@@ -143,6 +143,8 @@ pub struct CommitSpec {
     pub created_by: String,
     /// `repo[:tag]` to name the image, if any.
     pub tag: Option<String>,
+    /// The image's creation time (RFC 3339) instead of now (a reproducible build's epoch).
+    pub created: Option<String>,
 }
 
 /// Filters for [`ImageService::list`].
