@@ -823,3 +823,113 @@ LABEL l=1
     ));
     assert!(bad.contains("invalid SOURCE_DATE_EPOCH"), "{bad}");
 }
+
+/// `system df`'s build cache records, as (description, in use, size).
+fn cache_records(w: &Wharfd) -> Vec<(String, bool, u64)> {
+    let (status, _, body) = w.http("GET", "/system/df", b"");
+    assert!(status.contains("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["BuildCache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Description"].as_str().unwrap().to_string(),
+                r["InUse"].as_bool().unwrap(),
+                r["Size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn the_build_cache_shows_in_system_df_and_prunes_what_only_it_holds() {
+    let mut w = daemon();
+    let kept = context(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo one > /one\nLABEL l=1\n")]);
+    assert!(build(&w, kept.path(), &["--network", "none", "-t", "keep:1"])
+        .status
+        .success());
+    let loose = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo two > /two\nRUN head -c 100000 /dev/zero > /big\n",
+    )]);
+    assert!(build(&w, loose.path(), &["--network", "none"]).status.success());
+    let recs = cache_records(&w);
+    let find = |recs: &[(String, bool, u64)], part: &str| recs.iter().find(|r| r.0.contains(part)).cloned();
+    let one = find(&recs, "echo one").expect("the tagged build's RUN");
+    assert!(one.1 && one.2 > 0, "{recs:?}");
+    let big = find(&recs, "/dev/zero").expect("the untagged build's RUN");
+    assert!(!big.1 && big.2 >= 100_000, "{recs:?}");
+    let df = w.ok(&["system", "df"]);
+    assert!(df.lines().any(|l| l.starts_with("Build Cache")), "{df}");
+
+    // Prune: the untagged build's entries and images go; the tagged one's stay, and serve.
+    let out = w.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Total:") || out.contains("Total reclaimed space"), "{out}");
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    let recs = cache_records(&w);
+    assert!(
+        find(&recs, "/dev/zero").is_none() && find(&recs, "echo two").is_none(),
+        "{recs:?}"
+    );
+    assert!(find(&recs, "echo one").is_some(), "{recs:?}");
+    let all = w.ok(&["images", "-aq", "--no-trunc"]).lines().count();
+    assert_eq!(all, 4, "busybox and keep:1's three steps: {}", w.ok(&["images", "-a"]));
+    let out = text(&build(&w, kept.path(), &["--network", "none", "-t", "keep:1"]));
+    assert_eq!(cache_hits(&out), 3, "{out}");
+    // --all forgets the rest; the tagged image stays, and the next build runs every step.
+    w.ok(&["builder", "prune", "-af"]);
+    assert!(cache_records(&w).is_empty());
+    w.ok(&["image", "inspect", "keep:1"]);
+    let out = text(&build(&w, kept.path(), &["--network", "none", "-t", "keep:1"]));
+    assert_eq!(cache_hits(&out), 0, "{out}");
+
+    // builder.gc in daemon.json: after each build, what only the cache holds is collected.
+    let cfg = w.data_root().parent().unwrap().join("none.json");
+    fs::write(
+        &cfg,
+        r#"{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "1B"}}}"#,
+    )
+    .unwrap();
+    w.stop();
+    w.spawn();
+    let images = |w: &Wharfd| w.ok(&["images", "-aq", "--no-trunc"]).lines().count();
+    let before = images(&w);
+    assert!(build(&w, loose.path(), &["--network", "none"]).status.success());
+    let recs = cache_records(&w);
+    assert!(recs.iter().all(|r| r.1), "only what a name holds is left: {recs:?}");
+    assert!(find(&recs, "echo one").is_some(), "{recs:?}");
+    assert_eq!(images(&w), before, "the untagged build's images went with its entries");
+    fs::remove_file(&cfg).unwrap();
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn build_cancel_stops_the_build_its_id_names() {
+    let w = daemon();
+    let mut b = tar::Builder::new(Vec::new());
+    let df = b"FROM busybox\nRUN sleep 60\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(df.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+    let body = b.into_inner().unwrap();
+    let sock = w.data_root().parent().unwrap().join("wharf.sock");
+    let t = std::thread::spawn(move || common::http_unix(&sock, "POST", "/build?buildid=b-1&networkmode=none", &body));
+    // Once its step runs, cancel it by its ID.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while w.ok(&["ps", "-q"]).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the step never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, _, _) = w.http("POST", "/build/cancel?id=b-1", b"");
+    assert!(status.contains("200"), "{status}");
+    let (_, _, out) = t.join().unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert!(out.contains("the build was cancelled"), "{out}");
+    assert!(w.ok(&["ps", "-aq"]).trim().is_empty(), "no container is left");
+    let (status, _, _) = w.http("POST", "/build/cancel?id=b-1", b"");
+    assert!(status.contains("404"), "{status}");
+}

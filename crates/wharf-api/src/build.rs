@@ -62,6 +62,7 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
         network_mode: q.get("networkmode").filter(|n| !n.is_empty()).map(String::from),
         rm: q.bool_or("rm", true),
         force_rm: q.bool("forcerm"),
+        build_id: q.get("buildid").filter(|b| !b.is_empty()).map(String::from),
     })
 }
 
@@ -174,17 +175,87 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
     Ok(r)
 }
 
-/// `POST /build/prune`: the cache's entries forgotten (their images stay until pruned).
-pub(crate) async fn prune(d: Arc<Daemon>) -> Res {
-    let n = d
-        .builder
-        .prune()
+/// `POST /build/cancel?id=`: stops the build started with that `buildid`.
+pub(crate) fn cancel(d: Arc<Daemon>, q: &Query) -> Res {
+    let id = q.get("id").unwrap_or("");
+    if !d.builder.cancel(id) {
+        return Err(ApiError::new(ErrorKind::NotFound, format!("no such build: {id}")));
+    }
+    crate::routes::json_response(hyper::StatusCode::OK, &json!({}))
+}
+
+/// `POST /build/prune`: `all`, `keep-storage` (or its newer names `reserved-space` and
+/// `max-used-space`), and the `until`/`unused-for` filters.
+pub(crate) async fn prune(d: Arc<Daemon>, q: &Query) -> Res {
+    let opts = prune_options(q)?;
+    let b = d.builder.clone();
+    let (deleted, freed) = tokio::task::spawn_blocking(move || b.prune(&opts))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
-    let _ = n;
     crate::routes::json_response(
         hyper::StatusCode::OK,
-        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+        &json!({"CachesDeleted": deleted, "SpaceReclaimed": freed}),
     )
+}
+
+fn prune_options(q: &Query) -> Result<wharf_builder::gc::PruneOptions, ApiError> {
+    let mut opts = wharf_builder::gc::PruneOptions {
+        all: q.bool("all"),
+        ..Default::default()
+    };
+    for name in ["keep-storage", "reserved-space", "max-used-space"] {
+        if let Some(v) = q.get(name).filter(|v| !v.is_empty()) {
+            let n: u64 = v
+                .parse()
+                .map_err(|_| ApiError::invalid(format!("invalid {name}: {v:?}")))?;
+            if n > 0 && (opts.keep_storage == 0 || n < opts.keep_storage) {
+                opts.keep_storage = n;
+            }
+        }
+    }
+    let filters = q.filters()?;
+    for (k, values) in &filters {
+        match k.as_str() {
+            "until" | "unused-for" => {
+                for v in values {
+                    let d = wharf_units::parse_go_duration(v)
+                        .ok_or_else(|| ApiError::invalid(format!("invalid {k} filter: {v:?}")))?;
+                    opts.unused_for = Some(d);
+                }
+            }
+            other => return Err(ApiError::invalid(format!("invalid filter '{other}'"))),
+        }
+    }
+    Ok(opts)
+}
+
+/// `system df`'s `BuildCache`: the cache's records as BuildKit's are shown.
+pub(crate) fn usage_json(d: &Daemon) -> Result<Value, ApiError> {
+    let recs = d
+        .builder
+        .usage()
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let t = |s: i64| wharf_image::config::rfc3339_at(s);
+    Ok(Value::Array(
+        recs.into_iter()
+            .map(|r| {
+                json!({
+                    "ID": r.id,
+                    "Parent": "",
+                    "Parents": [],
+                    "Type": "regular",
+                    "Description": r.description,
+                    "InUse": r.in_use,
+                    "Shared": false,
+                    "Size": r.size,
+                    "CreatedAt": t(r.created),
+                    "LastUsedAt": t(r.last_used),
+                    "UsageCount": r.uses,
+                })
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -211,5 +282,20 @@ mod tests {
         assert!(request(&q("t=Bad%20Name")).is_err());
         assert!(request(&q("buildargs=%5B1%5D")).is_err());
         assert!(request(&q("remote=https%3A%2F%2Fexample.com%2Fctx.tar")).is_err());
+    }
+
+    #[test]
+    fn prune_queries_as_the_docker_cli_sends_them() {
+        let o = prune_options(&q(
+            "all=1&keep-storage=1000&filters=%7B%22until%22%3A%7B%2224h%22%3Atrue%7D%7D",
+        ))
+        .unwrap();
+        assert!(o.all);
+        assert_eq!(o.keep_storage, 1000);
+        assert_eq!(o.unused_for, Some(std::time::Duration::from_secs(86_400)));
+        let o = prune_options(&q("reserved-space=500&max-used-space=700")).unwrap();
+        assert_eq!((o.all, o.keep_storage), (false, 500));
+        assert!(prune_options(&q("filters=%7B%22type%22%3A%7B%22x%22%3Atrue%7D%7D")).is_err());
+        assert!(prune_options(&q("keep-storage=lots")).is_err());
     }
 }

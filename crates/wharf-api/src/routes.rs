@@ -724,6 +724,8 @@ async fn system_df(d: Arc<Daemon>) -> Res {
         build_cache: Some(vec![]),
     })
     .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let d3 = d.clone();
+    v["BuildCache"] = blocking(move || crate::build::usage_json(&d3)).await?;
     // Containers with their sizes, volumes with their sizes and users (the blocking pool walks
     // the directories).
     let (containers, volumes) = blocking(move || {

@@ -48,7 +48,32 @@ impl Key {
     }
 }
 
-/// The cache's entries, under the daemon's data root.
+/// What the cache holds for a key: the image and what made it, and how it has been used
+/// (what `system df` shows and `builder prune` and the size limit go by).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// The step's image.
+    pub image: Digest,
+    /// The step as the build showed it (`RUN make`).
+    #[serde(default)]
+    pub description: String,
+    /// When it was made, and last used (seconds since 1970).
+    #[serde(default)]
+    pub created: i64,
+    #[serde(default)]
+    pub last_used: i64,
+    /// Builds that took it from the cache.
+    #[serde(default)]
+    pub uses: u64,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The cache's entries, under the daemon's data root: one file per key.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
@@ -61,28 +86,83 @@ impl Cache {
         Ok(Cache { dir })
     }
 
-    /// The image recorded for `key`.
-    pub fn get(&self, key: &Key) -> Option<Digest> {
-        std::fs::read_to_string(self.dir.join(&key.0)).ok()?.trim().parse().ok()
-    }
-
-    /// Record `image` for `key`.
-    pub fn put(&self, key: &Key, image: &Digest) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{}.tmp", key.0));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(image.to_string().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(&key.0))
-    }
-
-    /// Forget every entry (`builder prune --all`); returns how many there were.
-    pub fn clear(&self) -> std::io::Result<usize> {
-        let mut n = 0;
-        for e in std::fs::read_dir(&self.dir)? {
-            std::fs::remove_file(e?.path())?;
-            n += 1;
+    fn read(&self, id: &str) -> Option<Entry> {
+        let text = std::fs::read_to_string(self.dir.join(id)).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(e) => Some(e),
+            // An entry of an earlier wharf: the image's ID alone.
+            Err(_) => Some(Entry {
+                image: text.trim().parse().ok()?,
+                description: String::new(),
+                created: 0,
+                last_used: 0,
+                uses: 0,
+            }),
         }
-        Ok(n)
+    }
+
+    /// Writes an entry whole (temporary file, rename); `durable` syncs it first.
+    fn write(&self, id: &str, e: &Entry, durable: bool) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!(".{id}.{}.tmp", wharf_store::random_name()));
+        let r = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(e).map_err(std::io::Error::other)?)?;
+            if durable {
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, self.dir.join(id))
+        })();
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r
+    }
+
+    /// The image recorded for `key`, counted as a use.
+    pub fn get(&self, key: &Key) -> Option<Digest> {
+        let mut e = self.read(&key.0)?;
+        e.uses += 1;
+        e.last_used = now();
+        // Usage is a hint: not worth a sync on every cache hit.
+        let _ = self.write(&key.0, &e, false);
+        Some(e.image)
+    }
+
+    /// Record `image` for `key`, made by the step `description`.
+    pub fn put(&self, key: &Key, image: &Digest, description: &str) -> std::io::Result<()> {
+        let t = now();
+        let e = Entry {
+            image: *image,
+            description: description.to_string(),
+            created: t,
+            last_used: t,
+            uses: 0,
+        };
+        self.write(&key.0, &e, true)
+    }
+
+    /// Every entry, with its ID (its key).
+    pub fn list(&self) -> std::io::Result<Vec<(String, Entry)>> {
+        let mut out = Vec::new();
+        for f in std::fs::read_dir(&self.dir)? {
+            let name = f?.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(e) = self.read(&name) {
+                out.push((name, e));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Forget entry `id`.
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.dir.join(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -111,9 +191,19 @@ mod tests {
         }
         let c = Cache::open(d.path().join("cache")).unwrap();
         assert_eq!(c.get(&base), None);
-        c.put(&base, &q).unwrap();
+        c.put(&base, &q, "RUN make").unwrap();
         assert_eq!(Cache::open(d.path().join("cache")).unwrap().get(&base), Some(q));
-        assert_eq!(c.clear().unwrap(), 1);
+        c.get(&base).unwrap();
+        let all = c.list().unwrap();
+        assert_eq!(all.len(), 1);
+        let (id, e) = &all[0];
+        assert_eq!((e.image, e.description.as_str(), e.uses), (q, "RUN make", 2));
+        assert!(e.created > 0 && e.last_used >= e.created);
+        // An entry an earlier wharf wrote (the image's ID alone) still reads.
+        std::fs::write(d.path().join("cache").join(id), q.to_string()).unwrap();
+        assert_eq!(c.get(&base), Some(q));
+        c.remove(id).unwrap();
         assert_eq!(c.get(&base), None);
+        assert!(c.list().unwrap().is_empty());
     }
 }

@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod context;
 mod copy;
+pub mod gc;
 mod graph;
 mod remote;
 mod run;
@@ -109,16 +110,22 @@ pub struct BuildRequest {
     pub run_host: wharf_container::config::HostSpec,
     /// `--platform` (`os/arch[/variant]`): what the bases must be, and `TARGETPLATFORM`.
     pub platform: Option<String>,
+    /// The client's name for the build (`buildid`), by which `POST /build/cancel` stops it.
+    pub build_id: Option<String>,
 }
 
-/// Fetches a base image the engine lacks: the daemon's registry client (a build never
-/// reaches a registry on its own).
-pub trait BaseFetcher: Send + Sync + std::fmt::Debug {
+/// A future a [`Fetcher`] returns.
+pub type Fetching<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, String>> + Send + 'a>>;
+
+/// What a build fetches through the daemon's client (a build never reaches the network on
+/// its own): base images the engine lacks, and `ADD <url>` sources.
+pub trait Fetcher: Send + Sync + std::fmt::Debug {
     /// Pull `reference` into the engine; the error is the registry's message.
-    fn fetch<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + 'a>>;
+    fn fetch<'a>(&'a self, reference: &'a str) -> Fetching<'a, ()>;
+
+    /// Fetch `url` into the file `to`; returns the server's `Last-Modified`, if any.
+    fn download<'a>(&'a self, url: &'a str, to: &'a Path) -> Fetching<'a, Option<std::time::SystemTime>>;
 }
 
 /// What a build reports as it goes.
@@ -137,7 +144,10 @@ pub struct Builder {
     containers: Arc<ContainerService>,
     cache: cache::Cache,
     tmp: PathBuf,
-    fetcher: Option<Arc<dyn BaseFetcher>>,
+    fetcher: Option<Arc<dyn Fetcher>>,
+    gc: gc::GcPolicy,
+    /// The builds with a `buildid`, by it: what stops each.
+    running: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
 }
 
 impl Builder {
@@ -146,7 +156,7 @@ impl Builder {
         root: &Path,
         images: Arc<ImageService>,
         containers: Arc<ContainerService>,
-        fetcher: Option<Arc<dyn BaseFetcher>>,
+        fetcher: Option<Arc<dyn Fetcher>>,
     ) -> std::io::Result<Builder> {
         let tmp = root.join("tmp");
         // Contexts a crash left behind.
@@ -158,6 +168,8 @@ impl Builder {
             cache: cache::Cache::open(root.join("cache"))?,
             tmp,
             fetcher,
+            gc: gc::GcPolicy::default(),
+            running: Arc::default(),
         })
     }
 
@@ -170,9 +182,21 @@ impl Builder {
         Ok(ContextDir(dir))
     }
 
-    /// `builder prune`: forget the cache; returns how many entries there were.
-    pub fn prune(&self) -> std::io::Result<usize> {
-        self.cache.clear()
+    /// `POST /build/cancel`: stops the build named `id`; false when there is none.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.running.lock().expect("builds").get(id) {
+            Some(stop) => {
+                stop.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The daemon's `builder.gc` rules.
+    pub fn with_gc(mut self, gc: gc::GcPolicy) -> Builder {
+        self.gc = gc;
+        self
     }
 
     /// Build `req` from the unpacked context in `ctx`, reporting to `out`; returns the image.
@@ -188,10 +212,18 @@ impl Builder {
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Result<Digest> {
         let live = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        if let Some(id) = &req.build_id {
+            self.running.lock().expect("builds").insert(id.clone(), stop.clone());
+        }
         let r = tokio::select! {
             r = self.build_in(req, ctx, out, live.clone()) => r,
             () = cancelled => Err(BuildError::Cancelled),
+            () = stop.notified() => Err(BuildError::Cancelled),
         };
+        if let Some(id) = &req.build_id {
+            self.running.lock().expect("builds").remove(id);
+        }
         // A cancelled build, or a failed one whose other stages were still running: their
         // step containers go (a failed step's own is kept, as Docker keeps it, unless
         // --force-rm removed it already).
@@ -202,6 +234,10 @@ impl Builder {
                     tracing::warn!(container = %id, "removing a cancelled build's container: {e}");
                 }
             }
+        }
+        if !self.gc.rules.is_empty() {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.collect_garbage()).await;
         }
         r
     }

@@ -124,7 +124,7 @@ impl Build<'_> {
             )));
         }
         let id = id?;
-        self.remember(&key, &id);
+        self.remember(&key, &id, &shown);
         st.image = Some(id);
         cached_or_new(out, id, false);
         Ok(())
@@ -433,7 +433,7 @@ impl Build<'_> {
                 r?
             }
         };
-        self.remember(&key, &id);
+        self.remember(&key, &id, &shown);
         st.image = Some(id);
         cached_or_new(out, id, false);
         Ok(())
@@ -529,7 +529,7 @@ impl Build<'_> {
                     "ADD: two URLs name the same file {name} ({n})"
                 )));
             }
-            crate::remote::download(u, &dir, &name, l.flag("checksum")).await?;
+            self.b.download(u, &dir, &name, l.flag("checksum")).await?;
             names.push(name);
         }
         Ok((dir, names))
@@ -729,7 +729,7 @@ impl Build<'_> {
                 }
             }
         };
-        self.remember(&key, &id);
+        self.remember(&key, &id, &shown);
         st.image = Some(id);
         cached_or_new(out, id, false);
         Ok(())

@@ -503,7 +503,7 @@ impl<'a> Build<'a> {
             created: self.epoch.map(wharf_image::config::rfc3339_at),
         };
         let id = self.b.images.commit_image(st.image.as_ref(), None, spec)?;
-        self.remember(&key, &id);
+        self.remember(&key, &id, shown);
         st.image = Some(id);
         Ok((id, false))
     }
@@ -530,8 +530,8 @@ impl<'a> Build<'a> {
         }
     }
 
-    pub(crate) fn remember(&self, key: &Key, id: &Digest) {
-        if let Err(e) = self.b.cache.put(&self.key_of(key), id) {
+    pub(crate) fn remember(&self, key: &Key, id: &Digest, description: &str) {
+        if let Err(e) = self.b.cache.put(&self.key_of(key), id, description) {
             tracing::warn!("recording a build cache entry: {e}");
         }
     }

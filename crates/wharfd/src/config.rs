@@ -129,8 +129,87 @@ struct FileConfig {
     max_concurrent_downloads: Option<usize>,
     max_concurrent_uploads: Option<usize>,
     certs_dir: Option<PathBuf>,
+    builder: Option<BuilderFile>,
     #[serde(flatten)]
     _other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `builder` in daemon.json (dockerd's spelling: camel case inside it).
+#[derive(Deserialize, Debug, Default)]
+struct BuilderFile {
+    gc: Option<GcFile>,
+}
+
+/// `builder.gc`: collection after each build, by rules or one default size.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+struct GcFile {
+    enabled: Option<bool>,
+    default_keep_storage: Option<String>,
+    policy: Option<Vec<GcRuleFile>>,
+}
+
+/// One `builder.gc.policy` rule.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+struct GcRuleFile {
+    keep_storage: Option<String>,
+    filter: Option<Vec<String>>,
+    all: Option<bool>,
+}
+
+/// A size as dockerd reads `keepStorage` (`10GB`, `512MB`, or bytes).
+fn keep_storage(s: &str) -> Result<u64> {
+    wharf_units::ram_in_bytes(s)
+        .and_then(|n| u64::try_from(n).ok())
+        .with_context(|| format!("invalid builder.gc keepStorage {s:?}"))
+}
+
+/// The collection rules of `builder.gc` (none when it is absent or disabled).
+fn gc_policy(b: Option<BuilderFile>) -> Result<wharf_builder::gc::GcPolicy> {
+    use wharf_builder::gc::{GcPolicy, PruneOptions};
+    let Some(gc) = b.and_then(|b| b.gc) else {
+        return Ok(GcPolicy::default());
+    };
+    if gc.enabled == Some(false) {
+        return Ok(GcPolicy::default());
+    }
+    let default = gc.default_keep_storage.as_deref().map(keep_storage).transpose()?;
+    let mut rules = Vec::new();
+    for r in gc.policy.unwrap_or_default() {
+        let mut o = PruneOptions {
+            all: r.all.unwrap_or(false),
+            keep_storage: r
+                .keep_storage
+                .as_deref()
+                .map(keep_storage)
+                .transpose()?
+                .or(default)
+                .unwrap_or(0),
+            unused_for: None,
+        };
+        for f in r.filter.unwrap_or_default() {
+            match f.split_once('=') {
+                Some(("unused-for" | "until", v)) => {
+                    o.unused_for = Some(
+                        wharf_units::parse_go_duration(v)
+                            .with_context(|| format!("invalid builder.gc filter {f:?}"))?,
+                    )
+                }
+                _ => bail!("invalid builder.gc filter {f:?}: unused-for=<duration> is what wharf keeps by"),
+            }
+        }
+        rules.push(o);
+    }
+    if rules.is_empty() {
+        if let Some(k) = default {
+            rules.push(PruneOptions {
+                keep_storage: k,
+                ..Default::default()
+            });
+        }
+    }
+    Ok(GcPolicy { rules })
 }
 
 /// A `default-address-pools` entry of daemon.json.
@@ -157,6 +236,8 @@ pub struct Settings {
     pub init_path: Option<PathBuf>,
     pub net: NetSettings,
     pub registry: wharf_distribution::RegistryConfig,
+    /// `builder.gc`.
+    pub builder_gc: wharf_builder::gc::GcPolicy,
 }
 
 /// The certificate, key and (with `--tlsverify`) client CA of TCP listeners.
@@ -302,7 +383,9 @@ impl Settings {
             client_ca: verify.then(|| tlscacert.unwrap_or_else(|| cert_dir().join("ca.pem"))),
         });
         let log_level = checked_log_level(f.debug || file.debug.unwrap_or(false), log_level)?;
+        let builder_gc = gc_policy(file.builder)?;
         Ok(Settings {
+            builder_gc,
             hosts: hosts.unwrap_or_else(|| vec!["unix:///run/wharf/wharf.sock".into()]),
             data_root: data_root.unwrap_or_else(|| "/var/lib/wharf".into()),
             pidfile: pidfile.or_else(|| {
@@ -415,5 +498,41 @@ mod tests {
         // Contradictions are refused; a key named twice too.
         assert!(resolve(&["--tlsverify", "--tls=false"], "{}").is_err());
         assert!(resolve(&["--tlskey", "/a"], r#"{"tlskey": "/b"}"#).is_err());
+    }
+
+    #[test]
+    fn builder_gc_as_dockerd_reads_it() {
+        use wharf_builder::gc::PruneOptions;
+        let s = resolve(
+            &[],
+            r#"{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "10GB",
+                "policy": [{"keepStorage": "512MB", "filter": ["unused-for=48h"]}, {"all": true}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.builder_gc.rules,
+            [
+                PruneOptions {
+                    all: false,
+                    keep_storage: 512 << 20,
+                    unused_for: Some(std::time::Duration::from_secs(48 * 3600)),
+                },
+                PruneOptions {
+                    all: true,
+                    keep_storage: 10 << 30,
+                    unused_for: None,
+                },
+            ]
+        );
+        let s = resolve(&[], r#"{"builder": {"gc": {"defaultKeepStorage": "1MB"}}}"#).unwrap();
+        assert_eq!(s.builder_gc.rules.len(), 1);
+        let off = resolve(
+            &[],
+            r#"{"builder": {"gc": {"enabled": false, "defaultKeepStorage": "1MB"}}}"#,
+        );
+        assert!(off.unwrap().builder_gc.rules.is_empty());
+        assert!(resolve(&[], "{}").unwrap().builder_gc.rules.is_empty());
+        assert!(resolve(&[], r#"{"builder": {"gc": {"defaultKeepStorage": "lots"}}}"#).is_err());
+        assert!(resolve(&[], r#"{"builder": {"gc": {"policy": [{"filter": ["type=x"]}]}}}"#).is_err());
     }
 }

@@ -283,13 +283,16 @@ async fn run(s: Settings) -> Result<()> {
         images.clone(),
         &s.data_root,
     )?);
-    let fetcher: Arc<dyn wharf_builder::BaseFetcher> = Arc::new(Fetcher(dist.clone()));
-    let builder = Arc::new(wharf_builder::Builder::open(
-        &s.data_root.join("builder"),
-        images.clone(),
-        containers.clone(),
-        Some(fetcher),
-    )?);
+    let fetcher: Arc<dyn wharf_builder::Fetcher> = Arc::new(Fetcher(dist.clone()));
+    let builder = Arc::new(
+        wharf_builder::Builder::open(
+            &s.data_root.join("builder"),
+            images.clone(),
+            containers.clone(),
+            Some(fetcher),
+        )?
+        .with_gc(s.builder_gc.clone()),
+    );
     let daemon = Arc::new(Daemon {
         dist,
         builder,
@@ -352,11 +355,16 @@ async fn run(s: Settings) -> Result<()> {
 #[derive(Debug)]
 struct Fetcher(Arc<wharf_distribution::Distribution>);
 
-impl wharf_builder::BaseFetcher for Fetcher {
-    fn fetch<'a>(
+impl wharf_builder::Fetcher for Fetcher {
+    fn download<'a>(
         &'a self,
-        reference: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        url: &'a str,
+        to: &'a std::path::Path,
+    ) -> wharf_builder::Fetching<'a, Option<std::time::SystemTime>> {
+        Box::pin(async move { self.0.download(url, to).await.map_err(|e| e.to_string()) })
+    }
+
+    fn fetch<'a>(&'a self, reference: &'a str) -> wharf_builder::Fetching<'a, ()> {
         Box::pin(async move {
             let r = wharf_reference::Reference::parse_tagged_default(reference).map_err(|e| e.to_string())?;
             self.0

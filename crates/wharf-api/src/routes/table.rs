@@ -82,7 +82,8 @@ fn system_routes() -> Vec<Route> {
         route!(POST, "/auth", |x| crate::distribution::auth(x.d, x.req).await),
         route!(POST, "/commit", |x| c::commit(x.d, x.req, &x.q).await),
         route!(POST, "/build", |x| crate::build::build(x.d, x.req, &x.q).await),
-        route!(POST, "/build/prune", |x| crate::build::prune(x.d).await),
+        route!(POST, "/build/prune", |x| crate::build::prune(x.d, &x.q).await),
+        route!(POST, "/build/cancel", |x| crate::build::cancel(x.d, &x.q)),
     ]
 }
 

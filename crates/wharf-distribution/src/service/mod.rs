@@ -23,6 +23,7 @@ use crate::manifest::{self, Manifest, Platform};
 use crate::registry::{endpoints, Clients, RegistryConfig, Session};
 use crate::DistError;
 
+mod download;
 mod pull;
 mod push;
 
