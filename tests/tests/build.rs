@@ -933,3 +933,163 @@ fn build_cancel_stops_the_build_its_id_names() {
     let (status, _, _) = w.http("POST", "/build/cancel?id=b-1", b"");
     assert!(status.contains("404"), "{status}");
 }
+
+/// A git repository served over `git://` on loopback by `git daemon` (killed on drop), with
+/// two commits: `v1` (x.txt "one") and the default branch's head (x.txt "two").
+struct GitServer {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git_server() -> GitServer {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    fs::create_dir_all(work.join("app")).unwrap();
+    let git = |cwd: &Path, args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "user.name=t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    fs::write(work.join("Dockerfile"), "FROM busybox\nCOPY . /src\n").unwrap();
+    fs::write(work.join("app/x.txt"), "one\n").unwrap();
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    fs::write(work.join("app/x.txt"), "two\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "two"]);
+    git(dir.path(), &["clone", "-q", "--bare", "work", "repo.git"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // git-daemon itself (`git daemon` would run it as a child that outlives a kill).
+    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+    let child = std::process::Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+        .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", dir.path().display()))
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "git daemon did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    GitServer {
+        child,
+        _dir: dir,
+        url: format!("git://127.0.0.1:{port}/repo.git"),
+    }
+}
+
+/// `POST /build` with a remote context (no body); the stream's text.
+fn remote_build(w: &Wharfd, remote: &str, tag: &str) -> String {
+    let enc: String = remote
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, _, body) = w.http("POST", &format!("/build?remote={enc}&t={tag}&networkmode=none"), b"");
+    format!("{status}\n{}", String::from_utf8_lossy(&body))
+}
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn remote_contexts_and_add_of_git_repositories() {
+    let w = daemon();
+    let g = git_server();
+    let show = |tag: &str, p: &str| w.ok(&["run", "--rm", "--network", "none", tag, "cat", p]);
+    // A git context: its default branch, or a tag; and a tag's subdirectory.
+    let out = remote_build(&w, &g.url, "g:head");
+    assert!(out.contains("Successfully tagged g:head"), "{out}");
+    assert_eq!(show("g:head", "/src/app/x.txt"), "two\n");
+    let o = w.docker(&["run", "--rm", "--network", "none", "g:head", "ls", "/src/.git"]);
+    assert!(!o.status.success(), "no .git in a git context");
+    let out = remote_build(&w, &format!("{}#v1", g.url), "g:v1");
+    assert!(out.contains("Successfully tagged g:v1"), "{out}");
+    assert_eq!(show("g:v1", "/src/app/x.txt"), "one\n");
+    let out = remote_build(&w, &format!("{}#nope", g.url), "g:nope");
+    assert!(out.contains("error downloading remote context"), "{out}");
+
+    // A tar at a URL, and a Dockerfile at a URL.
+    let mut tb = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (name, body) in [("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "from a tar\n")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        tb.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    let tgz: &'static [u8] = Box::leak(tb.into_inner().unwrap().finish().unwrap().into_boxed_slice());
+    let out = remote_build(&w, &format!("{}/files/ctx.tar.gz", serve_files(tgz)), "r:tar");
+    assert!(out.contains("Successfully tagged r:tar"), "{out}");
+    assert_eq!(show("r:tar", "/f"), "from a tar\n");
+    let df: &'static [u8] = b"FROM busybox\nRUN echo only a Dockerfile > /o\n";
+    let out = remote_build(&w, &format!("{}/files/Dockerfile", serve_files(df)), "r:df");
+    assert!(out.contains("Successfully tagged r:df"), "{out}");
+    assert_eq!(show("r:df", "/o"), "only a Dockerfile\n");
+
+    // ADD of a repository: its tree (a ref's subdirectory), with .git only when asked.
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nADD {0}#v1:app /fromgit/\nADD --keep-git-dir=true {0} /withgit\n",
+            g.url
+        ),
+    )]);
+    let o = build(&w, ctx.path(), &["--network", "none", "-t", "addgit:1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(show("addgit:1", "/fromgit/x.txt"), "one\n");
+    assert_eq!(show("addgit:1", "/withgit/app/x.txt"), "two\n");
+    w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "addgit:1",
+        "test",
+        "-d",
+        "/withgit/.git",
+    ]);
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "addgit:1",
+        "test",
+        "-e",
+        "/fromgit/.git",
+    ]);
+    assert!(!o.status.success());
+}

@@ -38,12 +38,6 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
         wharf_reference::Reference::parse_tagged_default(t)
             .map_err(|e| ApiError::invalid(format!("invalid reference format: {t}: {e}")))?;
     }
-    if q.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            "remote build contexts are not supported by this builder yet",
-        ));
-    }
     let cache_from: Vec<String> = match q.get("cachefrom").filter(|s| !s.is_empty()) {
         None => Vec::new(),
         Some(s) => serde_json::from_str(s).map_err(|e| ApiError::invalid(format!("invalid cachefrom: {e}")))?,
@@ -108,8 +102,14 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     let mut reader = body::reader(req.into_body());
     let dir = ctx.path().to_path_buf();
+    let remote = q.get("remote").filter(|r| !r.is_empty()).map(String::from);
+    let from_body = remote.is_none();
     let unpacked = tokio::task::spawn_blocking(move || {
-        let r = wharf_builder::context::unpack(&mut reader, &dir);
+        let r = if from_body {
+            wharf_builder::context::unpack(&mut reader, &dir)
+        } else {
+            Ok(())
+        };
         // Read what is left, so the client finishes sending and reads the answer.
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
         r
@@ -117,6 +117,18 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
     .await
     .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     unpacked.map_err(|e| ApiError::invalid(e.to_string()))?;
+    if let Some(remote) = remote {
+        // A git repository, or a tar or a Dockerfile at a URL, fetched by the daemon.
+        d.builder
+            .remote_context(&remote, ctx.path(), &breq.dockerfile)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Internal,
+                    format!("error downloading remote context {remote}: {e}"),
+                )
+            })?;
+    }
     let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
     let builder = d.builder.clone();
     // The client going away (its connection, and so the body's receiver, dropped) cancels.
@@ -281,7 +293,7 @@ mod tests {
         assert!(d.rm && !d.force_rm && !d.no_cache && d.tags.is_empty());
         assert!(request(&q("t=Bad%20Name")).is_err());
         assert!(request(&q("buildargs=%5B1%5D")).is_err());
-        assert!(request(&q("remote=https%3A%2F%2Fexample.com%2Fctx.tar")).is_err());
+        assert!(request(&q("remote=https%3A%2F%2Fexample.com%2Fctx.tar")).is_ok());
     }
 
     #[test]

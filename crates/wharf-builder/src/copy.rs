@@ -169,7 +169,7 @@ impl Target {
 
 /// Whether a file is a tar archive ADD extracts: gzip, bzip2, xz or zstd compressed, or a
 /// plain tar.
-fn is_archive(path: &Path) -> bool {
+pub(crate) fn is_archive(path: &Path) -> bool {
     let mut head = [0u8; 512];
     let n = fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
     let head = &head[..n];

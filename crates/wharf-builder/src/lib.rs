@@ -126,6 +126,13 @@ pub trait Fetcher: Send + Sync + std::fmt::Debug {
 
     /// Fetch `url` into the file `to`; returns the server's `Last-Modified`, if any.
     fn download<'a>(&'a self, url: &'a str, to: &'a Path) -> Fetching<'a, Option<std::time::SystemTime>>;
+
+    /// Check out the git source `source` (`url#ref:subdir`) as the directory `to` (which does
+    /// not exist yet), its `.git` kept only with `keep_git_dir`; returns the commit.
+    fn git<'a>(&'a self, source: &'a str, to: &'a Path, keep_git_dir: bool) -> Fetching<'a, String>;
+
+    /// Whether `source` names a git repository (Docker's rule).
+    fn is_git(&self, source: &str) -> bool;
 }
 
 /// What a build reports as it goes.

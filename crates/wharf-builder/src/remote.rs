@@ -60,6 +60,58 @@ fn digest_file(path: &Path, alg: &str) -> std::io::Result<String> {
 }
 
 impl Builder {
+    /// A remote context (`remote=`) into `dir` (made, empty): a git repository (`url#ref:dir`),
+    /// a tar (plain or compressed) at a URL, or a Dockerfile at a URL (then the context holds
+    /// it alone, as `dockerfile`).
+    pub async fn remote_context(&self, remote: &str, dir: &Path, dockerfile: &str) -> Result<()> {
+        let Some(f) = &self.fetcher else {
+            return Err(BuildError::Context(format!("{remote}: this builder fetches nothing")));
+        };
+        let io = |e: std::io::Error| BuildError::Context(format!("the remote context {remote}: {e}"));
+        if f.is_git(remote) {
+            let tmp = dir.with_extension("git");
+            let r = f.git(remote, &tmp, false).await.map_err(BuildError::Context);
+            let r = r.and_then(|_| {
+                std::fs::remove_dir(dir).map_err(io)?;
+                std::fs::rename(&tmp, dir).map_err(io)
+            });
+            let _ = std::fs::remove_dir_all(&tmp);
+            return r;
+        }
+        if !(remote.starts_with("http://") || remote.starts_with("https://")) {
+            return Err(BuildError::Context(format!(
+                "unable to prepare context: {remote} is neither a git repository nor an http(s) URL"
+            )));
+        }
+        let file = dir.with_extension("remote");
+        let r = async {
+            f.download(remote, &file).await.map_err(BuildError::Context)?;
+            if crate::copy::is_archive(&file) {
+                let (file, dir) = (file.clone(), dir.to_path_buf());
+                tokio::task::spawn_blocking(move || {
+                    let r = std::fs::File::open(&file).map_err(|e| BuildError::Context(e.to_string()))?;
+                    crate::context::unpack(std::io::BufReader::new(r), &dir)
+                })
+                .await
+                .map_err(|e| BuildError::Engine(e.to_string()))?
+            } else {
+                let name = if dockerfile.is_empty() {
+                    "Dockerfile"
+                } else {
+                    dockerfile
+                };
+                let to = dir.join(crate::context::clean(name));
+                if let Some(p) = to.parent() {
+                    std::fs::create_dir_all(p).map_err(io)?;
+                }
+                std::fs::copy(&file, to).map(drop).map_err(io)
+            }
+        }
+        .await;
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+
     /// Fetches `url` into `dir` as `name`; with `checksum`, the content must have that digest.
     pub(crate) async fn download(&self, url: &str, dir: &Path, name: &str, checksum: Option<&str>) -> Result<()> {
         let want = checksum.map(parse_checksum).transpose()?;

@@ -478,6 +478,24 @@ impl Build<'_> {
             }
             return Ok((dir, names));
         }
+        let git = self
+            .b
+            .fetcher
+            .as_ref()
+            .filter(|f| what == "ADD" && srcs.iter().any(|s| f.is_git(s)));
+        if let Some(f) = git {
+            if srcs.len() > 1 {
+                return Err(BuildError::Step("ADD of a git repository takes one source".into()));
+            }
+            let dir = scratch.join("git");
+            f.git(&srcs[0], &dir, flag_on(l, "keep-git-dir"))
+                .await
+                .map_err(BuildError::Step)?;
+            return Ok((dir, vec![String::new()]));
+        }
+        if l.flag("keep-git-dir").is_some() {
+            return Err(BuildError::Step("--keep-git-dir is only for git sources".into()));
+        }
         let urls = srcs.iter().filter(|s| is_url(s)).count();
         if what == "ADD" && urls > 0 {
             if urls < srcs.len() {

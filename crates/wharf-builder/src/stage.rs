@@ -595,7 +595,7 @@ fn check_flags(l: &Line) -> Result<()> {
     let (known, later): (&[&str], &[&str]) = match l.instruction.as_str() {
         "RUN" => (&["mount", "network"], &["security"]),
         "COPY" => (&["from", "chown", "chmod", "link", "parents", "exclude"], &[]),
-        "ADD" => (&["chown", "chmod", "link", "checksum", "exclude"], &["keep-git-dir"]),
+        "ADD" => (&["chown", "chmod", "link", "checksum", "exclude", "keep-git-dir"], &[]),
         "HEALTHCHECK" => (
             &["interval", "timeout", "start-period", "start-interval", "retries"],
             &[],

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod git;
 pub mod manifest;
 pub mod progress;
 pub mod registry;

@@ -356,6 +356,26 @@ async fn run(s: Settings) -> Result<()> {
 struct Fetcher(Arc<wharf_distribution::Distribution>);
 
 impl wharf_builder::Fetcher for Fetcher {
+    fn git<'a>(
+        &'a self,
+        source: &'a str,
+        to: &'a std::path::Path,
+        keep_git_dir: bool,
+    ) -> wharf_builder::Fetching<'a, String> {
+        Box::pin(async move {
+            let src = wharf_distribution::git::GitSource::parse(source).map_err(|e| e.to_string())?;
+            let to = to.to_path_buf();
+            tokio::task::spawn_blocking(move || src.fetch_to(&to, keep_git_dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn is_git(&self, source: &str) -> bool {
+        wharf_distribution::git::is_git_url(source)
+    }
+
     fn download<'a>(
         &'a self,
         url: &'a str,
