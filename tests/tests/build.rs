@@ -1093,3 +1093,169 @@ fn remote_contexts_and_add_of_git_repositories() {
     ]);
     assert!(!o.status.success());
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn wharf_build_sends_only_what_the_daemon_lacks_and_takes_secrets_and_outputs() {
+    use sha2::Digest as _;
+    let w = daemon();
+    let home = tempfile::tempdir().unwrap();
+    let sock = w.data_root().parent().unwrap().join("wharf.sock");
+    let wharf = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = std::process::Command::new(common::bin("wharf"));
+        cmd.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .env("XDG_CACHE_HOME", home.path())
+            .env("WHARF_TEST_TOKEN", "s3cr3t-by-env")
+            .env_remove("WHARF_HOST");
+        common::output_with_stdin(cmd, stdin)
+    };
+    // The Dockerfile names the secrets by their digests only (it is in the image's history).
+    let sum = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+    let df = format!(
+        r#"FROM busybox
+COPY . /ctx
+RUN --mount=type=secret,id=tok test "$(sha256sum < /run/secrets/tok | cut -d' ' -f1)" = {} && stat -c %a /run/secrets/tok > /secret-mode
+RUN --mount=type=secret,id=env,env=TOK sh -c 'test "$(printf %s "$TOK" | sha256sum | cut -d" " -f1)" = {}' && echo ok > /env-ok
+RUN --mount=type=secret,id=absent sh -c 'test ! -e /run/secrets/absent' && echo skipped > /absent
+"#,
+        sum("s3cr3t-from-file"),
+        sum("s3cr3t-by-env")
+    );
+    let df = df.as_str();
+    let big: String = (0..100_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let ctx = context(&[
+        ("Dockerfile", df),
+        ("a.txt", "one\n"),
+        ("big.txt", &big),
+        ("node_modules/junk", "never sent"),
+        (".dockerignore", "node_modules\n"),
+    ]);
+    let secret = ctx.path().join("..").join(format!("tok-{}", std::process::id()));
+    fs::write(&secret, "s3cr3t-from-file").unwrap();
+    let iid = home.path().join("iid");
+    let args = [
+        "build",
+        "-t",
+        "wb:1",
+        "--network",
+        "none",
+        "--progress",
+        "plain",
+        "--secret",
+        &format!("id=tok,src={}", secret.display()),
+        "--secret",
+        "id=env,env=WHARF_TEST_TOKEN",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        ctx.path().to_str().unwrap(),
+    ];
+    let o = wharf(&args, None);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", w.log());
+    assert!(out.contains("Successfully tagged wb:1"), "{out}");
+    assert_eq!(fs::read_to_string(&iid).unwrap(), w.image_id("wb:1"));
+    let run = |cmd: &str| w.ok(&["run", "--rm", "--network", "none", "wb:1", "sh", "-c", cmd]);
+    assert_eq!(
+        run("cat /ctx/a.txt /secret-mode /env-ok /absent"),
+        "one\n400\nok\nskipped\n"
+    );
+    assert_eq!(
+        run("ls /ctx"),
+        "Dockerfile\na.txt\nbig.txt\n",
+        "what .dockerignore leaves out is not sent"
+    );
+    // The secrets are in no layer, history or config.
+    let saved = w.docker(&["save", "wb:1"]).stdout;
+    for s in ["s3cr3t-from-file", "s3cr3t-by-env"] {
+        assert!(
+            !saved.windows(s.len()).any(|x| x == s.as_bytes()),
+            "{s} leaked into the image"
+        );
+    }
+    fs::remove_file(&secret).unwrap();
+
+    // The daemon holds every file now: asked again, it lacks nothing; one changed file, one.
+    let digest = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let missing = |ds: &[String]| {
+        let body = serde_json::json!({ "digests": ds }).to_string();
+        let (status, _, b) = w.http("POST", "/build/context/missing", body.as_bytes());
+        assert!(status.contains("200"), "{status}");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        v["missing"].as_array().unwrap().len()
+    };
+    let held = [digest(b"one\n"), digest(big.as_bytes()), digest(df.as_bytes())];
+    assert_eq!(missing(&held), 0);
+    assert_eq!(missing(&[digest(b"never sent")]), 1);
+    fs::write(ctx.path().join("a.txt"), "two\n").unwrap();
+    assert_eq!(missing(&[digest(b"two\n"), digest(big.as_bytes())]), 1);
+
+    // The result's file system out, as a directory or a tar; a Dockerfile from stdin; -q.
+    let out_dir = home.path().join("out");
+    let tar_file = home.path().join("out.tar");
+    let o = wharf(
+        &[
+            "build",
+            "-q",
+            "--network",
+            "none",
+            "-f",
+            "-",
+            "-o",
+            &format!("type=local,dest={}", out_dir.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+        Some(b"FROM busybox\nCOPY a.txt /a\n"),
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.trim().starts_with("sha256:") && out.trim().lines().count() == 1,
+        "{out}"
+    );
+    assert_eq!(fs::read_to_string(out_dir.join("a")).unwrap(), "two\n");
+    let o = wharf(
+        &[
+            "build",
+            "-q",
+            "--network",
+            "none",
+            "-f",
+            "-",
+            "-o",
+            &format!("type=tar,dest={}", tar_file.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+        Some(b"FROM busybox\nCOPY a.txt /ctx/a.txt\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // The live view: a line per step, with its time, a cached one marked.
+    let o = wharf(
+        &[
+            "build",
+            "--progress",
+            "tty",
+            "--network",
+            "none",
+            "-f",
+            "-",
+            ctx.path().to_str().unwrap(),
+        ],
+        Some(b"FROM busybox\nCOPY a.txt /ctx/a.txt\nRUN echo shown\n"),
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("[+] [1/3] FROM busybox"), "{out}");
+    assert!(out.contains("[+] CACHED [2/3] COPY a.txt /ctx/a.txt"), "{out}");
+    assert!(out.contains("    shown"), "a step's output, under it: {out}");
+    let mut ar = tar::Archive::new(fs::File::open(&tar_file).unwrap());
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.trim_start_matches("./") == "ctx/a.txt"),
+        "{names:?}"
+    );
+}

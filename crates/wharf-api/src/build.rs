@@ -57,6 +57,7 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
         rm: q.bool_or("rm", true),
         force_rm: q.bool("forcerm"),
         build_id: q.get("buildid").filter(|b| !b.is_empty()).map(String::from),
+        secrets: BTreeMap::new(),
     })
 }
 
@@ -92,14 +93,80 @@ fn run_host(q: &Query) -> Result<wharf_container::config::HostSpec, ApiError> {
     Ok(h)
 }
 
+/// The media type of a context sent by content (`wharf build`): the body is a
+/// [`wharf_builder::blobs::Manifest`], whose files' contents the daemon already holds.
+const MANIFEST_TYPE: &str = "application/vnd.wharf.build-context+json";
+
+/// `POST /build/context/missing`: `{"digests": [...]}` answered with the ones the daemon lacks.
+pub(crate) async fn missing(d: Arc<Daemon>, req: Request<ReqBody>) -> Res {
+    let body = body::collect_json(req, 64 << 20).await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?;
+    let digests: Vec<String> =
+        serde_json::from_value(v["digests"].clone()).map_err(|e| ApiError::invalid(format!("invalid digests: {e}")))?;
+    let missing = d
+        .builder
+        .blobs()
+        .missing(&digests)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    crate::routes::json_response(hyper::StatusCode::OK, &json!({ "missing": missing }))
+}
+
+/// `POST /build/context/upload`: a tar of context files, each named by its digest.
+pub(crate) async fn upload(d: Arc<Daemon>, req: Request<ReqBody>) -> Res {
+    let mut reader = body::reader(req.into_body());
+    let b = d.builder.clone();
+    let n = tokio::task::spawn_blocking(move || {
+        let r = b.blobs().receive(&mut reader);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        r
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    crate::routes::json_response(hyper::StatusCode::OK, &json!({ "received": n }))
+}
+
+/// A context sent as a manifest: made of the daemon's blobs; its secrets for the request.
+async fn manifest_context(
+    d: &Daemon,
+    req: Request<ReqBody>,
+    dir: &std::path::Path,
+    breq: &mut BuildRequest,
+) -> Result<(), ApiError> {
+    let body = body::collect(req.into_body(), 256 << 20).await?;
+    let m: wharf_builder::blobs::Manifest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid context manifest: {e}")))?;
+    use base64::Engine as _;
+    for (id, v) in &m.secrets {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v)
+            .map_err(|e| ApiError::invalid(format!("secret {id}: {e}")))?;
+        breq.secrets.insert(id.clone(), bytes);
+    }
+    let (b, dir) = (d.builder.clone(), dir.to_path_buf());
+    tokio::task::spawn_blocking(move || b.blobs().materialize(&m, &dir))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
 /// `POST /build`.
 pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> Res {
-    let breq = request(q)?;
+    let mut breq = request(q)?;
     let quiet = q.bool("q");
     let ctx = d
         .builder
         .context_dir()
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let by_content = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.split(';').next().unwrap_or("").trim() == MANIFEST_TYPE);
+    if by_content {
+        manifest_context(&d, req, ctx.path(), &mut breq).await?;
+        return stream_build(d, breq, ctx, quiet);
+    }
     let mut reader = body::reader(req.into_body());
     let dir = ctx.path().to_path_buf();
     let remote = q.get("remote").filter(|r| !r.is_empty()).map(String::from);
@@ -129,6 +196,11 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
                 )
             })?;
     }
+    stream_build(d, breq, ctx, quiet)
+}
+
+/// Runs the build in the background; its progress is the response, as JSON lines.
+fn stream_build(d: Arc<Daemon>, breq: BuildRequest, ctx: wharf_builder::ContextDir, quiet: bool) -> Res {
     let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
     let builder = d.builder.clone();
     // The client going away (its connection, and so the body's receiver, dropped) cancels.

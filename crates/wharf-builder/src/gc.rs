@@ -126,6 +126,7 @@ impl Builder {
             total = total.saturating_sub(r.size);
             chosen.push(r);
         }
+        let mut freed = 0;
         let mut removed = Vec::new();
         for r in &chosen {
             self.cache
@@ -133,9 +134,15 @@ impl Builder {
                 .map_err(|e| BuildError::Engine(format!("pruning the build cache: {e}")))?;
             removed.push(r.id.clone());
         }
+        // The context files clients sent by content: all of them with --all.
+        if opts.all {
+            freed += self
+                .blobs
+                .clear()
+                .map_err(|e| BuildError::Engine(format!("pruning context files: {e}")))?;
+        }
         // Their images, leaves first: a chain's parents go once their children have.
         let mut left: Vec<&crate::gc::CacheRecord> = chosen.iter().filter(|r| !r.in_use).collect();
-        let mut freed = 0;
         loop {
             let before = left.len();
             let mut keep = Vec::new();

@@ -11,11 +11,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod blobs;
 pub mod cache;
 pub mod context;
 mod copy;
 pub mod gc;
 mod graph;
+mod mounts;
 mod remote;
 mod run;
 mod stage;
@@ -112,6 +114,8 @@ pub struct BuildRequest {
     pub platform: Option<String>,
     /// The client's name for the build (`buildid`), by which `POST /build/cancel` stops it.
     pub build_id: Option<String>,
+    /// `--secret`s, by id (`RUN --mount=type=secret`): never in an image, a key or a log.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// A future a [`Fetcher`] returns.
@@ -150,6 +154,7 @@ pub struct Builder {
     images: Arc<ImageService>,
     containers: Arc<ContainerService>,
     cache: cache::Cache,
+    blobs: blobs::Blobs,
     tmp: PathBuf,
     fetcher: Option<Arc<dyn Fetcher>>,
     gc: gc::GcPolicy,
@@ -173,6 +178,7 @@ impl Builder {
             images,
             containers,
             cache: cache::Cache::open(root.join("cache"))?,
+            blobs: blobs::Blobs::open(root.join("blobs"))?,
             tmp,
             fetcher,
             gc: gc::GcPolicy::default(),
@@ -187,6 +193,11 @@ impl Builder {
         let dir = self.tmp.join(format!("ctx-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(ContextDir(dir))
+    }
+
+    /// The store of context files that clients send by content.
+    pub fn blobs(&self) -> &blobs::Blobs {
+        &self.blobs
     }
 
     /// `POST /build/cancel`: stops the build named `id`; false when there is none.

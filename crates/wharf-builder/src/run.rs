@@ -7,7 +7,6 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sha2::Digest as _;
 use wharf_container::{CommitOptions, ContainerSpec, WaitCondition};
 use wharf_dockerfile::lex::{exec_form, shell_words};
 use wharf_dockerfile::Line;
@@ -16,6 +15,7 @@ use wharf_reference::Digest;
 
 use crate::cache::Key;
 use crate::copy::{self, Target};
+use crate::mounts::mount_options;
 use crate::stage::{cached_or_new, Build, State};
 use crate::{BuildError, Progress, Result};
 
@@ -86,8 +86,16 @@ impl Build<'_> {
         let mut held = Vec::new();
         let mut mounts = Vec::new();
         for m in l.flag_all("mount") {
-            mounts.push(self.run_mount(st, m, &mut held).await?);
+            if let Some(m) = self.run_mount(st, m, &mut held, &mut env).await? {
+                mounts.push(m);
+            }
         }
+        // A failed step's container is kept for the user (as Docker keeps it), unless a secret
+        // is in its environment: then it goes, so the secret is nowhere at rest.
+        let secret_env = l
+            .flag_all("mount")
+            .iter()
+            .any(|m| mount_options(m).iter().any(|(k, v)| k == "type" && v == "secret") && m.contains("env="));
         let step = StepContainer {
             cmd: argv,
             env,
@@ -100,12 +108,12 @@ impl Build<'_> {
         let code = match r {
             Ok(code) => code,
             Err(e) => {
-                self.discard(&cid, self.req.force_rm).await;
+                self.discard(&cid, self.req.force_rm || secret_env).await;
                 return Err(e);
             }
         };
         if code != 0 {
-            self.discard(&cid, self.req.force_rm).await;
+            self.discard(&cid, self.req.force_rm || secret_env).await;
             return Err(BuildError::Command { command: shown, code });
         }
         // As the classic builder records a RUN: `|N NAME=value ... cmd` when arguments reach it.
@@ -182,123 +190,6 @@ impl Build<'_> {
             .map_err(|e| BuildError::Engine(e.to_string()))??;
         self.live.lock().expect("live").push(id.clone());
         Ok(id)
-    }
-
-    /// One `RUN --mount=type=...,target=...` as a mount of the step's container: `cache` (a
-    /// volume of the builder's, kept between builds, by `id` or target), `tmpfs`, and `bind`
-    /// (a path of the context, or with `from=` of an earlier stage or an image, read-only
-    /// unless `rw`; what is written there is dropped after the step). `secret` and `ssh` need
-    /// BuildKit's session, which the classic API has not.
-    async fn run_mount(
-        &self,
-        st: &State,
-        spec: &str,
-        held: &mut Vec<crate::ContextDir>,
-    ) -> Result<wharf_container::config::Mount> {
-        use wharf_container::config::{Mount, MountType, TmpfsOptions};
-        let opts = mount_options(spec);
-        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
-        if let Some(t @ ("secret" | "ssh")) = get("type").as_deref() {
-            return Err(BuildError::Step(format!(
-                "RUN --mount=type={t} needs BuildKit's session, which the classic build API has not"
-            )));
-        }
-        let target = get("target")
-            .or_else(|| get("dst"))
-            .or_else(|| get("destination"))
-            .ok_or_else(|| BuildError::Step(format!("RUN --mount={spec}: target is required")))?;
-        let target = format!("/{}", crate::context::clean(&target));
-        let yes = |k: &str| get(k).is_some_and(|v| v != "false");
-        let mut m = Mount {
-            target: Some(target.clone()),
-            ..Mount::default()
-        };
-        match get("type").as_deref().unwrap_or("bind") {
-            "cache" => {
-                let id = get("id").unwrap_or_else(|| target.clone());
-                let digest = sha2::Sha256::digest(id.as_bytes());
-                m.typ = Some(MountType::Volume);
-                m.source = Some(format!("wharf-build-cache-{}", &hex::encode(digest)[..24]));
-                m.read_only = Some(yes("readonly") || yes("ro"));
-            }
-            "tmpfs" => {
-                m.typ = Some(MountType::Tmpfs);
-                let size = get("size").map(|s| {
-                    wharf_units::ram_in_bytes(&s)
-                        .ok_or_else(|| BuildError::Step(format!("RUN --mount: invalid size {s}")))
-                });
-                m.tmpfs_options = Some(TmpfsOptions {
-                    size_bytes: size.transpose()?,
-                    ..TmpfsOptions::default()
-                });
-            }
-            "bind" => {
-                let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
-                let path = match get("from") {
-                    Some(from) => {
-                        let image = self.image_named(&from, "RUN --mount").await?;
-                        let dir = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
-                        let name = self.extract_from(st, &image, &source, dir.path()).await?;
-                        // Never a path out of the copy (a root's name is `/`).
-                        let path = dir.path().join(crate::context::clean(&name));
-                        held.push(dir);
-                        path
-                    }
-                    None => {
-                        let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
-                        let rel = found.first().cloned().unwrap_or_default();
-                        if yes("rw") || yes("readwrite") {
-                            // Writes are the step's own: a copy, so later steps see the context.
-                            let dir = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
-                            let (ctx, into) = (self.ctx.to_path_buf(), dir.path().to_path_buf());
-                            tokio::task::spawn_blocking(move || copy_tree(&ctx, &rel, &into))
-                                .await
-                                .map_err(|e| BuildError::Engine(e.to_string()))??;
-                            let path = dir.path().join("rw");
-                            held.push(dir);
-                            path
-                        } else {
-                            self.ctx.join(rel)
-                        }
-                    }
-                };
-                m.typ = Some(MountType::Bind);
-                m.source = Some(path.to_string_lossy().into_owned());
-                m.read_only = Some(!yes("rw") && !yes("readwrite"));
-            }
-            t => return Err(BuildError::Step(format!("RUN --mount: unknown mount type {t:?}"))),
-        }
-        Ok(m)
-    }
-
-    /// What of a `RUN --mount` decides the step's result: the mount as written, and for a
-    /// bind what it shows: the digest of the context's files (contents and metadata, as COPY
-    /// keys them), or the image of the stage or image it comes from. A cache mount's content
-    /// is not part of it (BuildKit's rule: that is what a cache mount is for).
-    async fn mount_identity(&self, spec: &str) -> Result<String> {
-        let opts = mount_options(spec);
-        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
-        if get("type").as_deref().unwrap_or("bind") != "bind" {
-            return Ok(spec.to_string());
-        }
-        if let Some(from) = get("from") {
-            return Ok(format!("{spec}\n{}", self.image_named(&from, "RUN --mount").await?));
-        }
-        let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
-        let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
-        let target = Target {
-            dest: "/m".into(),
-            into_dir: false,
-            owner: (0, 0),
-            chmod: None,
-            extract: false,
-            ..Target::default()
-        };
-        let ctx = self.ctx.to_path_buf();
-        let digest = tokio::task::spawn_blocking(move || copy::write_tar(&ctx, &found, &target, std::io::sink()))
-            .await
-            .map_err(|e| BuildError::Engine(e.to_string()))??;
-        Ok(format!("{spec}\n{digest}"))
     }
 
     /// A container for a step that writes into the root without running anything (COPY,
@@ -554,7 +445,7 @@ impl Build<'_> {
     }
 
     /// The image `from` names: an earlier stage's (once it is built), or one the engine holds.
-    async fn image_named(&self, from: &str, what: &str) -> Result<Digest> {
+    pub(crate) async fn image_named(&self, from: &str, what: &str) -> Result<Digest> {
         let image = match self.stage_state(from).await {
             Some(s) => s.image,
             None => Some(
@@ -573,7 +464,7 @@ impl Build<'_> {
     }
 
     /// Copies `src` out of `image` into `dir`; returns its name there.
-    async fn extract_from(&self, st: &State, image: &Digest, src: &str, dir: &Path) -> Result<String> {
+    pub(crate) async fn extract_from(&self, st: &State, image: &Digest, src: &str, dir: &Path) -> Result<String> {
         let step = StepContainer {
             cmd: vec!["/bin/sh".into()],
             env: Vec::new(),
@@ -762,32 +653,6 @@ fn flag_on(l: &Line, name: &str) -> bool {
 /// A source ADD fetches instead of reading from the context.
 fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
-}
-
-/// Copies `rel` of `ctx` (a file or a tree, modes kept) to `dir/rw`.
-fn copy_tree(ctx: &Path, rel: &str, dir: &Path) -> Result<()> {
-    let target = Target {
-        dest: "/rw".into(),
-        into_dir: false,
-        owner: (0, 0),
-        chmod: None,
-        extract: false,
-        ..Target::default()
-    };
-    let mut buf = Vec::new();
-    copy::write_tar(ctx, &[rel.to_string()], &target, &mut buf)?;
-    crate::context::unpack(&buf[..], dir)
-}
-
-/// `type=bind,source=a,target=/b`: the options, names in lower case, a bare name as `true`.
-fn mount_options(spec: &str) -> Vec<(String, String)> {
-    spec.split(',')
-        .filter(|p| !p.is_empty())
-        .map(|part| {
-            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
-            (k.to_ascii_lowercase(), v.to_string())
-        })
-        .collect()
 }
 
 /// COPY's and WORKDIR's record, as the classic builder writes it: `/bin/sh -c #(nop) COPY ...`.

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ignore;
 pub mod instruction;
 pub mod lex;
 pub mod parser;

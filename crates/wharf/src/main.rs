@@ -5,6 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+mod build;
+mod buildctx;
+mod buildview;
 mod client;
 mod containers;
 mod cp;
@@ -112,6 +115,8 @@ pub(crate) enum Cmd {
     Port(networks::PortCmd),
     /// List images
     Images(images::ImagesCmd),
+    /// Build an image from a Dockerfile
+    Build(build::BuildCmd),
     /// Download an image from a registry
     Pull(registry::PullCmd),
     /// Upload an image to a registry
@@ -442,6 +447,7 @@ async fn run_cmd(cmd: Cmd, c: &Client) -> Result<()> {
         Cmd::Tag(x) => x.run(c).await,
         Cmd::History(x) => x.run(c).await,
         Cmd::Load(x) => x.run(c).await,
+        Cmd::Build(x) => x.run(c).await,
         Cmd::Save(x) => x.run(c).await,
         Cmd::Import(x) => x.run(c).await,
         Cmd::Inspect(x) => x.run(c).await,

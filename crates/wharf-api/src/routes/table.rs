@@ -84,6 +84,10 @@ fn system_routes() -> Vec<Route> {
         route!(POST, "/build", |x| crate::build::build(x.d, x.req, &x.q).await),
         route!(POST, "/build/prune", |x| crate::build::prune(x.d, &x.q).await),
         route!(POST, "/build/cancel", |x| crate::build::cancel(x.d, &x.q)),
+        route!(POST, "/build/context/missing", |x| crate::build::missing(x.d, x.req)
+            .await),
+        route!(POST, "/build/context/upload", |x| crate::build::upload(x.d, x.req)
+            .await),
     ]
 }
 
