@@ -325,7 +325,7 @@ mod tests {
         );
         // Only what is asked for travels, once.
         let mut tar = Vec::new();
-        write_blobs(&e3, &[b.clone()], &mut tar).unwrap();
+        write_blobs(&e3, std::slice::from_ref(&b), &mut tar).unwrap();
         let mut ar = tar::Archive::new(tar.as_slice());
         let got: Vec<String> = ar
             .entries()
