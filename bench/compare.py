@@ -348,6 +348,30 @@ def builds():
             f.write(f"print('v{i + 1}')\n")
     scenario("docker build, 10 steps, one COPY'd file changed",
              lambda e, i: ENG[e] + ["build", "-q", "-t", "bchanged", ctx], setup=change)
+    big_context()
+
+
+def big_context():
+    """A 200 MB context of 20,000 files: a build whose only step is FROM (the context's
+    transfer and the first step), a fully cached `COPY .` of it through the docker CLI, and
+    the same cached build through wharf's own CLI (which sends only what the daemon lacks;
+    against dockerd it sends the tar, as the docker CLI does)."""
+    ctx = f"{WORK}/big-ctx"
+    for d in range(100):
+        os.makedirs(f"{ctx}/d{d:03}", exist_ok=True)
+        for n in range(200):
+            with open(f"{ctx}/d{d:03}/f{n:03}", "wb") as f:
+                f.write(os.urandom(10_000))
+    with open(f"{ctx}/Dockerfile.first", "w") as f:
+        f.write("FROM busybox\n")
+    with open(f"{ctx}/Dockerfile", "w") as f:
+        f.write("FROM busybox\nCOPY . /ctx\n")
+    scenario("docker build, 200 MB context of 20,000 files, to the first step",
+             lambda e, i: ENG[e] + ["build", "-q", "-f", f"{ctx}/Dockerfile.first", ctx], runs=min(RUNS, 5))
+    scenario("docker build, 200 MB context, cached COPY . (docker CLI)",
+             lambda e, i: ENG[e] + ["build", "-q", "-t", "bbig", ctx], runs=min(RUNS, 5))
+    scenario("wharf build, 200 MB context, cached COPY . (wharf CLI, second build)",
+             lambda e, i: WHARF_CLI[e] + ["build", "-q", "-t", "bbig", ctx], runs=min(RUNS, 5))
 
 
 def write(name="compare"):

@@ -265,10 +265,16 @@ mod tests {
         let (a, b) = (digest(b"alpha"), digest(b"beta"));
         assert_eq!(blobs.missing(&[a.clone(), b.clone()]).unwrap(), [a.clone(), b.clone()]);
         assert_eq!(blobs.receive(&blob_tar(&[(&a, b"alpha")])[..]).unwrap(), 1);
-        assert_eq!(blobs.missing(&[a.clone(), b.clone()]).unwrap(), std::slice::from_ref(&b));
+        assert_eq!(
+            blobs.missing(&[a.clone(), b.clone()]).unwrap(),
+            std::slice::from_ref(&b)
+        );
         // Bytes that are not what their name says are refused, and leave nothing.
         assert!(blobs.receive(&blob_tar(&[(&b, b"not beta")])[..]).is_err());
-        assert_eq!(blobs.missing(std::slice::from_ref(&b)).unwrap(), std::slice::from_ref(&b));
+        assert_eq!(
+            blobs.missing(std::slice::from_ref(&b)).unwrap(),
+            std::slice::from_ref(&b)
+        );
         assert!(blobs.missing(&["sha256:../../etc".into()]).is_err());
 
         let m = Manifest {
