@@ -150,6 +150,12 @@ def main():
     img = f"{WORK}/img"
     none = ["--network", "none"]
     # `ONLY=build bench/compare`: the build scenarios alone, into compare-build.*.
+    if os.environ.get("ONLY") == "bigcontext":
+        for e in ("w", "d"):
+            sh(ENG[e] + ["import", "-c", 'CMD ["/bin/sh"]', f"{WORK}/img/busybox-rootfs.tar", "busybox:latest"])
+        big_context()
+        write("compare-bigcontext")
+        return
     if os.environ.get("ONLY") == "build":
         builds()
         write("compare-build")

@@ -171,9 +171,11 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
     let dir = ctx.path().to_path_buf();
     let remote = q.get("remote").filter(|r| !r.is_empty()).map(String::from);
     let from_body = remote.is_none();
+    let b = d.builder.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
         let r = if from_body {
-            wharf_builder::context::unpack(&mut reader, &dir)
+            // Into links to the daemon's context files: a context built again costs its hashing.
+            b.blobs().unpack_context(&mut reader, &dir)
         } else {
             Ok(())
         };

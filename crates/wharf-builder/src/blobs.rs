@@ -11,10 +11,10 @@
 //! links other entries planted. A file's mode is its own: the store keeps one copy per digest
 //! and mode, which every context with that file links to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
@@ -50,12 +50,38 @@ pub struct ManifestEntry {
     /// A link's target.
     #[serde(default)]
     pub target: Option<String>,
+    /// A file's modification time (seconds since 1970), kept as COPY keeps it.
+    #[serde(default)]
+    pub mtime: Option<i64>,
 }
 
 /// The daemon's store of context files.
 #[derive(Debug, Clone)]
 pub struct Blobs {
     dir: PathBuf,
+}
+
+/// A directory entry `comps` (in `parent`), with `mode` (an existing one keeps its place).
+fn make_dir(root: &SafeRoot, parent: &OwnedFd, comps: &[&OsStr], mode: u32) -> std::io::Result<()> {
+    let name = comps.last().copied().unwrap_or_default();
+    match rfs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let d = root.open_dir(comps, OFlags::RDONLY)?;
+    rfs::fchmod(&d, Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
+/// A stored file's mode and (when given) modification time.
+fn set_meta(path: &Path, mode: u32, mtime: Option<i64>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Some(t) = mtime {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+        std::fs::File::options().write(true).open(path)?.set_modified(t)?;
+    }
+    Ok(())
 }
 
 /// The hex of a `sha256:<hex>` digest, checked.
@@ -66,10 +92,155 @@ fn hex_of(d: &str) -> Result<&str> {
     hex.ok_or_else(|| BuildError::Context(format!("invalid digest {d:?}")))
 }
 
+/// One operation's new files: written under temporary names, and given their names only after
+/// one sync of the file system, so a crash never leaves a named blob with unwritten bytes.
+/// Until then the operation links to the temporary names (the same inodes).
+struct Session<'a> {
+    blobs: &'a Blobs,
+    store: OwnedFd,
+    /// Final name to temporary name.
+    pending: HashMap<String, String>,
+}
+
+impl<'a> Session<'a> {
+    fn new(blobs: &'a Blobs) -> Result<Session<'a>> {
+        let store = rfs::open(
+            &blobs.dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| BuildError::Context(format!("{}: {e}", blobs.dir.display())))?;
+        Ok(Session {
+            blobs,
+            store,
+            pending: HashMap::new(),
+        })
+    }
+
+    /// The name the store has `name` under now (its temporary one while pending).
+    fn current(&self, name: &str) -> Option<String> {
+        if let Some(t) = self.pending.get(name) {
+            return Some(t.clone());
+        }
+        self.blobs.dir.join(name).exists().then(|| name.to_string())
+    }
+
+    fn temp_name(name: &str) -> String {
+        format!(".{name}.{}", wharf_store::random_name())
+    }
+
+    /// Adds blob `hex` from `bytes` (unless the store has it), with `mode` and `mtime`.
+    fn put_bytes(&mut self, hex: &str, bytes: &[u8], mode: u32, mtime: Option<i64>) -> Result<()> {
+        if self.current(hex).is_some() {
+            return Ok(());
+        }
+        let tmp = Self::temp_name(hex);
+        let path = self.blobs.dir.join(&tmp);
+        std::fs::write(&path, bytes).map_err(|e| BuildError::Context(format!("storing {hex}: {e}")))?;
+        set_meta(&path, mode, mtime).map_err(|e| BuildError::Context(format!("storing {hex}: {e}")))?;
+        self.pending.insert(hex.to_string(), tmp);
+        Ok(())
+    }
+
+    /// Adds blob `hex` written already at the temporary name `tmp` (dropped if the store has it).
+    fn put_temp(&mut self, hex: &str, tmp: String) {
+        if self.current(hex).is_some() {
+            let _ = std::fs::remove_file(self.blobs.dir.join(&tmp));
+        } else {
+            self.pending.insert(hex.to_string(), tmp);
+        }
+    }
+
+    /// The name of blob `hex` with `mode` (and `mtime`, when one is asked for): the blob
+    /// itself when it has them (it was first stored with its first file's), else a copy of
+    /// its own, made once.
+    fn variant(&mut self, hex: &str, mode: u32, mtime: Option<i64>) -> Result<String> {
+        let io = |e: std::io::Error| BuildError::Context(format!("context file {hex}: {e}"));
+        let src = self
+            .current(hex)
+            .ok_or_else(|| BuildError::Context(format!("context file {hex}: its content was never uploaded")))?;
+        let md = std::fs::metadata(self.blobs.dir.join(&src)).map_err(io)?;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if md.permissions().mode() & 0o7777 == mode && mtime.is_none_or(|t| t == md.mtime()) {
+            return Ok(src);
+        }
+        let name = match mtime {
+            Some(t) => format!("{hex}.{mode:o}.{t}"),
+            None => format!("{hex}.{mode:o}"),
+        };
+        if let Some(n) = self.current(&name) {
+            return Ok(n);
+        }
+        let tmp = Self::temp_name(&name);
+        let path = self.blobs.dir.join(&tmp);
+        std::fs::copy(self.blobs.dir.join(&src), &path).map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            io(e)
+        })?;
+        set_meta(&path, mode, mtime).map_err(io)?;
+        self.pending.insert(name, tmp.clone());
+        Ok(tmp)
+    }
+
+    /// Links the store's `name` as `dir_fd/entry` (replacing a file an earlier entry left).
+    fn link(&self, name: &str, dir: &OwnedFd, entry: &OsStr) -> std::io::Result<()> {
+        match rfs::linkat(&self.store, OsStr::new(name), dir, entry, AtFlags::empty()) {
+            Err(rustix::io::Errno::EXIST) => {
+                rfs::unlinkat(dir, entry, AtFlags::empty())?;
+                Ok(rfs::linkat(
+                    &self.store,
+                    OsStr::new(name),
+                    dir,
+                    entry,
+                    AtFlags::empty(),
+                )?)
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// Syncs what was written, then names it.
+    fn commit(self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let bad = |e: &dyn std::fmt::Display| BuildError::Context(format!("storing context files: {e}"));
+        let d = rfs::open(
+            &self.blobs.dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| bad(&e))?;
+        rfs::syncfs(&d).map_err(|e| bad(&e))?;
+        for (name, tmp) in &self.pending {
+            std::fs::rename(self.blobs.dir.join(tmp), self.blobs.dir.join(name)).map_err(|e| bad(&e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        // Not committed (an error): the temporary files go; links to them may stay in a
+        // context that is about to be removed.
+        for tmp in self.pending.values() {
+            let _ = std::fs::remove_file(self.blobs.dir.join(tmp));
+        }
+    }
+}
+
+/// Files up to this size are hashed in memory before they are written (most of a context).
+const IN_MEMORY: u64 = 8 << 20;
+
 impl Blobs {
-    /// The store in `dir` (made if missing).
+    /// The store in `dir` (made if missing; what a crash left half done is removed).
     pub fn open(dir: PathBuf) -> std::io::Result<Blobs> {
         std::fs::create_dir_all(&dir)?;
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            if e.file_name().as_encoded_bytes().starts_with(b".") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         Ok(Blobs { dir })
     }
 
@@ -84,10 +255,52 @@ impl Blobs {
         Ok(out)
     }
 
+    /// Reads `r` into the store as a blob (a new one with `mode` and `mtime`); returns its hex.
+    fn take(&self, s: &mut Session<'_>, r: &mut dyn Read, size: u64, mode: u32, mtime: Option<i64>) -> Result<String> {
+        let bad = |e: &dyn std::fmt::Display| BuildError::Context(format!("context file: {e}"));
+        let mut h = Sha256::new();
+        if size <= IN_MEMORY {
+            let mut bytes = Vec::with_capacity(size as usize);
+            r.read_to_end(&mut bytes).map_err(|e| bad(&e))?;
+            h.update(&bytes);
+            let hex = hex::encode(h.finalize());
+            s.put_bytes(&hex, &bytes, mode, mtime)?;
+            return Ok(hex);
+        }
+        let tmp = Session::temp_name("big");
+        let path = self.dir.join(&tmp);
+        let r2 = (|| -> Result<String> {
+            let mut f = std::fs::File::create(&path).map_err(|e| bad(&e))?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let k = r.read(&mut buf).map_err(|e| bad(&e))?;
+                if k == 0 {
+                    break;
+                }
+                h.update(&buf[..k]);
+                f.write_all(&buf[..k]).map_err(|e| bad(&e))?;
+            }
+            drop(f);
+            set_meta(&path, mode, mtime).map_err(|e| bad(&e))?;
+            Ok(hex::encode(h.finalize()))
+        })();
+        match r2 {
+            Ok(hex) => {
+                s.put_temp(&hex, tmp);
+                Ok(hex)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
     /// Takes a tar of blobs, each a regular file named by its digest; returns how many. A blob
     /// whose bytes do not match its name is refused, and nothing of it stays.
     pub fn receive(&self, r: impl Read) -> Result<usize> {
         let bad = |e: &dyn std::fmt::Display| BuildError::Context(format!("context upload: {e}"));
+        let mut s = Session::new(self)?;
         let mut ar = tar::Archive::new(r);
         let mut n = 0;
         for e in ar.entries().map_err(|e| bad(&e))? {
@@ -96,72 +309,23 @@ impl Blobs {
                 continue;
             }
             let name = e.path().map_err(|e| bad(&e))?.to_string_lossy().into_owned();
-            let hex = hex_of(&name)?.to_string();
-            let tmp = self.dir.join(format!(".{hex}.{}", wharf_store::random_name()));
-            let r = (|| -> Result<()> {
-                let mut f = std::fs::File::create(&tmp).map_err(|e| bad(&e))?;
-                let mut h = Sha256::new();
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let k = e.read(&mut buf).map_err(|e| bad(&e))?;
-                    if k == 0 {
-                        break;
-                    }
-                    h.update(&buf[..k]);
-                    f.write_all(&buf[..k]).map_err(|e| bad(&e))?;
-                }
-                if hex::encode(h.finalize()) != hex {
-                    return Err(BuildError::Context(format!(
-                        "context upload: {name} does not match its content"
-                    )));
-                }
-                std::fs::rename(&tmp, self.dir.join(&hex)).map_err(|e| bad(&e))
-            })();
-            if r.is_err() {
-                let _ = std::fs::remove_file(&tmp);
+            let want = hex_of(&name)?.to_string();
+            let size = e.size();
+            let got = self.take(&mut s, &mut e, size, 0o644, None)?;
+            if got != want {
+                return Err(bad(&format!("{name} does not match its content")));
             }
-            r?;
             n += 1;
         }
         // One sync for the lot, before the client is told they are here.
-        let d = rfs::open(
-            &self.dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| bad(&e))?;
-        rfs::syncfs(&d).map_err(|e| bad(&e))?;
+        s.commit()?;
         Ok(n)
-    }
-
-    /// The store's copy of `hex` with `mode`, made once.
-    fn variant(&self, hex: &str, mode: u32) -> Result<String> {
-        let name = format!("{hex}.{mode:o}");
-        let path = self.dir.join(&name);
-        if path.exists() {
-            return Ok(name);
-        }
-        let io = |e: std::io::Error| BuildError::Context(format!("context file {hex}: {e}"));
-        let tmp = self.dir.join(format!(".{name}.{}", wharf_store::random_name()));
-        std::fs::copy(self.dir.join(hex), &tmp).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(name)
     }
 
     /// Makes the context `m` describes in `dir` (which exists and is empty).
     pub fn materialize(&self, m: &Manifest, dir: &Path) -> Result<()> {
         let root = SafeRoot::open(dir).map_err(|e| BuildError::Context(format!("{}: {e}", dir.display())))?;
-        let store = rfs::open(
-            &self.dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| BuildError::Context(e.to_string()))?;
+        let mut s = Session::new(self)?;
         for e in &m.entries {
             let bad = |why: &dyn std::fmt::Display| BuildError::Context(format!("context entry {:?}: {why}", e.path));
             let p = Path::new(&e.path);
@@ -172,21 +336,11 @@ impl Blobs {
             let pfd = root.mkdir_all(parent).map_err(|w| bad(&w))?;
             let mode = e.mode & 0o7777;
             match e.kind.as_str() {
-                "dir" => {
-                    match rfs::mkdirat(&pfd, *name, Mode::from_raw_mode(mode)) {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                        Err(w) => return Err(bad(&w)),
-                    }
-                    let d = root.open_dir(&comps, OFlags::RDONLY).map_err(|w| bad(&w))?;
-                    rfs::fchmod(&d, Mode::from_raw_mode(mode)).map_err(|w| bad(&w))?;
-                }
+                "dir" => make_dir(&root, &pfd, &comps, mode).map_err(|w| bad(&w))?,
                 "file" => {
                     let hex = hex_of(e.digest.as_deref().unwrap_or(""))?;
-                    if !self.dir.join(hex).exists() {
-                        return Err(bad(&"its content was never uploaded"));
-                    }
-                    let v = self.variant(hex, mode)?;
-                    rfs::linkat(&store, OsStr::new(&v), &pfd, *name, AtFlags::empty()).map_err(|w| bad(&w))?;
+                    let v = s.variant(hex, mode, e.mtime)?;
+                    s.link(&v, &pfd, name).map_err(|w| bad(&w))?;
                 }
                 "symlink" => {
                     let target = e.target.as_deref().unwrap_or("");
@@ -194,9 +348,68 @@ impl Blobs {
                 }
                 other => return Err(bad(&format!("unknown type {other:?}"))),
             }
-            let _ = pfd.as_fd();
         }
-        Ok(())
+        s.commit()
+    }
+
+    /// A context tar (plain or compressed, as the docker CLI sends it) made into `dir` (empty)
+    /// of links into the store: a file the store holds already (the same context built again)
+    /// is only hashed, never written, and no file of the context costs an inode of its own.
+    /// Paths resolve inside `dir` through [`SafeRoot`]; owners are root's, as with any context.
+    pub fn unpack_context(&self, r: impl Read, dir: &Path) -> Result<()> {
+        let bad = |e: &dyn std::fmt::Display| BuildError::Context(format!("the build context: {e}"));
+        let root = SafeRoot::open(dir).map_err(|e| bad(&e))?;
+        let mut s = Session::new(self)?;
+        let mut ar = tar::Archive::new(wharf_store::decompress(r).map_err(|e| bad(&e))?);
+        // Files by their path in the context, for hard links.
+        let mut seen: HashMap<PathBuf, String> = HashMap::new();
+        for e in ar.entries().map_err(|e| bad(&e))? {
+            let mut e = e.map_err(|e| bad(&e))?;
+            let path = e.path().map_err(|e| bad(&e))?.into_owned();
+            let comps = clean_relative(&path).map_err(|w| bad(&format!("{}: {w}", path.display())))?;
+            let Some((name, parent)) = comps.split_last() else {
+                continue;
+            };
+            let key: PathBuf = comps.iter().collect();
+            let pfd = root
+                .mkdir_all(parent)
+                .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
+            let mode = e.header().mode().map_err(|w| bad(&w))? & 0o7777;
+            match e.header().entry_type() {
+                tar::EntryType::Directory => {
+                    make_dir(&root, &pfd, &comps, mode).map_err(|w| bad(&format!("{}: {w}", path.display())))?
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let size = e.size();
+                    let mtime = e.header().mtime().ok().map(|t| t.min(i64::MAX as u64) as i64);
+                    let hex = self.take(&mut s, &mut e, size, mode, mtime)?;
+                    let v = s.variant(&hex, mode, mtime)?;
+                    s.link(&v, &pfd, name)
+                        .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
+                    seen.insert(key, v);
+                }
+                tar::EntryType::Link => {
+                    let target = e.link_name().map_err(|w| bad(&w))?.unwrap_or_default().into_owned();
+                    let t: PathBuf = clean_relative(&target).map_err(|w| bad(&w))?.iter().collect();
+                    let v = seen
+                        .get(&t)
+                        .cloned()
+                        .ok_or_else(|| bad(&format!("{}: a link to {} before it", path.display(), target.display())))?;
+                    s.link(&v, &pfd, name)
+                        .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
+                    seen.insert(key, v);
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name().map_err(|w| bad(&w))?.unwrap_or_default().into_owned();
+                    let _ = rfs::unlinkat(&pfd, *name, AtFlags::empty());
+                    rfs::symlinkat(target.as_path(), &pfd, *name)
+                        .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
+                }
+                // Devices, fifos and the like mean nothing in a context, as in Docker.
+                _ => {}
+            }
+        }
+        s.commit()
     }
 
     /// The store's size in bytes, and when it was last written (seconds since 1970).
@@ -255,6 +468,7 @@ mod tests {
             mode,
             digest,
             target: target.map(String::from),
+            mtime: None,
         }
     }
 
@@ -320,5 +534,84 @@ mod tests {
         assert!(blobs.materialize(&m2, &ctx2).is_err());
         assert!(blobs.clear().unwrap() > 0);
         assert_eq!(blobs.missing(std::slice::from_ref(&a)).unwrap(), [a]);
+    }
+
+    #[test]
+    fn a_context_tar_becomes_links_to_the_store_safely_and_twice_costs_no_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(d.path().join("blobs")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, kind: tar::EntryType, mode: u32, body: &[u8], link: Option<&str>| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_mtime(1_600_000_000);
+            h.set_size(body.len() as u64);
+            match link {
+                Some(l) => b.append_link(&mut h, name, l).unwrap(),
+                None => b.append_data(&mut h, name, body).unwrap(),
+            }
+        };
+        add("app/", tar::EntryType::Directory, 0o750, b"", None);
+        add("app/run", tar::EntryType::Regular, 0o755, b"#!/bin/sh\n", None);
+        add("app/same", tar::EntryType::Regular, 0o644, b"#!/bin/sh\n", None);
+        add("app/hard", tar::EntryType::Link, 0o755, b"", Some("app/run"));
+        add("up", tar::EntryType::Symlink, 0o777, b"", Some("/"));
+        add("up/etc/evil", tar::EntryType::Regular, 0o644, b"x", None);
+        let ok = b.into_inner().unwrap();
+        let ctx = d.path().join("ctx");
+        std::fs::create_dir(&ctx).unwrap();
+        blobs.unpack_context(&ok[..], &ctx).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let md = |p: &str| std::fs::symlink_metadata(ctx.join(p)).unwrap();
+        assert_eq!(std::fs::read(ctx.join("app/run")).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(md("app").permissions().mode() & 0o7777, 0o750);
+        assert_eq!(md("app/run").permissions().mode() & 0o7777, 0o755);
+        assert_eq!(md("app/same").permissions().mode() & 0o7777, 0o644);
+        assert_eq!(md("app/run").mtime(), 1_600_000_000);
+        assert_eq!(md("app/hard").ino(), md("app/run").ino());
+        // Through a link to "/": the context's own etc, never the host's.
+        assert_eq!(std::fs::read(ctx.join("etc/evil")).unwrap(), b"x");
+        let files = |d: &Path| std::fs::read_dir(d).unwrap().count();
+        let stored = files(&d.path().join("blobs"));
+        // The same context again: every file from the store, nothing written to it.
+        let ctx2 = d.path().join("ctx2");
+        std::fs::create_dir(&ctx2).unwrap();
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&ok).unwrap();
+            e.finish().unwrap()
+        };
+        blobs.unpack_context(&gz[..], &ctx2).unwrap();
+        assert_eq!(files(&d.path().join("blobs")), stored);
+        assert_eq!(
+            std::fs::metadata(ctx2.join("app/run")).unwrap().ino(),
+            md("app/run").ino()
+        );
+        // Entries that climb out are refused; nothing lands outside.
+        for (name, kind, link) in [
+            ("../out", tar::EntryType::Regular, None),
+            ("a/../../out", tar::EntryType::Regular, None),
+            ("x", tar::EntryType::Link, Some("../../etc/passwd")),
+        ] {
+            let mut t = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(if link.is_some() { 0 } else { 1 });
+            h.set_mode(0o644);
+            // The tar crate refuses to write `..` itself: the name goes in the header's bytes.
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            t.append(&h, if link.is_some() { &b""[..] } else { &b"x"[..] }).unwrap();
+            let c = tempfile::tempdir().unwrap();
+            assert!(
+                blobs.unpack_context(&t.into_inner().unwrap()[..], c.path()).is_err(),
+                "{name}"
+            );
+        }
+        assert!(!d.path().join("out").exists());
     }
 }

@@ -87,10 +87,10 @@ impl Builder {
         let r = async {
             f.download(remote, &file).await.map_err(BuildError::Context)?;
             if crate::copy::is_archive(&file) {
-                let (file, dir) = (file.clone(), dir.to_path_buf());
+                let (file, dir, me) = (file.clone(), dir.to_path_buf(), self.clone());
                 tokio::task::spawn_blocking(move || {
                     let r = std::fs::File::open(&file).map_err(|e| BuildError::Context(e.to_string()))?;
-                    crate::context::unpack(std::io::BufReader::new(r), &dir)
+                    me.blobs.unpack_context(std::io::BufReader::new(r), &dir)
                 })
                 .await
                 .map_err(|e| BuildError::Engine(e.to_string()))?

@@ -264,6 +264,7 @@ impl BuildCmd {
                 mode: 0o644,
                 digest: None,
                 target: None,
+                mtime: None,
                 local: Some(p),
             });
             scratch = Some(d);
@@ -387,6 +388,15 @@ async fn show_progress(res: hyper::Response<hyper::body::Incoming>, mode: Progre
                 id = i.to_string();
             }
             if let Some(s) = v.get("stream").and_then(Value::as_str) {
+                // A daemon that sends no `aux` (dockerd's quiet builds): the ID from the text.
+                let t = s.trim();
+                if id.is_empty() && t.starts_with("sha256:") && !t.contains(char::is_whitespace) {
+                    id = t.to_string();
+                } else if let Some(short) = t.strip_prefix("Successfully built ") {
+                    if id.is_empty() {
+                        id = short.to_string();
+                    }
+                }
                 match mode {
                     Progress::Quiet => {}
                     Progress::Plain => {

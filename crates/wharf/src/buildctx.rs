@@ -25,6 +25,9 @@ pub struct Entry {
     pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A file's modification time, which COPY keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
     /// Where the file is here (not sent).
     #[serde(skip)]
     pub local: Option<PathBuf>,
@@ -115,6 +118,7 @@ pub fn walk(root: &Path, ignore: &Ignore, keep: &[&str]) -> Result<Vec<Entry>> {
                         mode,
                         digest: None,
                         target: None,
+                        mtime: None,
                         local: None,
                     });
                 }
@@ -130,6 +134,7 @@ pub fn walk(root: &Path, ignore: &Ignore, keep: &[&str]) -> Result<Vec<Entry>> {
                     mode,
                     digest: None,
                     target: Some(t.to_string_lossy().into_owned()),
+                    mtime: None,
                     local: None,
                 });
             } else if md.is_file() {
@@ -139,6 +144,7 @@ pub fn walk(root: &Path, ignore: &Ignore, keep: &[&str]) -> Result<Vec<Entry>> {
                     mode,
                     digest: None,
                     target: None,
+                    mtime: Some(md.mtime()),
                     local: Some(e.path()),
                 });
             }
@@ -165,6 +171,7 @@ pub fn walk(root: &Path, ignore: &Ignore, keep: &[&str]) -> Result<Vec<Entry>> {
                     mode,
                     digest: None,
                     target: None,
+                    mtime: None,
                     local: None,
                 });
             }
