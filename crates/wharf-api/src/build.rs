@@ -58,6 +58,7 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
         force_rm: q.bool("forcerm"),
         build_id: q.get("buildid").filter(|b| !b.is_empty()).map(String::from),
         secrets: BTreeMap::new(),
+        context_digests: Default::default(),
     })
 }
 
@@ -144,10 +145,12 @@ async fn manifest_context(
         breq.secrets.insert(id.clone(), bytes);
     }
     let (b, dir) = (d.builder.clone(), dir.to_path_buf());
-    tokio::task::spawn_blocking(move || b.blobs().materialize(&m, &dir))
+    let known = tokio::task::spawn_blocking(move || b.blobs().materialize(&m, &dir))
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
-        .map_err(|e| ApiError::invalid(e.to_string()))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    breq.context_digests = Arc::new(known);
+    Ok(())
 }
 
 /// `POST /build`.
@@ -177,7 +180,7 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
             // Into links to the daemon's context files: a context built again costs its hashing.
             b.blobs().unpack_context(&mut reader, &dir)
         } else {
-            Ok(())
+            Ok(Default::default())
         };
         // Read what is left, so the client finishes sending and reads the answer.
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
@@ -185,10 +188,11 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
     })
     .await
     .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
-    unpacked.map_err(|e| ApiError::invalid(e.to_string()))?;
+    breq.context_digests = Arc::new(unpacked.map_err(|e| ApiError::invalid(e.to_string()))?);
     if let Some(remote) = remote {
         // A git repository, or a tar or a Dockerfile at a URL, fetched by the daemon.
-        d.builder
+        let known = d
+            .builder
             .remote_context(&remote, ctx.path(), &breq.dockerfile)
             .await
             .map_err(|e| {
@@ -197,6 +201,7 @@ pub(crate) async fn build(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> R
                     format!("error downloading remote context {remote}: {e}"),
                 )
             })?;
+        breq.context_digests = Arc::new(known);
     }
     stream_build(d, breq, ctx, quiet)
 }
@@ -253,7 +258,9 @@ fn stream_build(d: Arc<Daemon>, breq: BuildRequest, ctx: wharf_builder::ContextD
         }
         drop(ltx);
         let _ = forward.await;
-        drop(ctx);
+        // The answer ends here; the context goes after (a large one takes a while).
+        drop(gone);
+        let _ = tokio::task::spawn_blocking(move || drop(ctx)).await;
     });
     let mut r = Response::new(body::from_receiver(rx));
     r.headers_mut()

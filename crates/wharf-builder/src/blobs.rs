@@ -21,6 +21,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use sha2::{Digest as _, Sha256};
 use wharf_store::saferoot::{clean_relative, SafeRoot};
 
+use crate::copy::ContextDigests;
 use crate::{BuildError, Result};
 
 /// A context as a client describes it.
@@ -156,10 +157,16 @@ impl<'a> Session<'a> {
     /// its own, made once.
     fn variant(&mut self, hex: &str, mode: u32, mtime: Option<i64>) -> Result<String> {
         let io = |e: std::io::Error| BuildError::Context(format!("context file {hex}: {e}"));
-        let src = self
-            .current(hex)
-            .ok_or_else(|| BuildError::Context(format!("context file {hex}: its content was never uploaded")))?;
-        let md = std::fs::metadata(self.blobs.dir.join(&src)).map_err(io)?;
+        // One stat: the blob's name now, and its mode and time.
+        let src = self.pending.get(hex).cloned().unwrap_or_else(|| hex.to_string());
+        let md = match std::fs::metadata(self.blobs.dir.join(&src)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BuildError::Context(format!(
+                    "context file {hex}: its content was never uploaded"
+                )))
+            }
+            r => r.map_err(io)?,
+        };
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if md.permissions().mode() & 0o7777 == mode && mtime.is_none_or(|t| t == md.mtime()) {
             return Ok(src);
@@ -226,6 +233,31 @@ impl Drop for Session<'_> {
         for tmp in self.pending.values() {
             let _ = std::fs::remove_file(self.blobs.dir.join(tmp));
         }
+    }
+}
+
+/// The directories of a context being made, each resolved once through its [`SafeRoot`].
+struct Parents<'r> {
+    root: &'r SafeRoot,
+    open: HashMap<Vec<std::ffi::OsString>, OwnedFd>,
+}
+
+impl<'r> Parents<'r> {
+    fn new(root: &'r SafeRoot) -> Parents<'r> {
+        Parents {
+            root,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The directory `comps` (made when missing), as `SafeRoot::mkdir_all` finds it.
+    fn get(&mut self, comps: &[&OsStr]) -> std::io::Result<&OwnedFd> {
+        let key: Vec<std::ffi::OsString> = comps.iter().map(|c| c.to_os_string()).collect();
+        if !self.open.contains_key(&key) {
+            let fd = self.root.mkdir_all(comps)?;
+            self.open.insert(key.clone(), fd);
+        }
+        Ok(&self.open[&key])
     }
 }
 
@@ -322,10 +354,13 @@ impl Blobs {
         Ok(n)
     }
 
-    /// Makes the context `m` describes in `dir` (which exists and is empty).
-    pub fn materialize(&self, m: &Manifest, dir: &Path) -> Result<()> {
+    /// Makes the context `m` describes in `dir` (which exists and is empty); returns its
+    /// files' content digests.
+    pub fn materialize(&self, m: &Manifest, dir: &Path) -> Result<ContextDigests> {
         let root = SafeRoot::open(dir).map_err(|e| BuildError::Context(format!("{}: {e}", dir.display())))?;
+        let mut parents = Parents::new(&root);
         let mut s = Session::new(self)?;
+        let mut known = ContextDigests::new();
         for e in &m.entries {
             let bad = |why: &dyn std::fmt::Display| BuildError::Context(format!("context entry {:?}: {why}", e.path));
             let p = Path::new(&e.path);
@@ -333,36 +368,39 @@ impl Blobs {
             let Some((name, parent)) = comps.split_last() else {
                 continue;
             };
-            let pfd = root.mkdir_all(parent).map_err(|w| bad(&w))?;
+            let pfd = parents.get(parent).map_err(|w| bad(&w))?;
             let mode = e.mode & 0o7777;
             match e.kind.as_str() {
-                "dir" => make_dir(&root, &pfd, &comps, mode).map_err(|w| bad(&w))?,
+                "dir" => make_dir(&root, pfd, &comps, mode).map_err(|w| bad(&w))?,
                 "file" => {
                     let hex = hex_of(e.digest.as_deref().unwrap_or(""))?;
                     let v = s.variant(hex, mode, e.mtime)?;
-                    s.link(&v, &pfd, name).map_err(|w| bad(&w))?;
+                    s.link(&v, pfd, name).map_err(|w| bad(&w))?;
+                    known.insert(dir.join(comps.iter().collect::<PathBuf>()), hex.to_string());
                 }
                 "symlink" => {
                     let target = e.target.as_deref().unwrap_or("");
-                    rfs::symlinkat(target, &pfd, *name).map_err(|w| bad(&w))?;
+                    rfs::symlinkat(target, pfd, *name).map_err(|w| bad(&w))?;
                 }
                 other => return Err(bad(&format!("unknown type {other:?}"))),
             }
         }
-        s.commit()
+        s.commit()?;
+        Ok(known)
     }
 
     /// A context tar (plain or compressed, as the docker CLI sends it) made into `dir` (empty)
     /// of links into the store: a file the store holds already (the same context built again)
     /// is only hashed, never written, and no file of the context costs an inode of its own.
     /// Paths resolve inside `dir` through [`SafeRoot`]; owners are root's, as with any context.
-    pub fn unpack_context(&self, r: impl Read, dir: &Path) -> Result<()> {
+    pub fn unpack_context(&self, r: impl Read, dir: &Path) -> Result<ContextDigests> {
         let bad = |e: &dyn std::fmt::Display| BuildError::Context(format!("the build context: {e}"));
         let root = SafeRoot::open(dir).map_err(|e| bad(&e))?;
+        let mut parents = Parents::new(&root);
         let mut s = Session::new(self)?;
         let mut ar = tar::Archive::new(wharf_store::decompress(r).map_err(|e| bad(&e))?);
-        // Files by their path in the context, for hard links.
-        let mut seen: HashMap<PathBuf, String> = HashMap::new();
+        // Files by their path in the context, for hard links (the store's name, the digest).
+        let mut seen: HashMap<PathBuf, (String, String)> = HashMap::new();
         for e in ar.entries().map_err(|e| bad(&e))? {
             let mut e = e.map_err(|e| bad(&e))?;
             let path = e.path().map_err(|e| bad(&e))?.into_owned();
@@ -371,22 +409,22 @@ impl Blobs {
                 continue;
             };
             let key: PathBuf = comps.iter().collect();
-            let pfd = root
-                .mkdir_all(parent)
+            let pfd = parents
+                .get(parent)
                 .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
             let mode = e.header().mode().map_err(|w| bad(&w))? & 0o7777;
             match e.header().entry_type() {
                 tar::EntryType::Directory => {
-                    make_dir(&root, &pfd, &comps, mode).map_err(|w| bad(&format!("{}: {w}", path.display())))?
+                    make_dir(&root, pfd, &comps, mode).map_err(|w| bad(&format!("{}: {w}", path.display())))?
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = e.size();
                     let mtime = e.header().mtime().ok().map(|t| t.min(i64::MAX as u64) as i64);
                     let hex = self.take(&mut s, &mut e, size, mode, mtime)?;
                     let v = s.variant(&hex, mode, mtime)?;
-                    s.link(&v, &pfd, name)
+                    s.link(&v, pfd, name)
                         .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
-                    seen.insert(key, v);
+                    seen.insert(key, (v, hex));
                 }
                 tar::EntryType::Link => {
                     let target = e.link_name().map_err(|w| bad(&w))?.unwrap_or_default().into_owned();
@@ -395,21 +433,22 @@ impl Blobs {
                         .get(&t)
                         .cloned()
                         .ok_or_else(|| bad(&format!("{}: a link to {} before it", path.display(), target.display())))?;
-                    s.link(&v, &pfd, name)
+                    s.link(&v.0, pfd, name)
                         .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
                     seen.insert(key, v);
                 }
                 tar::EntryType::Symlink => {
                     let target = e.link_name().map_err(|w| bad(&w))?.unwrap_or_default().into_owned();
-                    let _ = rfs::unlinkat(&pfd, *name, AtFlags::empty());
-                    rfs::symlinkat(target.as_path(), &pfd, *name)
+                    let _ = rfs::unlinkat(pfd, *name, AtFlags::empty());
+                    rfs::symlinkat(target.as_path(), pfd, *name)
                         .map_err(|w| bad(&format!("{}: {w}", path.display())))?;
                 }
                 // Devices, fifos and the like mean nothing in a context, as in Docker.
                 _ => {}
             }
         }
-        s.commit()
+        s.commit()?;
+        Ok(seen.into_iter().map(|(k, (_, hex))| (dir.join(k), hex)).collect())
     }
 
     /// The store's size in bytes, and when it was last written (seconds since 1970).

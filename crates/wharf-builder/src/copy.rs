@@ -15,6 +15,9 @@ use wharf_store::saferoot::SafeRoot;
 use crate::context::{clean, glob, Ignore};
 use crate::{BuildError, Result};
 
+/// Content digests (hex sha256) of context files, by their path on this host.
+pub type ContextDigests = std::collections::HashMap<PathBuf, String>;
+
 /// Where the copied files go, and as whom.
 #[derive(Debug, Clone, Default)]
 pub struct Target {
@@ -37,6 +40,11 @@ pub struct Target {
     pub exclude: Option<Ignore>,
     /// `SOURCE_DATE_EPOCH`: no entry's time is later.
     pub epoch: Option<u64>,
+    /// The content digests the daemon knows of context files (by path), so a file's content
+    /// is read only when its bytes are needed.
+    pub known: Option<std::sync::Arc<ContextDigests>>,
+    /// Only the digest is wanted (the bytes go nowhere): known files are not read at all.
+    pub digest_only: bool,
 }
 
 fn has_glob(s: &str) -> bool {
@@ -321,11 +329,21 @@ fn add_one<W: Write>(
         hd.set_size(0);
         b.append_link(&mut hd, name, &target)
     } else if ft.is_file() {
+        // The content enters the key as its sha256, known or computed here.
         field(b"file");
+        let known = t.known.as_ref().and_then(|k| k.get(src));
+        hd.set_entry_type(tar::EntryType::Regular);
+        if let (Some(hex), true) = (known, t.digest_only) {
+            field(hex.as_bytes());
+            hd.set_size(md.len());
+            return b.append_data(&mut hd, name, io::repeat(0).take(md.len()));
+        }
         let mut data = Vec::with_capacity(md.len() as usize);
         fs::File::open(src)?.read_to_end(&mut data)?;
-        field(&data);
-        hd.set_entry_type(tar::EntryType::Regular);
+        match known {
+            Some(hex) => field(hex.as_bytes()),
+            None => field(hex::encode(Sha256::digest(&data)).as_bytes()),
+        }
         hd.set_size(data.len() as u64);
         b.append_data(&mut hd, name, data.as_slice())
     } else {
@@ -525,5 +543,51 @@ mod tests {
             },
         );
         assert_ne!(with, without, "what is left out changes the digest");
+    }
+
+    #[test]
+    fn a_known_content_digest_keys_alike_and_spares_reading_the_file() {
+        let d = ctx();
+        let p = d.path();
+        let t = Target {
+            dest: "/srv".into(),
+            into_dir: true,
+            ..Target::default()
+        };
+        let srcs = ["top.txt".to_string(), "app".to_string()];
+        let read = write_tar(p, &srcs, &t, io::sink()).unwrap();
+        let sum = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let mut known = ContextDigests::new();
+        known.insert(p.join("top.txt"), sum(b"top"));
+        known.insert(p.join("app/a.txt"), sum(b"a"));
+        let with = Target {
+            known: Some(std::sync::Arc::new(known.clone())),
+            digest_only: true,
+            ..t.clone()
+        };
+        assert_eq!(write_tar(p, &srcs, &with, io::sink()).unwrap(), read);
+        // Not read at all: a digest the daemon holds is what counts (here, a planted one).
+        known.insert(p.join("top.txt"), sum(b"planted"));
+        let planted = Target {
+            known: Some(std::sync::Arc::new(known)),
+            ..with.clone()
+        };
+        assert_ne!(write_tar(p, &srcs, &planted, io::sink()).unwrap(), read);
+        // Writing a layer always reads the bytes.
+        let mut tar = Vec::new();
+        let writing = Target {
+            digest_only: false,
+            ..planted
+        };
+        write_tar(p, &srcs, &writing, &mut tar).unwrap();
+        let mut ar = tar::Archive::new(tar.as_slice());
+        let mut top = String::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().ends_with("top.txt") {
+                e.read_to_string(&mut top).unwrap();
+            }
+        }
+        assert_eq!(top, "top");
     }
 }

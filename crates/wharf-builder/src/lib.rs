@@ -14,7 +14,7 @@
 pub mod blobs;
 pub mod cache;
 pub mod context;
-mod copy;
+pub mod copy;
 pub mod gc;
 mod graph;
 mod mounts;
@@ -116,6 +116,9 @@ pub struct BuildRequest {
     pub build_id: Option<String>,
     /// `--secret`s, by id (`RUN --mount=type=secret`): never in an image, a key or a log.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// What the daemon knows of the context's files' contents (from [`blobs::Blobs`]), so
+    /// a cached COPY reads none of them.
+    pub context_digests: Arc<copy::ContextDigests>,
 }
 
 /// A future a [`Fetcher`] returns.

@@ -178,6 +178,8 @@ impl Build<'_> {
         let source = get("source").or_else(|| get("src")).unwrap_or_else(|| "/".into());
         let found = copy::resolve_sources(self.ctx, &source, "RUN --mount")?;
         let target = Target {
+            known: Some(self.req.context_digests.clone()),
+            digest_only: true,
             dest: "/m".into(),
             into_dir: false,
             owner: (0, 0),

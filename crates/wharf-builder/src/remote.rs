@@ -63,7 +63,12 @@ impl Builder {
     /// A remote context (`remote=`) into `dir` (made, empty): a git repository (`url#ref:dir`),
     /// a tar (plain or compressed) at a URL, or a Dockerfile at a URL (then the context holds
     /// it alone, as `dockerfile`).
-    pub async fn remote_context(&self, remote: &str, dir: &Path, dockerfile: &str) -> Result<()> {
+    pub async fn remote_context(
+        &self,
+        remote: &str,
+        dir: &Path,
+        dockerfile: &str,
+    ) -> Result<crate::copy::ContextDigests> {
         let Some(f) = &self.fetcher else {
             return Err(BuildError::Context(format!("{remote}: this builder fetches nothing")));
         };
@@ -76,7 +81,7 @@ impl Builder {
                 std::fs::rename(&tmp, dir).map_err(io)
             });
             let _ = std::fs::remove_dir_all(&tmp);
-            return r;
+            return r.map(|_| Default::default());
         }
         if !(remote.starts_with("http://") || remote.starts_with("https://")) {
             return Err(BuildError::Context(format!(
@@ -104,7 +109,7 @@ impl Builder {
                 if let Some(p) = to.parent() {
                     std::fs::create_dir_all(p).map_err(io)?;
                 }
-                std::fs::copy(&file, to).map(drop).map_err(io)
+                std::fs::copy(&file, to).map(|_| Default::default()).map_err(io)
             }
         }
         .await;

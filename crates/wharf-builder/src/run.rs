@@ -287,10 +287,22 @@ impl Build<'_> {
             parents: flag_on(l, "parents"),
             exclude,
             epoch: self.epoch.map(|e| e as u64),
+            known: (root == self.ctx).then(|| self.req.context_digests.clone()),
+            digest_only: false,
         };
         target.into_dir |= target.parents;
         let tar_path = scratch.path().join(".layer.tar");
-        let digest = write_tar_file(&root, &sources, &target, &tar_path)?;
+        // The key needs only the digest: the tar is written when the cache misses.
+        let digest = {
+            let (root, sources) = (root.clone(), sources.clone());
+            let target = Target {
+                digest_only: true,
+                ..target.clone()
+            };
+            tokio::task::spawn_blocking(move || copy::write_tar(&root, &sources, &target, std::io::sink()))
+                .await
+                .map_err(|e| BuildError::Engine(e.to_string()))??
+        };
         let kind = if sources.len() == 1 && root.join(&sources[0]).is_dir() {
             "dir"
         } else {
@@ -307,6 +319,7 @@ impl Build<'_> {
             cached_or_new(out, id, true);
             return Ok(());
         }
+        write_tar_file(&root, &sources, &target, &tar_path)?;
         let id = match st.image {
             None => self.commit_layer(st, &tar_path, &shown)?,
             Some(parent) => {
