@@ -123,8 +123,15 @@ impl Cache {
         let mut e = self.read(&key.0)?;
         e.uses += 1;
         e.last_used = now();
-        // Usage is a hint: not worth a sync on every cache hit.
-        let _ = self.write(&key.0, &e, false);
+        // Usage is a hint: rewritten in place, neither synced nor a new file (a torn write
+        // reads as no entry, a miss, never as another image).
+        if let Ok(bytes) = serde_json::to_vec(&e) {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(self.dir.join(&key.0))
+                .and_then(|mut f| f.write_all(&bytes));
+        }
         Some(e.image)
     }
 

@@ -260,8 +260,15 @@ impl Build<'_> {
             format!("{}/{dest_raw}", workdir.trim_end_matches('/'))
         };
         let dest_clean = format!("/{}", crate::context::clean(&dest_abs));
-        let scratch = self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?;
-        let (root, sources) = self.copy_sources(st, l, srcs, what, scratch.path()).await?;
+        // Scratch space only when the sources need it, or the cache misses: a cached COPY of
+        // the context makes no directory.
+        let early = !l.heredocs.is_empty() || l.flag("from").is_some() || what == "ADD";
+        let mut scratch = match early {
+            true => Some(self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?),
+            false => None,
+        };
+        let scratch_path = scratch.as_ref().map(|s| s.path().to_path_buf()).unwrap_or_default();
+        let (root, sources) = self.copy_sources(st, l, srcs, what, &scratch_path).await?;
         let many = sources.len() > 1 || srcs.iter().any(|s| s.contains(['*', '?', '[']));
         if many && !dest_raw.ends_with('/') && !flag_on(l, "parents") {
             return Err(BuildError::Step(format!(
@@ -291,7 +298,6 @@ impl Build<'_> {
             digest_only: false,
         };
         target.into_dir |= target.parents;
-        let tar_path = scratch.path().join(".layer.tar");
         // The key needs only the digest: the tar is written when the cache misses.
         let digest = {
             let (root, sources) = (root.clone(), sources.clone());
@@ -319,6 +325,11 @@ impl Build<'_> {
             cached_or_new(out, id, true);
             return Ok(());
         }
+        let scratch = match scratch.take() {
+            Some(s) => s,
+            None => self.b.context_dir().map_err(|e| BuildError::Context(e.to_string()))?,
+        };
+        let tar_path = scratch.path().join(".layer.tar");
         write_tar_file(&root, &sources, &target, &tar_path)?;
         let id = match st.image {
             None => self.commit_layer(st, &tar_path, &shown)?,
