@@ -1262,3 +1262,40 @@ RUN --mount=type=secret,id=absent sh -c 'test ! -e /run/secrets/absent' && echo 
         "{names:?}"
     );
 }
+
+#[cfg_attr(not(root_tier), ignore = "root tier: needs wharfd (namespaces, cgroups, mounts)")]
+#[test]
+fn a_tool_image_with_an_entrypoint_and_its_dockerfiles_own_dockerignore() {
+    let w = daemon();
+    let df = "FROM busybox\nCOPY . /c\nENTRYPOINT [\"/bin/busybox\", \"echo\", \"tool:\"]\nCMD [\"help\"]\n";
+    let ctx = context(&[
+        ("build/tool.Dockerfile", df),
+        // BuildKit's rule: the Dockerfile's own ignore file wins over the context's.
+        ("build/tool.Dockerfile.dockerignore", "secret.txt\n"),
+        (".dockerignore", "app.txt\n"),
+        ("secret.txt", "s"),
+        ("app.txt", "a"),
+    ]);
+    let file = ctx.path().join("build/tool.Dockerfile");
+    let o = build(
+        &w,
+        ctx.path(),
+        &["--network", "none", "-f", file.to_str().unwrap(), "-t", "tool:1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let run = |args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--network", "none", "tool:1"];
+        a.extend_from_slice(args);
+        w.ok(&a)
+    };
+    // The entrypoint takes the arguments; CMD is the default one.
+    assert_eq!(run(&[]), "tool: help\n");
+    assert_eq!(run(&["version", "--client"]), "tool: version --client\n");
+    let ls = w.ok(&["run", "--rm", "--network", "none", "--entrypoint", "ls", "tool:1", "/c"]);
+    // (The docker CLI applies the context's .dockerignore itself: app.txt never came; the
+    // daemon applied the Dockerfile's own, which the CLI does not read.)
+    assert_eq!(
+        ls, "build\n",
+        "secret.txt is left out by the Dockerfile's own ignore file"
+    );
+}

@@ -38,6 +38,17 @@ pub(crate) fn request(q: &Query) -> Result<BuildRequest, ApiError> {
         wharf_reference::Reference::parse_tagged_default(t)
             .map_err(|e| ApiError::invalid(format!("invalid reference format: {t}: {e}")))?;
     }
+    // As dockerd answers them without BuildKit and without experimental features.
+    if q.bool("squash") {
+        return Err(ApiError::invalid("squash is only supported with experimental mode"));
+    }
+    if q.get("outputs")
+        .is_some_and(|o| !o.is_empty() && o != "[]" && o != "null")
+    {
+        return Err(ApiError::invalid(
+            "outputs are not supported by the classic build API: use `wharf build --output`",
+        ));
+    }
     let cache_from: Vec<String> = match q.get("cachefrom").filter(|s| !s.is_empty()) {
         None => Vec::new(),
         Some(s) => serde_json::from_str(s).map_err(|e| ApiError::invalid(format!("invalid cachefrom: {e}")))?,
@@ -375,6 +386,9 @@ mod tests {
         assert!(request(&q("t=Bad%20Name")).is_err());
         assert!(request(&q("buildargs=%5B1%5D")).is_err());
         assert!(request(&q("remote=https%3A%2F%2Fexample.com%2Fctx.tar")).is_ok());
+        assert!(request(&q("squash=1")).is_err());
+        assert!(request(&q("outputs=%5B%7B%22Type%22%3A%22local%22%7D%5D")).is_err());
+        assert!(request(&q("outputs=%5B%5D")).is_ok());
     }
 
     #[test]

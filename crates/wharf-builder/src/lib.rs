@@ -278,7 +278,11 @@ impl Builder {
         let text = read_in_context(ctx, name)?;
         // Read first: a `.dockerignore` that names the Dockerfile (or itself) hides it from
         // the steps, not from the builder.
-        let ignore = std::fs::read_to_string(ctx.join(".dockerignore")).unwrap_or_default();
+        // BuildKit's rule: `<Dockerfile>.dockerignore` beside it, if there is one, instead.
+        // Read inside the context only (a link out of it finds nothing).
+        let ignore = read_in_context(ctx, &format!("{name}.dockerignore"))
+            .or_else(|_| read_in_context(ctx, ".dockerignore"))
+            .unwrap_or_default();
         context::apply_ignore(ctx, &context::Ignore::parse(&ignore), &[])?;
         let df = wharf_dockerfile::parse(&text)?;
         stage::Build::new(self, req, ctx, &df, live)?.run(out).await
