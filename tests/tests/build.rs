@@ -1168,7 +1168,19 @@ RUN --mount=type=secret,id=absent sh -c 'test ! -e /run/secrets/absent' && echo 
         "Dockerfile\na.txt\nbig.txt\n",
         "what .dockerignore leaves out is not sent"
     );
-    // The secrets are in no layer, history or config.
+    // The secrets are in no layer, history or config; not even the empty file a mount
+    // point needs is left.
+    let o = w.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "wb:1",
+        "ls",
+        "-a",
+        "/run/secrets/tok",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
     let saved = w.docker(&["save", "wb:1"]).stdout;
     for s in ["s3cr3t-from-file", "s3cr3t-by-env"] {
         assert!(

@@ -24,8 +24,8 @@ impl Build<'_> {
         env: &mut Vec<String>,
     ) -> Result<Option<wharf_container::config::Mount>> {
         use wharf_container::config::{Mount, MountType, TmpfsOptions};
-        let opts = mount_options(spec);
-        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        let opts = MountOptions::parse(spec);
+        let get = |k: &str| opts.get(k);
         match get("type").as_deref() {
             Some("secret") => return self.secret_mount(spec, held, env),
             Some("ssh") => {
@@ -41,7 +41,7 @@ impl Build<'_> {
             .or_else(|| get("destination"))
             .ok_or_else(|| BuildError::Step(format!("RUN --mount={spec}: target is required")))?;
         let target = format!("/{}", crate::context::clean(&target));
-        let yes = |k: &str| get(k).is_some_and(|v| v != "false");
+        let yes = |k: &str| opts.yes(k);
         let mut m = Mount {
             target: Some(target.clone()),
             ..Mount::default()
@@ -115,9 +115,9 @@ impl Build<'_> {
         env: &mut Vec<String>,
     ) -> Result<Option<wharf_container::config::Mount>> {
         use wharf_container::config::{Mount, MountType};
-        let opts = mount_options(spec);
-        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
-        let yes = |k: &str| get(k).is_some_and(|v| v != "false");
+        let opts = MountOptions::parse(spec);
+        let get = |k: &str| opts.get(k);
+        let yes = |k: &str| opts.yes(k);
         let target = get("target").or_else(|| get("dst")).or_else(|| get("destination"));
         let id = get("id")
             .or_else(|| target.as_deref().and_then(|t| t.rsplit('/').next()).map(String::from))
@@ -167,8 +167,8 @@ impl Build<'_> {
     /// keys them), or the image of the stage or image it comes from. A cache mount's content
     /// is not part of it (BuildKit's rule: that is what a cache mount is for).
     pub(crate) async fn mount_identity(&self, spec: &str) -> Result<String> {
-        let opts = mount_options(spec);
-        let get = |k: &str| opts.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        let opts = MountOptions::parse(spec);
+        let get = |k: &str| opts.get(k);
         if get("type").as_deref().unwrap_or("bind") != "bind" {
             return Ok(spec.to_string());
         }
@@ -211,12 +211,28 @@ fn copy_tree(ctx: &Path, rel: &str, dir: &Path) -> Result<()> {
 }
 
 /// `type=bind,source=a,target=/b`: the options, names in lower case, a bare name as `true`.
-pub(crate) fn mount_options(spec: &str) -> Vec<(String, String)> {
-    spec.split(',')
-        .filter(|p| !p.is_empty())
-        .map(|part| {
-            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
-            (k.to_ascii_lowercase(), v.to_string())
-        })
-        .collect()
+pub(crate) struct MountOptions(Vec<(String, String)>);
+
+impl MountOptions {
+    pub(crate) fn parse(spec: &str) -> MountOptions {
+        MountOptions(
+            spec.split(',')
+                .filter(|p| !p.is_empty())
+                .map(|part| {
+                    let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+                    (k.to_ascii_lowercase(), v.to_string())
+                })
+                .collect(),
+        )
+    }
+
+    /// The option's value (the last one given).
+    pub(crate) fn get(&self, k: &str) -> Option<String> {
+        self.0.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone())
+    }
+
+    /// A boolean option is on (`rw`, `rw=true`).
+    pub(crate) fn yes(&self, k: &str) -> bool {
+        self.get(k).is_some_and(|v| v != "false")
+    }
 }

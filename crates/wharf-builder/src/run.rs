@@ -15,7 +15,7 @@ use wharf_reference::Digest;
 
 use crate::cache::Key;
 use crate::copy::{self, Target};
-use crate::mounts::mount_options;
+use crate::mounts::MountOptions;
 use crate::stage::{cached_or_new, Build, State};
 use crate::{BuildError, Progress, Result};
 
@@ -95,7 +95,9 @@ impl Build<'_> {
         let secret_env = l
             .flag_all("mount")
             .iter()
-            .any(|m| mount_options(m).iter().any(|(k, v)| k == "type" && v == "secret") && m.contains("env="));
+            .map(|m| MountOptions::parse(m))
+            .any(|m| m.get("type").as_deref() == Some("secret") && m.get("env").is_some());
+        let targets: Vec<String> = mounts.iter().filter_map(|m| m.target.clone()).collect();
         let step = StepContainer {
             cmd: argv,
             env,
@@ -103,6 +105,8 @@ impl Build<'_> {
             mounts,
         };
         let cid = self.step_container(st, &parent, step).await?;
+        // What the runtime will make only to mount over: left out of the step's layer.
+        let stubs = self.mount_stubs(&cid, &targets).await;
         out(Progress::Stream(format!(" ---> Running in {}\n", &cid[..12])));
         let r = self.run_in(&cid, out).await;
         let code = match r {
@@ -123,7 +127,7 @@ impl Build<'_> {
             recorded.extend(args.iter().cloned());
         }
         recorded.extend(run_argv(st, l));
-        let id = self.commit_container(st, &cid, &recorded).await;
+        let id = self.commit_omitting(st, &cid, &recorded, stubs).await;
         self.discard(&cid, self.req.rm || self.req.force_rm).await;
         if self.req.rm || self.req.force_rm {
             out(Progress::Stream(format!(
@@ -207,6 +211,11 @@ impl Build<'_> {
     /// The container's changes as an image with the stage's config; `cmd` is the step as the
     /// image records it.
     async fn commit_container(&self, st: &State, cid: &str, cmd: &[String]) -> Result<Digest> {
+        self.commit_omitting(st, cid, cmd, Vec::new()).await
+    }
+
+    /// [`Self::commit_container`] without the paths in `omit` (a step's mount points).
+    async fn commit_omitting(&self, st: &State, cid: &str, cmd: &[String], omit: Vec<PathBuf>) -> Result<Digest> {
         let opts = CommitOptions {
             container_config: Some(crate::stage::step_config(&st.config, cmd)),
             reference: None,
@@ -218,6 +227,7 @@ impl Build<'_> {
             replace_config: true,
             created_by: Some(cmd.join(" ")),
             epoch: self.epoch,
+            omit,
         };
         Ok(self.b.containers.commit(cid, opts).await?)
     }
@@ -520,6 +530,27 @@ impl Build<'_> {
             }
             other => other,
         })
+    }
+
+    /// Of each mount target, the top-most path the image lacks (relative, no leading `/`):
+    /// what the runtime creates to mount over.
+    async fn mount_stubs(&self, cid: &str, targets: &[String]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for t in targets {
+            let mut p = PathBuf::new();
+            for c in t.split('/').filter(|c| !c.is_empty()) {
+                p.push(c);
+                let (c2, id, path) = (self.b.containers.clone(), cid.to_string(), format!("/{}", p.display()));
+                let exists = tokio::task::spawn_blocking(move || c2.archive_stat(&id, &path).is_ok())
+                    .await
+                    .unwrap_or(true);
+                if !exists {
+                    out.push(p.clone());
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Whether `path` is a directory in the container's root.

@@ -444,6 +444,7 @@ async fn a_container_runs_on_a_snapshot_another_left() {
                 created_by: None,
                 container_config: None,
                 epoch: None,
+                omit: Vec::new(),
             },
         )
         .await

@@ -14,6 +14,7 @@ pub mod clamp;
 pub mod content;
 pub mod layer;
 pub mod meta;
+pub mod omit;
 pub mod root_tier;
 pub mod saferoot;
 pub mod snapshot;

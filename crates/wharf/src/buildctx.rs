@@ -33,6 +33,21 @@ pub struct Entry {
     pub local: Option<PathBuf>,
 }
 
+impl Entry {
+    /// A directory's entry.
+    fn dir(path: String, mode: u32) -> Entry {
+        Entry {
+            path,
+            kind: "dir",
+            mode,
+            digest: None,
+            target: None,
+            mtime: None,
+            local: None,
+        }
+    }
+}
+
 /// A file's identity and times, by which its digest is remembered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stamp {
@@ -112,15 +127,7 @@ pub fn walk(root: &Path, ignore: &Ignore, keep: &[&str]) -> Result<Vec<Entry>> {
             let mode = md.permissions().mode() & 0o7777;
             if md.is_dir() {
                 if !left_out {
-                    out.push(Entry {
-                        path: name.clone(),
-                        kind: "dir",
-                        mode,
-                        digest: None,
-                        target: None,
-                        mtime: None,
-                        local: None,
-                    });
+                    out.push(Entry::dir(name.clone(), mode));
                 }
                 // An exception may take back something below a left-out directory.
                 go(root, &r, ignore, keep, out)?;
@@ -165,15 +172,7 @@ pub fn walk(root: &Path, ignore: &Ignore, keep: &[&str]) -> Result<Vec<Entry>> {
             let s = d.to_string_lossy().into_owned();
             if dirs.insert(s.clone()) {
                 let mode = std::fs::metadata(root.join(d)).map_or(0o755, |m| m.permissions().mode() & 0o7777);
-                extra.push(Entry {
-                    path: s,
-                    kind: "dir",
-                    mode,
-                    digest: None,
-                    target: None,
-                    mtime: None,
-                    local: None,
-                });
+                extra.push(Entry::dir(s, mode));
             }
             p = d.parent();
         }

@@ -112,6 +112,7 @@ pub(crate) async fn commit(d: Arc<Daemon>, req: Request<ReqBody>, q: &Query) -> 
         created_by: None,
         container_config: None,
         epoch: None,
+        omit: Vec::new(),
     };
     let id = d.containers.commit(&container, opts).await?;
     crate::routes::json_response(StatusCode::CREATED, &serde_json::json!({"Id": id.to_string()}))

@@ -92,13 +92,33 @@ impl ContainerService {
         let key = rec.id.clone();
         let r = tokio::task::spawn_blocking(move || -> Result<Digest> {
             let epoch = opts.epoch.map(|e| e.max(0) as u64);
+            let omit = opts.omit;
+            // The diff, without the paths to leave out (through a socket pair: the diff
+            // writes in a thread of its own while the copy reads).
+            let diff = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+                if omit.is_empty() {
+                    return snapshots.diff(&key, w).map_err(std::io::Error::other);
+                }
+                let (mut a, b) = std::os::unix::net::UnixStream::pair()?;
+                std::thread::scope(|s| {
+                    let t = s.spawn(|| {
+                        let r = snapshots.diff(&key, &mut a).map_err(std::io::Error::other);
+                        drop(a);
+                        r
+                    });
+                    let r = wharf_store::omit::copy_omitting(std::io::BufReader::new(b), &mut *w, &omit);
+                    t.join()
+                        .map_err(|_| std::io::Error::other("the diff's thread panicked"))??;
+                    r
+                })
+            };
             let layer = |w: &mut dyn std::io::Write| match epoch {
                 Some(e) => {
                     let mut c = wharf_store::clamp::ClampTimes::new(w, e);
-                    snapshots.diff(&key, &mut c).map_err(std::io::Error::other)?;
+                    diff(&mut c)?;
                     c.finish().map(drop)
                 }
-                None => snapshots.diff(&key, w).map_err(std::io::Error::other),
+                None => diff(w),
             };
             Ok(images.commit(&image, layer, spec)?)
         })

@@ -71,6 +71,9 @@ pub struct CommitOptions {
     /// A reproducible build's epoch (`SOURCE_DATE_EPOCH`): the image's time, and the latest
     /// time of any file in its layer; the container's ID is not recorded.
     pub epoch: Option<i64>,
+    /// Paths left out of the layer, with what is under them (relative to the root, no
+    /// leading `/`): a build step's mount points, which the runtime made only to mount over.
+    pub omit: Vec<std::path::PathBuf>,
 }
 
 /// Where the service keeps things and how it starts shims.
