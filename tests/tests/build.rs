@@ -867,6 +867,9 @@ fn the_build_cache_shows_in_system_df_and_prunes_what_only_it_holds() {
     assert!(!big.1 && big.2 >= 100_000, "{recs:?}");
     let df = w.ok(&["system", "df"]);
     assert!(df.lines().any(|l| l.starts_with("Build Cache")), "{df}");
+    // The contexts' files the daemon keeps by content are part of it too.
+    let sources = find(&recs, "contexts' files").expect("the context files' record");
+    assert!(sources.2 > 0, "{recs:?}");
 
     // Prune: the untagged build's entries and images go; the tagged one's stay, and serve.
     let out = w.ok(&["builder", "prune", "-f"]);
@@ -878,6 +881,10 @@ fn the_build_cache_shows_in_system_df_and_prunes_what_only_it_holds() {
         "{recs:?}"
     );
     assert!(find(&recs, "echo one").is_some(), "{recs:?}");
+    assert!(
+        find(&recs, "contexts' files").is_some(),
+        "kept without --all or a limit: {recs:?}"
+    );
     let all = w.ok(&["images", "-aq", "--no-trunc"]).lines().count();
     assert_eq!(all, 4, "busybox and keep:1's three steps: {}", w.ok(&["images", "-a"]));
     let out = text(&build(&w, kept.path(), &["--network", "none", "-t", "keep:1"]));

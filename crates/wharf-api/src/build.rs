@@ -341,6 +341,23 @@ pub(crate) fn usage_json(d: &Daemon) -> Result<Value, ApiError> {
         .usage()
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     let t = |s: i64| wharf_image::config::rfc3339_at(s);
+    // The context files clients sent, as BuildKit shows its local sources.
+    let (size, used) = d.builder.blobs().usage();
+    let sources = (size > 0).then(|| {
+        json!({
+            "ID": "context-files",
+            "Parent": "",
+            "Parents": [],
+            "Type": "source.local",
+            "Description": "build contexts' files, by content",
+            "InUse": false,
+            "Shared": false,
+            "Size": size,
+            "CreatedAt": t(used),
+            "LastUsedAt": t(used),
+            "UsageCount": 0,
+        })
+    });
     Ok(Value::Array(
         recs.into_iter()
             .map(|r| {
@@ -358,6 +375,7 @@ pub(crate) fn usage_json(d: &Daemon) -> Result<Value, ApiError> {
                     "UsageCount": r.uses,
                 })
             })
+            .chain(sources)
             .collect(),
     ))
 }

@@ -361,6 +361,7 @@ impl Blobs {
         let mut parents = Parents::new(&root);
         let mut s = Session::new(self)?;
         let mut known = ContextDigests::new();
+        self.touch();
         for e in &m.entries {
             let bad = |why: &dyn std::fmt::Display| BuildError::Context(format!("context entry {:?}: {why}", e.path));
             let p = Path::new(&e.path);
@@ -398,6 +399,7 @@ impl Blobs {
         let root = SafeRoot::open(dir).map_err(|e| bad(&e))?;
         let mut parents = Parents::new(&root);
         let mut s = Session::new(self)?;
+        self.touch();
         let mut ar = tar::Archive::new(wharf_store::decompress(r).map_err(|e| bad(&e))?);
         // Files by their path in the context, for hard links (the store's name, the digest).
         let mut seen: HashMap<PathBuf, (String, String)> = HashMap::new();
@@ -451,24 +453,35 @@ impl Blobs {
         Ok(seen.into_iter().map(|(k, (_, hex))| (dir.join(k), hex)).collect())
     }
 
-    /// The store's size in bytes, and when it was last written (seconds since 1970).
+    /// The store's size in bytes (each stored file once), and when a build last used it
+    /// (seconds since 1970; 0 when never).
     pub fn usage(&self) -> (u64, i64) {
+        use std::os::unix::fs::MetadataExt;
         let mut size = 0;
-        let mut last = 0;
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
             for e in rd.flatten() {
                 if let Ok(md) = e.metadata() {
                     size += md.len();
-                    last = last.max(
-                        md.modified()
-                            .ok()
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map_or(0, |d| d.as_secs() as i64),
-                    );
                 }
             }
         }
+        let last = std::fs::metadata(self.used_mark()).map_or(0, |m| m.mtime());
         (size, last)
+    }
+
+    /// Beside the store: its modification time is when a build last used it.
+    fn used_mark(&self) -> PathBuf {
+        self.dir.with_extension("used")
+    }
+
+    /// A build uses the store now (the mark is rewritten in place: no new file each time).
+    fn touch(&self) {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(self.used_mark())
+            .and_then(|mut f| f.write_all(b"used\n"));
     }
 
     /// Forgets every blob; returns the bytes freed.

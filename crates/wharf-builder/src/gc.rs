@@ -112,6 +112,19 @@ impl Builder {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let mut total: u64 = records.iter().map(|r| r.size).sum();
+        // The context files clients sent go first (only a re-upload brings them back, where
+        // an entry costs its step again): with --all, when the cache is over the size kept,
+        // or when no build used them for `until`.
+        let (blob_size, blob_used) = self.blobs.usage();
+        let over = opts.keep_storage > 0 && total + blob_size > opts.keep_storage;
+        let stale = opts.unused_for.is_some_and(|d| now - blob_used >= d.as_secs() as i64);
+        let mut freed = 0;
+        if blob_size > 0 && (opts.all || over || stale) {
+            freed += self
+                .blobs
+                .clear()
+                .map_err(|e| BuildError::Engine(format!("pruning context files: {e}")))?;
+        }
         let mut chosen = Vec::new();
         for r in records {
             if opts.keep_storage > 0 && total <= opts.keep_storage {
@@ -126,20 +139,12 @@ impl Builder {
             total = total.saturating_sub(r.size);
             chosen.push(r);
         }
-        let mut freed = 0;
         let mut removed = Vec::new();
         for r in &chosen {
             self.cache
                 .remove(&r.id)
                 .map_err(|e| BuildError::Engine(format!("pruning the build cache: {e}")))?;
             removed.push(r.id.clone());
-        }
-        // The context files clients sent by content: all of them with --all.
-        if opts.all {
-            freed += self
-                .blobs
-                .clear()
-                .map_err(|e| BuildError::Engine(format!("pruning context files: {e}")))?;
         }
         // Their images, leaves first: a chain's parents go once their children have.
         let mut left: Vec<&crate::gc::CacheRecord> = chosen.iter().filter(|r| !r.in_use).collect();
