@@ -363,6 +363,8 @@ def big_context():
     the same cached build through wharf's own CLI (which sends only what the daemon lacks;
     against dockerd it sends the tar, as the docker CLI does)."""
     ctx = f"{WORK}/big-ctx"
+    # wharf build remembers digests in the user's cache: the bench's own, gone with it.
+    os.environ["XDG_CACHE_HOME"] = f"{WORK}/cache"
     for d in range(100):
         os.makedirs(f"{ctx}/d{d:03}", exist_ok=True)
         for n in range(200):
