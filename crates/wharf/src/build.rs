@@ -269,10 +269,10 @@ impl BuildCmd {
             });
             scratch = Some(d);
         }
-        let mut cache = DigestCache::load();
+        let mut cache = DigestCache::load(&ctx);
         let mut es = entries;
         buildctx::digest_all(&mut es, &mut cache)?;
-        cache.save();
+        cache.save(&es);
         let digests: Vec<String> = es.iter().filter_map(|e| e.digest.clone()).collect();
         let path = self.query(&dockerfile);
         let r = match c

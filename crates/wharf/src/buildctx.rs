@@ -74,7 +74,9 @@ impl Stamp {
     }
 }
 
-/// Digests of earlier builds' files, by absolute path (`~/.cache/wharf/context-digests.json`).
+/// Digests of a context's files from its earlier builds, by absolute path: one file per
+/// context directory (`~/.cache/wharf/contexts/<hash of its path>.json`), holding only what
+/// the last build of it saw, so it never grows past the context itself.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DigestCache {
     files: HashMap<String, (Stamp, String)>,
@@ -83,12 +85,14 @@ pub struct DigestCache {
 }
 
 impl DigestCache {
-    /// The user's cache (empty when there is none or it does not read).
-    pub fn load() -> DigestCache {
+    /// The user's cache for the context `root` (empty when there is none or it does not read).
+    pub fn load(root: &Path) -> DigestCache {
         let dir = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-        let path = dir.map(|d| d.join("wharf").join("context-digests.json"));
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let name = hex::encode(Sha256::digest(root.as_os_str().as_encoded_bytes()));
+        let path = dir.map(|d| d.join("wharf").join("contexts").join(format!("{}.json", &name[..32])));
         let mut c: DigestCache = path
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
@@ -98,8 +102,14 @@ impl DigestCache {
         c
     }
 
-    /// Writes it back (best effort: a cache that cannot be written costs only time).
-    pub fn save(&self) {
+    /// Writes back what `entries` hold (best effort: a cache that cannot be written costs
+    /// only time); what they no longer hold is forgotten.
+    pub fn save(&mut self, entries: &[Entry]) {
+        let keep: std::collections::HashSet<String> = entries
+            .iter()
+            .filter_map(|e| e.local.as_ref().map(|p| p.to_string_lossy().into_owned()))
+            .collect();
+        self.files.retain(|k, _| keep.contains(k));
         let Some(p) = &self.path else { return };
         if let Some(d) = p.parent() {
             let _ = std::fs::create_dir_all(d);
@@ -339,5 +349,11 @@ mod tests {
             .map(|x| x.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(got, [b]);
+        // What the context no longer holds is forgotten when the cache is written back.
+        std::fs::remove_file(p.join("src/keep/a")).unwrap();
+        let e4 = walk(p, &ig, &["Dockerfile", ".dockerignore"]).unwrap();
+        cache.save(&e4);
+        assert!(!cache.files.contains_key(&key));
+        assert_eq!(cache.files.len(), 2, "the Dockerfile and .dockerignore");
     }
 }
