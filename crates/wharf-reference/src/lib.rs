@@ -1,4 +1,5 @@
-//! Names for content: [`Digest`] (`sha256:<64 hex>`), [`Reference`] (Docker's
+//! Names for content: [`Digest`] (`sha256:<64 hex>`), [`oci::OciDigest`] (sha256 or sha512, as
+//! the distribution spec allows), [`Reference`] (Docker's
 //! `registry/repository:tag@digest`, normalised so that `busybox` is
 //! `docker.io/library/busybox:latest`), and the chain-ID arithmetic Docker uses for layers.
 //!
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod digest;
+pub mod oci;
 mod reference;
 
 pub use digest::{chain_ids, Digest, DigestError, Sha256Writer};
