@@ -10,7 +10,6 @@
 mod common;
 mod oci;
 
-use common::*;
 use oci::*;
 use serde_json::{json, Value};
 
