@@ -102,7 +102,20 @@ fn pull_in_background(w: &Wharfd, img: &str) -> Child {
     ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
 )]
 fn pull_run_push_round_trip_with_skopeo_and_dockerd() {
-    let reg = Registry::start("127.0.0.1", None, false);
+    pull_run_push_round_trip_with_skopeo_and_dockerd_on(Engine::Distribution);
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn pull_run_push_round_trip_with_skopeo_and_dockerd_against_wharf_registry() {
+    pull_run_push_round_trip_with_skopeo_and_dockerd_on(Engine::Wharf);
+}
+
+fn pull_run_push_round_trip_with_skopeo_and_dockerd_on(engine: Engine) {
+    let reg = Registry::start_engine(engine, "127.0.0.1", None, false, &[]);
     let w = Wharfd::start();
     let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "layer two");
     reg.seed(&layout.dir, "v1", "stand/bb:v1", None);
@@ -199,7 +212,20 @@ fn pull_run_push_round_trip_with_skopeo_and_dockerd() {
     ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
 )]
 fn multi_arch_index_picks_the_platform() {
-    let reg = Registry::start("127.0.0.1", None, false);
+    multi_arch_index_picks_the_platform_on(Engine::Distribution);
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn multi_arch_index_picks_the_platform_against_wharf_registry() {
+    multi_arch_index_picks_the_platform_on(Engine::Wharf);
+}
+
+fn multi_arch_index_picks_the_platform_on(engine: Engine) {
+    let reg = Registry::start_engine(engine, "127.0.0.1", None, false, &[]);
     let w = Wharfd::start();
     let l = Layout::new(w.dir.path().join("oci"));
     let (amd, _) = l.image(
@@ -271,7 +297,20 @@ fn multi_arch_index_picks_the_platform() {
     ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
 )]
 fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip() {
-    let reg = Registry::start("127.0.0.1", None, false);
+    zstd_and_uncompressed_layers_pull_and_push_back_as_gzip_on(Engine::Distribution);
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip_against_wharf_registry() {
+    zstd_and_uncompressed_layers_pull_and_push_back_as_gzip_on(Engine::Wharf);
+}
+
+fn zstd_and_uncompressed_layers_pull_and_push_back_as_gzip_on(engine: Engine) {
+    let reg = Registry::start_engine(engine, "127.0.0.1", None, false, &[]);
     let w = Wharfd::start();
     let l = Layout::new(w.dir.path().join("oci"));
     let (desc, _) = l.image_with(
@@ -352,7 +391,20 @@ fn concurrent_pulls_download_each_layer_once() {
     ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
 )]
 fn basic_auth_login_pull_and_push() {
-    let reg = Registry::start("127.0.0.1", Some(("wharf", "s3cret")), false);
+    basic_auth_login_pull_and_push_on(Engine::Distribution);
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn basic_auth_login_pull_and_push_against_wharf_registry() {
+    basic_auth_login_pull_and_push_on(Engine::Wharf);
+}
+
+fn basic_auth_login_pull_and_push_on(engine: Engine) {
+    let reg = Registry::start_engine(engine, "127.0.0.1", Some(("wharf", "s3cret")), false, &[]);
     let w = Wharfd::start();
     let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "private");
     reg.seed(&layout.dir, "v1", "priv/bb:v1", Some("wharf:s3cret"));
@@ -420,8 +472,21 @@ fn basic_auth_login_pull_and_push() {
     ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
 )]
 fn tls_registry_is_verified_against_certs_d() {
+    tls_registry_is_verified_against_certs_d_on(Engine::Distribution);
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn tls_registry_is_verified_against_certs_d_against_wharf_registry() {
+    tls_registry_is_verified_against_certs_d_on(Engine::Wharf);
+}
+
+fn tls_registry_is_verified_against_certs_d_on(engine: Engine) {
     // ::1 is outside Docker's default insecure range (127.0.0.0/8), so TLS is verified.
-    let reg = Registry::start("::1", None, true);
+    let reg = Registry::start_engine(engine, "::1", None, true, &[]);
     let certs = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(certs.path().join(&reg.host)).unwrap();
     std::fs::copy(reg.ca(), certs.path().join(&reg.host).join("ca.crt")).unwrap();
@@ -1048,7 +1113,20 @@ fn foreign_layers_come_from_their_urls_and_are_never_pushed() {
     ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
 )]
 fn all_tags_both_ways_and_unreachable_registries() {
-    let reg = Registry::start("127.0.0.1", None, false);
+    all_tags_both_ways_and_unreachable_registries_on(Engine::Distribution);
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn all_tags_both_ways_and_unreachable_registries_against_wharf_registry() {
+    all_tags_both_ways_and_unreachable_registries_on(Engine::Wharf);
+}
+
+fn all_tags_both_ways_and_unreachable_registries_on(engine: Engine) {
+    let reg = Registry::start_engine(engine, "127.0.0.1", None, false, &[]);
     let w = Wharfd::start();
     let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "tags");
     reg.seed(&layout.dir, "v1", "tags/bb:v1", None);
