@@ -184,7 +184,19 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Raises the open-file limit to its hard maximum, as Go's runtime does for distribution: each
+/// client connection is a descriptor, and a registry serves thousands.
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
 fn main() -> ExitCode {
+    raise_nofile();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

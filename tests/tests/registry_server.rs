@@ -1,0 +1,503 @@
+//! wharf's own registry server, `wharf-registry`, where it goes past what the shared registry
+//! tests check (those run against it too, in `registry.rs`): Docker's token flow with `docker
+//! login` and per-repository rules, the audit log, `kill -9` in the middle of a `docker push`,
+//! hostile requests (2,000 idle connections, a slow upload, chunks longer than declared, upload
+//! limits, path tricks), quotas, disabled deletes, read-only mode, metrics and health, and a
+//! graceful shutdown that finishes the upload in flight.
+
+mod common;
+mod oci;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use oci::*;
+use serde_json::Value;
+
+/// A configuration file for `wharf-registry serve --config`.
+fn config(dir: &Path, text: &str) -> String {
+    let p = dir.join("registry.toml");
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (u, pw) in users {
+        out.push_str(
+            &run_ok(Command::new("htpasswd").args(["-Bbn", u, pw]))
+                .trim_end()
+                .to_string(),
+        );
+        out.push('\n');
+    }
+    let p = dir.join("htpasswd");
+    std::fs::write(&p, out).unwrap();
+    p.display().to_string()
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    )
+}
+
+fn json_of(b: &[u8]) -> Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn docker_login_with_tokens_scopes_rules_and_the_audit_log() {
+    let cfgdir = tempfile::tempdir().unwrap();
+    let pw = htpasswd(cfgdir.path(), &[("alice", "a-secret"), ("bob", "b-secret")]);
+    let audit = cfgdir.path().join("audit.jsonl");
+    let cfg = config(
+        cfgdir.path(),
+        &format!(
+            r#"[auth]
+htpasswd = "{pw}"
+token = true
+[[auth.access]]
+accounts = ["alice"]
+repositories = ["team/*"]
+actions = ["pull", "push"]
+[[auth.access]]
+accounts = ["*"]
+repositories = ["team/*"]
+actions = ["pull"]
+"#
+        ),
+    );
+    let reg = Registry::start_engine(
+        Engine::Wharf,
+        "127.0.0.1",
+        None,
+        false,
+        &["--config", &cfg, "--audit-log", audit.to_str().unwrap()],
+    );
+    let host = reg.host.clone();
+    // Anonymous: a Bearer challenge naming the built-in token endpoint.
+    let (st, h, _) = request(&host, "GET", "/v2/", &[], b"");
+    assert_eq!(st, 401);
+    let ch = hget(&h, "www-authenticate").unwrap();
+    assert_eq!(
+        ch,
+        format!("Bearer realm=\"http://{host}/token\",service=\"wharf-registry\"")
+    );
+
+    let w = Wharfd::start();
+    w.import_busybox("bb");
+    let img = format!("{host}/team/bb:v1");
+    w.ok(&["tag", "bb", &img]);
+    let e = w.fails(&["push", &img]);
+    assert!(e.to_lowercase().contains("unauthorized") || e.contains("denied"), "{e}");
+    let o = w.docker_stdin(&["login", "-u", "alice", "--password-stdin", &host], Some(b"wrong\n"));
+    assert!(!o.status.success());
+    let o = w.docker_stdin(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(b"a-secret\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = w.ok(&["push", &img]);
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v1: digest: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    // Outside team/ alice may do nothing.
+    let other = format!("{host}/elsewhere/bb:v1");
+    w.ok(&["tag", "bb", &other]);
+    let e = w.fails(&["push", &other]);
+    assert!(e.contains("denied") || e.to_lowercase().contains("unauthorized"), "{e}");
+    w.ok(&["rmi", &img, &other]);
+    w.ok(&["pull", &img]);
+    assert_eq!(
+        w.ok(&["run", "--rm", "--network", "none", &img, "echo", "pulled"]),
+        "pulled\n"
+    );
+
+    // bob's token carries pull only, whatever he asks for.
+    let (st, _, b) = request(
+        &host,
+        "GET",
+        "/token?service=wharf-registry&scope=repository:team/bb:pull,push",
+        &[("Authorization", &basic("bob", "b-secret"))],
+        b"",
+    );
+    assert_eq!(st, 200);
+    let tok = json_of(&b)["token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {tok}");
+    let (st, _, _) = request(
+        &host,
+        "GET",
+        &format!("/v2/team/bb/manifests/{digest}"),
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(st, 200);
+    let (st, h, _) = request(
+        &host,
+        "POST",
+        "/v2/team/bb/blobs/uploads/",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(st, 401, "a pull-only token cannot push");
+    assert!(hget(&h, "www-authenticate")
+        .unwrap()
+        .contains("scope=\"repository:team/bb:pull,push\""));
+    let (st, _, _) = request(
+        &host,
+        "GET",
+        "/token?scope=repository:team/bb:pull",
+        &[("Authorization", &basic("bob", "nope"))],
+        b"",
+    );
+    assert_eq!(st, 401, "wrong credentials get no token");
+    // A forged token is refused.
+    let forged = format!("Bearer {}x", tok);
+    let (st, _, _) = request(
+        &host,
+        "GET",
+        "/v2/team/bb/tags/list",
+        &[("Authorization", &forged)],
+        b"",
+    );
+    assert_eq!(st, 401);
+
+    // The audit log names who pushed and pulled what.
+    let lines: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |action: &str, account: &str, reference: &str| {
+        lines.iter().any(|l| {
+            l["action"] == action
+                && l["account"] == account
+                && l["repository"] == "team/bb"
+                && l["reference"] == reference
+        })
+    };
+    assert!(has("push", "alice", "v1"), "{lines:?}");
+    assert!(has("pull", "alice", "v1"), "{lines:?}");
+    assert!(has("pull", "bob", &digest), "{lines:?}");
+    assert!(lines
+        .iter()
+        .all(|l| l["digest"].as_str().is_some_and(|d| d.starts_with("sha256:"))));
+}
+
+/// Sizes of the files under `dir`.
+fn files_under(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push((p.display().to_string(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn kill_9_mid_push_shows_nothing_half_written_and_the_retry_and_gc_finish_the_job() {
+    let cfgdir = tempfile::tempdir().unwrap();
+    let cfg = config(cfgdir.path(), "upload_max_age = 1\n");
+    let mut reg = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, false, &["--config", &cfg]);
+    let w = Wharfd::start();
+    // 48 MiB that gzip cannot shrink: the push is long enough to be caught in the middle.
+    let big = layer(&[("big", &noise(48 << 20, 7))]);
+    let tar = w.dir.path().join("big.tar");
+    std::fs::write(&tar, big).unwrap();
+    let img = format!("{}/big/image:v1", reg.host);
+    w.ok(&["import", tar.to_str().unwrap(), &img]);
+    let mut push = Command::new("docker")
+        .args(["-H", &format!("unix://{}", w.sock.display()), "push", &img])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let uploads = reg.data().join("uploads");
+    let start = Instant::now();
+    loop {
+        let partial = files_under(&uploads)
+            .iter()
+            .any(|(p, n)| p.ends_with("/data") && *n > 1 << 20);
+        if partial {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the push never got under way"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    reg.kill9();
+    let _ = push.wait();
+    let blobs_after_kill = files_under(&reg.data().join("blobs"));
+    let repos_after_kill = files_under(&reg.data().join("repositories"));
+    reg.spawn();
+    // Nothing of the cut layer is a blob, and no manifest is visible.
+    let layer_blobs: Vec<_> = blobs_after_kill.iter().filter(|(_, n)| *n > 1 << 20).collect();
+    assert!(
+        layer_blobs.is_empty(),
+        "a half-written layer is a blob: {layer_blobs:?}"
+    );
+    assert!(
+        !repos_after_kill.iter().any(|(p, _)| p.contains("_manifests")),
+        "{repos_after_kill:?}"
+    );
+    let (st, _, _) = request(&reg.host, "GET", "/v2/big/image/manifests/v1", &[], b"");
+    assert_eq!(st, 404);
+    let orphans = files_under(&uploads).len();
+    assert!(orphans > 0, "the cut session survives the restart until GC");
+    // The client's retry succeeds.
+    let out = w.ok(&["push", &img]);
+    assert!(out.contains("v1: digest: "), "{out}");
+    let (st, _, b) = request(&reg.host, "GET", "/v2/big/image/tags/list", &[], b"");
+    assert_eq!((st, json_of(&b)["tags"].clone()), (200, serde_json::json!(["v1"])));
+    // GC purges the orphaned session (older than upload_max_age) and keeps the image.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run_ok(
+        Command::new(bin("wharf-registry"))
+            .args(["garbage-collect", "--config", &cfg, "--root"])
+            .arg(reg.data()),
+    );
+    assert!(
+        out.contains("upload sessions purged") && !out.contains(" 0 upload sessions purged"),
+        "{out}"
+    );
+    assert!(files_under(&uploads).is_empty(), "{:?}", files_under(&uploads));
+    w.ok(&["rmi", &img]);
+    w.ok(&["pull", &img]);
+}
+
+/// Opens `n` connections that send nothing.
+fn idle_connections(host: &str, n: usize) -> Vec<TcpStream> {
+    (0..n).map(|_| TcpStream::connect(host).unwrap()).collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: runs registries on loopback from built binaries"
+)]
+fn hostile_requests_get_spec_errors_store_nothing_and_the_server_keeps_serving() {
+    let mut reg = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, false, &["--max-upload-bytes", "1000"]);
+    let host = reg.host.clone();
+    let before = files_under(&reg.data().join("blobs")).len();
+    // A chunk longer than its Content-Range: refused, rolled back.
+    let (_, h, _) = request(&host, "POST", "/v2/h/x/blobs/uploads/", &[], b"");
+    let up = location_path(&h);
+    let (st, _, b) = request(&host, "PATCH", &up, &[("Content-Range", "0-9")], &[7u8; 20]);
+    assert_eq!(
+        (st, error_code(&b).as_str()),
+        (400, "SIZE_INVALID"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    // The same in two pieces: the first is written before the second overflows the range.
+    let mut c = TcpStream::connect(&host).unwrap();
+    write!(
+        c,
+        "PATCH {up} HTTP/1.1\r\nHost: {host}\r\nContent-Range: 0-9\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    c.write_all(&[7u8; 8]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(&[7u8; 12]).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("SIZE_INVALID"),
+        "{answer}"
+    );
+    let (st, h, _) = request(&host, "GET", &up, &[], b"");
+    assert_eq!(
+        (st, hget(&h, "range")),
+        (204, Some("0-0")),
+        "the long chunk was rolled back"
+    );
+    // Over the upload limit: 413, nothing kept.
+    let (st, _, b) = request(
+        &host,
+        "PUT",
+        &with_query(&up, &format!("digest={}", sha(&[1u8; 2000]))),
+        &[],
+        &[1u8; 2000],
+    );
+    assert_eq!((st, error_code(&b).as_str()), (413, "SIZE_INVALID"));
+    let (st, _, b) = request(
+        &host,
+        "POST",
+        &format!("/v2/h/x/blobs/uploads/?digest={}", sha(&[1u8; 2000])),
+        &[],
+        &[1u8; 2000],
+    );
+    assert_eq!(st, 413, "{}", String::from_utf8_lossy(&b));
+    // Path tricks in names and digests.
+    let long = "a".repeat(256);
+    for name in ["UPPER", "a/../../etc", "..", long.as_str(), "a/./b", "-a"] {
+        let (st, _, b) = request(&host, "GET", &format!("/v2/{name}/tags/list"), &[], b"");
+        assert_eq!((st, error_code(&b).as_str()), (400, "NAME_INVALID"), "{name}");
+    }
+    for path in [
+        "/v2/h/x/blobs/sha256:..%2f..%2fetc",
+        "/v2/h/x/blobs/../../../etc/passwd",
+        "/v2/h/x/manifests/sha256:../../x",
+    ] {
+        let (st, _, _) = request(&host, "GET", path, &[], b"");
+        assert!((400..=404).contains(&st), "{path}: {st}");
+    }
+    assert_eq!(
+        files_under(&reg.data().join("blobs")).len(),
+        before,
+        "nothing was stored"
+    );
+
+    // 2,000 idle connections and a slow upload: the server keeps answering.
+    let idle = idle_connections(&host, 2000);
+    let (_, h, _) = request(&host, "POST", "/v2/h/slow/blobs/uploads/", &[], b"");
+    let slow_path = location_path(&h);
+    let slow_host = host.clone();
+    let slow = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(&slow_host).unwrap();
+        write!(
+            c,
+            "PATCH {slow_path} HTTP/1.1\r\nHost: {slow_host}\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        for _ in 0..20 {
+            c.write_all(b"s").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut r = BufReader::new(c);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        s
+    });
+    let t = Instant::now();
+    for _ in 0..20 {
+        let (st, _, _) = request(&host, "GET", "/v2/", &[], b"");
+        assert_eq!(st, 200);
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "20 requests took {:?} beside idle connections",
+        t.elapsed()
+    );
+    let answer = slow.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(answer.to_lowercase().contains("range: 0-19"), "{answer}");
+    drop(idle);
+    let d = push_blob(&host, "h/after", b"still serving");
+    let (st, _, b) = request(&host, "GET", &format!("/v2/h/after/blobs/{d}"), &[], b"");
+    assert_eq!((st, b.as_slice()), (200, &b"still serving"[..]));
+    reg.kill9();
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: runs registries on loopback from built binaries"
+)]
+fn quotas_disabled_deletes_read_only_metrics_and_a_graceful_shutdown() {
+    let cfgdir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        cfgdir.path(),
+        "delete = false\n[[quotas]]\nrepositories = [\"small/*\"]\nbytes = 300\n",
+    );
+    let mut reg = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, false, &["--config", &cfg]);
+    let host = reg.host.clone();
+    // --delete on the command line enables deletes; the file's `delete = false` is what stays
+    // when the flag is absent, so start without the harness's flag here.
+    reg.kill9();
+    reg.cmd.retain(|a| a != "--delete");
+    reg.spawn();
+    push_blob(&host, "small/x", &[1u8; 200]);
+    let (_, h, _) = request(&host, "POST", "/v2/small/x/blobs/uploads/", &[], b"");
+    let (st, _, b) = request(
+        &host,
+        "PUT",
+        &with_query(&location_path(&h), &format!("digest={}", sha(&[2u8; 200]))),
+        &[],
+        &[2u8; 200],
+    );
+    assert_eq!((st, error_code(&b).as_str()), (403, "DENIED"), "over the quota");
+    let d = push_blob(&host, "large/x", &[2u8; 200]);
+    let (st, _, b) = request(&host, "DELETE", &format!("/v2/large/x/blobs/{d}"), &[], b"");
+    assert_eq!((st, error_code(&b).as_str()), (405, "UNSUPPORTED"));
+    let (dg, _) = push_image(&host, "large/x", "v1", &[]);
+    let (st, _, _) = request(&host, "DELETE", &format!("/v2/large/x/manifests/{dg}"), &[], b"");
+    assert_eq!(st, 405);
+
+    // Metrics and health.
+    let (st, _, b) = request(&host, "GET", "/metrics", &[], b"");
+    let m = String::from_utf8_lossy(&b);
+    assert_eq!(st, 200);
+    assert!(
+        m.contains("registry_http_requests_total{route=\"upload\",method=\"PUT\",code=\"201\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("registry_http_requests_total{route=\"upload\",method=\"PUT\",code=\"403\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("registry_http_request_duration_seconds_bucket{route=\"manifest\",le=\"+Inf\"}"),
+        "{m}"
+    );
+    let (st, _, _) = request(&host, "GET", "/health", &[], b"");
+    assert_eq!(st, 200);
+
+    // SIGTERM with an upload in flight: it finishes, then the server exits.
+    let (_, h, _) = request(&host, "POST", "/v2/large/y/blobs/uploads/", &[], b"");
+    let path = location_path(&h);
+    let mut c = TcpStream::connect(&host).unwrap();
+    write!(
+        c,
+        "PATCH {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhalf."
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = reg.child.as_ref().unwrap().id().to_string();
+    run_ok(Command::new("kill").args(["-TERM", &pid]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(TcpStream::connect(&host).is_err(), "no new connections after SIGTERM");
+    c.write_all(b"done.").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let st = wait_timeout(reg.child.as_mut().unwrap(), Duration::from_secs(10)).expect("exits after draining");
+    assert!(st.success(), "{st:?}");
+    reg.child = None;
+
+    // Read-only: reads work, writes are UNSUPPORTED.
+    reg.cmd.push("--read-only".into());
+    reg.spawn();
+    let (st, _, _) = request(&host, "GET", "/v2/large/x/manifests/v1", &[], b"");
+    assert_eq!(st, 200);
+    let (st, _, b) = request(&host, "POST", "/v2/large/x/blobs/uploads/", &[], b"");
+    assert_eq!((st, error_code(&b).as_str()), (405, "UNSUPPORTED"));
+}
