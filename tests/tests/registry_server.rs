@@ -28,11 +28,7 @@ fn config(dir: &Path, text: &str) -> String {
 fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> String {
     let mut out = String::new();
     for (u, pw) in users {
-        out.push_str(
-            &run_ok(Command::new("htpasswd").args(["-Bbn", u, pw]))
-                .trim_end()
-                .to_string(),
-        );
+        out.push_str(run_ok(Command::new("htpasswd").args(["-Bbn", u, pw])).trim_end());
         out.push('\n');
     }
     let p = dir.join("htpasswd");
