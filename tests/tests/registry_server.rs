@@ -497,3 +497,48 @@ fn quotas_disabled_deletes_read_only_metrics_and_a_graceful_shutdown() {
     let (st, _, b) = request(&host, "POST", "/v2/large/x/blobs/uploads/", &[], b"");
     assert_eq!((st, error_code(&b).as_str()), (405, "UNSUPPORTED"));
 }
+
+#[test]
+#[cfg_attr(not(root_tier), ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)")]
+fn the_registry_image_serves_the_seeds_flow_under_wharfd() {
+    let w = Wharfd::start();
+    let out = target_dir().join("registry-image");
+    let o = Command::new("bash")
+        .arg(repo_root().join("scripts/registry-image.sh"))
+        .arg(&out)
+        .arg("wharf-registry:test")
+        .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let port = free_port("127.0.0.1");
+    let host = format!("127.0.0.1:{port}");
+    w.ok(&["run", "-d", "--name", "registry", "-p", &format!("{host}:5000"), "wharf-registry:test"]);
+    let start = Instant::now();
+    while request_ok(&host).is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.ok(&["logs", "registry"]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.import_busybox("bb");
+    let img = format!("{host}/seed/bb:v1");
+    w.ok(&["tag", "bb", &img]);
+    let pushed = w.ok(&["push", &img]);
+    assert!(pushed.contains("v1: digest: sha256:"), "{pushed}");
+    let catalog = run_ok(Command::new("curl").args(["-sf", &format!("http://{host}/v2/_catalog")]));
+    assert_eq!(json_of(catalog.as_bytes()), serde_json::json!({"repositories": ["seed/bb"]}));
+    let tags = run_ok(Command::new("curl").args(["-sf", &format!("http://{host}/v2/seed/bb/tags/list")]));
+    assert_eq!(json_of(tags.as_bytes()), serde_json::json!({"name": "seed/bb", "tags": ["v1"]}));
+    w.ok(&["rmi", &img]);
+    w.ok(&["pull", &img]);
+    w.ok(&["rm", "-f", "registry"]);
+}
+
+/// `GET /v2/` answered 200, if the server is up.
+fn request_ok(host: &str) -> Option<()> {
+    let mut c = TcpStream::connect(host).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(c, "GET /v2/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    s.starts_with("HTTP/1.1 200").then_some(())
+}
