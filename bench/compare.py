@@ -28,6 +28,8 @@ WHARF_CLI = {
     "d": ["target/release/wharf", "-H", f"unix://{WORK}/d.sock"],
 }
 NAMES = {"w": "wharfd", "d": "dockerd"}
+# What the table and the JSON call the two sides (the registry comparison renames them).
+LABELS = dict(NAMES)
 TICK = os.sysconf("SC_CLK_TCK")
 results = []
 
@@ -79,20 +81,20 @@ def scenario(name, cmd, setup=None, teardown=None, runs=RUNS, warmup=1):
     row = {
         "scenario": name,
         "unit": "ms",
-        "wharfd": {"median": mw, "min": min(samples["w"]), "max": max(samples["w"]),
-                   "cpu_median": statistics.median(cpu["w"]), "samples": samples["w"]},
-        "dockerd": {"median": md, "min": min(samples["d"]), "max": max(samples["d"]),
-                    "cpu_median": statistics.median(cpu["d"]), "samples": samples["d"]},
+        LABELS["w"]: {"median": mw, "min": min(samples["w"]), "max": max(samples["w"]),
+                      "cpu_median": statistics.median(cpu["w"]), "samples": samples["w"]},
+        LABELS["d"]: {"median": md, "min": min(samples["d"]), "max": max(samples["d"]),
+                      "cpu_median": statistics.median(cpu["d"]), "samples": samples["d"]},
         "ratio": md / mw if mw else None,
     }
     results.append(row)
-    print(f"  {name}: wharfd {mw:.1f} ms, dockerd {md:.1f} ms, {row['ratio']:.2f}x", file=sys.stderr)
+    print(f"  {name}: {LABELS['w']} {mw:.1f} ms, {LABELS['d']} {md:.1f} ms, {row['ratio']:.2f}x", file=sys.stderr)
 
 
 def reading(name, unit, w, d):
-    results.append({"scenario": name, "unit": unit, "wharfd": {"median": w}, "dockerd": {"median": d},
+    results.append({"scenario": name, "unit": unit, LABELS["w"]: {"median": w}, LABELS["d"]: {"median": d},
                     "ratio": d / w if w else None})
-    print(f"  {name}: wharfd {w:.1f} {unit}, dockerd {d:.1f} {unit}", file=sys.stderr)
+    print(f"  {name}: {LABELS['w']} {w:.1f} {unit}, {LABELS['d']} {d:.1f} {unit}", file=sys.stderr)
 
 
 def skipped(name, why):
@@ -155,6 +157,12 @@ def main():
             sh(ENG[e] + ["import", "-c", 'CMD ["/bin/sh"]', f"{WORK}/img/busybox-rootfs.tar", "busybox:latest"])
         big_context()
         write("compare-bigcontext")
+        return
+    if os.environ.get("ONLY") == "registry":
+        sys.modules["compare"] = sys.modules[__name__]  # one module, one results list
+        import registry
+        registry.main()
+        write("compare-registry")
         return
     if os.environ.get("ONLY") == "build":
         builds()
@@ -236,38 +244,10 @@ def main():
              teardown=lambda e, i: sh(ENG[e] + ["rmi", f"imp{i}"]))
 
     # Registry: pull and push of a multi-layer image (the one `bench/pull.sh` builds).
-    r = subprocess.run(["bash", "-c", f"""
-        set -e
-        python3 - {WORK}/oci {img}/busybox-rootfs.tar <<'PY'
-import gzip, hashlib, io, json, os, random, sys, tarfile
-out, busybox = sys.argv[1], sys.argv[2]
-os.makedirs(f"{{out}}/blobs/sha256", exist_ok=True)
-def blob(b):
-    d = hashlib.sha256(b).hexdigest(); open(f"{{out}}/blobs/sha256/{{d}}", "wb").write(b); return "sha256:" + d, len(b)
-rng = random.Random(42)
-words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(5000)]
-layers = [open(busybox, "rb").read()]
-for n in range(5):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
-        for f in range(40):
-            data = rng.randbytes(1_000_000) if f % 2 else " ".join(rng.choice(words) for _ in range(250_000)).encode()[:1_600_000]
-            ti = tarfile.TarInfo(f"data{{n}}/f{{f}}"); ti.size = len(data); ti.mtime = 1700000000
-            t.addfile(ti, io.BytesIO(data))
-    layers.append(buf.getvalue())
-descs = [dict(zip(("digest", "size"), blob(gzip.compress(l, 6, mtime=0))), mediaType="application/vnd.oci.image.layer.v1.tar+gzip") for l in layers]
-cfg = {{"architecture": "amd64", "os": "linux", "config": {{"Cmd": ["/bin/sh"]}},
-       "rootfs": {{"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]}}}}
-cd, cs = blob(json.dumps(cfg).encode())
-m = {{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-     "config": {{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}}, "layers": descs}}
-md, ms = blob(json.dumps(m).encode())
-json.dump({{"schemaVersion": 2, "manifests": [{{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-           "annotations": {{"org.opencontainers.image.ref.name": "v1"}}}}]}}, open(f"{{out}}/index.json", "w"))
-open(f"{{out}}/oci-layout", "w").write('{{"imageLayoutVersion":"1.0.0"}}')
-PY
-        skopeo copy -q --dest-tls-verify=false oci:{WORK}/oci:v1 docker://{REG}/bench/big:v1
-    """], stderr=subprocess.PIPE)
+    r = big_layout()
+    if r.returncode == 0:
+        r = subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{WORK}/oci:v1",
+                            f"docker://{REG}/bench/big:v1"], stderr=subprocess.PIPE)
     if r.returncode != 0:
         skipped("docker pull (6 layers, 262 MB)", "could not seed the registry: " + r.stderr.decode()[-300:])
     else:
@@ -311,6 +291,42 @@ PY
 
     builds()
     write()
+
+
+def big_layout():
+    """The 262 MB six-layer image (busybox and five layers of text and noise) as an OCI layout in
+    WORK/oci, tag v1: the same bytes for every registry and client."""
+    return subprocess.run(["bash", "-c", f"""
+        set -e
+        python3 - {WORK}/oci {WORK}/img/busybox-rootfs.tar <<'PY'
+import gzip, hashlib, io, json, os, random, sys, tarfile
+out, busybox = sys.argv[1], sys.argv[2]
+os.makedirs(f"{{out}}/blobs/sha256", exist_ok=True)
+def blob(b):
+    d = hashlib.sha256(b).hexdigest(); open(f"{{out}}/blobs/sha256/{{d}}", "wb").write(b); return "sha256:" + d, len(b)
+rng = random.Random(42)
+words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(5000)]
+layers = [open(busybox, "rb").read()]
+for n in range(5):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for f in range(40):
+            data = rng.randbytes(1_000_000) if f % 2 else " ".join(rng.choice(words) for _ in range(250_000)).encode()[:1_600_000]
+            ti = tarfile.TarInfo(f"data{{n}}/f{{f}}"); ti.size = len(data); ti.mtime = 1700000000
+            t.addfile(ti, io.BytesIO(data))
+    layers.append(buf.getvalue())
+descs = [dict(zip(("digest", "size"), blob(gzip.compress(l, 6, mtime=0))), mediaType="application/vnd.oci.image.layer.v1.tar+gzip") for l in layers]
+cfg = {{"architecture": "amd64", "os": "linux", "config": {{"Cmd": ["/bin/sh"]}},
+       "rootfs": {{"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]}}}}
+cd, cs = blob(json.dumps(cfg).encode())
+m = {{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+     "config": {{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}}, "layers": descs}}
+md, ms = blob(json.dumps(m).encode())
+json.dump({{"schemaVersion": 2, "manifests": [{{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+           "annotations": {{"org.opencontainers.image.ref.name": "v1"}}}}]}}, open(f"{{out}}/index.json", "w"))
+open(f"{{out}}/oci-layout", "w").write('{{"imageLayoutVersion":"1.0.0"}}')
+PY
+    """], stderr=subprocess.PIPE)
 
 
 BUILD_DOCKERFILE = """FROM busybox
@@ -383,16 +399,17 @@ def big_context():
 
 
 def write(name="compare"):
-    md = ["# wharfd vs dockerd", "", MACHINE, "",
+    a, b = LABELS["w"], LABELS["d"]
+    md = [f"# {a} vs {b}", "", MACHINE, "",
           f"Medians of {RUNS} interleaved runs after a warm-up; "
           "CPU is what the whole machine spent per run.", "",
-          "| scenario | wharfd | dockerd | dockerd/wharfd | wharfd CPU | dockerd CPU |", "|---|---|---|---|---|---|"]
+          f"| scenario | {a} | {b} | {b}/{a} | {a} CPU | {b} CPU |", "|---|---|---|---|---|---|"]
     for r in results:
         if "skipped" in r:
             md.append(f"| {r['scenario']} | – | – | skipped: {r['skipped']} | | |")
             continue
         u = r["unit"]
-        w, d = r["wharfd"], r["dockerd"]
+        w, d = r[a], r[b]
         fmt = (lambda x: f"{x:.1f} {u}")
         rng = (lambda s: f" ({s['min']:.0f}–{s['max']:.0f})" if "min" in s else "")
         cpu = (lambda s: f"{s['cpu_median']:.0f} ms" if "cpu_median" in s else "")

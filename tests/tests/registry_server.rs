@@ -499,7 +499,10 @@ fn quotas_disabled_deletes_read_only_metrics_and_a_graceful_shutdown() {
 }
 
 #[test]
-#[cfg_attr(not(root_tier), ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)")]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
 fn the_registry_image_serves_the_seeds_flow_under_wharfd() {
     let w = Wharfd::start();
     let out = target_dir().join("registry-image");
@@ -513,10 +516,22 @@ fn the_registry_image_serves_the_seeds_flow_under_wharfd() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let port = free_port("127.0.0.1");
     let host = format!("127.0.0.1:{port}");
-    w.ok(&["run", "-d", "--name", "registry", "-p", &format!("{host}:5000"), "wharf-registry:test"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "registry",
+        "-p",
+        &format!("{host}:5000"),
+        "wharf-registry:test",
+    ]);
     let start = Instant::now();
     while request_ok(&host).is_none() {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.ok(&["logs", "registry"]));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            w.ok(&["logs", "registry"])
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     w.import_busybox("bb");
@@ -525,9 +540,15 @@ fn the_registry_image_serves_the_seeds_flow_under_wharfd() {
     let pushed = w.ok(&["push", &img]);
     assert!(pushed.contains("v1: digest: sha256:"), "{pushed}");
     let catalog = run_ok(Command::new("curl").args(["-sf", &format!("http://{host}/v2/_catalog")]));
-    assert_eq!(json_of(catalog.as_bytes()), serde_json::json!({"repositories": ["seed/bb"]}));
+    assert_eq!(
+        json_of(catalog.as_bytes()),
+        serde_json::json!({"repositories": ["seed/bb"]})
+    );
     let tags = run_ok(Command::new("curl").args(["-sf", &format!("http://{host}/v2/seed/bb/tags/list")]));
-    assert_eq!(json_of(tags.as_bytes()), serde_json::json!({"name": "seed/bb", "tags": ["v1"]}));
+    assert_eq!(
+        json_of(tags.as_bytes()),
+        serde_json::json!({"name": "seed/bb", "tags": ["v1"]})
+    );
     w.ok(&["rmi", &img]);
     w.ok(&["pull", &img]);
     w.ok(&["rm", "-f", "registry"]);
@@ -541,4 +562,54 @@ fn request_ok(host: &str) -> Option<()> {
     let mut s = String::new();
     c.read_to_string(&mut s).ok()?;
     s.starts_with("HTTP/1.1 200").then_some(())
+}
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn pull_through_cache_fills_from_the_remote_and_serves_once_it_is_gone() {
+    let mut upstream = Registry::start("127.0.0.1", Some(("up", "up-pw")), false);
+    let w = Wharfd::start();
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "from upstream");
+    upstream.seed(&layout.dir, "v1", "stand/bb:v1", Some("up:up-pw"));
+    let cfgdir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        cfgdir.path(),
+        &format!(
+            "[proxy]\nremoteurl = \"http://{}\"\nusername = \"up\"\npassword = \"up-pw\"\n",
+            upstream.host
+        ),
+    );
+    let cache = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, false, &["--config", &cfg]);
+    let img = format!("{}/stand/bb:v1", cache.host);
+    let out = w.ok(&["pull", &img]);
+    let digest = digest_line(&out);
+    assert_eq!(
+        w.ok(&["run", "--rm", "--network", "none", &img, "cat", "/etc/marker"]),
+        "from upstream"
+    );
+    // What was pulled is in the cache's own storage now: manifest, config and both layers.
+    let blobs = files_under(&cache.data().join("blobs"));
+    assert!(blobs.len() >= 4, "{blobs:?}");
+    // The cache takes no pushes.
+    let mine = format!("{}/stand/mine:v1", cache.host);
+    w.ok(&["tag", &img, &mine]);
+    let e = w.fails(&["push", &mine]);
+    assert!(e.to_lowercase().contains("unsupported"), "{e}");
+    // With the remote gone, what was cached is still served, by tag and by digest.
+    upstream.kill9();
+    w.ok(&["rmi", &img, &mine]);
+    let out = w.ok(&["pull", &img]);
+    assert_eq!(digest_line(&out), digest);
+    let by_digest = format!("{}/stand/bb@{digest}", cache.host);
+    w.ok(&["pull", &by_digest]);
+    assert_eq!(
+        w.ok(&["run", "--rm", "--network", "none", &img, "cat", "/etc/marker"]),
+        "from upstream"
+    );
+    // What was never cached is an error, not a hang.
+    let (st, _, _) = request(&cache.host, "GET", "/v2/stand/other/manifests/v1", &[], b"");
+    assert!(st == 503 || st == 404, "{st}");
 }

@@ -74,6 +74,28 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// Pull-through cache mode.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The registry mirrored (`https://registry-1.docker.io`, `http://127.0.0.1:5000`).
+    pub remoteurl: String,
+    /// Its account, if it needs one.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+    /// Seconds a cached tag is served before the remote is asked again (default a week).
+    #[serde(default = "default_proxy_ttl")]
+    pub ttl: u64,
+    /// Skip verifying the remote's TLS certificate.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+fn default_proxy_ttl() -> u64 {
+    7 * 24 * 3600
+}
+
 /// Garbage collection while serving.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +166,8 @@ pub struct Config {
     /// Garbage collection.
     #[serde(default)]
     pub gc: GcConfig,
+    /// Pull-through cache mode, if set.
+    pub proxy: Option<ProxyConfig>,
 }
 
 fn default_addr() -> String {

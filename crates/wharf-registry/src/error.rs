@@ -61,6 +61,9 @@ pub enum RegistryError {
     /// A chunk that does not start where the upload ends.
     #[error("invalid content range: {0}")]
     RangeInvalid(String),
+    /// A remote registry (pull-through cache mode) cannot be reached.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
     /// A route that does not exist.
     #[error("not found")]
     NotFound,
@@ -102,6 +105,7 @@ impl RegistryError {
             TooManyRequests => ("TOOMANYREQUESTS", 429),
             PaginationInvalid(_) => ("PAGINATION_NUMBER_INVALID", 400),
             RangeInvalid(_) => ("RANGE_INVALID", 416),
+            Unavailable(_) => ("UNAVAILABLE", 503),
             NotFound => ("NOT_FOUND", 404),
             Storage(_) => ("UNKNOWN", 500),
         }

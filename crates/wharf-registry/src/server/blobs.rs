@@ -3,6 +3,7 @@
 //! A blob is served only to a repository that links it.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -43,13 +44,17 @@ fn byte_range(v: Option<&str>, size: u64) -> std::result::Result<Option<(u64, u6
     Ok(Some((start, end)))
 }
 
-/// Streams `len` bytes of a reader, read off the reactor in 1 MiB pieces.
+/// The piece a blob is read and sent in: large enough for few system calls, small enough that
+/// 50 clients at once hold little memory (measured: 1 MiB pieces four deep peaked at 302 MiB).
+const PIECE: u64 = 256 << 10;
+
+/// Streams `len` bytes of a reader, read off the reactor in [`PIECE`]s, one piece ahead.
 pub fn stream(mut r: Box<dyn Read + Send>, len: u64) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Frame<Bytes>>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
     tokio::task::spawn_blocking(move || {
         let mut left = len;
         while left > 0 {
-            let mut buf = vec![0u8; left.min(1 << 20) as usize];
+            let mut buf = vec![0u8; left.min(PIECE) as usize];
             match r.read(&mut buf) {
                 Ok(0) => {
                     let _ = tx.blocking_send(Err(std::io::Error::other("blob shorter than its size")));
@@ -82,8 +87,13 @@ pub fn linked(reg: &Registry, repo: &str, d: &OciDigest) -> Result<Option<u64>> 
 }
 
 /// `GET`/`HEAD` a blob.
-pub async fn get(reg: &Registry, _ctx: &Ctx, req: &Request<Incoming>, repo: &str, digest: &str) -> Result<Resp> {
+pub async fn get(reg: &Arc<Registry>, _ctx: &Ctx, req: &Request<Incoming>, repo: &str, digest: &str) -> Result<Resp> {
     let d = OciDigest::parse(digest)?;
+    if let Some(p) = &reg.proxy {
+        if linked(reg, repo, &d)?.is_none() {
+            p.blob(reg, repo, &d).await?;
+        }
+    }
     let size = linked(reg, repo, &d)?.ok_or_else(|| RegistryError::BlobUnknown(d.to_string()))?;
     let mut headers = vec![
         ("content-type", "application/octet-stream".to_string()),

@@ -47,6 +47,13 @@ fn resolve(reg: &Registry, repo: &str, r: &Ref) -> Result<Option<(OciDigest, Str
 /// `GET`/`HEAD` a manifest.
 pub async fn get(reg: &Registry, ctx: &Ctx, req: &Request<Incoming>, repo: &str, r: &str) -> Result<Resp> {
     let rf = reference(r)?;
+    if let Some(p) = &reg.proxy {
+        let by_digest = match &rf {
+            Ref::Digest(d) => Some(d),
+            Ref::Tag(_) => None,
+        };
+        p.manifest(reg, repo, r, by_digest).await?;
+    }
     let unknown = || RegistryError::ManifestUnknown(r.chars().take(200).collect());
     let (d, mt) = resolve(reg, repo, &rf)?.ok_or_else(unknown)?;
     let accept: Vec<String> = req

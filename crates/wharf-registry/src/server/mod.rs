@@ -9,6 +9,7 @@ mod blobs;
 mod lists;
 mod manifests;
 mod ops;
+pub mod proxy;
 pub mod route;
 mod uploads;
 
@@ -63,6 +64,8 @@ pub struct Registry {
     pub auth: Option<Auth>,
     /// Requests, bytes and latency.
     pub metrics: Metrics,
+    /// The remote registry, in pull-through cache mode.
+    pub proxy: Option<proxy::Proxy>,
     running: Mutex<HashMap<String, Running>>,
     /// Sessions a request is writing now.
     busy: Mutex<std::collections::HashSet<String>>,
@@ -194,7 +197,9 @@ impl Registry {
             )),
             None => None,
         };
+        let proxy = cfg.proxy.as_ref().map(proxy::Proxy::new).transpose()?;
         Ok(Registry {
+            proxy,
             storage,
             tls: cfg.tls.is_some(),
             cfg,
@@ -290,6 +295,11 @@ impl Registry {
         );
         if write && self.cfg.read_only && !matches!(route, Route::Token) {
             return Err(RegistryError::Unsupported("the registry is read-only".into()));
+        }
+        if write && self.proxy.is_some() {
+            return Err(RegistryError::Unsupported(
+                "a pull-through cache takes no pushes or deletes".into(),
+            ));
         }
         let ctx = Ctx {
             identity,

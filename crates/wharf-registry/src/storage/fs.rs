@@ -450,6 +450,15 @@ impl Storage for FsStorage {
         Ok(OciDigest::parse(s.trim()).ok())
     }
 
+    fn tag_age(&self, repo: &str, tag: &str) -> io::Result<Option<Duration>> {
+        let Some(m) = not_found_is_none(fs::metadata(self.tag_path(repo, tag)?))? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            SystemTime::now().duration_since(m.modified()?).unwrap_or_default(),
+        ))
+    }
+
     fn remove_tag(&self, repo: &str, tag: &str) -> io::Result<bool> {
         remove(&self.tag_path(repo, tag)?)
     }

@@ -112,6 +112,8 @@ pub trait Storage: std::fmt::Debug + Send + Sync + 'static {
     fn tag(&self, repo: &str, tag: &str) -> io::Result<Option<OciDigest>>;
     /// Removes a tag.
     fn remove_tag(&self, repo: &str, tag: &str) -> io::Result<bool>;
+    /// How long ago `tag` was last set, if it exists.
+    fn tag_age(&self, repo: &str, tag: &str) -> io::Result<Option<std::time::Duration>>;
     /// The repository's tags, sorted.
     fn tags(&self, repo: &str) -> io::Result<Vec<String>>;
 

@@ -125,6 +125,9 @@ fn links_tags_and_revisions(s: &dyn Storage) {
     let m2 = OciDigest::sha256_of(b"m2");
     s.set_tag("r", "v1", &m2).unwrap();
     assert_eq!(s.tag("r", "v1").unwrap(), Some(m2));
+    let age = s.tag_age("r", "v1").unwrap().expect("a tag just set has an age");
+    assert!(age < std::time::Duration::from_secs(60), "{age:?}");
+    assert_eq!(s.tag_age("r", "none").unwrap(), None);
     assert_eq!(s.tags("r").unwrap(), vec!["a".to_string(), "v1".to_string()]);
     assert!(s.remove_tag("r", "a").unwrap());
     assert_eq!(s.tag("r", "a").unwrap(), None);
