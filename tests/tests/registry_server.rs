@@ -613,3 +613,37 @@ fn pull_through_cache_fills_from_the_remote_and_serves_once_it_is_gone() {
     let (st, _, _) = request(&cache.host, "GET", "/v2/stand/other/manifests/v1", &[], b"");
     assert!(st == 503 || st == 404, "{st}");
 }
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: runs registries on loopback from built binaries"
+)]
+fn stale_sessions_are_purged_while_serving_and_a_rate_limit_answers_toomanyrequests() {
+    let cfgdir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        cfgdir.path(),
+        "upload_max_age = 1\nupload_purge_interval = 1\n[rate_limit]\nrequests_per_second = 2.0\nburst = 6\n",
+    );
+    let reg = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, false, &["--config", &cfg]);
+    let (st, h, _) = request(&reg.host, "POST", "/v2/p/x/blobs/uploads/", &[], b"");
+    assert_eq!(st, 202);
+    let up = location_path(&h);
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        let (st, h, b) = request(&reg.host, "GET", "/v2/", &[], b"");
+        if st == 429 {
+            assert_eq!(error_code(&b), "TOOMANYREQUESTS");
+            assert_eq!(hget(&h, "retry-after"), Some("1"));
+        }
+        codes.push(st);
+    }
+    assert!(codes.contains(&200) && codes.contains(&429), "{codes:?}");
+    let (st, _, _) = request(&reg.host, "GET", "/health", &[], b"");
+    assert_eq!(st, 200, "health is never limited");
+    // The session, older than a second, is gone within the next purge.
+    std::thread::sleep(Duration::from_millis(3500));
+    let (st, _, b) = request(&reg.host, "GET", &up, &[], b"");
+    assert_eq!((st, error_code(&b).as_str()), (404, "BLOB_UPLOAD_UNKNOWN"));
+    assert!(files_under(&reg.data().join("uploads")).is_empty());
+}

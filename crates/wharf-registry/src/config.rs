@@ -74,6 +74,16 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// A limit on each client address's requests: a token bucket.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests a second, sustained.
+    pub requests_per_second: f64,
+    /// Requests at once above the rate.
+    pub burst: u32,
+}
+
 /// Pull-through cache mode.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +157,12 @@ pub struct Config {
     /// Sessions older than this many seconds are purged.
     #[serde(default = "default_upload_age")]
     pub upload_max_age: u64,
+    /// Seconds between purges of old sessions while serving (0: none; default a day, as
+    /// distribution's upload purging).
+    #[serde(default = "default_purge_interval")]
+    pub upload_purge_interval: u64,
+    /// Requests per client address, answered TOOMANYREQUESTS beyond it.
+    pub rate_limit: Option<RateLimit>,
     /// The most entries of a catalog or tags page.
     #[serde(default = "default_catalog")]
     pub max_list_entries: usize,
@@ -182,6 +198,9 @@ fn default_max_manifest() -> usize {
 fn default_upload_age() -> u64 {
     7 * 24 * 3600
 }
+fn default_purge_interval() -> u64 {
+    24 * 3600
+}
 fn default_catalog() -> usize {
     1000
 }
@@ -211,6 +230,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "auth.token needs auth.htpasswd (the accounts tokens are issued to)".into(),
             ));
+        }
+        if let Some(r) = &self.rate_limit {
+            if r.requests_per_second <= 0.0 || r.burst == 0 {
+                return Err(ConfigError::Invalid(
+                    "rate_limit needs a positive rate and burst".into(),
+                ));
+            }
         }
         if self.max_manifest_bytes == 0 || self.max_list_entries == 0 {
             return Err(ConfigError::Invalid(

@@ -85,20 +85,29 @@ pub fn collect(s: &dyn Storage, o: &GcOptions, live: &HashSet<String>) -> io::Re
             }
         }
     }
+    report.uploads_purged = purge_uploads(s, o.upload_max_age, live, o.dry_run)?;
+    Ok(report)
+}
+
+/// Removes the sessions older than `max_age` that no request is writing (`live`); returns how
+/// many (dry: would).
+pub fn purge_uploads(s: &dyn Storage, max_age: Duration, live: &HashSet<String>, dry_run: bool) -> io::Result<usize> {
+    let now = SystemTime::now();
+    let mut n = 0;
     for id in s.list_uploads()? {
         if live.contains(&id) {
             continue;
         }
         if let Some(info) = s.upload_info(&id)? {
-            if old(info.started, o.upload_max_age) {
-                if !o.dry_run {
+            if now.duration_since(info.started).is_ok_and(|d| d >= max_age) {
+                if !dry_run {
                     s.upload_cancel(&id)?;
                 }
-                report.uploads_purged += 1;
+                n += 1;
             }
         }
     }
-    Ok(report)
+    Ok(n)
 }
 
 #[cfg(test)]

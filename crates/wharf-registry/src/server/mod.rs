@@ -73,6 +73,8 @@ pub struct Registry {
     gc_lock: Arc<tokio::sync::RwLock<()>>,
     audit: Option<Mutex<std::fs::File>>,
     tls: bool,
+    /// Token buckets by client address: (tokens, last refill).
+    buckets: Mutex<HashMap<std::net::IpAddr, (f64, Instant)>>,
 }
 
 /// What a handler knows of its request beyond the route.
@@ -172,6 +174,9 @@ pub fn error_answer(e: &RegistryError) -> Resp {
     if let RegistryError::Unauthorized(c) = e {
         headers.push(("www-authenticate", c.0.clone()));
     }
+    if let RegistryError::TooManyRequests = e {
+        headers.push(("retry-after", "1".to_string()));
+    }
     if let RegistryError::Storage(err) = e {
         tracing::error!(error = %err, "storage failure");
     }
@@ -206,6 +211,7 @@ impl Registry {
             auth,
             metrics: Metrics::default(),
             running: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
             busy: Mutex::new(std::collections::HashSet::new()),
             gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             audit,
@@ -263,12 +269,35 @@ impl Registry {
         resp
     }
 
+    /// Takes one token of `ip`'s bucket, if a rate limit is set; `false` when it is empty.
+    fn admit(&self, ip: std::net::IpAddr) -> bool {
+        let Some(rl) = &self.cfg.rate_limit else {
+            return true;
+        };
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() > 100_000 {
+            b.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(60));
+        }
+        let (tokens, last) = b.entry(ip).or_insert((rl.burst as f64, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rl.requests_per_second).min(rl.burst as f64);
+        *last = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
     async fn dispatch(
         self: Arc<Self>,
         req: Request<Incoming>,
         route: &Route,
         peer: SocketAddr,
     ) -> Result<Resp, RegistryError> {
+        if !matches!(route, Route::Health | Route::Metrics) && !self.admit(peer.ip()) {
+            return Err(RegistryError::TooManyRequests);
+        }
         let query = parse_query(req.uri().query());
         let host = header(&req, "host").unwrap_or("localhost").to_string();
         let mut identity = Identity::Anonymous;
@@ -428,6 +457,26 @@ pub async fn serve(reg: Arc<Registry>) -> io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, tls = acceptor.is_some(), "serving");
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    if let Some(every) = (reg.cfg.upload_purge_interval > 0).then(|| Duration::from_secs(reg.cfg.upload_purge_interval))
+    {
+        let r = reg.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let r = r.clone();
+                let age = Duration::from_secs(r.cfg.upload_max_age);
+                let out = tokio::task::spawn_blocking(move || {
+                    crate::gc::purge_uploads(&*r.storage, age, &r.live_sessions(), false)
+                })
+                .await;
+                match out {
+                    Ok(Ok(n)) => tracing::info!(purged = n, "upload sessions purged"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "purging upload sessions failed"),
+                    Err(e) => tracing::warn!(error = %e, "purging upload sessions panicked"),
+                }
+            }
+        });
+    }
     if let Some(every) = (reg.cfg.gc.interval > 0).then(|| Duration::from_secs(reg.cfg.gc.interval)) {
         let r = reg.clone();
         tokio::spawn(async move {
