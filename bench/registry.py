@@ -18,7 +18,8 @@ import time
 import compare as c
 
 WORK = c.WORK
-BIN = os.path.abspath("target/release/wharf-registry")
+# The binary users deploy: the static one of the registry's image (scripts/registry-image.sh).
+BIN = os.path.abspath("target/static/x86_64-unknown-linux-gnu/release/wharf-registry")
 CLIENT = c.ENG["w"]
 NAMES = {"w": "wharf-registry", "d": "docker-registry"}
 
@@ -132,6 +133,7 @@ def curl_config(host, n):
 
 def main():
     c.LABELS.update(NAMES)
+    c.sh(["scripts/registry-image.sh", f"{WORK}/registry-image"])
     r = c.big_layout()
     if r.returncode != 0:
         raise RuntimeError("the big layout: " + r.stderr.decode()[-300:])
