@@ -1170,3 +1170,59 @@ fn all_tags_both_ways_and_unreachable_registries_on(engine: Engine) {
     );
     assert_eq!(w.ok(&["images", "-a", "-q", "--no-trunc"]), before);
 }
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn a_pulled_layer_is_pushed_as_it_came_and_forgotten_with_its_image() {
+    let from = Registry::start("127.0.0.1", None, false);
+    let to = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, false, &[]);
+    let w = Wharfd::start();
+    let (layout, digests) = busybox_layout(w.dir.path().join("oci"), "v1", "kept");
+    from.seed(&layout.dir, "v1", "src/bb:v1", None);
+    let img = format!("{}/src/bb:v1", from.host);
+    w.ok(&["pull", &img]);
+    let kept = w.data_root().join("distribution/compressed");
+    let mut names: Vec<String> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = digests.iter().map(|d| d[7..].to_string()).collect();
+    want.sort();
+    assert_eq!(names, want, "the pulled gzip layers are kept");
+    // Pushed elsewhere, the layers go as they came: the same digests (wharf's own gzip level
+    // differs from the test's, so a recompressed layer would have another).
+    let other = format!("{}/dst/bb:v1", to.host);
+    w.ok(&["tag", &img, &other]);
+    let out = w.ok(&["push", &other]);
+    assert_eq!(out.matches("Pushed").count(), 2, "{out}");
+    let (st, _, body) = request(
+        &to.host,
+        "GET",
+        "/v2/dst/bb/manifests/v1",
+        &[("Accept", "application/vnd.docker.distribution.manifest.v2+json")],
+        b"",
+    );
+    assert_eq!(st, 200);
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    let pushed: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(pushed, digests.iter().map(String::as_str).collect::<Vec<_>>());
+    // A local image's layer, compressed for its first push, is kept for the next.
+    let fresh = format!("{}/fresh:v1", to.host);
+    let hello = images_dir().join("hello-rootfs.tar");
+    w.ok(&["import", hello.to_str().unwrap(), &fresh]);
+    w.ok(&["push", &fresh]);
+    assert_eq!(std::fs::read_dir(&kept).unwrap().count(), 3);
+    // Removing the images forgets their kept layers.
+    w.ok(&["rmi", &img, &other, &fresh]);
+    let left: Vec<_> = std::fs::read_dir(&kept).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -683,7 +683,12 @@ async fn image_delete(d: &Arc<Daemon>, name: &str, q: &Query) -> Res {
     let prune = !q.bool("noprune");
     let d2 = d.clone();
     let n = name.to_string();
-    let items = blocking(move || Ok(d2.images.remove(&n, force, prune)?)).await?;
+    let items = blocking(move || {
+        let items = d2.images.remove(&n, force, prune)?;
+        d2.dist.prune_compressed()?;
+        Ok(items)
+    })
+    .await?;
     ok_json(&delete_items(items))
 }
 
@@ -695,7 +700,11 @@ async fn images_prune(d: Arc<Daemon>, q: &Query) -> Res {
         .map(|v| matches!(v.as_str(), "false" | "0"))
         .unwrap_or(false);
     let labels = filters.get("label").cloned().unwrap_or_default();
-    let (items, reclaimed) = blocking(move || Ok(d.images.prune(all, &labels)?)).await?;
+    let (items, reclaimed) = blocking(move || {
+        let (items, reclaimed) = d.images.prune(all, &labels)?;
+        Ok((items, reclaimed + d.dist.prune_compressed()?))
+    })
+    .await?;
     ok_json(&m::ImagePruneResponse {
         images_deleted: Some(delete_items(items)),
         space_reclaimed: Some(reclaimed as i64),

@@ -125,7 +125,7 @@ impl Distribution {
     pub fn open(cfg: RegistryConfig, images: Arc<ImageService>, data_root: &Path) -> Result<Distribution> {
         cfg.validate()?;
         let root = data_root.join("distribution");
-        for d in ["partial", "blobs", "upload", "v2metadata"] {
+        for d in ["partial", "blobs", "upload", "v2metadata", "compressed"] {
             std::fs::create_dir_all(root.join(d))?;
         }
         // Uploads in progress died with the last daemon.
@@ -133,7 +133,7 @@ impl Distribution {
             let _ = std::fs::remove_file(e.path());
         }
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Ok(Distribution {
+        let dist = Distribution {
             downloads: Arc::new(Semaphore::new(cfg.max_downloads.max(1))),
             uploads: Arc::new(Semaphore::new(cfg.max_uploads.max(1))),
             extracts: Arc::new(Semaphore::new(ncpu.max(1))),
@@ -142,7 +142,11 @@ impl Distribution {
             root,
             clients: Clients::default(),
             locks: Mutex::new(HashMap::new()),
-        })
+        };
+        if let Err(e) = dist.prune_compressed() {
+            tracing::warn!("pruning kept layer blobs: {e}");
+        }
+        Ok(dist)
     }
 
     /// The registry settings in force (for `/info`).
@@ -166,6 +170,52 @@ impl Distribution {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
+    }
+
+    /// Where the gzip blob `d` of a layer is kept once it was pulled or pushed, so that a push
+    /// of the layer (to any registry) sends it without compressing again.
+    pub(crate) fn compressed_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("compressed").join(d.hex())
+    }
+
+    /// Keeps a verified gzip blob of a layer: moved into `compressed/` (same file system).
+    pub(crate) fn keep_compressed(&self, from: &Path, d: &Digest) {
+        if std::fs::rename(from, self.compressed_path(d)).is_err() {
+            let _ = std::fs::remove_file(from);
+        }
+    }
+
+    /// Forgets what belongs to layers no longer registered: their v2metadata and kept gzip
+    /// blobs (called after image removals and at start). Returns the bytes freed.
+    pub fn prune_compressed(&self) -> Result<u64> {
+        let _g = self.locks.lock().expect("locks");
+        let live = self.images.diff_ids()?;
+        let mut wanted = std::collections::HashSet::new();
+        for e in std::fs::read_dir(self.root.join("v2metadata"))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let Ok(diff) = Digest::from_hex(hex) else { continue };
+            if !live.contains(&diff) {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
+            for m in self.v2meta(&diff) {
+                if let Ok(d) = m.digest.parse::<Digest>() {
+                    wanted.insert(d.hex());
+                }
+            }
+        }
+        let mut freed = 0;
+        for e in std::fs::read_dir(self.root.join("compressed"))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !wanted.contains(&name) {
+                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(freed)
     }
 
     pub(crate) fn add_v2meta(&self, diff: &Digest, m: V2Meta) {

@@ -155,7 +155,13 @@ impl Distribution {
                     urls: if l.is_foreign() { l.urls.clone() } else { Vec::new() },
                 },
             );
-            let _ = std::fs::remove_file(self.root.join("blobs").join(d.hex()));
+            // A gzip blob is kept, so a push of the layer sends it without compressing again.
+            let blob = self.root.join("blobs").join(d.hex());
+            if l.media_type.contains("gzip") {
+                self.keep_compressed(&blob, &d);
+            } else {
+                let _ = std::fs::remove_file(blob);
+            }
         }
         p.status(format!("Digest: {mdigest}"));
         Ok((id, up_to_date && have_image))

@@ -204,6 +204,34 @@ impl Distribution {
                 return Ok(desc(&m.digest, size, manifest::DOCKER_LAYER));
             }
         }
+        // A gzip blob of the layer kept from a pull or an earlier push is sent as it is.
+        for m in self.v2meta(&diff) {
+            let Ok(d) = m.digest.parse::<Digest>() else { continue };
+            let kept = self.compressed_path(&d);
+            let gzip = m.media_type.is_empty() || m.media_type.contains("gzip");
+            let size = match tokio::fs::metadata(&kept).await {
+                Ok(md) if gzip && (m.size == 0 || md.len() == m.size) => md.len(),
+                _ => continue,
+            };
+            if s.has_blob(&d).await? {
+                p.item(&short, "Layer already exists");
+            } else {
+                let report = |n: u64| p.bar(&short, "Pushing", n, size);
+                s.upload(&d, size, &kept, &report).await?;
+                p.item(&short, "Pushed");
+            }
+            self.add_v2meta(
+                &diff,
+                V2Meta {
+                    digest: m.digest.clone(),
+                    source: r.name(),
+                    media_type: manifest::DOCKER_LAYER.into(),
+                    size,
+                    urls: Vec::new(),
+                },
+            );
+            return Ok(desc(&m.digest, size, manifest::DOCKER_LAYER));
+        }
         // Compress the layer (gzip, deterministic for the same tar) and upload it.
         let images = self.images.clone();
         let tmp = self
@@ -252,7 +280,11 @@ impl Distribution {
             Ok::<_, DistError>(())
         }
         .await;
-        let _ = tokio::fs::remove_file(&tmp).await;
+        if result.is_ok() {
+            self.keep_compressed(&tmp, &digest);
+        } else {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
         result?;
         self.add_v2meta(
             &diff,

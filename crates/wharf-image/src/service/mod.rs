@@ -422,6 +422,11 @@ impl ImageService {
         Ok(self.meta.images()?.contains_key(id))
     }
 
+    /// The diff IDs of every registered layer.
+    pub fn diff_ids(&self) -> Result<std::collections::HashSet<Digest>> {
+        Ok(self.meta.layers()?.into_values().map(|l| l.diff_id).collect())
+    }
+
     /// The uncompressed tar of a registered layer (what `save` and `push` send): the kept blob,
     /// or the tar rebuilt from its split record and a layer directory with that diff ID (the
     /// stream fails at its end unless it hashes to `diff_id`).
