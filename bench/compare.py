@@ -158,6 +158,10 @@ def main():
         big_context()
         write("compare-bigcontext")
         return
+    if os.environ.get("ONLY") == "distribution":
+        distribution()
+        write("compare-distribution")
+        return
     if os.environ.get("ONLY") == "registry":
         sys.modules["compare"] = sys.modules[__name__]  # one module, one results list
         import registry
@@ -243,6 +247,14 @@ def main():
     scenario("docker import (large image)", lambda e, i: ENG[e] + ["import", big, f"imp{i}"],
              teardown=lambda e, i: sh(ENG[e] + ["rmi", f"imp{i}"]))
 
+    distribution()
+    builds()
+    write()
+
+
+def distribution():
+    """Pull and push of the 262 MB six-layer image through each engine, against the local
+    docker-registry; a push to an empty registry, and a push of the unchanged image again."""
     # Registry: pull and push of a multi-layer image (the one `bench/pull.sh` builds).
     r = big_layout()
     if r.returncode == 0:
@@ -288,9 +300,15 @@ def main():
         scenario("docker push (6 layers, 262 MB, to an empty registry)",
                  lambda e, i: ENG[e] + ["push", f"127.0.0.1:{port2}/pushed/big:v1"],
                  setup=reg2_up, teardown=reg2_down)
+        reg2_up("w", 0)
+        for e in ("w", "d"):
+            sh(ENG[e] + ["tag", pimg, f"127.0.0.1:{port2}/again/big:v1"])
+            sh(ENG[e] + ["push", f"127.0.0.1:{port2}/again/big:v1"])
+        scenario("docker push of the unchanged image again (every layer already there)",
+                 lambda e, i: ENG[e] + ["push", f"127.0.0.1:{port2}/again/big:v1"])
+        reg2["p"].kill()
+        reg2["p"].wait()
 
-    builds()
-    write()
 
 
 def big_layout():
