@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use crate::error::{RegistryError, Result};
-use wharf_reference::oci::OciDigest;
+use wharf_reference::oci::{Hasher, OciDigest};
 
 /// Docker schema2 image manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -158,6 +158,23 @@ pub fn parse(body: &[u8], content_type: &str) -> Result<Parsed> {
         artifact_type,
         annotations: raw.annotations,
     })
+}
+
+/// The digest a manifest is stored under: `want`'s, which the bytes must hash to (by its
+/// algorithm), or sha256 for a manifest given by tag.
+pub fn stored_digest(body: &[u8], want: Option<&OciDigest>) -> Result<OciDigest> {
+    let Some(want) = want else {
+        return Ok(OciDigest::sha256_of(body));
+    };
+    let mut h = Hasher::new(want.algorithm());
+    h.update(body);
+    let got = h.finish();
+    if &got != want {
+        return Err(RegistryError::DigestInvalid(format!(
+            "the manifest is {got}, not {want}"
+        )));
+    }
+    Ok(got)
 }
 
 /// Whether a client's `Accept` values allow `media_type` (no `Accept` at all allows anything,

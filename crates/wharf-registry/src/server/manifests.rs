@@ -14,7 +14,7 @@ use crate::error::{RegistryError, Result};
 use crate::manifest::{accepted, parse};
 use crate::names::valid_tag;
 use crate::storage::read_blob;
-use wharf_reference::oci::{Hasher, OciDigest};
+use wharf_reference::oci::OciDigest;
 
 /// A reference: a tag or a digest.
 enum Ref {
@@ -113,20 +113,11 @@ pub async fn put(reg: &Registry, ctx: &Ctx, req: Request<Incoming>, repo: &str, 
     let ct = header(&req, "content-type").unwrap_or("").to_string();
     let body = read_capped(req.into_body(), limit).await?;
     let parsed = parse(&body, &ct)?;
-    let d = match &rf {
-        Ref::Digest(want) => {
-            let mut h = Hasher::new(want.algorithm());
-            h.update(&body);
-            let got = h.finish();
-            if &got != want {
-                return Err(RegistryError::DigestInvalid(format!(
-                    "the manifest is {got}, not {want}"
-                )));
-            }
-            got
-        }
-        Ref::Tag(_) => OciDigest::sha256_of(&body),
+    let want = match &rf {
+        Ref::Digest(d) => Some(d),
+        Ref::Tag(_) => None,
     };
+    let d = crate::manifest::stored_digest(&body, want)?;
     let _gc = reg.gc_lock.read().await;
     for b in &parsed.blobs {
         if super::blobs::linked(reg, repo, b)?.is_none() {

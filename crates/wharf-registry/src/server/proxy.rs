@@ -139,20 +139,7 @@ impl Proxy {
             Err(e) => return Err(e),
         };
         let p = parse(&body, "")?;
-        let d = match by_digest {
-            Some(want) => {
-                let mut h = Hasher::new(want.algorithm());
-                h.update(&body);
-                let got = h.finish();
-                if &got != want {
-                    return Err(RegistryError::DigestInvalid(format!(
-                        "the remote's manifest is {got}, not {want}"
-                    )));
-                }
-                got
-            }
-            None => OciDigest::sha256_of(&body),
-        };
+        let d = crate::manifest::stored_digest(&body, by_digest)?;
         let _gc = reg.gc_lock.read().await;
         s.put_blob(&d, &body)
             .map_err(|e| RegistryError::Storage(std::io::Error::other(e.to_string())))?;
