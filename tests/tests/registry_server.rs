@@ -289,6 +289,67 @@ fn kill_9_mid_push_shows_nothing_half_written_and_the_retry_and_gc_finish_the_jo
     w.ok(&["pull", &img]);
 }
 
+/// A real Prometheus (Debian's `prometheus`) scraping one target on loopback every second.
+struct Prometheus {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: registry\n    static_configs:\n      - targets: [\"{target}\"]\n"),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian's prometheus package; .ci/run installs it)");
+        Prometheus { dir, child, addr }
+    }
+
+    /// The value of an instant query once it has one (at most 30 s).
+    fn wait_for(&self, query: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let url = format!("http://{}/api/v1/query", self.addr);
+            let out = Command::new("curl")
+                .args(["-sf", "--data-urlencode", &format!("query={query}"), &url])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if let Some(x) = v["data"]["result"][0]["value"][1].as_str() {
+                    return x.to_string();
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "prometheus never had {query}: {}",
+                std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Opens `n` connections that send nothing.
 fn idle_connections(host: &str, n: usize) -> Vec<TcpStream> {
     (0..n).map(|_| TcpStream::connect(host).unwrap()).collect()
@@ -461,11 +522,16 @@ fn quotas_disabled_deletes_read_only_metrics_and_a_graceful_shutdown() {
         "{m}"
     );
     assert!(
-        m.contains("registry_http_request_duration_seconds_bucket{route=\"manifest\",le=\"+Inf\"}"),
+        m.contains("registry_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"manifest\"}"),
         "{m}"
     );
     let (st, _, _) = request(&host, "GET", "/health", &[], b"");
     assert_eq!(st, 200);
+    // A real Prometheus scrapes it and answers queries about it.
+    let prom = Prometheus::start(&host);
+    let v = prom.wait_for("registry_http_requests_total{route=\"upload\",method=\"PUT\",code=\"403\"}");
+    assert_eq!(v, "1", "one PUT was over the quota");
+    drop(prom);
 
     // SIGTERM with an upload in flight: it finishes, then the server exits.
     let (_, h, _) = request(&host, "POST", "/v2/large/y/blobs/uploads/", &[], b"");

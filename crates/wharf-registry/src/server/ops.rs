@@ -1,11 +1,17 @@
 //! The registry's own endpoints: the token endpoint of Docker's token flow (`GET /token` with
 //! Basic credentials or none, `scope` and `service` in the query), `/health` (storage
-//! reachable), and `/metrics` in Prometheus' text format: requests by route, method and status,
+//! reachable), and `/metrics` in the OpenMetrics text format Prometheus scrapes (written by
+//! `prometheus-client`): requests by route, method and status,
 //! bytes in and out by route, and latency histograms by route.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as PromRegistry;
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -16,24 +22,69 @@ use crate::error::{RegistryError, Result};
 /// The latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-#[derive(Debug, Default)]
-struct Hist {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    n: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    code: u16,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    requests: BTreeMap<(&'static str, String, u16), u64>,
-    bytes_in: BTreeMap<&'static str, u64>,
-    bytes_out: BTreeMap<&'static str, u64>,
-    latency: BTreeMap<&'static str, Hist>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: &'static str,
 }
 
-/// Request counters and latency histograms.
-#[derive(Debug, Default)]
-pub struct Metrics(Mutex<Inner>);
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// Request counters and latency histograms, kept by `prometheus-client`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: PromRegistry,
+    requests: Family<RequestLabels, Counter>,
+    bytes_in: Family<Route, Counter>,
+    bytes_out: Family<Route, Counter>,
+    latency: Family<Route, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = PromRegistry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes_in = Family::<Route, Counter>::default();
+        let bytes_out = Family::<Route, Counter>::default();
+        let latency =
+            Family::<Route, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "registry_http_requests",
+            "Requests answered, by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "registry_http_request_bytes",
+            "Request body bytes declared, by route",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "registry_http_response_bytes",
+            "Response body bytes declared, by route",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "registry_http_request_duration_seconds",
+            "Time to the answer's head, by route",
+            latency.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            bytes_in,
+            bytes_out,
+            latency,
+        }
+    }
+}
 
 impl Metrics {
     /// Counts one answered request.
@@ -46,70 +97,24 @@ impl Metrics {
         bytes_in: u64,
         bytes_out: u64,
     ) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *m.requests.entry((route, method.to_string(), status)).or_default() += 1;
-        *m.bytes_in.entry(route).or_default() += bytes_in;
-        *m.bytes_out.entry(route).or_default() += bytes_out;
-        let h = m.latency.entry(route).or_default();
-        let secs = took.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.n += 1;
+        let r = Route { route };
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method.to_string(),
+                code: status,
+            })
+            .inc();
+        self.bytes_in.get_or_create(&r).inc_by(bytes_in);
+        self.bytes_out.get_or_create(&r).inc_by(bytes_out);
+        self.latency.get_or_create(&r).observe(took.as_secs_f64());
     }
 
-    /// The text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP registry_http_requests_total Requests answered, by route, method and status.\n");
-        out.push_str("# TYPE registry_http_requests_total counter\n");
-        for ((r, meth, s), n) in &m.requests {
-            out.push_str(&format!(
-                "registry_http_requests_total{{route=\"{r}\",method=\"{meth}\",code=\"{s}\"}} {n}\n"
-            ));
-        }
-        for (name, map, help) in [
-            (
-                "registry_http_request_bytes_total",
-                &m.bytes_in,
-                "Request body bytes declared, by route.",
-            ),
-            (
-                "registry_http_response_bytes_total",
-                &m.bytes_out,
-                "Response body bytes declared, by route.",
-            ),
-        ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for (r, n) in map {
-                out.push_str(&format!("{name}{{route=\"{r}\"}} {n}\n"));
-            }
-        }
-        out.push_str("# HELP registry_http_request_duration_seconds Time to the answer's head, by route.\n");
-        out.push_str("# TYPE registry_http_request_duration_seconds histogram\n");
-        for (r, h) in &m.latency {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                out.push_str(&format!(
-                    "registry_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}\n",
-                    h.counts[i]
-                ));
-            }
-            out.push_str(&format!(
-                "registry_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}\n",
-                h.n
-            ));
-            out.push_str(&format!(
-                "registry_http_request_duration_seconds_sum{{route=\"{r}\"}} {}\n",
-                h.sum
-            ));
-            out.push_str(&format!(
-                "registry_http_request_duration_seconds_count{{route=\"{r}\"}} {}\n",
-                h.n
-            ));
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics");
         }
         out
     }
@@ -121,7 +126,10 @@ pub fn metrics(reg: &Registry) -> Resp {
     answer(
         200,
         &[
-            ("content-type", "text/plain; version=0.0.4".into()),
+            (
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
+            ),
             ("content-length", body.len().to_string()),
         ],
         full(body),
