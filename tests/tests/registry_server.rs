@@ -713,3 +713,75 @@ fn stale_sessions_are_purged_while_serving_and_a_rate_limit_answers_toomanyreque
     assert_eq!((st, error_code(&b).as_str()), (404, "BLOB_UPLOAD_UNKNOWN"));
     assert!(files_under(&reg.data().join("uploads")).is_empty());
 }
+
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn tls_and_tokens_together_for_docker_login_push_pull_and_skopeo() {
+    let cfgdir = tempfile::tempdir().unwrap();
+    let pw = htpasswd(cfgdir.path(), &[("alice", "a-secret")]);
+    let reg = Registry::start_engine(Engine::Wharf, "127.0.0.1", None, true, &["--htpasswd", &pw, "--token"]);
+    // The challenge names the token endpoint over https.
+    let certs = reg.dir.path().join("skopeo-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(reg.ca(), certs.join("ca.crt")).unwrap();
+    let ca = reg.ca().display().to_string();
+    let head = run_ok(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-D", "-", "--cacert", &ca])
+            .arg(format!("https://{}/v2/", reg.host)),
+    );
+    assert!(
+        head.contains(&format!("realm=\"https://{}/token\"", reg.host)),
+        "{head}"
+    );
+    // docker login, push and pull through wharfd, over TLS (loopback: as Docker, unverified).
+    let w = Wharfd::start();
+    let o = w.docker_stdin(
+        &["login", "-u", "alice", "--password-stdin", &reg.host],
+        Some(b"a-secret\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = format!("{}/secure/bb:v1", reg.host);
+    w.import_busybox(&img);
+    let out = w.ok(&["push", &img]);
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    w.ok(&["rmi", &img]);
+    w.ok(&["pull", &img]);
+    assert_eq!(
+        w.ok(&["run", "--rm", "--network", "none", &img, "echo", "tls and tokens"]),
+        "tls and tokens\n"
+    );
+    // skopeo verifies the certificate against the CA and trades the credentials for a token.
+    let (layout, _) = busybox_layout(w.dir.path().join("oci"), "v1", "by skopeo");
+    run_ok(
+        Command::new("skopeo")
+            .args([
+                "copy",
+                "-q",
+                &format!("--dest-cert-dir={}", certs.display()),
+                "--dest-creds=alice:a-secret",
+            ])
+            .arg(format!("oci:{}:v1", layout.dir.display()))
+            .arg(format!("docker://{}/secure/sk:v1", reg.host)),
+    );
+    let info = run_ok(
+        Command::new("skopeo")
+            .args([
+                "inspect",
+                &format!("--cert-dir={}", certs.display()),
+                "--creds=alice:a-secret",
+            ])
+            .arg(format!("docker://{}/secure/sk:v1", reg.host)),
+    );
+    assert_eq!(json_of(info.as_bytes())["Layers"].as_array().unwrap().len(), 2);
+    // Without credentials skopeo gets nothing.
+    let o = Command::new("skopeo")
+        .args(["inspect", &format!("--cert-dir={}", certs.display())])
+        .arg(format!("docker://{}/secure/sk:v1", reg.host))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}
