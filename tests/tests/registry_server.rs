@@ -580,17 +580,17 @@ fn the_registry_image_serves_the_seeds_flow_under_wharfd() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let port = free_port("127.0.0.1");
-    let host = format!("127.0.0.1:{port}");
+    // A host port the engine picks, so no parallel test can hold it.
     w.ok(&[
         "run",
         "-d",
         "--name",
         "registry",
         "-p",
-        &format!("{host}:5000"),
+        "127.0.0.1::5000",
         "wharf-registry:test",
     ]);
+    let host = w.ok(&["port", "registry", "5000/tcp"]).trim().to_string();
     let start = Instant::now();
     while request_ok(&host).is_none() {
         assert!(

@@ -168,6 +168,8 @@ pub struct Config {
     pub max_list_entries: usize,
     /// JSON lines of pushes, pulls and deletes.
     pub audit_log: Option<PathBuf>,
+    /// Where to write the address actually bound (for `addr` with port 0), once listening.
+    pub addr_file: Option<PathBuf>,
     /// Seconds a graceful shutdown waits for requests in flight.
     #[serde(default = "default_drain")]
     pub drain_timeout: u64,

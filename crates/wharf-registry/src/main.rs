@@ -67,6 +67,9 @@ enum Cmd {
         /// JSON lines of pushes, pulls and deletes.
         #[arg(long)]
         audit_log: Option<PathBuf>,
+        /// Write the address actually bound here once listening (for --addr with port 0).
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -113,6 +116,7 @@ fn run(cli: Cli) -> Result<(), String> {
             tls_key,
             max_upload_bytes,
             audit_log,
+            addr_file,
             log_json,
         } => {
             let mut cfg = load(&common)?;
@@ -126,6 +130,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             cfg.max_upload_bytes = max_upload_bytes.unwrap_or(cfg.max_upload_bytes);
             cfg.audit_log = audit_log.or(cfg.audit_log);
+            cfg.addr_file = addr_file.or(cfg.addr_file);
             cfg.check().map_err(|e| e.to_string())?;
             let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_REGISTRY_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -96,10 +96,19 @@ impl Registry {
                 vec!["docker-registry".into(), "serve".into(), p("config.yml")]
             }
             Engine::Wharf => {
+                // Port 0: the registry binds a free port itself and names it in addr-file (a
+                // port chosen here could be taken by a parallel test before the bind).
+                let any = if ip.contains(':') {
+                    format!("[{ip}]:0")
+                } else {
+                    format!("{ip}:0")
+                };
                 let mut c: Vec<String> = vec![bin("wharf-registry").display().to_string(), "serve".into()];
                 c.extend([
                     "--addr".into(),
-                    host.clone(),
+                    any,
+                    "--addr-file".into(),
+                    p("addr"),
                     "--root".into(),
                     p("data"),
                     "--delete".into(),
@@ -131,6 +140,8 @@ impl Registry {
             .append(true)
             .open(self.dir.path().join("registry.log"))
             .unwrap();
+        let addr_file = self.dir.path().join("addr");
+        let _ = std::fs::remove_file(&addr_file);
         let child = Command::new(&self.cmd[0])
             .args(&self.cmd[1..])
             .stdout(Stdio::null())
@@ -139,6 +150,24 @@ impl Registry {
             .expect("docker-registry (Debian's docker-registry package; .ci/run installs it) or wharf-registry");
         self.child = Some(child);
         let start = Instant::now();
+        if self.cmd.iter().any(|a| a == "--addr-file") {
+            let bound = loop {
+                if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                    break a;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "registry did not start: {}",
+                    std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            // A restart binds the same address again.
+            self.host = bound.trim().to_string();
+            if let Some(j) = self.cmd.iter().position(|a| a == "--addr") {
+                self.cmd[j + 1] = self.host.clone();
+            }
+        }
         while TcpStream::connect(self.host.as_str()).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),

@@ -454,7 +454,13 @@ pub async fn serve(reg: Arc<Registry>) -> io::Result<()> {
         Some(t) => Some(crate::tls::acceptor(&t.certificate, &t.key).map_err(io::Error::other)?),
         None => None,
     };
-    tracing::info!(addr = %listener.local_addr()?, tls = acceptor.is_some(), "serving");
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, tls = acceptor.is_some(), "serving");
+    if let Some(p) = &reg.cfg.addr_file {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, bound.to_string())?;
+        std::fs::rename(&tmp, p)?;
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     if let Some(every) = (reg.cfg.upload_purge_interval > 0).then(|| Duration::from_secs(reg.cfg.upload_purge_interval))
