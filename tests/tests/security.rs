@@ -638,3 +638,121 @@ fn errors_a_user_can_act_on() {
     assert!(status.contains(" 400 "), "{status}");
     w.ok(&["rm", "-f", "arc"]);
 }
+
+/// The shim starts an exec itself (no libcontainer): the process must land in every namespace
+/// and cgroup of its container, with its rlimits, OOM score, environment, working directory,
+/// user, groups and a session of its own, and hold no descriptor of the shim's.
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn an_exec_joins_all_its_container_has_and_holds_nothing_of_the_shims() {
+    let w = daemon();
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ej",
+            "--hostname",
+            "ejhost",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--oom-score-adj",
+            "300",
+            "--group-add",
+            "777",
+            "-e",
+            "FOO=bar",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let ns = "for n in cgroup ipc mnt net pid uts user; do \
+              [ \"$(readlink /proc/self/ns/$n)\" = \"$(readlink /proc/1/ns/$n)\" ] && echo $n; done | xargs";
+    assert_eq!(
+        w.ok(&["exec", "ej", "sh", "-c", ns]).trim(),
+        "cgroup ipc mnt net pid uts user"
+    );
+    assert_eq!(
+        w.ok(&["exec", "ej", "cat", "/proc/self/cgroup"]),
+        w.ok(&["exec", "ej", "cat", "/proc/1/cgroup"])
+    );
+    // Seen from the host: a detached exec is a member of the container's cgroups.
+    w.ok(&["exec", "-d", "ej", "sleep", "999"]);
+    for h in ["memory", "pids", "cpu", "freezer", "devices"] {
+        let tasks = read(&cgroup_dir(&w, h, &id).join("cgroup.procs"));
+        assert_eq!(tasks.lines().count(), 2, "{h}: {tasks}");
+    }
+    let own = "ls /proc/$$/fd | xargs; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; \
+               echo $FOO $HOME $PWD; hostname; id -G; grep Groups /proc/1/status /proc/$$/status | cut -d: -f2- | xargs; \
+               cut -d' ' -f4,6 /proc/$$/stat; echo $$";
+    let out = w.ok(&["exec", "-w", "/tmp", "ej", "sh", "-c", own]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..7],
+        ["0 1 2", "1024", "2048", "300", "bar /root /tmp", "ejhost", "0 777"],
+        "{out}"
+    );
+    assert_eq!(
+        lines[7], "Groups: 777 Groups: 777",
+        "the init's supplementary groups, the exec's: {out}"
+    );
+    // Its parent is outside the PID namespace (0) and it leads a session of its own.
+    let (stat, pid) = (lines[8], lines[9]);
+    assert_eq!(stat, format!("0 {pid}"), "{out}");
+    assert_eq!(w.ok(&["exec", "-u", "1234:5678", "ej", "id", "-u"]).trim(), "1234");
+    assert_eq!(w.ok(&["exec", "-u", "1234:5678", "ej", "id", "-g"]).trim(), "5678");
+    // HOME left empty: the user's own from the container's passwd (as runc).
+    assert_eq!(
+        w.ok(&["exec", "-e", "HOME=", "-u", "nobody", "ej", "sh", "-c", "echo $HOME"])
+            .trim(),
+        "/nonexistent"
+    );
+    let piped = w.docker_stdin(&["exec", "-i", "ej", "cat"], Some(b"through stdin\n"));
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), "through stdin\n");
+    // A working directory that is not there: dockerd's 127, nothing left running.
+    let o = w.docker(&["exec", "-w", "/nonexistent", "ej", "true"]);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("/nonexistent"), "{o:?}");
+    let tasks = read(&cgroup_dir(&w, "pids", &id).join("cgroup.procs"));
+    assert_eq!(tasks.lines().count(), 2, "{tasks}");
+    // Host namespaces stay the host's.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hostns",
+        "--pid",
+        "host",
+        "--network",
+        "host",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let mine = |n: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{n}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        w.ok(&[
+            "exec",
+            "hostns",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/pid; readlink /proc/self/ns/net"
+        ]),
+        format!("{}\n{}\n", mine("pid"), mine("net"))
+    );
+    w.ok(&["rm", "-f", "ej", "hostns"]);
+}

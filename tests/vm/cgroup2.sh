@@ -88,6 +88,8 @@ has "stats: memory limit" "/ 128MiB" "$s"
 has "stats: pids" "MiB 1" "$s"
 has "top" "sleep 1000" "$(docker top res 2>&1)"
 has "exec" "0::/" "$(docker exec res cat /proc/self/cgroup 2>&1)"
+docker exec -d res sleep 999 >/dev/null
+eq "a detached exec is in the container's cgroup" 2 "$(wc -l < "$c/cgroup.procs")"
 docker rm -f res >/dev/null
 if [ -d "$c" ]; then no "rm removes the cgroup: $c is still there"; else ok "rm removes the cgroup"; fi
 

@@ -32,6 +32,8 @@ impl Shim {
 
     pub(crate) fn on_init_exit(&mut self, code: i32) {
         let oom = oom_kills(&self.cfg.cgroup_path) > 0;
+        // The namespaces and cgroups stay held by nothing of the shim's.
+        self.doors = None;
         self.exit = Some(ExitInfo {
             exit_code: code,
             oom_killed: oom,

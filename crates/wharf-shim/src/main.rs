@@ -12,10 +12,11 @@
 //! Here: creation and the event loop (poll over the socket, the signalfd, the container's and
 //! the execs' output and the clients). `clients`: connections and replies; `requests`: one
 //! method per request; `exit`: output, reaping and the end; `failure`: the kind of a failure
-//! the reply carries; `stdio`, `log`, `cgroups`, `stats`, `named`, `payload`, `initerr` as
-//! ARCHITECTURE.md lists them.
+//! the reply carries; `enter`: execs started by the shim itself; `stdio`, `log`, `cgroups`,
+//! `stats`, `named`, `payload`, `initerr` as ARCHITECTURE.md lists them.
 
 mod cgroups;
+mod enter;
 mod failure;
 mod initerr;
 mod log;
@@ -67,6 +68,12 @@ pub(crate) fn main() {
     };
     // Own session: signals to the daemon's process group do not reach the shim.
     let _ = nix::unistd::setsid();
+    // Not dumpable, and so neither is an exec's child (`enter`) while it still holds the
+    // shim's descriptors inside the container's PID namespace: nothing in the container may
+    // ptrace it or open its /proc/<pid>/fd. execve makes the container's processes dumpable
+    // again as usual.
+    // SAFETY: PR_SET_DUMPABLE takes an integer and reads no memory.
+    unsafe { nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // Ignored signals survive execve: whatever started the daemon (`nohup`, a shell) must not
     // decide which signals a container can trap. SIGPIPE keeps the Rust runtime's setting; each
     // container process resets it, and unblocks SIGCHLD, right before its exec (`payload`).
@@ -196,6 +203,8 @@ struct Shim {
     exited_at: Option<Instant>,
     /// The seccomp filter for the init and every exec.
     filter: Option<std::sync::Arc<Filter>>,
+    /// What execs join, opened at the first and kept while the init lives.
+    doors: Option<enter::Doors>,
     /// The container's name=systemd cgroup, which the shim is in until it exits.
     systemd: named::Entered,
     /// Held until the shim exits (see `wharf_shim_proto::LOCK_FILE`).
@@ -288,6 +297,7 @@ impl Shim {
             exit: None,
             exited_at: None,
             filter,
+            doors: None,
             systemd,
             _lock: lock,
         })

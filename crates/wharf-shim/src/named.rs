@@ -46,9 +46,12 @@ fn current() -> Option<PathBuf> {
     })
 }
 
+/// Move the shim there. It is single-threaded, so its one thread moving itself through
+/// `tasks` moves the whole process, without the kernel's global threadgroup lock a
+/// `cgroup.procs` write takes (whose write side waits for an RCU grace period, milliseconds on
+/// an idle host; see `enter`).
 fn join(dir: &Path) -> Result<(), String> {
-    fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
-        .map_err(|e| format!("joining {}: {e}", dir.display()))
+    fs::write(dir.join("tasks"), "0").map_err(|e| format!("joining {}: {e}", dir.display()))
 }
 
 /// Create the container's cgroup and move the shim into it.

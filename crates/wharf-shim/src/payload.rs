@@ -61,7 +61,7 @@ impl Filter {
     }
 
     /// Install the filter on the calling thread.
-    fn load(&self) -> Result<(), String> {
+    pub(crate) fn load(&self) -> Result<(), String> {
         let prog = libc::sock_fprog {
             len: self.insns.len() as u16,
             filter: self.insns.as_ptr() as *mut libc::sock_filter,
@@ -154,7 +154,7 @@ fn seal_cgroups() -> Result<(), String> {
 /// process asks for SIGKILL when its parent, the shim, dies: a shim killed or crashed takes the
 /// container's processes with it instead of leaving them unsupervised. (The daemon still
 /// kills whatever is left in the cgroup: this setting does not survive a set-user-ID exec.)
-fn child_signals() -> Result<(), String> {
+pub(crate) fn child_signals() -> Result<(), String> {
     // SAFETY: an empty set is a valid mask; the old mask is not asked for.
     let r = unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
@@ -174,7 +174,7 @@ fn child_signals() -> Result<(), String> {
 }
 
 /// Clear from the effective and permitted sets every capability the bounding set lacks.
-fn drop_unbounded() -> Result<(), String> {
+pub(crate) fn drop_unbounded() -> Result<(), String> {
     let e = |e: caps::errors::CapsError| format!("capabilities: {e}");
     let bounding = caps::read(None, CapSet::Bounding).map_err(e)?;
     for set in [CapSet::Effective, CapSet::Permitted] {

@@ -149,6 +149,9 @@ impl Shim {
             return Err(format!("bad exec id {exec_id}"));
         }
         let tty = process.terminal().unwrap_or(false);
+        if crate::enter::direct(&process) {
+            return self.exec_direct(client, exec_id, &process, stdin);
+        }
         let bundle = PathBuf::from(&self.cfg.bundle);
         let proc_path = bundle.join(format!("exec-{exec_id}.json"));
         fs::write(&proc_path, serde_json::to_vec(&process).map_err(|e| e.to_string())?)
@@ -181,6 +184,34 @@ impl Shim {
             // A terminal always has an input side; without -i nobody writes to it.
             stdio.stdin_close = false;
         }
+        self.execs.insert(
+            exec_id.to_string(),
+            Exec {
+                pid,
+                stdio,
+                exit: None,
+                client,
+            },
+        );
+        Ok(pid)
+    }
+
+    /// An exec without a terminal, started by the shim itself (`enter`).
+    fn exec_direct(
+        &mut self,
+        client: u64,
+        exec_id: &str,
+        process: &oci_spec::runtime::Process,
+        stdin: bool,
+    ) -> Result<Pid, String> {
+        if self.doors.is_none() {
+            self.doors = Some(crate::enter::Doors::open(self.init, &self.cfg.cgroup_path)?);
+        }
+        let doors = self.doors.as_ref().expect("opened above");
+        let (stdio, child, _) = make_stdio(false, stdin, Path::new(""))?;
+        // SIGCHLD stays blocked through the spawn, as for libcontainer's (see `exec`).
+        let pid = crate::enter::spawn(doors, process, &child, self.filter.as_deref())?;
+        drop(child);
         self.execs.insert(
             exec_id.to_string(),
             Exec {
