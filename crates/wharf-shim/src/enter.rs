@@ -29,6 +29,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use libcontainer::capabilities;
@@ -60,6 +61,10 @@ pub(crate) struct Doors {
     pid: Option<(OwnedFd, OwnedFd)>,
     /// The file that joins the container's cgroup in each hierarchy (see `cgroup_mounts`).
     cgroups: Vec<OwnedFd>,
+    /// The container's cgroup directory in the v2 tree, which the child is cloned straight
+    /// into (`CLONE_INTO_CGROUP`: no migration, no threadgroup lock); its `cgroup.procs` is
+    /// the last of `cgroups`, used only when the kernel cannot (before 5.7).
+    into: Option<OwnedFd>,
 }
 
 fn open_ro(path: &str) -> Result<OwnedFd, String> {
@@ -114,19 +119,33 @@ impl Doors {
         let pid = (!same_file(&theirs, &own)?).then_some((theirs, own));
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("mountinfo: {e}"))?;
         let rel = cgroup_path.trim_start_matches('/');
-        let mut cgroups = Vec::new();
+        let (mut cgroups, mut v2) = (Vec::new(), None);
         for (m, file) in cgroup_mounts(&mountinfo) {
-            let procs = Path::new(m).join(rel).join(file);
+            let dir = Path::new(m).join(rel);
+            let procs = dir.join(file);
             match fs::OpenOptions::new().write(true).open(&procs) {
+                Ok(f) if v2.is_none() && file == "cgroup.procs" => v2 = Some((dir, OwnedFd::from(f))),
                 Ok(f) => cgroups.push(OwnedFd::from(f)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("{}: {e}", procs.display())),
             }
         }
+        let into = match v2 {
+            Some((dir, procs)) => {
+                let d = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                cgroups.push(procs);
+                Some(OwnedFd::from(d))
+            }
+            None => None,
+        };
         if rel.is_empty() || cgroups.is_empty() {
             return Err(format!("no cgroup of the container at {cgroup_path}"));
         }
-        Ok(Doors { ns, pid, cgroups })
+        Ok(Doors { ns, pid, cgroups, into })
     }
 }
 
@@ -218,13 +237,17 @@ pub(crate) fn spawn(doors: &Doors, p: &Process, stdio: &[OwnedFd], filter: Optio
     if let Some((theirs, _)) = &doors.pid {
         nix::sched::setns(theirs, CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the PID namespace: {e}"))?;
     }
-    // SAFETY: the shim is single-threaded (see `main`), so the child may allocate and run
-    // anything until its execve; it never returns from `child_main`.
-    let forked = unsafe { nix::unistd::fork() };
+    let (forked, cloned_into) = fork_into(doors.into.as_ref());
     if let Ok(ForkResult::Child) = forked {
         drop(err_r);
         let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
-        child_main(doors, &plan, fds, err_w, filter)
+        // The v2 cgroup is already the child's when it was cloned there.
+        let join = if cloned_into {
+            &doors.cgroups[..doors.cgroups.len() - 1]
+        } else {
+            &doors.cgroups[..]
+        };
+        child_main(doors, join, &plan, fds, err_w, filter)
     }
     if let Some((_, own)) = &doors.pid {
         // The shim's later children (libcontainer's, the next exec's) start in its own again.
@@ -246,9 +269,80 @@ pub(crate) fn spawn(doors: &Doors, p: &Process, stdio: &[OwnedFd], filter: Optio
     Err(msg)
 }
 
-/// The child: report why it could not execute, if it could not, and end.
-fn child_main(doors: &Doors, plan: &Plan, stdio: [RawFd; 3], err_w: OwnedFd, filter: Option<&Filter>) -> ! {
-    let Err(e) = child(doors, plan, stdio, err_w.as_raw_fd(), filter);
+/// Fork, or clone straight into the v2 cgroup `into` when there is one and the kernel can
+/// (`CLONE_INTO_CGROUP`, Linux 5.7); the second value says whether it did.
+fn fork_into(into: Option<&OwnedFd>) -> (nix::Result<ForkResult>, bool) {
+    if let Some(dir) = into {
+        /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+        #[repr(C)]
+        #[derive(Default)]
+        struct CloneArgs {
+            flags: u64,
+            pidfd: u64,
+            child_tid: u64,
+            parent_tid: u64,
+            exit_signal: u64,
+            stack: u64,
+            stack_size: u64,
+            tls: u64,
+            set_tid: u64,
+            set_tid_size: u64,
+            cgroup: u64,
+        }
+        const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: dir.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: as fork (no stack given: the child runs on a copy of this one); the shim is
+        // single-threaded, so no lock is held by a thread the child lacks. `args` outlives
+        // the call and the kernel only reads it.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match r {
+            0 => return (Ok(ForkResult::Child), true),
+            r if r > 0 => {
+                return (
+                    Ok(ForkResult::Parent {
+                        child: Pid::from_raw(r as i32),
+                    }),
+                    true,
+                )
+            }
+            // Older kernels: fork, and the child writes cgroup.procs.
+            _ if matches!(Errno::last(), Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {}
+            _ => return (Err(Errno::last()), true),
+        }
+    }
+    // SAFETY: the shim is single-threaded (see `main`), so the child may allocate and run
+    // anything until its execve; it never returns from `child_main`.
+    (unsafe { nix::unistd::fork() }, false)
+}
+
+/// The child: report why it could not execute, if it could not, and end. A panic ends it
+/// too: it must never unwind back into the shim's code.
+fn child_main(
+    doors: &Doors,
+    join: &[OwnedFd],
+    plan: &Plan,
+    stdio: [RawFd; 3],
+    err_w: OwnedFd,
+    filter: Option<&Filter>,
+) -> ! {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child(doors, join, plan, stdio, err_w.as_raw_fd(), filter)
+    }));
+    let e = match r {
+        Ok(Err(e)) => e,
+        Err(_) => "the exec's set-up panicked".to_string(),
+    };
     let _ = nix::unistd::write(&err_w, e.as_bytes());
     // SAFETY: _exit ends the process without running the shim's destructors or atexit
     // handlers, which belong to the parent.
@@ -277,12 +371,13 @@ fn close_all_but(keep: RawFd) -> Result<(), String> {
 
 fn child(
     doors: &Doors,
+    join: &[OwnedFd],
     plan: &Plan,
     stdio: [RawFd; 3],
     err_w: RawFd,
     filter: Option<&Filter>,
 ) -> Result<Infallible, String> {
-    for fd in &doors.cgroups {
+    for fd in join {
         nix::unistd::write(fd, b"0").map_err(errno("joining the container's cgroup"))?;
     }
     if let Some(adj) = plan.oom_score_adj {
