@@ -247,6 +247,9 @@ def main():
     scenario("docker import (large image)", lambda e, i: ENG[e] + ["import", big, f"imp{i}"],
              teardown=lambda e, i: sh(ENG[e] + ["rmi", f"imp{i}"]))
 
+    if os.environ.get("ONLY") == "core":
+        write("compare-core")
+        return
     distribution()
     builds()
     write()

@@ -67,9 +67,14 @@ impl hyper::body::Body for ReqBody {
 }
 
 /// Frames of data smaller than this are gathered into one before they are handed over, as
-/// long as more is already there: a body sent in tiny chunks costs a copy, not a hand-over
-/// (and a record) per chunk.
-const GATHER: usize = 64 << 10;
+/// long as more is already there or arrives within [`GATHER_WAIT`]: a body sent in small
+/// chunks costs a copy, not a hand-over (a wake-up of the reading thread) per chunk. A 328 MB
+/// `import` arrived in 25,800 hand-overs of 12.7 KB on average before the wait.
+const GATHER: usize = 1 << 20;
+/// A frame at least this large, with nothing gathered before it, is handed over as it is.
+const UNCOPIED: usize = 64 << 10;
+/// How long gathered data below [`GATHER`] waits for more before it is handed over.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Hand `body` to the routes through a task that keeps reading it (and discarding, up to
 /// [`DRAIN_LIMIT`]) once the route has dropped its end.
@@ -85,10 +90,34 @@ pub fn pump(body: Incoming) -> ReqBody {
         let mut drained: Option<u64> = None;
         let mut pending = bytes::BytesMut::new();
         loop {
-            // What is ready now joins what came before; a wait hands the gathered data over.
+            // What is ready now joins what came before. When nothing is, a little gathered
+            // data waits a moment for more (a fast sender's next write is on its way), then
+            // goes; a sender that pauses gets its data handed over within that moment.
             let next = match body.frame().now_or_never() {
                 Some(f) => f,
                 None if !pending.is_empty() => {
+                    if pending.len() < GATHER {
+                        if let Ok(f) = tokio::time::timeout(GATHER_WAIT, body.frame()).await {
+                            match f {
+                                Some(f) => {
+                                    let more = f.map(|f| f.into_data().unwrap_or_default());
+                                    match more {
+                                        Ok(d) => pending.extend_from_slice(&d),
+                                        Err(e) => {
+                                            if drained.is_none() {
+                                                let _ = tx.send(Err(e)).await;
+                                            }
+                                            return;
+                                        }
+                                    }
+                                    if pending.len() < GATHER {
+                                        continue;
+                                    }
+                                }
+                                None => break,
+                            }
+                        }
+                    }
                     let data = Ok(Frame::data(pending.split().freeze()));
                     if drained.is_none() && tx.send(data).await.is_err() {
                         drained = Some(0);
@@ -114,7 +143,7 @@ pub fn pump(body: Incoming) -> ReqBody {
                         return;
                     }
                 }
-                (Ok(d), None) if pending.is_empty() && d.len() >= GATHER => {
+                (Ok(d), None) if pending.is_empty() && d.len() >= UNCOPIED => {
                     // Large frames go as they are, uncopied.
                     if tx.send(Ok(Frame::data(d))).await.is_err() {
                         drained = Some(0);
@@ -137,19 +166,45 @@ pub fn pump(body: Incoming) -> ReqBody {
     ReqBody { rx: Some(rx) }
 }
 
-/// A blocking reader over a request body. Reading stops with an error once more than `limit`
-/// bytes arrived (`None`: no limit).
+/// A blocking reader over a request body's frames as the pump hands them over, or over chunks
+/// a task sends.
 pub struct BodyReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    src: Source,
     cur: Bytes,
+}
+
+enum Source {
+    /// The pump's channel, read straight from the blocking thread (no task in between).
+    Frames(Option<mpsc::Receiver<Result<Frame<Bytes>, hyper::Error>>>),
+    Chunks(mpsc::Receiver<io::Result<Bytes>>),
+}
+
+impl BodyReader {
+    /// The next piece of data; `None` at the end.
+    fn next(&mut self) -> io::Result<Option<Bytes>> {
+        match &mut self.src {
+            Source::Chunks(rx) => rx.blocking_recv().transpose(),
+            Source::Frames(None) => Ok(None),
+            Source::Frames(Some(rx)) => loop {
+                match rx.blocking_recv() {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(io::Error::other(e)),
+                    Some(Ok(f)) => {
+                        if let Ok(d) = f.into_data() {
+                            return Ok(Some(d));
+                        }
+                    }
+                }
+            },
+        }
+    }
 }
 
 impl io::Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
+            match self.next()? {
+                Some(b) => self.cur = b,
                 None => return Ok(0),
             }
         }
@@ -160,31 +215,21 @@ impl io::Read for BodyReader {
     }
 }
 
-/// Turn an incoming body into a blocking reader (pumped by a task).
+/// Turn an incoming body into a blocking reader. It must be read on a blocking thread (its
+/// reads wait on the pump's channel).
 pub fn reader(body: ReqBody) -> BodyReader {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut body = body;
-        while let Some(frame) = body.frame().await {
-            let item = match frame {
-                Ok(f) => match f.into_data() {
-                    Ok(d) => Ok(d),
-                    Err(_) => continue,
-                },
-                Err(e) => Err(io::Error::other(e)),
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-    });
-    BodyReader { rx, cur: Bytes::new() }
+    BodyReader {
+        src: Source::Frames(body.rx),
+        cur: Bytes::new(),
+    }
 }
 
 /// A blocking reader over chunks that a task sends (a download for `import`).
 pub fn reader_from(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyReader {
-    BodyReader { rx, cur: Bytes::new() }
+    BodyReader {
+        src: Source::Chunks(rx),
+        cur: Bytes::new(),
+    }
 }
 
 /// Read a whole request body into memory, refusing more than `limit` bytes. Each frame is

@@ -137,6 +137,149 @@ impl io::Write for Sha256Writer {
     }
 }
 
+/// A SHA-256 computed on a thread of its own once a stream is large, so a stream that must be
+/// hashed (a layer being extracted, rebuilt or spooled) is not held up by the hashing: bytes
+/// are gathered into batches and handed over, and [`finish`](BackgroundSha256::finish) waits
+/// for the digest. Hashing one stream cannot be split, but it can run beside the reading,
+/// copying and writing of the same bytes on another core. The first [`INLINE`] bytes are
+/// hashed in place (small blobs never start a thread), and so is everything when no thread
+/// can be started.
+pub struct BackgroundSha256 {
+    /// Hashing in place: before the stream is large, or when no thread could be started.
+    inline: Option<Sha256Writer>,
+    /// No thread could be started: stay in place.
+    no_thread: bool,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    back: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<Sha256Writer>>,
+    /// The thread went away with bytes it was given: the digest cannot be trusted.
+    lost: bool,
+    pending: Vec<u8>,
+    len: u64,
+}
+
+/// Bytes hashed in place before the thread starts.
+pub const INLINE: u64 = 4 << 20;
+/// Bytes gathered before a batch is handed to the hashing thread.
+const BATCH: usize = 1 << 20;
+
+impl BackgroundSha256 {
+    /// A hasher; its thread starts once the stream passes [`INLINE`] bytes.
+    pub fn new() -> Self {
+        BackgroundSha256 {
+            inline: Some(Sha256Writer::new()),
+            no_thread: false,
+            tx: None,
+            back: None,
+            worker: None,
+            lost: false,
+            pending: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Bytes seen so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Start the thread and move the in-place state to it; nothing moves when none starts.
+    fn start(&mut self) -> bool {
+        let (state_tx, state_rx) = std::sync::mpsc::sync_channel::<Sha256Writer>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        // Emptied batches come back to be filled again: no allocation per batch.
+        let (give_back, back) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        let spawned = std::thread::Builder::new().name("sha256".into()).spawn(move || {
+            let mut h = state_rx.recv().unwrap_or_default();
+            for mut b in rx {
+                h.update(&b);
+                b.clear();
+                let _ = give_back.try_send(b);
+            }
+            h
+        });
+        let Ok(worker) = spawned else { return false };
+        if state_tx.send(self.inline.take().unwrap_or_default()).is_err() {
+            self.lost = true;
+        }
+        self.worker = Some(worker);
+        self.tx = Some(tx);
+        self.back = Some(back);
+        self.pending = Vec::with_capacity(BATCH);
+        true
+    }
+
+    /// Feed bytes.
+    pub fn update(&mut self, mut buf: &[u8]) {
+        self.len += buf.len() as u64;
+        if self.inline.is_some() && self.len > INLINE && !self.no_thread && !self.start() {
+            self.no_thread = true;
+        }
+        if let Some(h) = &mut self.inline {
+            h.update(buf);
+            return;
+        }
+        while !buf.is_empty() {
+            let n = buf.len().min(BATCH - self.pending.len());
+            self.pending.extend_from_slice(&buf[..n]);
+            buf = &buf[n..];
+            if self.pending.len() == BATCH {
+                self.hand_over();
+            }
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let next = self
+            .back
+            .as_ref()
+            .and_then(|b| b.try_recv().ok())
+            .unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let full = std::mem::replace(&mut self.pending, next);
+        if self.tx.as_ref().is_some_and(|tx| tx.send(full).is_err()) {
+            self.tx = None;
+            self.lost = true;
+        }
+    }
+
+    /// The digest of everything fed, once the thread has hashed it all; an error if the
+    /// thread died on the way (the bytes it had are gone).
+    pub fn finish(mut self) -> io::Result<Digest> {
+        if let Some(h) = self.inline.take() {
+            return Ok(h.finish());
+        }
+        if !self.pending.is_empty() {
+            self.hand_over();
+        }
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(h)) if !self.lost => Ok(h.finish()),
+            _ => Err(io::Error::other("the hashing thread died")),
+        }
+    }
+}
+
+impl Default for BackgroundSha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl io::Write for BackgroundSha256 {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Docker's chain IDs: `chain[0] = diff[0]`, `chain[n] = sha256(chain[n-1] + " " + diff[n])`.
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
@@ -156,6 +299,28 @@ mod tests {
 
     fn check(input: &str, ok: bool) {
         assert_eq!(input.parse::<Digest>().is_ok(), ok, "{input}");
+    }
+
+    #[test]
+    fn background_hashing_matches_inline_hashing() {
+        // Several batches, a partial one, odd-sized writes crossing batch boundaries.
+        let data: Vec<u8> = (0..(INLINE as usize + 3 * BATCH + 12_345))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        for step in [7usize, 4096, 777_777, BATCH, data.len()] {
+            let mut b = BackgroundSha256::new();
+            for c in data.chunks(step) {
+                b.update(c);
+            }
+            assert_eq!(b.len(), data.len() as u64);
+            assert_eq!(b.finish().unwrap(), Digest::of(&data), "writes of {step}");
+        }
+        assert_eq!(BackgroundSha256::new().finish().unwrap(), Digest::of(b""));
+        // Small streams never leave the caller's thread.
+        let mut small = BackgroundSha256::new();
+        small.update(b"abc");
+        assert!(small.worker.is_none());
+        assert_eq!(small.finish().unwrap(), Digest::of(b"abc"));
     }
 
     #[test]

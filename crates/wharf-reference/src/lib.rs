@@ -12,7 +12,7 @@ mod digest;
 pub mod oci;
 mod reference;
 
-pub use digest::{chain_ids, Digest, DigestError, Sha256Writer};
+pub use digest::{chain_ids, BackgroundSha256, Digest, DigestError, Sha256Writer};
 pub use reference::{Reference, ReferenceError, DEFAULT_DOMAIN, DEFAULT_TAG, OFFICIAL_REPO_PREFIX};
 
 /// Docker's rule for container and object names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.

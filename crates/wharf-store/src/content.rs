@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use wharf_reference::{Digest, Sha256Writer};
+use wharf_reference::{BackgroundSha256, Digest};
 
 /// Content store failures.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,8 @@ pub struct ContentStore {
 pub struct Ingest {
     file: Option<io::BufWriter<File>>,
     path: PathBuf,
-    hasher: Sha256Writer,
+    /// Taken when the ingest finishes.
+    hasher: Option<BackgroundSha256>,
     store: ContentStore,
 }
 
@@ -157,7 +158,7 @@ impl ContentStore {
         Ok(Ingest {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             path,
-            hasher: Sha256Writer::new(),
+            hasher: Some(BackgroundSha256::new()),
             store: self.clone(),
         })
     }
@@ -213,11 +214,11 @@ impl ContentStore {
 impl Ingest {
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
-        self.hasher.len()
+        self.hasher.as_ref().map_or(0, |h| h.len())
     }
     /// True before anything was written.
     pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
+        self.len() == 0
     }
 
     /// Finish without storing: the digest, and the bytes written as an unlinked file to read
@@ -228,7 +229,8 @@ impl Ingest {
         drop(f.into_inner().map_err(|e| e.into_error())?);
         let spool = File::open(&self.path)?;
         fs::remove_file(&self.path)?;
-        Ok((std::mem::take(&mut self.hasher).finish(), spool))
+        let digest = self.hasher.take().expect("ingest finished twice").finish()?;
+        Ok((digest, spool))
     }
 
     /// Finish: fsync, verify, rename into place. Returns the digest of what was written.
@@ -238,9 +240,9 @@ impl Ingest {
         let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
-        let hasher = std::mem::take(&mut self.hasher);
+        let hasher = self.hasher.take().expect("ingest committed twice");
         let len = hasher.len();
-        let actual = hasher.finish();
+        let actual = hasher.finish()?;
         if let Some(expected) = expected {
             if expected != actual {
                 return Err(ContentError::DigestMismatch { expected, actual });
@@ -263,7 +265,7 @@ impl Ingest {
 impl Write for Ingest {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.as_mut().expect("ingest committed").write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.as_mut().expect("ingest committed").update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

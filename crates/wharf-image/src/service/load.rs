@@ -88,7 +88,7 @@ impl ImageService {
             if looks_like_layer(&head[..head.len().min(512)]) && size > 0 {
                 let mut hr = HashingReader {
                     inner: br,
-                    hasher: wharf_reference::Sha256Writer::new(),
+                    hasher: Some(wharf_reference::BackgroundSha256::new()),
                 };
                 // A layer that needs its parent first is kept as a blob until the chain is known.
                 let (rec, blob) = match self.layers.driver().extracts_over_parent() {
@@ -96,7 +96,7 @@ impl ImageService {
                     true => (None, Some(self.content.write_from(&mut hr, None, None)?)),
                 };
                 io::copy(&mut hr, &mut io::sink()).map_err(bad)?;
-                let raw = std::mem::take(&mut hr.hasher).finish();
+                let raw = hr.hasher.take().expect("hashed once").finish().map_err(bad)?;
                 if let Some(Staged::Layer { rec: Some(old), .. }) = staged.insert(key, Staged::Layer { raw, rec, blob })
                 {
                     let _ = self.layers.discard(&old);
@@ -389,14 +389,16 @@ struct Found {
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
 
 struct HashingReader<R> {
     inner: R,
-    hasher: wharf_reference::Sha256Writer,
+    hasher: Option<wharf_reference::BackgroundSha256>,
 }
 
 enum Staged {
