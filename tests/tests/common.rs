@@ -365,6 +365,9 @@ pub fn kill_cgroups(parent: &str) {
     for p in cgroup_dirs(parent) {
         if let Ok(rd) = std::fs::read_dir(&p) {
             for e in rd.flatten() {
+                // A frozen process takes its SIGKILL only once thawed (v1 freezer, v2 freeze).
+                let _ = std::fs::write(e.path().join("freezer.state"), "THAWED");
+                let _ = std::fs::write(e.path().join("cgroup.freeze"), "0");
                 let procs = std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default();
                 for pid in procs.lines() {
                     let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();

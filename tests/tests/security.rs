@@ -756,3 +756,71 @@ fn an_exec_joins_all_its_container_has_and_holds_nothing_of_the_shims() {
     );
     w.ok(&["rm", "-f", "ej", "hostns"]);
 }
+
+/// Nothing starts in a frozen container: an exec would freeze in its cgroup before it ran,
+/// with its shim waiting on it and so unable to thaw the container. `docker commit` freezes a
+/// container behind its record's back; health checks every few milliseconds must neither
+/// deadlock the commits nor be left hanging, and the container runs on afterwards.
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn execs_never_start_in_a_frozen_container() {
+    let w = daemon();
+    // A pause between an exec's create and its start: dockerd's refusal, nothing started.
+    w.ok(&["run", "-d", "--name", "fz", "busybox", "sleep", "1000"]);
+    let (status, _, body) = w.http(
+        "POST",
+        "/containers/fz/exec",
+        br#"{"Cmd":["touch","/started"],"AttachStdout":true}"#,
+    );
+    assert!(status.contains("201"), "{status}");
+    let exec = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["pause", "fz"]);
+    let (status, _, body) = w.http("POST", &format!("/exec/{exec}/start"), br#"{"Detach":true}"#);
+    assert!(status.contains("409"), "{status}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("is paused, unpause the container before exec"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    w.ok(&["unpause", "fz"]);
+    assert!(!w.docker(&["exec", "fz", "test", "-e", "/started"]).status.success());
+    // Health checks racing commits, which freeze the container through its shim.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "5ms",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    for i in 0..15 {
+        let mut c = std::process::Command::new("docker")
+            .args(["commit", "hc", &format!("hc-commit:{i}")])
+            .env("DOCKER_HOST", format!("unix://{}", w.sock.display()))
+            .env("DOCKER_CONFIG", w.dir.path().join("docker-config"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let Some(status) = common::wait_timeout(&mut c, Duration::from_secs(30)) else {
+            let _ = c.kill();
+            let _ = c.wait();
+            // The daemon's teardown thaws and kills what the stuck commit left frozen.
+            panic!("commit {i} hung: an exec deadlocked the shim of its frozen container");
+        };
+        assert!(status.success(), "commit {i}");
+    }
+    assert_eq!(w.ok(&["exec", "hc", "echo", "alive"]).trim(), "alive");
+    assert_eq!(inspect(&w, "hc", "{{.State.Status}}"), "running");
+    w.ok(&["rm", "-f", "fz", "hc"]);
+}

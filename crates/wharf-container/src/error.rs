@@ -66,7 +66,7 @@ impl ContainerError {
             ContainerError::Volume(e) => e.kind(),
             ContainerError::Runtime { kind, .. } => match kind {
                 FailureKind::NotFound | FailureKind::CannotExecute => ErrorKind::InvalidArgument,
-                FailureKind::NotRunning => ErrorKind::Conflict,
+                FailureKind::NotRunning | FailureKind::Paused => ErrorKind::Conflict,
                 FailureKind::BadRequest => ErrorKind::InvalidArgument,
                 FailureKind::Internal => ErrorKind::Internal,
             },

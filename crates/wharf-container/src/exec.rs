@@ -65,6 +65,11 @@ pub struct ExecEntry {
 const EXEC_KEEP: Duration = Duration::from_secs(600);
 
 /// How an exec's start error reads in dockerd (runc's words through containerd).
+/// dockerd's answer to an exec in a paused container.
+fn paused(id: &str) -> ContainerError {
+    ContainerError::Conflict(format!("Container {id} is paused, unpause the container before exec"))
+}
+
 fn exec_start_error(e: &str) -> String {
     let detail = match e.split("executable '").nth(1).and_then(|r| r.split('\'').next()) {
         Some(name) => format!("exec: \"{name}\": executable file not found in $PATH"),
@@ -82,10 +87,7 @@ impl ContainerService {
             return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
         }
         if rec.state.status == ContainerStatus::Paused {
-            return Err(ContainerError::Conflict(format!(
-                "Container {} is paused, unpause the container before exec",
-                rec.id
-            )));
+            return Err(paused(&rec.id));
         }
         if config.cmd.is_empty() {
             return Err(ContainerError::Invalid("No exec command specified".into()));
@@ -131,6 +133,9 @@ impl ContainerService {
         let rec = self.get(&x.container)?;
         if !rec.state.is_running() {
             return Err(ContainerError::Conflict(format!("container {} is not running", rec.id)));
+        }
+        if rec.state.status == ContainerStatus::Paused {
+            return Err(paused(&rec.id));
         }
         Ok((x, rec))
     }
@@ -188,6 +193,10 @@ impl ContainerService {
             stdin: x.config.stdin,
         };
         let (reply, stream) = self.runtime.open(&rec.id, req).await?;
+        if let Some((wharf_shim_proto::FailureKind::Paused, _)) = reply.failure() {
+            // Frozen since the check above (a pause, a commit's freeze): it never started.
+            return Err(paused(&rec.id));
+        }
         if let Some((kind, err)) = reply.failure() {
             // As Docker 25 and later: 127 for a command that is not there, 126 for one that
             // could not start (dockerd 20.10 recorded 126 for both).

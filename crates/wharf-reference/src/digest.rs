@@ -313,6 +313,7 @@ mod tests {
                 b.update(c);
             }
             assert_eq!(b.len(), data.len() as u64);
+            assert!(b.worker.is_some() && b.inline.is_none(), "writes of {step}: no thread");
             assert_eq!(b.finish().unwrap(), Digest::of(&data), "writes of {step}");
         }
         assert_eq!(BackgroundSha256::new().finish().unwrap(), Digest::of(b""));

@@ -33,6 +33,9 @@ pub enum FailureKind {
     CannotExecute,
     /// The container's process has ended.
     NotRunning,
+    /// The container is frozen (paused, or for a commit): nothing may start in it until it
+    /// is thawed (a process joining a frozen cgroup would freeze before it ran).
+    Paused,
     /// The request was malformed (a bad signal, an unknown exec).
     BadRequest,
     /// Anything else.

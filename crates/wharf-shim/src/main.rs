@@ -205,6 +205,10 @@ struct Shim {
     filter: Option<std::sync::Arc<Filter>>,
     /// What execs join, opened at the first and kept while the init lives.
     doors: Option<enter::Doors>,
+    /// Frozen by a `Pause` (a user's, or a commit's) and not yet resumed: no exec starts (its
+    /// process would freeze in the cgroup before it ran, with the shim waiting on it and so
+    /// unable to take the `Resume`).
+    paused: bool,
     /// The container's name=systemd cgroup, which the shim is in until it exits.
     systemd: named::Entered,
     /// Held until the shim exits (see `wharf_shim_proto::LOCK_FILE`).
@@ -298,6 +302,7 @@ impl Shim {
             exited_at: None,
             filter,
             doors: None,
+            paused: false,
             systemd,
             _lock: lock,
         })

@@ -39,6 +39,9 @@ impl Shim {
                 let r = self
                     .container()
                     .and_then(|mut c| if pause { c.pause() } else { c.resume() }.map_err(|e| e.to_string()));
+                if r.is_ok() {
+                    self.paused = pause;
+                }
                 self.reply(
                     id,
                     r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
@@ -111,6 +114,10 @@ impl Shim {
                     None => Reply::fail(FailureKind::BadRequest, "no such exec"),
                 };
                 self.reply(id, r, ClientKind::Closing);
+            }
+            Request::Exec { .. } if self.paused => {
+                let r = Reply::fail(FailureKind::Paused, "container is paused");
+                self.reply(id, r, ClientKind::Closing)
             }
             Request::Exec {
                 id: exec_id,
