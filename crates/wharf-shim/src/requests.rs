@@ -191,16 +191,19 @@ impl Shim {
             // A terminal always has an input side; without -i nobody writes to it.
             stdio.stdin_close = false;
         }
-        self.execs.insert(
-            exec_id.to_string(),
-            Exec {
-                pid,
-                stdio,
-                exit: None,
-                client,
-            },
-        );
+        self.track_exec(exec_id, pid, stdio, client);
         Ok(pid)
+    }
+
+    /// Keep a started exec: its output is read and its exit sent to `client`.
+    fn track_exec(&mut self, exec_id: &str, pid: Pid, stdio: Stdio, client: u64) {
+        let exec = Exec {
+            pid,
+            stdio,
+            exit: None,
+            client,
+        };
+        self.execs.insert(exec_id.to_string(), exec);
     }
 
     /// An exec without a terminal, started by the shim itself (`enter`).
@@ -219,15 +222,7 @@ impl Shim {
         // SIGCHLD stays blocked through the spawn, as for libcontainer's (see `exec`).
         let pid = crate::enter::spawn(doors, process, &child, self.filter.as_deref())?;
         drop(child);
-        self.execs.insert(
-            exec_id.to_string(),
-            Exec {
-                pid,
-                stdio,
-                exit: None,
-                client,
-            },
-        );
+        self.track_exec(exec_id, pid, stdio, client);
         Ok(pid)
     }
 }
