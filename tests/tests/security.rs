@@ -822,5 +822,17 @@ fn execs_never_start_in_a_frozen_container() {
     }
     assert_eq!(w.ok(&["exec", "hc", "echo", "alive"]).trim(), "alive");
     assert_eq!(inspect(&w, "hc", "{{.State.Status}}"), "running");
+    // Frozen behind the shim's back (the host's admin, another tool): the exec's child
+    // freezes on its way, and the shim gives up on it instead of hanging with it.
+    let id = inspect(&w, "hc", "{{.Id}}");
+    let freezer = cgroup_dir(&w, "freezer", &id).join("freezer.state");
+    std::fs::write(&freezer, "FROZEN").unwrap();
+    let started = Instant::now();
+    let o = w.docker(&["exec", "hc", "true"]);
+    std::fs::write(&freezer, "THAWED").unwrap();
+    assert!(!o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("did not start"), "{o:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(w.ok(&["exec", "hc", "echo", "alive"]).trim(), "alive");
     w.ok(&["rm", "-f", "fz", "hc"]);
 }

@@ -260,13 +260,54 @@ pub(crate) fn spawn(doors: &Doors, p: &Process, stdio: &[OwnedFd], filter: Optio
         ForkResult::Child => unreachable!("the child never returns from child_main"),
     };
     drop(err_w);
-    let mut msg = String::new();
-    let _ = fs::File::from(err_r).read_to_string(&mut msg);
-    if msg.is_empty() {
-        return Ok(pid);
+    match outcome(err_r, SET_UP_LIMIT) {
+        Ok(msg) if msg.is_empty() => Ok(pid),
+        Ok(msg) => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(msg)
+        }
+        Err(e) => {
+            // Not waited for here: a frozen child dies only once thawed. The shim's reaping
+            // collects it whenever it ends.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            Err(e)
+        }
     }
-    let _ = nix::sys::wait::waitpid(pid, None);
-    Err(msg)
+}
+
+/// How long the shim waits for an exec's child to reach its `execve`. The shim serves nothing
+/// else meanwhile, so a child stuck on the way (a working directory on a file system that
+/// never answers, a cgroup frozen behind the shim's back) is killed rather than let it hang
+/// the container's supervisor.
+const SET_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the child wrote before its pipe closed (nothing: it executed its command), or an
+/// error when it took longer than `limit`.
+fn outcome(err_r: OwnedFd, limit: std::time::Duration) -> Result<String, String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + limit;
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(err_r.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if std::time::Instant::now() >= deadline => {
+                return Err(format!("the exec did not start within {} s", limit.as_secs()));
+            }
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(format!("waiting for the exec: {e}")),
+        }
+        match nix::unistd::read(err_r.as_raw_fd(), &mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&msg).into_owned()),
+            Ok(n) => msg.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(e) => return Err(format!("waiting for the exec: {e}")),
+        }
+    }
 }
 
 /// Fork, or clone straight into the v2 cgroup `into` when there is one and the kernel can
@@ -531,6 +572,22 @@ mod tests {
                 ("/sys/fs/cgroup/unified", "cgroup.procs")
             ]
         );
+    }
+
+    #[test]
+    fn the_shim_waits_for_a_child_only_so_long() {
+        let ms = std::time::Duration::from_millis;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        drop(w);
+        assert_eq!(outcome(r, ms(500)), Ok(String::new()));
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        nix::unistd::write(&w, b"exec: \"x\": permission denied").unwrap();
+        drop(w);
+        assert_eq!(outcome(r, ms(500)).unwrap(), "exec: \"x\": permission denied");
+        let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let started = std::time::Instant::now();
+        assert!(outcome(r, ms(50)).unwrap_err().contains("did not start"));
+        assert!(started.elapsed() < ms(2000));
     }
 
     #[test]
