@@ -836,3 +836,46 @@ fn execs_never_start_in_a_frozen_container() {
     assert_eq!(w.ok(&["exec", "hc", "echo", "alive"]).trim(), "alive");
     w.ok(&["rm", "-f", "fz", "hc"]);
 }
+
+/// An exec's terminal is made inside the container from its own `/dev/pts/ptmx`, which the
+/// container controls: what is not a pty multiplexer there, or is reached through a symlink,
+/// is refused, and the container's shim serves on.
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn an_exec_terminal_comes_only_from_a_real_ptmx() {
+    let w = daemon();
+    assert_eq!(
+        w.ok(&["run", "-d", "--name", "tt", "busybox", "sleep", "1000"]).len(),
+        65
+    );
+    assert_eq!(w.ok(&["exec", "-t", "tt", "tty"]).trim(), "/dev/pts/0");
+    for (name, fake) in [
+        ("fifo", "mkfifo /dev/pts/ptmx"),
+        ("link", "ln -s /dev/null /dev/pts/ptmx"),
+    ] {
+        let setup = format!("mount -t tmpfs tmpfs /dev/pts && {fake} && touch /ready && sleep 1000");
+        w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            &setup,
+        ]);
+        wait_until("the fake ptmx", Duration::from_secs(10), || {
+            w.docker(&["exec", name, "test", "-e", "/ready"]).status.success()
+        });
+        let o = w.docker(&["exec", "-t", name, "true"]);
+        assert_eq!(o.status.code(), Some(126), "{name}: {o:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("/dev/pts/ptmx"), "{name}: {out}");
+        assert_eq!(w.ok(&["exec", name, "echo", "served"]).trim(), "served");
+    }
+    w.ok(&["rm", "-f", "tt", "fifo", "link"]);
+}

@@ -20,9 +20,9 @@
 //! A failure before `execve` comes back as text over a close-on-exec pipe; a successful
 //! `execve` closes it empty.
 //!
-//! Terminals, and processes asking for what this path does not set (an AppArmor profile, an
-//! SELinux label, I/O priority, a scheduler, CPU affinity), still go through libcontainer
-//! (`direct`).
+//! A terminal is made in the container by the child (`terminal`). Processes asking for what
+//! this path does not set (an AppArmor profile, an SELinux label, I/O priority, a scheduler,
+//! CPU affinity) still go through libcontainer (`direct`).
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -149,10 +149,9 @@ impl Doors {
     }
 }
 
-/// Whether `p` can start on this path: no terminal, nothing libcontainer alone applies.
+/// Whether `p` can start on this path: nothing libcontainer alone applies.
 pub(crate) fn direct(p: &Process) -> bool {
-    !p.terminal().unwrap_or(false)
-        && p.apparmor_profile().is_none()
+    p.apparmor_profile().is_none()
         && p.selinux_label().is_none()
         && p.io_priority().is_none()
         && p.scheduler().is_none()
@@ -225,13 +224,42 @@ impl Plan {
     }
 }
 
-/// Start `p` in the container with `stdio` (stdin, stdout, stderr) as its first descriptors.
-/// Returns its PID (in the shim's PID namespace) once it has executed its command, or why
-/// it could not.
-pub(crate) fn spawn(doors: &Doors, p: &Process, stdio: &[OwnedFd], filter: Option<&Filter>) -> Result<Pid, String> {
+/// An exec's stdio: the child ends of three pipes (stdin, stdout, stderr), or a terminal the
+/// child makes in the container (`terminal`), sized (rows, columns) when given.
+pub(crate) enum ExecIo<'a> {
+    Pipes(&'a [OwnedFd]),
+    Terminal(Option<(u16, u16)>),
+}
+
+/// The same, as the child sees it.
+enum ChildIo {
+    Pipes([RawFd; 3]),
+    Terminal(RawFd, Option<(u16, u16)>),
+}
+
+/// Start `p` in the container with `io` as its first descriptors. Returns its PID (in the
+/// shim's PID namespace) once it has executed its command, with its terminal's master for a
+/// terminal, or why it could not.
+pub(crate) fn spawn(
+    doors: &Doors,
+    p: &Process,
+    io: ExecIo<'_>,
+    filter: Option<&Filter>,
+) -> Result<(Pid, Option<OwnedFd>), String> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let plan = Plan::new(p, doors.pid.is_some())?;
-    let [stdin, stdout, stderr] = stdio else {
-        return Err("an exec needs three stdio descriptors".into());
+    let (child_io, shim_end, _child_end) = match io {
+        ExecIo::Pipes([stdin, stdout, stderr]) => (
+            ChildIo::Pipes([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()]),
+            None,
+            None,
+        ),
+        ExecIo::Pipes(_) => return Err("an exec needs three stdio descriptors".into()),
+        ExecIo::Terminal(size) => {
+            let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| format!("socketpair: {e}"))?;
+            (ChildIo::Terminal(b.as_raw_fd(), size), Some(a), Some(b))
+        }
     };
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     if let Some((theirs, _)) = &doors.pid {
@@ -240,14 +268,13 @@ pub(crate) fn spawn(doors: &Doors, p: &Process, stdio: &[OwnedFd], filter: Optio
     let (forked, cloned_into) = fork_into(doors.into.as_ref());
     if let Ok(ForkResult::Child) = forked {
         drop(err_r);
-        let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
         // The v2 cgroup is already the child's when it was cloned there.
         let join = if cloned_into {
             &doors.cgroups[..doors.cgroups.len() - 1]
         } else {
             &doors.cgroups[..]
         };
-        child_main(doors, join, &plan, fds, err_w, filter)
+        child_main(doors, join, &plan, child_io, err_w, filter)
     }
     if let Some((_, own)) = &doors.pid {
         // The shim's later children (libcontainer's, the next exec's) start in its own again.
@@ -261,7 +288,16 @@ pub(crate) fn spawn(doors: &Doors, p: &Process, stdio: &[OwnedFd], filter: Optio
     };
     drop(err_w);
     match outcome(err_r, SET_UP_LIMIT) {
-        Ok(msg) if msg.is_empty() => Ok(pid),
+        Ok(msg) if msg.is_empty() => match shim_end {
+            // Sent before the child's execve closed its pipe: already there.
+            Some(sock) => crate::stdio::receive_fd(sock.as_raw_fd(), nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+                .map(|master| (pid, Some(master)))
+                .map_err(|e| {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    format!("the exec's terminal: {e}")
+                }),
+            None => Ok((pid, None)),
+        },
         Ok(msg) => {
             let _ = nix::sys::wait::waitpid(pid, None);
             Err(msg)
@@ -369,16 +405,9 @@ fn fork_into(into: Option<&OwnedFd>) -> (nix::Result<ForkResult>, bool) {
 
 /// The child: report why it could not execute, if it could not, and end. A panic ends it
 /// too: it must never unwind back into the shim's code.
-fn child_main(
-    doors: &Doors,
-    join: &[OwnedFd],
-    plan: &Plan,
-    stdio: [RawFd; 3],
-    err_w: OwnedFd,
-    filter: Option<&Filter>,
-) -> ! {
+fn child_main(doors: &Doors, join: &[OwnedFd], plan: &Plan, io: ChildIo, err_w: OwnedFd, filter: Option<&Filter>) -> ! {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        child(doors, join, plan, stdio, err_w.as_raw_fd(), filter)
+        child(doors, join, plan, io, err_w.as_raw_fd(), filter)
     }));
     let e = match r {
         Ok(Err(e)) => e,
@@ -414,7 +443,7 @@ fn child(
     doors: &Doors,
     join: &[OwnedFd],
     plan: &Plan,
-    stdio: [RawFd; 3],
+    io: ChildIo,
     err_w: RawFd,
     filter: Option<&Filter>,
 ) -> Result<Infallible, String> {
@@ -429,6 +458,13 @@ fn child(
         nix::sched::setns(fd, *flag).map_err(errno("joining a namespace"))?;
     }
     nix::unistd::setsid().map_err(errno("setsid"))?;
+    let stdio = match io {
+        ChildIo::Pipes(fds) => fds,
+        ChildIo::Terminal(to_shim, size) => {
+            crate::terminal::attach(to_shim, size)?;
+            [0, 1, 2]
+        }
+    };
     // The child ends are descriptors above 2 (the shim's own 0..2 are open), so no dup2
     // overwrites one still to be copied.
     for (to, from) in stdio.into_iter().enumerate() {
@@ -601,13 +637,10 @@ mod tests {
     }
 
     #[test]
-    fn terminals_and_profiles_go_through_libcontainer() {
+    fn profiles_go_through_libcontainer() {
         let mut p = Process::default();
-        p.set_terminal(Some(false));
-        assert!(direct(&p));
         p.set_terminal(Some(true));
-        assert!(!direct(&p));
-        p.set_terminal(Some(false));
+        assert!(direct(&p));
         p.set_apparmor_profile(Some("docker-default".into()));
         assert!(!direct(&p));
     }

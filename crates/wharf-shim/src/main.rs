@@ -12,7 +12,7 @@
 //! Here: creation and the event loop (poll over the socket, the signalfd, the container's and
 //! the execs' output and the clients). `clients`: connections and replies; `requests`: one
 //! method per request; `exit`: output, reaping and the end; `failure`: the kind of a failure
-//! the reply carries; `enter`: execs started by the shim itself; `stdio`, `log`, `cgroups`,
+//! the reply carries; `enter`: execs started by the shim itself (`terminal`: theirs); `stdio`, `log`, `cgroups`,
 //! `stats`, `named`, `payload`, `initerr` as ARCHITECTURE.md lists them.
 
 mod cgroups;
@@ -24,6 +24,7 @@ mod named;
 mod payload;
 mod stats;
 mod stdio;
+mod terminal;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;

@@ -2,6 +2,7 @@
 //! resize, wait, attach, close stdin, and exec (a process started in the container).
 
 use crate::cgroups::{cgroup_stats, update_resources};
+use crate::enter::ExecIo;
 use crate::stdio::{finish_tty, flush_stdin, make_stdio, resize};
 use crate::*;
 use nix::sys::signal::{self, Signal};
@@ -218,10 +219,21 @@ impl Shim {
             self.doors = Some(crate::enter::Doors::open(self.init, &self.cfg.cgroup_path)?);
         }
         let doors = self.doors.as_ref().expect("opened above");
-        let (stdio, child, _) = make_stdio(false, stdin, Path::new(""))?;
+        let filter = self.filter.as_deref();
         // SIGCHLD stays blocked through the spawn, as for libcontainer's (see `exec`).
-        let pid = crate::enter::spawn(doors, process, &child, self.filter.as_deref())?;
-        drop(child);
+        let (pid, stdio) = if process.terminal().unwrap_or(false) {
+            let size = process.console_size().as_ref().map(|b| {
+                let c = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+                (c(b.height()), c(b.width()))
+            });
+            let (pid, master) = crate::enter::spawn(doors, process, ExecIo::Terminal(size), filter)?;
+            let master = master.ok_or("the exec's terminal was not handed over")?;
+            (pid, crate::stdio::tty_stdio(master)?)
+        } else {
+            let (stdio, child, _) = make_stdio(false, stdin, Path::new(""))?;
+            let (pid, _) = crate::enter::spawn(doors, process, ExecIo::Pipes(&child), filter)?;
+            (pid, stdio)
+        };
         self.track_exec(exec_id, pid, stdio, client);
         Ok(pid)
     }

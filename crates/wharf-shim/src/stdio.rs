@@ -40,20 +40,41 @@ pub fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
         }
     };
     conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+    receive_fd(conn.as_raw_fd(), MsgFlags::empty()).map_err(|e| format!("console socket: {e}"))
+}
+
+/// Receive one descriptor sent with SCM_RIGHTS on the socket `sock` (`flags`: e.g.
+/// `MSG_DONTWAIT` when it must already be there).
+pub fn receive_fd(sock: RawFd, flags: MsgFlags) -> Result<OwnedFd, String> {
     let mut buf = [0u8; 4096];
     let mut iov = [io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| format!("console socket: {e}"))?;
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), flags | MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(|e| e.to_string())?;
+    let mut got = None;
     for c in msg.cmsgs().map_err(|e| e.to_string())? {
         if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
+            for fd in fds {
                 // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
-                return Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+                let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                // The first is the one; any more are closed as they drop.
+                got.get_or_insert(fd);
             }
         }
     }
-    Err("console socket: no terminal received".into())
+    got.ok_or_else(|| "no terminal received".to_string())
+}
+
+/// The stdio of a process whose terminal's master is `master`.
+pub fn tty_stdio(master: OwnedFd) -> Result<Stdio, String> {
+    set_nonblocking(master.as_fd());
+    Ok(Stdio {
+        stdin: Some(master.try_clone().map_err(|e| e.to_string())?),
+        stdin_pending: Vec::new(),
+        stdin_close: false,
+        out: [Some(master.try_clone().map_err(|e| e.to_string())?), None],
+        tty: Some(master),
+    })
 }
 
 nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, nix::libc::winsize);
@@ -140,11 +161,12 @@ pub fn finish_tty(stdio: &mut Stdio, listener: Option<UnixListener>, console_pat
     if let Some(l) = listener {
         let master = receive_console(&l);
         let _ = fs::remove_file(console_path);
-        let master = master?;
-        set_nonblocking(master.as_fd());
-        stdio.stdin = Some(master.try_clone().map_err(|e| e.to_string())?);
-        stdio.out[0] = Some(master.try_clone().map_err(|e| e.to_string())?);
-        stdio.tty = Some(master);
+        let [out, _] = tty_stdio(master?).map(|t| {
+            stdio.stdin = t.stdin;
+            stdio.tty = t.tty;
+            t.out
+        })?;
+        stdio.out[0] = out;
     }
     Ok(())
 }
