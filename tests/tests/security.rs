@@ -602,8 +602,10 @@ fn errors_a_user_can_act_on() {
         "busybox",
         "true",
     ]);
+    // runc's words. The shim closes every descriptor but its own pipes before the chdir, so
+    // the path names nothing (runc still holds a pipe there: "not a directory").
     assert!(
-        err.contains(r#"chdir to cwd ("/proc/self/fd/7") set in config.json failed: not a directory"#),
+        err.contains(r#"chdir to cwd ("/proc/self/fd/7") set in config.json failed: no such file or directory"#),
         "{err}"
     );
     // A client's bad tar to PUT /archive is its error (400), naming the entry.
@@ -755,6 +757,116 @@ fn an_exec_joins_all_its_container_has_and_holds_nothing_of_the_shims() {
         format!("{}\n{}\n", mine("pid"), mine("net"))
     );
     w.ok(&["rm", "-f", "ej", "hostns"]);
+}
+
+/// A container's init, which the shim creates itself (`wharf-shim::birth`), is in the
+/// container's cgroup in every hierarchy and holds nothing of the shim's from its first
+/// instruction, with what the spec gives it; a command that cannot run fails the start with
+/// the docker CLI's exit codes, and nothing of the container is left after.
+#[test]
+#[cfg_attr(
+    not(root_tier),
+    ignore = "root tier: needs root (a real daemon: namespaces, mounts, cgroups)"
+)]
+fn an_init_is_its_containers_from_its_first_instruction() {
+    let w = daemon();
+    let own = "ulimit -n; ulimit -Hn; cat /proc/1/oom_score_adj; \
+               echo $FOO $HOME $PWD; hostname; id -G; cut -d' ' -f4,6 /proc/1/stat; \
+               grep NoNewPrivs /proc/1/status | xargs; sleep 1000";
+    let id = w
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ij",
+            "--hostname",
+            "ijhost",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--oom-score-adj",
+            "300",
+            "--group-add",
+            "777",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+            "sh",
+            "-c",
+            own,
+        ])
+        .trim()
+        .to_string();
+    let out = wait_for_lines(&w, "ij", 7);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..7],
+        ["1024", "2048", "300", "bar /root /tmp", "ijhost", "0 777", "0 1"],
+        "rlimits, OOM score, env, cwd, hostname, groups, parent and session: {out}"
+    );
+    assert_eq!(lines[7], "NoNewPrivs: 1", "{out}");
+    // Its descriptors, read from the host while it waits for its `sleep` (inside, listing
+    // them races the shell's own pipes).
+    let init = w.ok(&["inspect", "-f", "{{.State.Pid}}", "ij"]).trim().to_string();
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"], "the init holds nothing of the shim's");
+    // Seen from the host: the init alone in the container's cgroup of every controller, and
+    // in no other.
+    for h in [
+        "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "freezer", "devices",
+    ] {
+        assert_eq!(read(&cgroup_dir(&w, h, &id).join("cgroup.procs")), init, "{h}");
+    }
+    let want = format!("/{}/{id}", w.cgroup_parent());
+    for l in read(Path::new(&format!("/proc/{init}/cgroup"))).lines() {
+        let (ctl, path) = l.split_once(':').unwrap().1.split_once(':').unwrap();
+        if !ctl.is_empty() {
+            assert_eq!(path, want, "{l}");
+        }
+    }
+    assert_eq!(
+        read(&cgroup_dir(&w, "memory", &id).join("memory.limit_in_bytes")),
+        "67108864"
+    );
+    assert_eq!(read(&cgroup_dir(&w, "pids", &id).join("pids.max")), "50");
+    w.ok(&["rm", "-f", "ij"]);
+    for h in ["memory", "pids", "cpu", "freezer", "systemd"] {
+        assert!(!cgroup_dir(&w, h, &id).exists(), "{h}: the container's cgroup is left");
+    }
+    // A command that cannot run: the docker CLI's codes, nothing left running.
+    for (cmd, code, words) in [
+        ("nosuch", 127, "executable file not found"),
+        ("/etc/passwd", 126, "permission denied"),
+        ("/etc", 126, "is a directory"),
+    ] {
+        let o = w.docker(&["run", "--name", "bad", "--network", "none", "busybox", cmd]);
+        assert_eq!(o.status.code(), Some(code), "{cmd}: {o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(words), "{cmd}: {o:?}");
+        w.ok(&["rm", "-f", "bad"]);
+    }
+}
+
+/// The container's output once it has printed `n` lines (its command then waits).
+fn wait_for_lines(w: &Wharfd, name: &str, n: usize) -> String {
+    for _ in 0..200 {
+        let out = w.ok(&["logs", name]);
+        if out.lines().count() > n {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    w.ok(&["logs", name])
 }
 
 /// Nothing starts in a frozen container: an exec would freeze in its cgroup before it ran,

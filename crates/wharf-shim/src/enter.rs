@@ -87,7 +87,7 @@ fn same_file(a: &OwnedFd, b: &OwnedFd) -> Result<bool, String> {
 /// A process writing `0` to a v1 `tasks` file moves its one thread without the kernel's
 /// global threadgroup lock, whose write side waits for an RCU grace period (several
 /// milliseconds per exec on an otherwise idle host); `cgroup.procs` takes it.
-fn cgroup_mounts(mountinfo: &str) -> Vec<(&str, &'static str)> {
+pub(crate) fn cgroup_mounts(mountinfo: &str) -> Vec<(&str, &'static str)> {
     mountinfo
         .lines()
         .filter_map(|l| {
@@ -159,21 +159,21 @@ pub(crate) fn direct(p: &Process) -> bool {
 }
 
 /// Everything the child needs, made before the fork.
-struct Plan {
-    argv: Vec<CString>,
-    env: Vec<String>,
-    path: Vec<String>,
-    cwd: CString,
-    uid: u32,
-    gid: u32,
-    groups: Vec<Gid>,
-    umask: Option<u32>,
-    rlimits: Vec<PosixRlimit>,
-    oom_score_adj: Option<i32>,
-    caps: Option<LinuxCapabilities>,
-    no_new_privs: bool,
+pub(crate) struct Plan {
+    pub(crate) argv: Vec<CString>,
+    pub(crate) env: Vec<String>,
+    pub(crate) path: Vec<String>,
+    pub(crate) cwd: CString,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: Vec<Gid>,
+    pub(crate) umask: Option<u32>,
+    pub(crate) rlimits: Vec<PosixRlimit>,
+    pub(crate) oom_score_adj: Option<i32>,
+    pub(crate) caps: Option<LinuxCapabilities>,
+    pub(crate) no_new_privs: bool,
     /// The child's parent as it sees it: the shim, or 0 from inside another PID namespace.
-    parent: Pid,
+    pub(crate) parent: Pid,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString, String> {
@@ -181,7 +181,7 @@ fn cstring(s: &str, what: &str) -> Result<CString, String> {
 }
 
 impl Plan {
-    fn new(p: &Process, other_pid_ns: bool) -> Result<Plan, String> {
+    pub(crate) fn new(p: &Process, other_pid_ns: bool) -> Result<Plan, String> {
         let args = p.args().as_deref().unwrap_or_default();
         if args.is_empty() {
             return Err("no command to execute".into());
@@ -265,7 +265,7 @@ pub(crate) fn spawn(
     if let Some((theirs, _)) = &doors.pid {
         nix::sched::setns(theirs, CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the PID namespace: {e}"))?;
     }
-    let (forked, cloned_into) = fork_into(doors.into.as_ref());
+    let (forked, cloned_into) = fork_into(0, doors.into.as_ref());
     if let Ok(ForkResult::Child) = forked {
         drop(err_r);
         // The v2 cgroup is already the child's when it was cloned there.
@@ -315,11 +315,11 @@ pub(crate) fn spawn(
 /// else meanwhile, so a child stuck on the way (a working directory on a file system that
 /// never answers, a cgroup frozen behind the shim's back) is killed rather than let it hang
 /// the container's supervisor.
-const SET_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const SET_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the child wrote before its pipe closed (nothing: it executed its command), or an
 /// error when it took longer than `limit`.
-fn outcome(err_r: OwnedFd, limit: std::time::Duration) -> Result<String, String> {
+pub(crate) fn outcome(err_r: OwnedFd, limit: std::time::Duration) -> Result<String, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let deadline = std::time::Instant::now() + limit;
@@ -347,8 +347,16 @@ fn outcome(err_r: OwnedFd, limit: std::time::Duration) -> Result<String, String>
 }
 
 /// Fork, or clone straight into the v2 cgroup `into` when there is one and the kernel can
-/// (`CLONE_INTO_CGROUP`, Linux 5.7); the second value says whether it did.
-fn fork_into(into: Option<&OwnedFd>) -> (nix::Result<ForkResult>, bool) {
+/// (`CLONE_INTO_CGROUP`, Linux 5.7); the second value says whether it did. `flags` are more
+/// `CLONE_*` flags (new namespaces for a container's init), 0 for a plain fork.
+pub(crate) fn fork_into(flags: u64, into: Option<&OwnedFd>) -> (nix::Result<ForkResult>, bool) {
+    let result = |r: libc::c_long| match r {
+        0 => Ok(ForkResult::Child),
+        r if r > 0 => Ok(ForkResult::Parent {
+            child: Pid::from_raw(r as i32),
+        }),
+        _ => Err(Errno::last()),
+    };
     if let Some(dir) = into {
         /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
         #[repr(C)]
@@ -368,7 +376,7 @@ fn fork_into(into: Option<&OwnedFd>) -> (nix::Result<ForkResult>, bool) {
         }
         const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
         let args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
+            flags: flags | CLONE_INTO_CGROUP,
             exit_signal: libc::SIGCHLD as u64,
             cgroup: dir.as_raw_fd() as u64,
             ..CloneArgs::default()
@@ -383,24 +391,30 @@ fn fork_into(into: Option<&OwnedFd>) -> (nix::Result<ForkResult>, bool) {
                 std::mem::size_of::<CloneArgs>(),
             )
         };
-        match r {
-            0 => return (Ok(ForkResult::Child), true),
-            r if r > 0 => {
-                return (
-                    Ok(ForkResult::Parent {
-                        child: Pid::from_raw(r as i32),
-                    }),
-                    true,
-                )
-            }
+        match result(r) {
             // Older kernels: fork, and the child writes cgroup.procs.
-            _ if matches!(Errno::last(), Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {}
-            _ => return (Err(Errno::last()), true),
+            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {}
+            r => return (r, true),
         }
     }
-    // SAFETY: the shim is single-threaded (see `main`), so the child may allocate and run
-    // anything until its execve; it never returns from `child_main`.
-    (unsafe { nix::unistd::fork() }, false)
+    if flags == 0 {
+        // SAFETY: the shim is single-threaded (see `main`), so the child may allocate and run
+        // anything until its execve; it never returns to the shim's code.
+        return (unsafe { nix::unistd::fork() }, false);
+    }
+    // SAFETY: as fork: with no new stack (0) the child runs on a copy of this one, and the
+    // zero pointers ask the kernel to write no thread IDs. The shim is single-threaded.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as u64,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    (result(r), false)
 }
 
 /// The child: report why it could not execute, if it could not, and end. A panic ends it
@@ -419,21 +433,30 @@ fn child_main(doors: &Doors, join: &[OwnedFd], plan: &Plan, io: ChildIo, err_w: 
     unsafe { libc::_exit(127) }
 }
 
-fn errno(what: &str) -> impl Fn(Errno) -> String + '_ {
+pub(crate) fn errno(what: &str) -> impl Fn(Errno) -> String + '_ {
     move |e| format!("{what}: {}", e.desc())
 }
 
-/// Close every descriptor from 3 up except `keep`.
-fn close_all_but(keep: RawFd) -> Result<(), String> {
+/// Close every descriptor from 3 up except those in `keep`.
+fn close_all_but(keep: &[RawFd]) -> Result<(), String> {
     let close_range = |lo: RawFd, hi: RawFd| {
         if lo > hi {
             return 0;
         }
         // SAFETY: close_range only closes descriptors; nothing in this process uses those
-        // between the two ranges afterwards.
+        // between the kept ones afterwards.
         unsafe { libc::syscall(libc::SYS_close_range, lo as libc::c_uint, hi as libc::c_uint, 0) }
     };
-    if close_range(3, keep - 1) < 0 || close_range(keep + 1, RawFd::MAX) < 0 {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut lo = 3;
+    for k in keep.into_iter().filter(|k| *k >= 3) {
+        if close_range(lo, k - 1) < 0 {
+            return Err(format!("closing descriptors: {}", std::io::Error::last_os_error()));
+        }
+        lo = k + 1;
+    }
+    if close_range(lo, RawFd::MAX) < 0 {
         return Err(format!("closing descriptors: {}", std::io::Error::last_os_error()));
     }
     Ok(())
@@ -479,7 +502,15 @@ fn child(
             return Err(format!("stdio: {}", std::io::Error::last_os_error()));
         }
     }
-    close_all_but(err_w)?;
+    let envp = become_user(plan, &[err_w])?;
+    run(plan, &envp, filter)
+}
+
+/// Become the process `plan` describes, as root in the container's namespaces and root
+/// directory: every descriptor from 3 up but `keep` closed, rlimits, umask, working directory,
+/// supplementary groups, user and group, capabilities, no_new_privs. Returns its environment.
+pub(crate) fn become_user(plan: &Plan, keep: &[RawFd]) -> Result<Vec<CString>, String> {
+    close_all_but(keep)?;
     let sys = create_syscall();
     for r in &plan.rlimits {
         sys.set_rlimit(r).map_err(|e| format!("rlimit {:?}: {e}", r.typ()))?;
@@ -489,16 +520,17 @@ fn child(
     }
     // As root first (a directory only the container's root may enter); once more as the user
     // when root may not (a root-squashing mount).
+    let chdir_failed = |e: Errno| {
+        format!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            plan.cwd.to_string_lossy(),
+            e.desc().to_lowercase()
+        )
+    };
     let chdir_later = match nix::unistd::chdir(plan.cwd.as_c_str()) {
         Ok(()) => false,
         Err(Errno::EPERM) => true,
-        Err(e) => {
-            return Err(format!(
-                "chdir to cwd (\"{}\"): {}",
-                plan.cwd.to_string_lossy(),
-                e.desc()
-            ))
-        }
+        Err(e) => return Err(chdir_failed(e)),
     };
     let env = with_home(&plan.env, plan.uid);
     if !plan.groups.is_empty() {
@@ -512,7 +544,7 @@ fn child(
         capabilities::drop_privileges(c, sys.as_ref()).map_err(|e| format!("capabilities: {e}"))?;
     }
     if chdir_later {
-        nix::unistd::chdir(plan.cwd.as_c_str()).map_err(errno("chdir to cwd"))?;
+        nix::unistd::chdir(plan.cwd.as_c_str()).map_err(chdir_failed)?;
     }
     nix::unistd::getcwd().map_err(errno("the working directory is outside the container"))?;
     if plan.no_new_privs {
@@ -521,10 +553,12 @@ fn child(
             return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
         }
     }
-    let envp = env
-        .iter()
-        .map(|e| cstring(e, "the environment"))
-        .collect::<Result<Vec<_>, _>>()?;
+    env.iter().map(|e| cstring(e, "the environment")).collect()
+}
+
+/// The last steps before the payload, with as little as possible between them and its
+/// `execve`: the signal state, the parent check, the seccomp filter, the bounding-set drop.
+pub(crate) fn run(plan: &Plan, envp: &[CString], filter: Option<&Filter>) -> Result<Infallible, String> {
     child_signals()?;
     if nix::unistd::getppid() != plan.parent {
         return Err("the shim is gone".into());
@@ -533,7 +567,7 @@ fn child(
         f.load()?;
     }
     drop_unbounded()?;
-    execute(&plan.argv, &envp, &plan.path)
+    execute(&plan.argv, envp, &plan.path)
 }
 
 /// `HOME` from the container's `/etc/passwd` when the environment has none (as
@@ -566,7 +600,7 @@ fn home_in(passwd: &str, uid: u32) -> Option<&str> {
 /// `execve` the command, along the container's `PATH` when its name has no slash (as
 /// `execvp`: a directory that refuses goes on to the next, and only if none has it is it not
 /// found).
-fn execute(argv: &[CString], envp: &[CString], path: &[String]) -> Result<Infallible, String> {
+pub(crate) fn execute(argv: &[CString], envp: &[CString], path: &[String]) -> Result<Infallible, String> {
     let name = argv[0].to_string_lossy().into_owned();
     let fail = |e: Errno| format!("exec: \"{name}\": {}", e.desc().to_lowercase());
     if name.contains('/') {

@@ -97,7 +97,7 @@ impl Shim {
 
     /// The init is gone and its output drained: record, tell, clean up, exit.
     ///
-    /// Waiters hear of the exit before the cgroups and libcontainer's state are removed (that
+    /// Waiters hear of the exit before the cgroups (and libcontainer's state) are removed (that
     /// is off the path of `run --rm`); the daemon waits for this shim's lock before it starts
     /// the container again. Nothing here is synced to disk: the exit file only has to outlive
     /// the daemon, not the host (after a host crash every container is down anyway).
@@ -138,7 +138,11 @@ impl Shim {
             let _ = c.sock.write_all(a).and_then(|_| c.sock.write_all(b));
             let _ = c.sock.shutdown(std::net::Shutdown::Both);
         }
-        if let Ok(mut c) = self.container() {
+        if self.born.is_some() {
+            if let Err(e) = crate::cgroups::remove(&self.cfg.cgroup_path, &self.cfg.id) {
+                eprintln!("wharf-shim: removing the cgroup: {e}");
+            }
+        } else if let Ok(mut c) = self.container() {
             if let Err(e) = c.delete(true) {
                 eprintln!("wharf-shim: delete: {e}");
             }

@@ -1,20 +1,23 @@
 //! `wharf-shim`: one small, single-threaded process per container.
 //!
 //! wharfd starts it with the path of a `ShimConfig`. The shim leaves the daemon's session,
-//! creates the container with libcontainer (its init then waits for `start`), prints one reply
+//! creates the container's init itself (`birth`; libcontainer for specs asking what only
+//! libcontainer does) which then waits for `start`, prints one reply
 //! line with the init's PID on stdout, and serves the daemon on a unix socket (see
 //! `wharf-shim-proto`). It holds the container's stdio (pipes, or a pty master received over a
 //! console socket), copies output into the json-file log and to attached clients, reaps the
 //! init and any exec'd processes, and when the init is gone writes the exit record, answers
-//! waiters and removes the container's runtime state. Nothing here uses threads: libcontainer
-//! forks without exec, which is only safe in a single-threaded caller.
+//! waiters and removes the container's cgroups and runtime state. Nothing here uses threads:
+//! the shim and libcontainer fork without exec, which is only safe in a single-threaded caller.
 //!
 //! Here: creation and the event loop (poll over the socket, the signalfd, the container's and
 //! the execs' output and the clients). `clients`: connections and replies; `requests`: one
 //! method per request; `exit`: output, reaping and the end; `failure`: the kind of a failure
-//! the reply carries; `enter`: execs started by the shim itself (`terminal`: theirs); `stdio`, `log`, `cgroups`,
+//! the reply carries; `birth`: the init created by the shim itself; `enter`: execs started by
+//! the shim itself (`terminal`: theirs); `stdio`, `log`, `cgroups`,
 //! `stats`, `named`, `payload`, `initerr` as ARCHITECTURE.md lists them.
 
+mod birth;
 mod cgroups;
 mod enter;
 mod failure;
@@ -206,6 +209,8 @@ struct Shim {
     filter: Option<std::sync::Arc<Filter>>,
     /// What execs join, opened at the first and kept while the init lives.
     doors: Option<enter::Doors>,
+    /// The init the shim created itself (`birth`); `None` when libcontainer did.
+    born: Option<birth::Born>,
     /// Frozen by a `Pause` (a user's, or a commit's) and not yet resumed: no exec starts (its
     /// process would freeze in the cgroup before it ran, with the shim waiting on it and so
     /// unable to take the `Resume`).
@@ -257,27 +262,58 @@ impl Shim {
             .map(Filter::read)
             .transpose()?
             .map(std::sync::Arc::new);
-        let (mut stdio, child, console_l) = make_stdio(cfg.tty, cfg.open_stdin, &console)?;
-        let builder = builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child, &filter, true)?;
+        let spec =
+            oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(|e| format!("config.json: {e}"))?;
         // The init is created in a name=systemd cgroup of the container's own (v1 hosts), so
         // the container's `/sys/fs/cgroup/systemd` is that cgroup, never a host hierarchy's.
         // The shim stays in it for its life, so every exec is created there too.
         let systemd = named::enter(&cfg.cgroup_path)?;
-        let container = builder
-            .as_init(&bundle)
-            .with_systemd(false)
-            .with_detach(true)
-            .build()
-            .map_err(|e| {
-                named::leave(&systemd);
-                named::remove(systemd.dir());
-                initerr::explain(&e.to_string(), &bundle.join("shim.log"), &bundle.join("config.json"))
-            })?;
-        let init = container.pid().ok_or("libcontainer reported no init pid")?;
+        let undo = |e: String| {
+            named::leave(&systemd);
+            named::remove(systemd.dir());
+            e
+        };
+        let (stdio, init, born) = if birth::direct(&spec) {
+            let (mut stdio, child, _) = make_stdio(cfg.tty, cfg.open_stdin, Path::new("")).map_err(undo)?;
+            let io = if cfg.tty {
+                birth::InitIo::Terminal
+            } else {
+                birth::InitIo::Pipes(child)
+            };
+            let mut born =
+                birth::create(&spec, &bundle, &cfg.id, &cfg.cgroup_path, io, filter.as_deref()).map_err(|e| {
+                    if let Err(r) = cgroups::remove(&cfg.cgroup_path, &cfg.id) {
+                        eprintln!("wharf-shim: removing the cgroup: {r}");
+                    }
+                    undo(e)
+                })?;
+            if let Some(master) = born.master.take() {
+                crate::stdio::adopt_tty(&mut stdio, master)?;
+            }
+            (stdio, born.init, Some(born))
+        } else {
+            let (mut stdio, child, console_l) = make_stdio(cfg.tty, cfg.open_stdin, &console).map_err(undo)?;
+            let builder =
+                builder_with_stdio(&cfg.id, &cfg.state_root, cfg.tty, &console, child, &filter, true).map_err(undo)?;
+            let container = builder
+                .as_init(&bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+                .map_err(|e| {
+                    undo(initerr::explain(
+                        &e.to_string(),
+                        &bundle.join("shim.log"),
+                        &bundle.join("config.json"),
+                    ))
+                })?;
+            let init = container.pid().ok_or("libcontainer reported no init pid")?;
+            finish_tty(&mut stdio, console_l, &console)?;
+            (stdio, init, None)
+        };
         if let Err(e) = loopback_up(init) {
             eprintln!("wharf-shim: loopback: {e}");
         }
-        finish_tty(&mut stdio, console_l, &console)?;
         let log = if cfg.log_path.is_empty() {
             None
         } else {
@@ -303,6 +339,7 @@ impl Shim {
             exited_at: None,
             filter,
             doors: None,
+            born,
             paused: false,
             systemd,
             _lock: lock,

@@ -101,7 +101,7 @@ impl Payload {
 
 /// Whether the spec's mount at `/sys/fs/cgroup` (the last one there wins) is the cgroup
 /// file system asked read-only.
-fn cgroup_read_only(spec: &Spec) -> bool {
+pub(crate) fn cgroup_read_only(spec: &Spec) -> bool {
     spec.mounts()
         .iter()
         .flatten()
@@ -111,7 +111,7 @@ fn cgroup_read_only(spec: &Spec) -> bool {
 }
 
 /// Make `/sys/fs/cgroup` and every mount below it read-only (see the module's doc).
-fn seal_cgroups() -> Result<(), String> {
+pub(crate) fn seal_cgroups() -> Result<(), String> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -190,7 +190,7 @@ pub(crate) fn drop_unbounded() -> Result<(), String> {
 /// A terminal starts at the client's size (`process.consoleSize`, from `ConsoleSize` at create
 /// or exec): libcontainer leaves the pty at 0x0, so the process sizes its own terminal (its
 /// stdin) before its exec, with nothing running yet that could read the size first.
-fn console_size(spec: &Spec) -> Result<(), String> {
+pub(crate) fn console_size(spec: &Spec) -> Result<(), String> {
     let Some(p) = spec.process().as_ref().filter(|p| p.terminal().unwrap_or(false)) else {
         return Ok(());
     };

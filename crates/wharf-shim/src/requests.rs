@@ -1,7 +1,7 @@
 //! The daemon's requests, one method each: start, kill, pause and resume, stats, update,
 //! resize, wait, attach, close stdin, and exec (a process started in the container).
 
-use crate::cgroups::{cgroup_stats, update_resources};
+use crate::cgroups::{cgroup_stats, freeze, signal_all, update_resources};
 use crate::enter::ExecIo;
 use crate::stdio::{finish_tty, flush_stdin, make_stdio, resize};
 use crate::*;
@@ -16,20 +16,24 @@ impl Shim {
     pub(crate) fn request(&mut self, id: u64, req: Request) {
         match req {
             Request::Start => {
-                let r = self.container().and_then(|mut c| c.start().map_err(|e| e.to_string()));
-                self.reply(
-                    id,
-                    r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
-                    ClientKind::Closing,
-                );
+                let r = match &mut self.born {
+                    Some(born) => born.start().map_err(|e| Reply::fail(crate::failure::kind_of(&e), e)),
+                    None => self
+                        .container()
+                        .and_then(|mut c| c.start().map_err(|e| e.to_string()))
+                        .map_err(Reply::err),
+                };
+                self.reply(id, r.map(|_| Reply::ok()).unwrap_or_else(|e| e), ClientKind::Closing);
             }
             Request::Kill { signal: sig, all } => {
                 let r = match Signal::try_from(sig) {
                     Err(_) => Err(Reply::fail(FailureKind::BadRequest, format!("invalid signal {sig}"))),
-                    Ok(s) if all => self
-                        .container()
-                        .and_then(|mut c| c.kill(s, true).map_err(|e| e.to_string()))
-                        .map_err(Reply::err),
+                    Ok(s) if all => {
+                        let r = signal_all(&self.cfg.cgroup_path, &self.cfg.id, s).map_err(Reply::err);
+                        // Thawed after the signal (as libcontainer does).
+                        self.paused = false;
+                        r
+                    }
                     Ok(s) if self.exit.is_none() => signal::kill(self.init, s).map_err(|e| Reply::err(e.to_string())),
                     Ok(_) => Err(not_running()),
                 };
@@ -37,9 +41,11 @@ impl Shim {
             }
             Request::Pause | Request::Resume => {
                 let pause = matches!(req, Request::Pause);
-                let r = self
-                    .container()
-                    .and_then(|mut c| if pause { c.pause() } else { c.resume() }.map_err(|e| e.to_string()));
+                let r = if self.exit.is_some() {
+                    Err("container is not running".to_string())
+                } else {
+                    freeze(&self.cfg.cgroup_path, &self.cfg.id, pause)
+                };
                 if r.is_ok() {
                     self.paused = pause;
                 }

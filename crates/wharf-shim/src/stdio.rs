@@ -102,17 +102,33 @@ pub struct Stdio {
 }
 
 impl Stdio {
+    /// No stdio yet (a terminal still to come).
+    pub fn none() -> Stdio {
+        Stdio {
+            stdin: None,
+            stdin_pending: Vec::new(),
+            stdin_close: false,
+            out: [None, None],
+            tty: None,
+        }
+    }
+
     pub fn open(&self) -> bool {
         self.out.iter().any(|o| o.is_some())
     }
 }
 
-/// Everything needed to create a process's stdio: our ends, and the ends for the child.
+/// Everything needed to create a process's stdio: our ends, and the ends for the child. A
+/// terminal comes over a console socket bound at `console_path`, or, when that is empty, from
+/// the shim's own init later (`adopt_tty`).
 pub fn make_stdio(
     tty: bool,
     stdin: bool,
     console_path: &Path,
 ) -> Result<(Stdio, Vec<OwnedFd>, Option<UnixListener>), String> {
+    if tty && console_path.as_os_str().is_empty() {
+        return Ok((Stdio::none(), Vec::new(), None));
+    }
     if tty {
         // Bound by its short name in the bundle (the shim's working directory): socket paths
         // are limited to 108 bytes and bundles can sit deep.
@@ -161,13 +177,17 @@ pub fn finish_tty(stdio: &mut Stdio, listener: Option<UnixListener>, console_pat
     if let Some(l) = listener {
         let master = receive_console(&l);
         let _ = fs::remove_file(console_path);
-        let [out, _] = tty_stdio(master?).map(|t| {
-            stdio.stdin = t.stdin;
-            stdio.tty = t.tty;
-            t.out
-        })?;
-        stdio.out[0] = out;
+        adopt_tty(stdio, master?)?;
     }
+    Ok(())
+}
+
+/// Make the terminal whose master is `master` the process's stdio.
+pub fn adopt_tty(stdio: &mut Stdio, master: OwnedFd) -> Result<(), String> {
+    let t = tty_stdio(master)?;
+    stdio.stdin = t.stdin;
+    stdio.tty = t.tty;
+    stdio.out = t.out;
     Ok(())
 }
 
