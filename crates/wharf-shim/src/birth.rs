@@ -9,8 +9,10 @@
 //!
 //! - the parent makes the container's cgroup directories (`Cgroups`: every v1 controller
 //!   hierarchy libcgroups manages, with `cpuset` filled from its parent; or the v2 path with
-//!   the controllers enabled above it), applies the resources through libcgroups, and clones
-//!   the init with its new namespaces, straight into the v2 cgroup where the kernel can;
+//!   the controllers enabled above it) and clones the init with its new namespaces, straight
+//!   into the v2 cgroup where the kernel can; while the child builds the root it makes
+//!   libcgroups' manager, and applies the limits once the child's device nodes exist and
+//!   before the child becomes the container's process;
 //! - the child joins the v1 hierarchies by writing `0` to `tasks` (its one thread, no global
 //!   lock), unshares its cgroup namespace, joins the namespaces the spec names by path, and
 //!   builds its root with libcontainer's own mount code (`RootFS::prepare_rootfs`: mounts,
@@ -78,6 +80,8 @@ pub(crate) struct Born {
     errors: Option<OwnedFd>,
     /// The terminal's master for a container with one.
     pub(crate) master: Option<OwnedFd>,
+    /// libcgroups' manager of the container's cgroup, which made its limits.
+    pub(crate) manager: libcgroups::common::AnyCgroupManager,
 }
 
 /// The container's stdio as the init gets it: the child ends of three pipes, or a terminal
@@ -134,7 +138,6 @@ pub(crate) fn create(
     let rootfs =
         fs::canonicalize(bundle.join(root.path())).map_err(|e| format!("rootfs {}: {e}", root.path().display()))?;
     let cgroups = crate::cgroups::Cgroups::make(cgroup_path)?;
-    crate::cgroups::apply(cgroup_path, id, linux.resources().as_ref())?;
     let mut new = CloneFlags::empty();
     let (mut enter_ns, mut pid_ns, mut cgroup_ns, mut new_uts) = (Vec::new(), None, false, false);
     for n in linux.namespaces().iter().flatten() {
@@ -206,22 +209,25 @@ pub(crate) fn create(
         ForkResult::Child => unreachable!("the child never returns from child_main"),
     };
     drop((err_w, ready_w, start_r, _console_child));
-    match enter::outcome(ready_r, enter::SET_UP_LIMIT) {
-        Ok(r) if r == "R" => {}
-        Ok(_) => {
-            let msg = enter::outcome(err_r, enter::SET_UP_LIMIT).unwrap_or_default();
-            let _ = nix::sys::wait::waitpid(init, None);
-            return Err(if msg.is_empty() {
-                "the container's init ended before it was ready".into()
-            } else {
-                msg
-            });
-        }
-        Err(e) => {
-            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(init, None);
-            return Err(e.replace("exec", "container's init"));
-        }
+    // While the child builds the root: libcgroups' manager (it reads the mount table and the
+    // shim's cgroups once per controller). The limits go on once the child's device nodes
+    // exist (libcgroups' device rules begin with a deny-all) and before it becomes the
+    // container's process; nothing of the container's has run by then.
+    let manager = match crate::cgroups::cgroup_manager(cgroup_path, id) {
+        Ok(m) => m,
+        Err(e) => return Err(abort(init, e)),
+    };
+    if !step(&ready_r, b'M').map_err(|e| abort(init, e))? {
+        return Err(died(init, err_r));
+    }
+    if let Err(e) = crate::cgroups::apply(&manager, linux.resources().as_ref()) {
+        return Err(abort(init, e));
+    }
+    if let Err(e) = nix::unistd::write(&start_w, b"A") {
+        return Err(abort(init, format!("the container's init: {}", e.desc())));
+    }
+    if !step(&ready_r, b'R').map_err(|e| abort(init, e))? {
+        return Err(died(init, err_r));
     }
     let master = match console {
         Some(sock) => Some(crate::stdio::receive_fd(
@@ -235,6 +241,7 @@ pub(crate) fn create(
         start: Some(start_w),
         errors: Some(err_r),
         master,
+        manager,
     })
 }
 
@@ -252,6 +259,58 @@ impl Born {
             Ok(msg) => Err(msg),
             Err(e) => Err(e.replace("exec", "container's command")),
         }
+    }
+}
+
+/// Wait for the child's next step (`want`): `Ok(false)` when it ended first (its error is on
+/// its error pipe), an error when it took longer than the exec limit.
+fn step(from: &OwnedFd, want: u8) -> Result<bool, String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + enter::SET_UP_LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "the container's init was not ready within {} s",
+                enter::SET_UP_LIMIT.as_secs()
+            ));
+        }
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        match poll(
+            &mut [PollFd::new(from.as_fd(), PollFlags::POLLIN)],
+            PollTimeout::from(ms),
+        ) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(format!("waiting for the container's init: {e}")),
+        }
+        let mut b = [0u8; 1];
+        match nix::unistd::read(from.as_raw_fd(), &mut b) {
+            Ok(0) => return Ok(false),
+            Ok(_) if b[0] == want => return Ok(true),
+            Ok(_) => return Err("the container's init is out of step".into()),
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(e) => return Err(format!("waiting for the container's init: {e}")),
+        }
+    }
+}
+
+/// Kill a child that is not to be the container's init, and say why.
+fn abort(init: Pid, why: String) -> String {
+    let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(init, None);
+    why
+}
+
+/// Why a child that ended before it was ready did.
+fn died(init: Pid, err_r: OwnedFd) -> String {
+    let msg = enter::outcome(err_r, enter::SET_UP_LIMIT).unwrap_or_default();
+    let _ = nix::sys::wait::waitpid(init, None);
+    if msg.is_empty() {
+        "the container's init ended before it was ready".into()
+    } else {
+        msg
     }
 }
 
@@ -310,21 +369,34 @@ fn child(s: &Setup<'_>, err_w: RawFd, ready_w: OwnedFd, start_r: OwnedFd) -> Res
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     }
     make_root(s)?;
+    // The shim sets the limits now, and says so.
+    nix::unistd::write(&ready_w, b"M").map_err(errno("reporting the root made"))?;
+    if !matches!(read_byte(&start_r), Some(b'A')) {
+        // SAFETY: as in child_main: the shim is gone or gave up on this init.
+        unsafe { libc::_exit(127) }
+    }
     let envp = enter::become_user(&s.plan, &[err_w, ready_w.as_raw_fd(), start_r.as_raw_fd()])?;
     validate(&s.plan)?;
     nix::unistd::write(&ready_w, b"R").map_err(errno("reporting ready"))?;
     drop(ready_w);
-    let mut go = [0u8; 1];
-    match nix::unistd::read(start_r.as_raw_fd(), &mut go) {
-        Ok(1) => {}
-        // The shim is gone, or let the container go without starting it.
-        _ => {
-            // SAFETY: as in child_main.
-            unsafe { libc::_exit(127) }
-        }
+    if read_byte(&start_r) != Some(b'S') {
+        // SAFETY: as in child_main: the shim is gone, or let the container go unstarted.
+        unsafe { libc::_exit(127) }
     }
     drop(start_r);
     enter::run(&s.plan, &envp, s.filter)
+}
+
+/// The next byte from the shim, `None` at its end.
+fn read_byte(from: &OwnedFd) -> Option<u8> {
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(from.as_raw_fd(), &mut b) {
+            Ok(1) => return Some(b[0]),
+            Err(Errno::EINTR) => continue,
+            _ => return None,
+        }
+    }
 }
 
 /// The container's root: its mounts, devices and links (libcontainer's code), the pivot, the

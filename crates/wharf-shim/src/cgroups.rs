@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
+use libcgroups::common::{AnyCgroupManager, CgroupManager, ControllerOpt, FreezerState};
 use nix::libc;
 
 /// The v1 controllers libcgroups manages (its `CONTROLLERS`): their hierarchies get the
@@ -153,7 +153,7 @@ impl Cgroups {
 }
 
 /// Set the container's limits, as libcontainer does before its init runs.
-pub fn apply(cgroup_path: &str, id: &str, res: Option<&oci_spec::runtime::LinuxResources>) -> Result<(), String> {
+pub fn apply(m: &AnyCgroupManager, res: Option<&oci_spec::runtime::LinuxResources>) -> Result<(), String> {
     let Some(res) = res else { return Ok(()) };
     let opt = ControllerOpt {
         resources: res,
@@ -161,28 +161,24 @@ pub fn apply(cgroup_path: &str, id: &str, res: Option<&oci_spec::runtime::LinuxR
         oom_score_adj: None,
         freezer_state: None,
     };
-    cgroup_manager(cgroup_path, id)?
-        .apply(&opt)
+    m.apply(&opt)
         .map_err(|e| format!("applying the container's limits: {e}"))
 }
 
 /// Freeze or thaw every process in the container's cgroup.
-pub fn freeze(cgroup_path: &str, id: &str, frozen: bool) -> Result<(), String> {
+pub fn freeze(m: &AnyCgroupManager, frozen: bool) -> Result<(), String> {
     let state = if frozen {
         FreezerState::Frozen
     } else {
         FreezerState::Thawed
     };
-    cgroup_manager(cgroup_path, id)?
-        .freeze(state)
-        .map_err(|e| e.to_string())
+    m.freeze(state).map_err(|e| e.to_string())
 }
 
 /// Signal every process in the container's cgroup, frozen meanwhile so none forks past the
 /// list, and thawed after (so a paused container's processes can act on it), as libcontainer
 /// and runc do.
-pub fn signal_all(cgroup_path: &str, id: &str, sig: nix::sys::signal::Signal) -> Result<(), String> {
-    let m = cgroup_manager(cgroup_path, id)?;
+pub fn signal_all(m: &AnyCgroupManager, sig: nix::sys::signal::Signal) -> Result<(), String> {
     if let Err(e) = m.freeze(FreezerState::Frozen) {
         eprintln!("wharf-shim: freezing before a signal to all: {e}");
     }
@@ -202,12 +198,14 @@ pub fn signal_all(cgroup_path: &str, id: &str, sig: nix::sys::signal::Signal) ->
 }
 
 /// Remove the container's cgroup once its processes are gone.
-pub fn remove(cgroup_path: &str, id: &str) -> Result<(), String> {
-    cgroup_manager(cgroup_path, id)?.remove().map_err(|e| e.to_string())
+pub fn remove(m: &AnyCgroupManager) -> Result<(), String> {
+    m.remove().map_err(|e| e.to_string())
 }
 
 /// libcgroups' manager for the container's cgroup (v1, v2 or hybrid, as libcontainer chose).
-pub fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<libcgroups::common::AnyCgroupManager, String> {
+/// Making one reads the mount table and the shim's cgroups once per v1 controller, so the
+/// shim keeps the one it made.
+pub fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<AnyCgroupManager, String> {
     libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
         cgroup_path: cgroup_path.into(),
         systemd_cgroup: false,
@@ -216,15 +214,13 @@ pub fn cgroup_manager(cgroup_path: &str, id: &str) -> Result<libcgroups::common:
     .map_err(|e| e.to_string())
 }
 
-/// The cgroup's figures (for `docker stats`), read by the same manager that created it.
-pub fn cgroup_stats(cgroup_path: &str, id: &str) -> Result<serde_json::Value, String> {
-    crate::stats::read(&cgroup_manager(cgroup_path, id)?, cgroup_path)
+/// The cgroup's figures (for `docker stats`).
+pub fn cgroup_stats(m: &AnyCgroupManager, cgroup_path: &str) -> Result<serde_json::Value, String> {
+    crate::stats::read(m, cgroup_path)
 }
 
-/// `docker update`: the container's cgroup gets the whole new resources object, through the
-/// same cgroup manager libcontainer created it with (v1, v2 or hybrid).
-pub fn update_resources(cgroup_path: &str, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<(), String> {
-    let manager = cgroup_manager(cgroup_path, id)?;
+/// `docker update`: the container's cgroup gets the whole new resources object.
+pub fn update_resources(m: &AnyCgroupManager, res: &oci_spec::runtime::LinuxResources) -> Result<(), String> {
     let opt = ControllerOpt {
         resources: res,
         disable_oom_killer: res
@@ -235,7 +231,7 @@ pub fn update_resources(cgroup_path: &str, id: &str, res: &oci_spec::runtime::Li
         oom_score_adj: None,
         freezer_state: None,
     };
-    manager.apply(&opt).map_err(|e| e.to_string())
+    m.apply(&opt).map_err(|e| e.to_string())
 }
 
 /// How often the kernel's OOM killer has acted in the cgroup (v1 or v2 layout).

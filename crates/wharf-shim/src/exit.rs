@@ -138,8 +138,8 @@ impl Shim {
             let _ = c.sock.write_all(a).and_then(|_| c.sock.write_all(b));
             let _ = c.sock.shutdown(std::net::Shutdown::Both);
         }
-        if self.born.is_some() {
-            if let Err(e) = crate::cgroups::remove(&self.cfg.cgroup_path, &self.cfg.id) {
+        if let Some(b) = &self.born {
+            if let Err(e) = crate::cgroups::remove(&b.manager) {
                 eprintln!("wharf-shim: removing the cgroup: {e}");
             }
         } else if let Ok(mut c) = self.container() {

@@ -211,6 +211,8 @@ struct Shim {
     doors: Option<enter::Doors>,
     /// The init the shim created itself (`birth`); `None` when libcontainer did.
     born: Option<birth::Born>,
+    /// libcgroups' manager of the container's cgroup, made once (see `cgroups::cgroup_manager`).
+    manager: Option<libcgroups::common::AnyCgroupManager>,
     /// Frozen by a `Pause` (a user's, or a commit's) and not yet resumed: no exec starts (its
     /// process would freeze in the cgroup before it ran, with the shim waiting on it and so
     /// unable to take the `Resume`).
@@ -282,7 +284,8 @@ impl Shim {
             };
             let mut born =
                 birth::create(&spec, &bundle, &cfg.id, &cfg.cgroup_path, io, filter.as_deref()).map_err(|e| {
-                    if let Err(r) = cgroups::remove(&cfg.cgroup_path, &cfg.id) {
+                    let removed = cgroups::cgroup_manager(&cfg.cgroup_path, &cfg.id).and_then(|m| cgroups::remove(&m));
+                    if let Err(r) = removed {
                         eprintln!("wharf-shim: removing the cgroup: {r}");
                     }
                     undo(e)
@@ -339,11 +342,23 @@ impl Shim {
             exited_at: None,
             filter,
             doors: None,
+            manager: None,
             born,
             paused: false,
             systemd,
             _lock: lock,
         })
+    }
+
+    /// The container's cgroup manager: the one that made its limits, or one made now and kept.
+    pub(crate) fn manager(&mut self) -> Result<&libcgroups::common::AnyCgroupManager, String> {
+        if let Some(b) = &self.born {
+            return Ok(&b.manager);
+        }
+        if self.manager.is_none() {
+            self.manager = Some(cgroups::cgroup_manager(&self.cfg.cgroup_path, &self.cfg.id)?);
+        }
+        Ok(self.manager.as_ref().expect("made above"))
     }
 
     pub(crate) fn container(&self) -> Result<Container, String> {

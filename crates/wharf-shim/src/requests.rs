@@ -29,7 +29,7 @@ impl Shim {
                 let r = match Signal::try_from(sig) {
                     Err(_) => Err(Reply::fail(FailureKind::BadRequest, format!("invalid signal {sig}"))),
                     Ok(s) if all => {
-                        let r = signal_all(&self.cfg.cgroup_path, &self.cfg.id, s).map_err(Reply::err);
+                        let r = self.manager().and_then(|m| signal_all(m, s)).map_err(Reply::err);
                         // Thawed after the signal (as libcontainer does).
                         self.paused = false;
                         r
@@ -44,7 +44,7 @@ impl Shim {
                 let r = if self.exit.is_some() {
                     Err("container is not running".to_string())
                 } else {
-                    freeze(&self.cfg.cgroup_path, &self.cfg.id, pause)
+                    self.manager().and_then(|m| freeze(m, pause))
                 };
                 if r.is_ok() {
                     self.paused = pause;
@@ -59,7 +59,8 @@ impl Shim {
                 let reply = if self.exit.is_some() {
                     not_running()
                 } else {
-                    match cgroup_stats(&self.cfg.cgroup_path, &self.cfg.id) {
+                    let path = self.cfg.cgroup_path.clone();
+                    match self.manager().and_then(|m| cgroup_stats(m, &path)) {
                         Ok(v) => Reply {
                             stats: Some(v),
                             ..Reply::ok()
@@ -70,7 +71,7 @@ impl Shim {
                 self.reply(id, reply, ClientKind::Closing);
             }
             Request::Update { resources } => {
-                let r = update_resources(&self.cfg.cgroup_path, &self.cfg.id, &resources);
+                let r = self.manager().and_then(|m| update_resources(m, &resources));
                 self.reply(
                     id,
                     r.map(|_| Reply::ok()).unwrap_or_else(Reply::err),
