@@ -641,6 +641,23 @@ fn errors_a_user_can_act_on() {
     w.ok(&["rm", "-f", "arc"]);
 }
 
+/// Limits and settings a container's processes must all carry (rlimits, OOM score, groups,
+/// environment, memory and pids), for the init's and the exec's tests.
+const LIMITED: &[&str] = &[
+    "--ulimit",
+    "nofile=1024:2048",
+    "--oom-score-adj",
+    "300",
+    "--group-add",
+    "777",
+    "-e",
+    "FOO=bar",
+    "-m",
+    "64m",
+    "--pids-limit",
+    "50",
+];
+
 /// The shim starts an exec itself (no libcontainer): the process must land in every namespace
 /// and cgroup of its container, with its rlimits, OOM score, environment, working directory,
 /// user, groups and a session of its own, and hold no descriptor of the shim's.
@@ -653,28 +670,11 @@ fn an_exec_joins_all_its_container_has_and_holds_nothing_of_the_shims() {
     let w = daemon();
     let id = w
         .ok(&[
-            "run",
-            "-d",
-            "--name",
-            "ej",
-            "--hostname",
-            "ejhost",
-            "--ulimit",
-            "nofile=1024:2048",
-            "--oom-score-adj",
-            "300",
-            "--group-add",
-            "777",
-            "-e",
-            "FOO=bar",
-            "-m",
-            "64m",
-            "--pids-limit",
-            "50",
-            "busybox",
-            "sleep",
-            "1000",
-        ])
+            &["run", "-d", "--name", "ej", "--hostname", "ejhost"],
+            LIMITED,
+            &["busybox", "sleep", "1000"],
+        ]
+        .concat())
         .trim()
         .to_string();
     let ns = "for n in cgroup ipc mnt net pid uts user; do \
@@ -775,33 +775,11 @@ fn an_init_is_its_containers_from_its_first_instruction() {
                grep NoNewPrivs /proc/1/status | xargs; sleep 1000";
     let id = w
         .ok(&[
-            "run",
-            "-d",
-            "--name",
-            "ij",
-            "--hostname",
-            "ijhost",
-            "--ulimit",
-            "nofile=1024:2048",
-            "--oom-score-adj",
-            "300",
-            "--group-add",
-            "777",
-            "-e",
-            "FOO=bar",
-            "-w",
-            "/tmp",
-            "-m",
-            "64m",
-            "--pids-limit",
-            "50",
-            "--security-opt",
-            "no-new-privileges",
-            "busybox",
-            "sh",
-            "-c",
-            own,
-        ])
+            &["run", "-d", "--name", "ij", "--hostname", "ijhost", "-w", "/tmp"],
+            LIMITED,
+            &["--security-opt", "no-new-privileges", "busybox", "sh", "-c", own],
+        ]
+        .concat())
         .trim()
         .to_string();
     let out = wait_for_lines(&w, "ij", 7);

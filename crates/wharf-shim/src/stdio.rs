@@ -135,17 +135,7 @@ pub fn make_stdio(
         let short = console_path.file_name().map(PathBuf::from).unwrap_or_default();
         let _ = fs::remove_file(&short);
         let l = UnixListener::bind(&short).map_err(|e| format!("console socket: {e}"))?;
-        return Ok((
-            Stdio {
-                stdin: None,
-                stdin_pending: Vec::new(),
-                stdin_close: false,
-                out: [None, None],
-                tty: None,
-            },
-            Vec::new(),
-            Some(l),
-        ));
+        return Ok((Stdio::none(), Vec::new(), Some(l)));
     }
     let (in_r, in_w) = if stdin {
         let (r, w) = pipe()?;

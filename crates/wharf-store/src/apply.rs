@@ -142,6 +142,25 @@ pub fn apply_tar(target: &Path, reader: impl Read, mode: WhiteoutMode) -> Result
     apply_tar_in(&root, &[], reader, ApplyOptions::layer(mode))
 }
 
+/// What an extraction tells whoever keeps the archive's bytes (the layer store's spool).
+pub trait Recorder {
+    /// The next `size` bytes of the stream, from `pos`, are a regular file's data.
+    fn data(&mut self, pos: u64, size: u64);
+    /// A regular file was written with that data (with [`ApplyOptions::record_files`]).
+    fn written(&mut self, f: &FileData);
+    /// `comps` (and everything below it) is about to be removed or replaced.
+    fn before_remove(&mut self, comps: &[&OsStr]);
+}
+
+/// Tells nobody.
+struct Nobody;
+
+impl Recorder for Nobody {
+    fn data(&mut self, _: u64, _: u64) {}
+    fn written(&mut self, _: &FileData) {}
+    fn before_remove(&mut self, _: &[&OsStr]) {}
+}
+
 /// Apply the (uncompressed) tar `reader` under the directory `base` of `root`: entry names are
 /// relative to `base` and may not climb out of it, and every path (symlinks included) resolves
 /// inside `root`.
@@ -150,6 +169,17 @@ pub fn apply_tar_in(
     base: &[&OsStr],
     reader: impl Read,
     opts: ApplyOptions,
+) -> Result<ApplyStats, ApplyError> {
+    apply_tar_recorded(root, base, reader, opts, &mut Nobody)
+}
+
+/// [`apply_tar_in`], telling `rec` where file data lies and what is removed.
+pub fn apply_tar_recorded(
+    root: &SafeRoot,
+    base: &[&OsStr],
+    reader: impl Read,
+    opts: ApplyOptions,
+    rec: &mut dyn Recorder,
 ) -> Result<ApplyStats, ApplyError> {
     let mode = opts.whiteouts;
     let mut ar = tar::Archive::new(reader);
@@ -185,7 +215,7 @@ pub fn apply_tar_in(
 
         // Whiteouts.
         if mode != WhiteoutMode::Keep && name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-            apply_whiteout(root, parent, name_bytes, &raw_path, mode, &unpacked)?;
+            apply_whiteout(root, parent, name_bytes, &raw_path, mode, &unpacked, rec)?;
             continue;
         }
 
@@ -203,6 +233,7 @@ pub fn apply_tar_in(
             }
             let keep = new_dir && saferoot::is_dir(st);
             if !keep {
+                rec.before_remove(&comps);
                 saferoot::remove_all_at(pdir.as_fd(), last).map_err(io_err(&raw_path))?;
             }
         }
@@ -210,13 +241,15 @@ pub fn apply_tar_in(
         let mut file_fd: Option<OwnedFd> = None;
         match kind {
             EntryType::Regular | EntryType::Continuous => {
-                let (f, data) = write_file(&pdir, last, &mut entry, &header, &raw_path, opts.record_files)?;
+                let (f, data) = write_file(&pdir, last, &mut entry, &header, &raw_path, opts.record_files, rec)?;
                 stats.size += data.size;
                 if opts.record_files {
-                    stats.files.push(FileData {
+                    let data = FileData {
                         path: comps.iter().collect(),
                         ..data
-                    });
+                    };
+                    rec.written(&data);
+                    stats.files.push(data);
                 }
                 file_fd = Some(f);
             }
@@ -294,6 +327,7 @@ fn apply_whiteout(
     raw_path: &Path,
     mode: WhiteoutMode,
     unpacked: &HashSet<PathBuf>,
+    rec: &mut dyn Recorder,
 ) -> Result<(), ApplyError> {
     let pdir = root.mkdir_all(parent).map_err(io_err(raw_path))?;
     if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
@@ -306,6 +340,7 @@ fn apply_whiteout(
             WhiteoutMode::Delete | WhiteoutMode::Keep => {
                 let d = root.open_dir(parent, OFlags::RDONLY).map_err(io_err(raw_path))?;
                 let base: PathBuf = parent.iter().collect();
+                rec.before_remove(parent);
                 saferoot::clear_dir(d.as_fd(), &|n| unpacked.contains(&base.join(n))).map_err(io_err(raw_path))?;
             }
         }
@@ -322,6 +357,8 @@ fn apply_whiteout(
             reason: "whiteout of the root or a parent",
         });
     }
+    let comps: Vec<&OsStr> = parent.iter().copied().chain([victim]).collect();
+    rec.before_remove(&comps);
     saferoot::remove_all_at(pdir.as_fd(), victim).map_err(io_err(raw_path))?;
     if mode == WhiteoutMode::Overlay {
         rfs::mknodat(&pdir, victim, rfs::FileType::CharacterDevice, Mode::empty(), 0).map_err(errno(raw_path))?;
@@ -428,6 +465,7 @@ fn write_file<R: Read>(
     header: &tar::Header,
     raw_path: &Path,
     record: bool,
+    rec: &mut dyn Recorder,
 ) -> Result<(OwnedFd, FileData), ApplyError> {
     let fd = rfs::openat(
         pdir,
@@ -442,6 +480,7 @@ fn write_file<R: Read>(
         name: raw_path.display().to_string(),
         source,
     };
+    rec.data(pos, entry.size());
     let n = io::copy(entry, &mut f).map_err(data_err)?;
     if n != header.entry_size().map_err(ApplyError::Tar)? && entry.size() != n {
         return Err(data_err(io::Error::new(

@@ -81,6 +81,14 @@ impl ContentStore {
 
     /// A fresh path for scratch data under `ingest/` (emptied at every start, so a crash leaves
     /// nothing behind). The caller removes it when done.
+    /// An unlinked scratch file beside the store's ingests (gone once closed).
+    pub fn scratch_file(&self) -> io::Result<File> {
+        let path = self.scratch_path();
+        let f = File::options().read(true).write(true).create_new(true).open(&path)?;
+        fs::remove_file(&path)?;
+        Ok(f)
+    }
+
     pub fn scratch_path(&self) -> PathBuf {
         self.root.join("ingest").join(format!("scratch-{}", random_name()))
     }
@@ -219,18 +227,6 @@ impl Ingest {
     /// True before anything was written.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Finish without storing: the digest, and the bytes written as an unlinked file to read
-    /// back from the start (gone once it is closed).
-    pub fn finish_spool(mut self) -> Result<(Digest, File), ContentError> {
-        let mut f = self.file.take().expect("ingest finished twice");
-        f.flush()?;
-        drop(f.into_inner().map_err(|e| e.into_error())?);
-        let spool = File::open(&self.path)?;
-        fs::remove_file(&self.path)?;
-        let digest = self.hasher.take().expect("ingest finished twice").finish()?;
-        Ok((digest, spool))
     }
 
     /// Finish: fsync, verify, rename into place. Returns the digest of what was written.

@@ -14,17 +14,18 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wharf_reference::Digest;
 
-use crate::apply::{apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
+use crate::apply::{apply_tar_recorded, decompress, ApplyError, ApplyOptions, WhiteoutMode};
 use crate::content::{random_name, ContentError, ContentStore};
 use crate::meta::LayerRecord;
 use crate::saferoot::SafeRoot;
 use crate::split;
+use crate::spool;
 
 /// Storage driver names as Docker spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,20 +146,6 @@ pub struct LayerStore {
     content: ContentStore,
 }
 
-/// Hashes and stores the uncompressed tar while the applier reads it.
-struct Tee<'a, R: Read> {
-    inner: R,
-    sink: &'a mut crate::content::Ingest,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sink.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 /// Mark `dir` as the top of independent directory trees (ext4's `FS_TOPDIR_FL`, `chattr +T`):
 /// the Orlov allocator then spreads the directories made in it (one per layer, container or
 /// volume) over the block groups instead of packing them into the parent's. Besides locality,
@@ -238,26 +225,24 @@ impl LayerStore {
             }
         };
         let result = (|| {
-            let mut ingest = self.content.ingest()?;
             let plain = decompress(reader)?;
             let mode = match self.driver {
                 Driver::Overlay2 => WhiteoutMode::Overlay,
                 Driver::Vfs => WhiteoutMode::Delete,
             };
-            let mut tee = Tee {
-                inner: plain,
-                sink: &mut ingest,
-            };
+            let content = self.content.clone();
+            let scratch = Box::new(move || content.scratch_file());
+            let (mut tee, mut hooks) = spool::spool(plain, &dir, scratch)?;
             let root = SafeRoot::open(&dir)?;
             let opts = ApplyOptions {
                 record_files: true,
                 ..ApplyOptions::layer(mode)
             };
-            let stats = apply_tar_in(&root, &[], &mut tee, opts)?;
+            let stats = apply_tar_recorded(&root, &[], &mut tee, opts, &mut hooks)?;
             // Drain trailing padding so the digest covers the whole stream, as Docker's does.
             io::copy(&mut tee, &mut io::sink())?;
-            let tar_size = ingest.len();
-            let (diff_id, mut spool) = ingest.finish_spool()?;
+            drop(tee);
+            let (diff_id, tar_size, kept) = hooks.finish()?;
             if let Some(expected) = expected_diff {
                 if expected != diff_id {
                     return Err(LayerError::DiffMismatch {
@@ -268,16 +253,20 @@ impl LayerStore {
             }
             // The tar without the file contents the directory holds; the whole tar only when
             // a later entry replaced or removed a file an earlier one wrote.
-            let split = split::still_in_place(&dir, &stats.files)
-                && self
-                    .content
-                    .write_split(&diff_id, |out| {
-                        split::write_record(&mut spool, tar_size, &stats.files, out)
-                    })
-                    .is_ok();
-            if !split {
-                spool.seek(io::SeekFrom::Start(0))?;
-                self.content.write_from(&mut spool, Some(diff_id), Some(tar_size))?;
+            match kept {
+                spool::Kept::Compact(mut raw, files) => {
+                    if !split::still_in_place(&dir, &files) {
+                        return Err(LayerError::Io(io::Error::other(
+                            "a file of the layer changed while it was extracted",
+                        )));
+                    }
+                    self.content.write_split(&diff_id, |out| {
+                        split::write_compact_record(&mut raw, tar_size, &files, out)
+                    })?;
+                }
+                spool::Kept::Whole(mut whole) => {
+                    self.content.write_from(&mut whole, Some(diff_id), Some(tar_size))?;
+                }
             }
             let chain_id = match parent_chain {
                 None => diff_id,

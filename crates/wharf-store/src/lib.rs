@@ -19,6 +19,7 @@ pub mod root_tier;
 pub mod saferoot;
 pub mod snapshot;
 pub mod split;
+pub mod spool;
 
 pub use apply::{apply_tar, apply_tar_in, decompress, ApplyError, ApplyOptions, WhiteoutMode};
 pub use content::{random_name, ContentError, ContentStore};

@@ -16,7 +16,7 @@
 //! `1` + u64 LE length + u32 LE path length + the path (relative, `/`-separated).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -63,16 +63,15 @@ pub fn still_in_place(root: &Path, files: &[FileData]) -> bool {
     })
 }
 
-/// Write the record of the tar in `spool` (`len` bytes) whose file data `files` lists, in
-/// stream order.
-pub fn write_record(spool: &mut File, len: u64, files: &[FileData], out: impl Write) -> io::Result<()> {
+/// Write the record of a tar of `len` bytes whose file data `files` lists, in stream order,
+/// from `raw`: the tar's bytes without that data, in order (what the layer's spool keeps).
+pub fn write_compact_record(raw: &mut File, len: u64, files: &[FileData], out: impl Write) -> io::Result<()> {
+    let mut raw = BufReader::with_capacity(1 << 16, raw);
     let mut out = BufWriter::with_capacity(1 << 16, out);
-    let mut raw = |out: &mut BufWriter<_>, from: u64, n: u64| -> io::Result<()> {
+    let mut verbatim = |out: &mut BufWriter<_>, n: u64| -> io::Result<()> {
         out.write_all(&[RAW])?;
         out.write_all(&n.to_le_bytes())?;
-        spool.seek(SeekFrom::Start(from))?;
-        let copied = io::copy(&mut (&mut *spool).take(n), out)?;
-        if copied != n {
+        if io::copy(&mut (&mut raw).take(n), out)? != n {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spooled tar is short"));
         }
         Ok(())
@@ -82,7 +81,7 @@ pub fn write_record(spool: &mut File, len: u64, files: &[FileData], out: impl Wr
         if f.pos < at || f.pos + f.size > len {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "file data out of order"));
         }
-        raw(&mut out, at, f.pos - at)?;
+        verbatim(&mut out, f.pos - at)?;
         let p = f.path.as_os_str().as_bytes();
         out.write_all(&[FILE])?;
         out.write_all(&f.size.to_le_bytes())?;
@@ -90,7 +89,7 @@ pub fn write_record(spool: &mut File, len: u64, files: &[FileData], out: impl Wr
         out.write_all(p)?;
         at = f.pos + f.size;
     }
-    raw(&mut out, at, len - at)?;
+    verbatim(&mut out, len - at)?;
     out.flush()
 }
 
@@ -291,6 +290,100 @@ mod tests {
             .read_to_end(&mut whole)
             .unwrap();
         assert_eq!(whole, tar);
+    }
+
+    /// A tar of `(name, kind, data or link target)` entries.
+    fn tar_with(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            match kind {
+                tar::EntryType::Link | tar::EntryType::Symlink => {
+                    h.set_size(0);
+                    b.append_link(&mut h, name, std::str::from_utf8(data).unwrap()).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, name, *data).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn later_entries_removing_earlier_files_keep_the_whole_tar_exactly() {
+        if crate::root_tier::skip_unless_root("later_entries_removing_earlier_files_keep_the_whole_tar_exactly") {
+            return;
+        }
+        use tar::EntryType::{Directory as D, Link as L, Regular as R};
+        // Past the inline hashing size, so the file data skipped is large.
+        let big: Vec<u8> = (0..(5usize << 20)).map(|i| (i % 251) as u8).collect();
+        let cases: [&[(&str, tar::EntryType, &[u8])]; 4] = [
+            &[("big", R, &big), ("a", R, b"gone"), (".wh.a", R, b"")],
+            &[
+                ("big", R, &big),
+                ("d/", D, b""),
+                ("d/x", R, b"in d"),
+                ("d", R, b"a file now"),
+            ],
+            &[("big", R, &big), ("h", L, b"big"), ("big", R, b"replaced")],
+            &[
+                ("a", R, b"one"),
+                ("big", R, &big),
+                ("d/", D, b""),
+                ("d/.wh..wh..opq", R, b""),
+                ("a", R, b"two"),
+            ],
+        ];
+        for (i, entries) in cases.iter().enumerate() {
+            let (_t, content, layers) = store();
+            let tar = tar_with(entries);
+            let rec = layers.create(None, None, &tar[..], None).unwrap();
+            assert_eq!(rec.diff_id, Digest::of(&tar), "case {i}");
+            let mut whole = Vec::new();
+            content
+                .open_blob(&rec.diff_id)
+                .unwrap_or_else(|e| panic!("case {i}: no whole tar kept: {e}"))
+                .read_to_end(&mut whole)
+                .unwrap();
+            assert!(whole == tar, "case {i}: the kept tar differs");
+        }
+    }
+
+    #[test]
+    fn the_spool_leaves_file_data_out() {
+        if crate::root_tier::skip_unless_root("the_spool_leaves_file_data_out") {
+            return;
+        }
+        let t = tempfile::tempdir_in("/var/tmp").unwrap();
+        let dir = t.path().join("layer");
+        std::fs::create_dir(&dir).unwrap();
+        let big = vec![3u8; 3 << 20];
+        let tar = tar_of(&[("a", b"hello"), ("dir/big", &big)]);
+        let scratch = Box::new(|| tempfile::tempfile_in("/var/tmp"));
+        let (mut tee, mut hooks) = crate::spool::spool(&tar[..], &dir, scratch).unwrap();
+        let root = crate::saferoot::SafeRoot::open(&dir).unwrap();
+        let opts = crate::ApplyOptions {
+            record_files: true,
+            ..crate::ApplyOptions::layer(crate::WhiteoutMode::Overlay)
+        };
+        crate::apply::apply_tar_recorded(&root, &[], &mut tee, opts, &mut hooks).unwrap();
+        io::copy(&mut tee, &mut io::sink()).unwrap();
+        drop(tee);
+        let (digest, len, kept) = hooks.finish().unwrap();
+        assert_eq!((digest, len), (Digest::of(&tar), tar.len() as u64));
+        let crate::spool::Kept::Compact(raw, files) = kept else {
+            panic!("nothing was removed: the spool must stay compact");
+        };
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            raw.metadata().unwrap().len(),
+            tar.len() as u64 - 5 - (3 << 20),
+            "only the bytes between file contents are kept"
+        );
     }
 
     #[test]
