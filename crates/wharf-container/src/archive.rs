@@ -219,7 +219,10 @@ impl ContainerService {
         path: &str,
         stat_ready: impl FnOnce(&PathStat) -> Option<Box<dyn ArchiveSink>>,
     ) -> Result<()> {
-        self.with_cp_root(name, |root, _| {
+        // The body ends when the sink is dropped: only after the root mounted for the copy is
+        // unmounted again, so a client that has read it all finds nothing of the copy left.
+        let mut sink = None;
+        let r = self.with_cp_root(name, |root, _| {
             let Some((r, st)) = ar::stat(root, path)? else {
                 return Err(not_found(path, name));
             };
@@ -230,8 +233,11 @@ impl ContainerService {
                 w.abort(e);
                 return Err(ContainerError::Internal(msg));
             }
+            sink = Some(w);
             Ok(())
-        })
+        });
+        drop(sink);
+        r
     }
 
     /// `PUT /containers/{id}/archive?path=`: extract the tar `body` into the directory `path`.
