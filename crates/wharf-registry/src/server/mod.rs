@@ -12,6 +12,7 @@ mod ops;
 pub mod proxy;
 pub mod route;
 mod uploads;
+mod zerocopy;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -518,7 +519,9 @@ pub async fn serve(reg: Arc<Registry>) -> io::Result<()> {
         b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
         match &acceptor {
             None => {
-                let conn = b.serve_connection(TokioIo::new(stream), svc);
+                let conn = b
+                    .writev(true)
+                    .serve_connection(TokioIo::new(zerocopy::ZeroCopy(stream)), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;

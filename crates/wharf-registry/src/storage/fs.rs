@@ -275,6 +275,10 @@ impl Storage for FsStorage {
         Ok(Box::new(f.take(len)))
     }
 
+    fn blob_file(&self, d: &OciDigest) -> io::Result<Option<File>> {
+        not_found_is_none(File::open(self.blob_path(d)))
+    }
+
     fn put_blob(&self, d: &OciDigest, data: &[u8]) -> Result<(), CommitError> {
         let mut h = Hasher::new(d.algorithm());
         h.update(data);

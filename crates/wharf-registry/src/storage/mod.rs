@@ -66,6 +66,10 @@ pub trait Storage: std::fmt::Debug + Send + Sync + 'static {
     fn blob_size(&self, d: &OciDigest) -> io::Result<Option<u64>>;
     /// A reader of `len` bytes of a blob from `offset`.
     fn open_blob(&self, d: &OciDigest, offset: u64, len: u64) -> io::Result<Box<dyn Read + Send>>;
+    /// The blob's file, where blobs are files (what `open_blob` reads, sent by `sendfile`).
+    fn blob_file(&self, _d: &OciDigest) -> io::Result<Option<std::fs::File>> {
+        Ok(None)
+    }
     /// Stores `data` as a blob under its digest of `d`'s algorithm, checking it hashes to `d`.
     fn put_blob(&self, d: &OciDigest, data: &[u8]) -> Result<(), CommitError>;
     /// Deletes a blob (GC only).
