@@ -7,7 +7,8 @@
 //! nothing with the engine's crates but `wharf-reference`, so its binary stays small and static
 //! enough to be an image of its own.
 
-// Unsafe only where `server::zerocopy` maps a blob file; nowhere else.
+// Unsafe only where `server::zerocopy` maps a blob file and `storage::writeback` starts
+// writeback; nowhere else.
 #![deny(unsafe_code)]
 
 pub mod auth;

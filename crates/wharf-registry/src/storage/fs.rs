@@ -142,14 +142,25 @@ fn hash_file(path: &Path, alg: Algorithm) -> io::Result<(OciDigest, u64)> {
     Ok((h.finish(), n))
 }
 
-struct FsWriter(File);
+/// A session's data file open for appending: its end, and how far writeback was started.
+struct FsWriter {
+    f: File,
+    end: u64,
+    kicked: u64,
+}
 
 impl Write for FsWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        let n = self.f.write(buf)?;
+        self.end += n as u64;
+        if self.end - self.kicked >= super::writeback::KICK {
+            super::writeback::start(&self.f, self.kicked, self.end - self.kicked);
+            self.kicked = self.end;
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.f.flush()
     }
 }
 
@@ -160,7 +171,7 @@ impl UploadWriter for FsWriter {
     }
 
     fn rollback(self: Box<Self>, size: u64) -> io::Result<()> {
-        self.0.set_len(size)
+        self.f.set_len(size)
     }
 }
 
@@ -365,7 +376,8 @@ impl Storage for FsStorage {
         let f = OpenOptions::new()
             .append(true)
             .open(self.upload_dir(id)?.join("data"))?;
-        Ok(Box::new(FsWriter(f)))
+        let end = f.metadata()?.len();
+        Ok(Box::new(FsWriter { f, end, kicked: end }))
     }
 
     fn upload_commit(&self, id: &str, expected: &OciDigest, computed: Option<&OciDigest>) -> Result<u64, CommitError> {

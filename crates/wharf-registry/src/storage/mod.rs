@@ -6,6 +6,7 @@
 
 pub mod fs;
 pub mod testsuite;
+mod writeback;
 
 use std::io::{self, Read, Write};
 use std::time::SystemTime;

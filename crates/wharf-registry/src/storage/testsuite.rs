@@ -37,7 +37,10 @@ fn blobs_are_whole_and_verified(s: &dyn Storage) {
         f.read_to_string(&mut whole).unwrap();
         assert_eq!(whole, "0123456789", "a blob's file holds exactly the blob");
     }
-    assert!(s.blob_file(&OciDigest::sha256_of(b"absent")).unwrap().is_none(), "no file for an absent blob");
+    assert!(
+        s.blob_file(&OciDigest::sha256_of(b"absent")).unwrap().is_none(),
+        "no file for an absent blob"
+    );
     assert_eq!(read_blob(s, &d, 10).unwrap().unwrap(), b"0123456789");
     assert!(read_blob(s, &d, 9).is_err(), "a blob over the limit is not read");
     let wrong = OciDigest::sha256_of(b"other");
