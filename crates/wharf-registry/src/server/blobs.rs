@@ -118,14 +118,14 @@ pub async fn get(reg: &Arc<Registry>, _ctx: &Ctx, req: &Request<Incoming>, repo:
     if req.method() == Method::HEAD || len == 0 {
         return Ok(answer(status, &headers, empty()));
     }
-    // A plain connection sends the file itself (zerocopy); TLS reads it in pieces.
+    // A plain connection sends the file itself (zerocopy); TLS reads it in pieces, as does a
+    // process out of mappings (vm.max_map_count).
     if !reg.tls {
         if let Some(f) = reg.storage.blob_file(&d)? {
-            return Ok(answer(
-                status,
-                &headers,
-                super::full(super::zerocopy::map(f, start, len)?),
-            ));
+            match super::zerocopy::map(f, start, len) {
+                Ok(b) => return Ok(answer(status, &headers, super::full(b))),
+                Err(e) => tracing::warn!(error = %e, "mapping a blob failed: reading it instead"),
+            }
         }
     }
     let r = reg.storage.open_blob(&d, start, len)?;
