@@ -4,8 +4,9 @@
 //! connection (`ZeroCopy`) recognises a registered mapping among the slices hyper writes and
 //! sends that part with `sendfile` from the file instead, corked behind the headers with
 //! `MSG_MORE`. The mapping's pages are never read on this path, so a pull costs neither a copy
-//! nor resident memory; anything else that reads the body (TLS) reads the same bytes through the
-//! mapping, so the answer is right either way.
+//! nor resident memory; anything else that read the body would read the same bytes through the
+//! mapping, so the answer is right either way (TLS connections are given the piece stream of
+//! `blobs` instead, so that rustls does not make the file's pages resident).
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
