@@ -17,7 +17,7 @@ bench_cleanup() {
   [ -f "$work/d.pid" ] && kill "$(cat "$work/d.pid")" 2>/dev/null || true
   sleep 2
   grep -F "$work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
-  for c in /sys/fs/cgroup/*/"$bench_name"; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
+  for c in /sys/fs/cgroup/*/"$bench_name" /sys/fs/cgroup/*/"$bench_name-d"; do [ -d "$c" ] && rmdir "$c"/* "$c" 2>/dev/null; done || true
   declare -F bench_after_cleanup >/dev/null && bench_after_cleanup
   # dockerd creates iptables' base tables even with --iptables=false: drop the ones it made.
   nft list tables 2>/dev/null | while read -r _ fam name; do
@@ -45,7 +45,7 @@ bench_start() {
   # shellcheck disable=SC2086
   dockerd --data-root "$work/d" --exec-root "$work/dx" -H "unix://$work/d.sock" --pidfile "$work/d.pid" \
     --config-file "$work/d.json" --containerd-namespace "$bench_name" --containerd-plugins-namespace "$bench_name-p" \
-    $2 2>"$work/d.log" &
+    --cgroup-parent "$bench_name-d" $2 2>"$work/d.log" &
   for e in "$W" "$D"; do for _ in $(seq 300); do $e version >/dev/null 2>&1 && break; sleep 0.2; done; done
   for e in "$W" "$D"; do $e import -c 'CMD ["/bin/sh"]' "$work/img/busybox-rootfs.tar" busybox:latest >/dev/null; done
 }

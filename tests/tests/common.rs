@@ -519,8 +519,9 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-/// The real dockerd on its own socket, data root, exec root and pidfile, with no bridge and no
-/// iptables rules; stopped and cleaned up on drop.
+/// The real dockerd on its own socket, data root, exec root, pidfile and cgroup parent, with no
+/// bridge and no iptables rules; stopped and cleaned up on drop (its cgroup parent too: dockerd
+/// leaves the directories it made, and its default `/docker` is a host dockerd's).
 pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -558,6 +559,8 @@ impl Dockerd {
                 "wharf-interop",
                 "--containerd-plugins-namespace",
                 "wharf-interop-p",
+                "--cgroup-parent",
+                &dockerd_cgroup_parent(dir.path()),
             ])
             .env("XDG_RUNTIME_DIR", p("xdg"))
             .stdout(Stdio::null())
@@ -623,5 +626,18 @@ impl Drop for Dockerd {
         }
         // dockerd's managed containerd exits with it; make sure nothing it mounted stays.
         unmount_below(self.dir.path());
+        kill_cgroups(&dockerd_cgroup_parent(self.dir.path()));
+        remove_cgroups(&dockerd_cgroup_parent(self.dir.path()));
     }
+}
+
+/// The cgroup parent of a test's dockerd: its own, named after its directory.
+fn dockerd_cgroup_parent(dir: &Path) -> String {
+    format!(
+        "wharf-interop-{}",
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("wharf-dockerd-")
+    )
 }
